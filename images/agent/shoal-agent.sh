@@ -1,0 +1,161 @@
+#!/bin/sh
+# shoal-agent: runs in a node's initramfs, says hello to the Shoal appliance, then sends
+# heartbeats and obeys the action in each reply. The wire protocol is in PROTOCOL.md next
+# to this file. Needs only busybox (ash, wget, awk, sed, timeout).
+#
+# Every path it reads can be overridden from the environment so tests can run it on a
+# host; SHOAL_POWER_CMD in particular keeps a "reboot" action from rebooting that host.
+
+CMDLINE_FILE=${SHOAL_CMDLINE:-/proc/cmdline}
+BOOT_ID_FILE=${SHOAL_BOOT_ID:-/proc/sys/kernel/random/boot_id}
+IMAGE_FILE=${SHOAL_IMAGE_FILE:-/etc/shoal-image}
+WORK_DIR=${SHOAL_WORK_DIR:-/tmp/shoal-agent}
+POWER_CMD=${SHOAL_POWER_CMD:-}
+REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
+MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
+DEFAULT_INTERVAL=10  # seconds between heartbeats until a reply says otherwise
+
+log() { echo "shoal-agent: $*" >&2; }
+
+# The last value of KEY=... on the kernel command line (the kernel's own rule), or nothing.
+cmdline_value() {
+  awk -v key="$1=" '{ for (i = 1; i <= NF; i++) if (index($i, key) == 1) v = substr($i, length(key) + 1) } END { print v }' "$CMDLINE_FILE"
+}
+
+# Values go into JSON and HTTP headers unescaped, so each must stay inside a safe alphabet.
+only_chars() { # VALUE ALPHABET-AS-BRACKET-EXPRESSION-BODY
+  case $1 in '' | *[!$2]*) return 1 ;; esac
+}
+
+url=$(cmdline_value shoal.url)
+node=$(cmdline_value shoal.node)
+token=$(cmdline_value shoal.token)
+image=$(cmdline_value shoal.image)
+url=${url%/}
+case $url in http://*) only_chars "$url" ']A-Za-z0-9._:/[-' || url= ;; *) url= ;; esac
+only_chars "$node" 'A-Za-z0-9._-' || node=
+only_chars "$token" 'A-Za-z0-9._~+/=-' || token=
+if [ -z "$url" ] || [ -z "$node" ] || [ -z "$token" ]; then
+  log "kernel command line needs shoal.url=http://..., shoal.node=<id> and shoal.token=<token>; got: $(cat "$CMDLINE_FILE")"
+  exit 2
+fi
+# shoal.image is what the appliance meant to boot; report null rather than a mangled value.
+if only_chars "$image" 'A-Za-z0-9._@+-'; then image_json="\"$image\""; else image_json=null; fi
+baked_image=$(sed -n 's/^image=//p' "$IMAGE_FILE" 2>/dev/null | head -n 1)
+if only_chars "$baked_image" 'A-Za-z0-9._@+-'; then baked_image_json="\"$baked_image\""; else baked_image_json=null; fi
+boot_id=$(cat "$BOOT_ID_FILE")
+only_chars "$boot_id" '0-9a-f-' || { log "unreadable boot id in $BOOT_ID_FILE"; exit 2; }
+kernel=$(uname -r)
+mkdir -p "$WORK_DIR"
+
+uptime_seconds() { cut -d ' ' -f 1 /proc/uptime; }
+
+# [{"name":"eth0","mac":"52:54:00:..","ipv4":["10.0.0.5/24"]},...] for every interface but loopback.
+interfaces_json() {
+  sep=
+  printf '['
+  for dev in $(ls /sys/class/net); do
+    [ "$dev" = lo ] && continue
+    only_chars "$dev" 'A-Za-z0-9._@-' || continue
+    mac=$(cat "/sys/class/net/$dev/address" 2>/dev/null)
+    addrs=$(ip -4 addr show dev "$dev" 2>/dev/null | sed -n 's/.* inet \([0-9./]*\).*/"\1"/p' | tr '\n' ',')
+    printf '%s{"name":"%s","mac":"%s","ipv4":[%s]}' "$sep" "$dev" "$mac" "${addrs%,}"
+    sep=,
+  done
+  printf ']'
+}
+
+hello_body() {
+  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s}' \
+    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)"
+}
+
+status_body() { # STATE
+  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"}' "$node" "$boot_id" "$(uptime_seconds)" "$1"
+}
+
+# post PATH BODY: sets $status to the HTTP status (0 when there was no complete answer)
+# and leaves a 200 reply's body in $WORK_DIR/reply.
+post() {
+  rm -f "$WORK_DIR/reply"
+  timeout "$REQUEST_TIMEOUT" wget -q -S -O "$WORK_DIR/reply" \
+    --header "Authorization: Bearer $token" --header 'Content-Type: application/json' \
+    --post-data "$2" "$url$1" 2>"$WORK_DIR/wget.err"
+  wget_rc=$?
+  status=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$WORK_DIR/wget.err" | tail -n 1)
+  if [ -z "$status" ] || { [ "$status" = 200 ] && [ "$wget_rc" != 0 ]; }; then status=0; fi
+}
+
+reply_value() { tr -d '\r' < "$WORK_DIR/reply" | sed -n "s/^$1=//p" | tail -n 1; }
+
+backoff=1
+back_off() {
+  delay=$((backoff + RANDOM % (backoff / 2 + 1)))  # jitter, so a fleet does not retry in lockstep
+  log "retrying in ${delay}s"
+  sleep "$delay"
+  backoff=$((backoff * 2))
+  [ "$backoff" -gt "$MAX_BACKOFF" ] && backoff=$MAX_BACKOFF
+}
+
+# The placeholder workload: what "drain" stops. A real image would run its service here.
+sleep 2147483647 &
+workload_pid=$!
+state=running
+trap 'kill "$workload_pid" 2>/dev/null; exit 0' TERM INT
+
+power() { # reboot|poweroff
+  log "appliance asks for $1"
+  sync
+  if [ -n "$POWER_CMD" ]; then $POWER_CMD "$1"; else "$1" -f; fi
+  log "$1 did not happen (exit status $?); carrying on"
+}
+
+apply_reply() {
+  new_interval=$(reply_value interval)
+  case $new_interval in
+    '' | *[!0-9]*) log "reply has no valid interval; keeping ${interval}s" ;;
+    *) if [ "$new_interval" -ge 1 ] && [ "$new_interval" -le 3600 ]; then interval=$new_interval; else log "interval $new_interval out of 1..3600; keeping ${interval}s"; fi ;;
+  esac
+  action=$(reply_value action)
+  case $action in
+    none | '') ;;
+    reboot | poweroff) power "$action" ;;
+    drain)
+      if [ "$state" = running ]; then
+        log "draining: stopping the workload"
+        kill "$workload_pid" 2>/dev/null
+        wait "$workload_pid" 2>/dev/null
+        state=draining
+      fi
+      ;;
+    *) log "unknown action '$action' ignored" ;;
+  esac
+}
+
+interval=$DEFAULT_INTERVAL
+said_hello=no
+log "node $node, boot $boot_id, image ${image:-?} (built as ${baked_image:-?}), appliance $url"
+while :; do
+  if [ "$said_hello" = no ]; then
+    post /agent/v1/hello "$(hello_body)"
+  else
+    post /agent/v1/heartbeat "$(status_body "$state")"
+  fi
+  case $status in
+    200) ;;
+    401) log "appliance rejected the token as invalid or stale (HTTP 401)"; back_off; continue ;;
+    409) log "appliance does not know this boot (HTTP 409); saying hello again"; said_hello=no; back_off; continue ;;
+    0) log "no answer from $url ($(tail -n 1 "$WORK_DIR/wget.err"))"; back_off; continue ;;
+    *) log "appliance answered HTTP $status"; back_off; continue ;;
+  esac
+  [ "$said_hello" = no ] && log "hello accepted"
+  said_hello=yes
+  backoff=1
+  apply_reply
+  if [ "$state" = draining ]; then
+    # A failed report leaves the state at draining: the next heartbeat says so and this retries.
+    post /agent/v1/drained "$(status_body drained)"
+    if [ "$status" = 200 ]; then state=drained; log "drained"; else log "drained report failed (HTTP $status)"; fi
+  fi
+  sleep "$interval"
+done
