@@ -239,6 +239,7 @@ function readText(code: number, data: Buffer): string {
   expectLength(code, data, data.length >= 1, 'at least 1');
   // Some clients NUL-terminate text options; the NUL is not part of the value.
   const nul = data.indexOf(0);
+  if (nul === 0) throw new DhcpParseError('bad-option-value', `option ${code} is an empty string`);
   return data.subarray(0, nul === -1 ? data.length : nul).toString('latin1');
 }
 
@@ -534,8 +535,8 @@ export function serializeDhcpPacket(p: DhcpPacket): Buffer {
   writeIp(buf, 20, p.siaddr);
   writeIp(buf, 24, p.giaddr);
   p.chaddr.copy(buf, 28, 0, 16);
-  buf.write(p.sname, SNAME_OFFSET, SNAME_LENGTH - 1, 'latin1');
-  buf.write(p.file, FILE_OFFSET, FILE_LENGTH - 1, 'latin1');
+  buf.write(p.sname, SNAME_OFFSET, SNAME_LENGTH, 'latin1');
+  buf.write(p.file, FILE_OFFSET, FILE_LENGTH, 'latin1');
   buf.writeUInt32BE(MAGIC_COOKIE, HEADER_LENGTH);
   options.copy(buf, OPTIONS_OFFSET);
   return buf;
