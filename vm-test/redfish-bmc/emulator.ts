@@ -86,6 +86,8 @@ export interface RedfishBmc {
   sessionCount(): number;
   /** Changes a system's ETag as if someone else had modified it. */
   touchSystem(systemId: string): void;
+  /** Forgets every session, as a BMC does when sessions time out or it restarts. */
+  dropSessions(): void;
   close(): Promise<void>;
 }
 
@@ -571,6 +573,7 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
     touchSystem: (systemId) => {
       systemOrThrow(systemId).revision += 1;
     },
+    dropSessions: () => sessions.clear(),
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
