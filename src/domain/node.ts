@@ -1,6 +1,9 @@
 // The node vocabulary: what an operator enrolls, validated at the edge.
 import { z } from 'zod';
 
+/** Input that breaks a rule of the vocabulary; the API answers it with 400. */
+export class ValidationError extends Error {}
+
 export type NodeId = string;
 export type FacetName = string;
 export type FacetValue = string;
@@ -52,13 +55,13 @@ export function parseBmcUrl(raw: string): { address: BmcAddress; password?: stri
   try {
     url = new URL(raw);
   } catch {
-    throw new Error(`BMC address "${redactUrl(raw)}" is not a URL; expected ipmi://user@host[:port], redfish://user@host[:port][/path] or sim://name`);
+    throw new ValidationError(`BMC address "${redactUrl(raw)}" is not a URL; expected ipmi://user@host[:port], redfish://user@host[:port][/path] or sim://name`);
   }
   const scheme = url.protocol.replace(/:$/, '');
   if (!(BMC_SCHEMES as readonly string[]).includes(scheme)) {
-    throw new Error(`BMC scheme "${scheme}" is not supported; use one of ${BMC_SCHEMES.join(', ')}`);
+    throw new ValidationError(`BMC scheme "${scheme}" is not supported; use one of ${BMC_SCHEMES.join(', ')}`);
   }
-  if (!url.hostname) throw new Error(`BMC address "${redactUrl(raw)}" has no host`);
+  if (!url.hostname) throw new ValidationError(`BMC address "${redactUrl(raw)}" has no host`);
   const address: BmcAddress = { scheme: scheme as BmcScheme, host: url.hostname.replace(/^\[|\]$/g, '') };
   if (url.port) address.port = Number(url.port);
   if (url.username) address.username = decodeURIComponent(url.username);
@@ -100,7 +103,7 @@ export type NodeInput = z.input<typeof NodeInputSchema>;
 export function nodeSpecFromInput(input: unknown): { spec: NodeSpec; bmcPassword?: string } {
   const parsed = NodeInputSchema.parse(input);
   const { address, password } = parseBmcUrl(parsed.bmc);
-  if (new Set(parsed.macs).size !== parsed.macs.length) throw new Error(`node ${parsed.name} lists a MAC twice`);
+  if (new Set(parsed.macs).size !== parsed.macs.length) throw new ValidationError(`node ${parsed.name} lists a MAC twice`);
   const spec: NodeSpec = {
     name: parsed.name,
     macs: parsed.macs,
@@ -122,7 +125,7 @@ export function parseSelector(raw: string): (labels: Record<string, string>) => 
     .filter(Boolean)
     .map((term) => {
       const m = /^([^=!]+?)\s*(!=|=)\s*(.*)$/.exec(term);
-      if (!m) throw new Error(`label selector term "${term}" is not key=value or key!=value`);
+      if (!m) throw new ValidationError(`label selector term "${term}" is not key=value or key!=value`);
       return { key: m[1]!, negate: m[2] === '!=', value: m[3]! };
     });
   return (labels) => terms.every((t) => (labels[t.key] === t.value) !== t.negate);

@@ -1,6 +1,6 @@
 // Desired and observed state: the two sources of truth per node (DESIGN.md, idea 1).
 import { z } from 'zod';
-import type { FacetName, FacetValue, NodeId } from './node.js';
+import { ValidationError, type FacetName, type FacetValue, type NodeId } from './node.js';
 
 const IMAGE_REF = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9._-]{0,31}$/;
 
@@ -27,7 +27,7 @@ export function applyDesiredPatch(current: DesiredState, patch: DesiredPatch): D
     if (value === null) delete next[facet];
     else next[facet] = value;
   }
-  if (next.power === 'off' && next.run === 'ready') throw new Error('power=off contradicts run=ready');
+  if (next.power === 'off' && next.run === 'ready') throw new ValidationError('power=off contradicts run=ready');
   return next;
 }
 
@@ -36,7 +36,7 @@ export function parseDesiredAssignments(args: string[]): DesiredPatch {
   const raw: Record<string, string | null> = {};
   for (const arg of args) {
     const m = /^([a-z]+)=(.*)$/.exec(arg);
-    if (!m) throw new Error(`"${arg}" is not facet=value (e.g. power=on, image=compute@2, boot=- to clear)`);
+    if (!m) throw new ValidationError(`"${arg}" is not facet=value (e.g. power=on, image=compute@2, boot=- to clear)`);
     raw[m[1]!] = m[2] === '-' ? null : m[2]!;
   }
   return DesiredPatchSchema.parse(raw);

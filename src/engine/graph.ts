@@ -89,7 +89,7 @@ export class FacetGraph {
       this.index.set(this.key(vector), this.states.length);
       this.states.push(vector);
     }
-    const snapshots = this.states.map((vector) => this.machine.resolveState({ value: this.toValue(vector) }));
+    const snapshots = this.states.map((vector) => this.machine.resolveState({ value: this.toValue(vector) } as Parameters<AnyStateMachine["resolveState"]>[0]));
     for (let i = 0; i < this.states.length; i++) {
       const [after] = transition(this.machine, snapshots[i]!, { type: 'shoal.settle' });
       this.settled.push(this.indexOf(this.fromValue(after.value as Record<string, string>)));

@@ -1,0 +1,229 @@
+// A simulated rack: BMCs whose power takes time, firmware that network-boots through DHCP, loader
+// and kernel stages, agents that say hello with the image they booted, and faults to inject. It
+// owns power, boot and run of every node whose BMC is `sim://…`, through the same facets and steps
+// the real modules implement, so the engine cannot tell the difference.
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+
+export interface SimLatencies {
+  /** A BMC answering a status read. */
+  probeMs: number;
+  /** A power transition. */
+  powerMs: number;
+  /** Preparing a boot (DHCP reservation, script, boot device). */
+  armMs: number;
+  /** Each boot stage: DHCP, loader, kernel, agent hello. */
+  bootStageMs: number;
+  drainMs: number;
+  /** Silence after which a dead node's agent is reported lost. */
+  lostAfterMs: number;
+}
+
+export const ZERO_LATENCY: SimLatencies = { probeMs: 0, powerMs: 0, armMs: 0, bootStageMs: 0, drainMs: 0, lostAfterMs: 0 };
+export const REALISTIC_LATENCY: SimLatencies = { probeMs: 150, powerMs: 2_000, armMs: 100, bootStageMs: 1_500, drainMs: 1_000, lostAfterMs: 10_000 };
+
+export type SimFault =
+  /** The BMC refuses power-on `times` times. */
+  | { kind: 'power-on-fails'; times: number }
+  /** The next `times` boots stop before the agent says hello. */
+  | { kind: 'boot-hangs'; times: number }
+  /** The OS dies: the agent goes silent, power stays on. */
+  | { kind: 'dies' }
+  /** Someone pulls the power behind the appliance's back. */
+  | { kind: 'power-off' };
+
+interface SimMachine {
+  power: 'on' | 'off';
+  /** What the next boot does; network boots are one-time, like IPMI's boot-once flag. */
+  nextBoot: { kind: 'network'; image: string } | { kind: 'disk' } | null;
+  powerOnFailures: number;
+  bootHangs: number;
+  /** Cancels the boot or agent timers under way. */
+  generation: number;
+}
+
+export interface SimOptions {
+  latencies?: Partial<SimLatencies>;
+  /** Power of every simulated node when the rack starts. */
+  initialPower?: 'on' | 'off';
+}
+
+export class SimRack implements ShoalModule {
+  readonly name = 'sim';
+  readonly drivers: FacetDriver[];
+  private readonly latency: SimLatencies;
+  private readonly machines = new Map<NodeId, SimMachine>();
+  private host: ModuleHost | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly options: SimOptions = {}) {
+    this.latency = { ...REALISTIC_LATENCY, ...options.latencies };
+    const claims = (node: NodeRecord) => node.bmc.scheme === 'sim';
+    const driver = (facet: string): FacetDriver => ({ facet, claims, perform: (r) => this.perform(r) });
+    this.drivers = [driver('power'), driver('boot'), driver('run')];
+  }
+
+  start(host: ModuleHost): void {
+    this.host = host;
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  /** Injects a fault into a simulated node, by id. */
+  inject(id: NodeId, fault: SimFault): void {
+    const m = this.machine(id);
+    switch (fault.kind) {
+      case 'power-on-fails':
+        m.powerOnFailures += fault.times;
+        break;
+      case 'boot-hangs':
+        m.bootHangs += fault.times;
+        break;
+      case 'dies':
+        m.generation++;
+        this.after(this.latency.lostAfterMs, () => this.observe(id, 'run', 'lost', 'agent silent'));
+        break;
+      case 'power-off':
+        m.generation++;
+        m.power = 'off';
+        // The BMC poll notices a moment later.
+        this.after(this.latency.probeMs, () => this.observe(id, 'power', 'off'));
+        break;
+    }
+  }
+
+  /** The simulated hardware's own truth, for tests. */
+  truth(id: NodeId): Readonly<SimMachine> {
+    return this.machine(id);
+  }
+
+  private machine(id: NodeId): SimMachine {
+    let m = this.machines.get(id);
+    if (!m) {
+      m = { power: this.options.initialPower ?? 'off', nextBoot: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      this.machines.set(id, m);
+    }
+    return m;
+  }
+
+  private async perform({ step, node, desired, signal }: StepRequest): Promise<void> {
+    const m = this.machine(node.id);
+    const id = node.id;
+    switch (step) {
+      case 'power.probe':
+        await this.wait(this.latency.probeMs, signal);
+        this.observe(id, 'power', m.power);
+        return;
+      case 'power.on':
+        if (m.powerOnFailures > 0) {
+          m.powerOnFailures--;
+          await this.wait(this.latency.probeMs, signal);
+          throw new Error('BMC refused Chassis Control power-on (simulated fault)');
+        }
+        await this.wait(this.latency.powerMs, signal);
+        if (m.power === 'off') {
+          m.power = 'on';
+          this.observe(id, 'power', 'on');
+          this.boot(id, m);
+        } else {
+          this.observe(id, 'power', 'on');
+        }
+        return;
+      case 'power.off':
+        await this.wait(this.latency.powerMs, signal);
+        m.power = 'off';
+        m.generation++;
+        this.observe(id, 'power', 'off');
+        return;
+      case 'boot.arm': {
+        if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
+        await this.wait(this.latency.armMs, signal);
+        m.nextBoot = { kind: 'network', image: desired.image };
+        this.observe(id, 'boot', 'armed', desired.image);
+        return;
+      }
+      case 'boot.disk':
+        await this.wait(this.latency.armMs, signal);
+        m.nextBoot = { kind: 'disk' };
+        this.observe(id, 'boot', 'disk');
+        return;
+      case 'run.drain': {
+        this.observe(id, 'run', 'draining');
+        const generation = m.generation;
+        this.after(this.latency.drainMs, () => {
+          if (m.generation === generation) this.observe(id, 'run', 'drained');
+        });
+        return;
+      }
+      case 'run.reboot':
+        await this.wait(this.latency.probeMs, signal);
+        m.generation++;
+        this.observe(id, 'run', 'booting');
+        this.boot(id, m);
+        return;
+      default:
+        throw new Error(`the sim module has no step ${step}`);
+    }
+  }
+
+  /** Firmware to agent hello, one stage at a time, unless a hang is injected or power goes. */
+  private boot(id: NodeId, m: SimMachine): void {
+    const generation = ++m.generation;
+    const plan = m.nextBoot;
+    if (plan?.kind === 'network') m.nextBoot = null;
+    const hangs = m.bootHangs > 0;
+    if (hangs) m.bootHangs--;
+    const stages: [string, string, string?][] =
+      plan?.kind === 'network'
+        ? [['boot', 'dhcp'], ['boot', 'loader'], ['boot', 'kernel'], ['image', plan.image], ['run', 'ready']]
+        : plan?.kind === 'disk'
+          ? [['image', 'local-disk'], ['run', 'ready']]
+          : [];
+    const next = (i: number) => {
+      if (m.generation !== generation || m.power !== 'on') return;
+      const stage = stages[i];
+      if (!stage) return;
+      if (hangs && stage[0] === 'boot' && stage[1] === 'kernel') return;
+      this.observe(id, stage[0], stage[1]);
+      this.after(this.latency.bootStageMs, () => next(i + 1));
+    };
+    this.after(this.latency.bootStageMs, () => next(0));
+  }
+
+  private observe(id: NodeId, facet: string, value: string, detail?: string): void {
+    this.host?.observe(id, facet, value, detail);
+  }
+
+  private after(ms: number, fn: () => void): void {
+    if (ms <= 0) {
+      setImmediate(fn);
+      return;
+    }
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+      const onAbort = () => {
+        clearTimeout(t);
+        this.timers.delete(t);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}

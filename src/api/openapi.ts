@@ -1,0 +1,94 @@
+// The OpenAPI document of /api/v1, with request bodies generated from the same zod schemas that
+// validate them, so the document cannot drift from what the API accepts.
+import { z } from 'zod';
+import { NodeInputSchema } from '../domain/node.js';
+import { DesiredPatchSchema } from '../domain/state.js';
+
+const problem = { description: 'An error, as application/problem+json', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
+const nodeRef = { name: 'ref', in: 'path', required: true, description: 'node id or name', schema: { type: 'string' } };
+
+export function openApiDocument(): Record<string, unknown> {
+  const nodeOp = (summary: string, extra: Record<string, unknown> = {}) => ({
+    summary,
+    parameters: [nodeRef],
+    responses: { 200: ok(summary), 401: problem, 404: problem },
+    ...extra,
+  });
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Shoal appliance API', version: '1' },
+    servers: [{ url: '/api/v1' }],
+    security: [{ bearer: [] }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token in the data directory, file api-token' } },
+      schemas: {
+        NodeInput: z.toJSONSchema(NodeInputSchema, { io: 'input' }),
+        DesiredPatch: z.toJSONSchema(DesiredPatchSchema, { io: 'input' }),
+        Problem: {
+          type: 'object',
+          properties: { type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, detail: { type: 'string' }, errors: { type: 'array' } },
+        },
+      },
+    },
+    paths: {
+      '/nodes': {
+        get: {
+          summary: 'List nodes with their phase; filter by label selector and phase',
+          parameters: [
+            { name: 'selector', in: 'query', schema: { type: 'string' }, description: 'e.g. rack=r1,role!=login' },
+            { name: 'phase', in: 'query', schema: { enum: ['converged', 'converging', 'failed', 'frozen', 'blocked'] } },
+          ],
+          responses: { 200: ok('nodes and counts per phase'), 400: problem, 401: problem },
+        },
+        post: {
+          summary: 'Enroll a node',
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/NodeInput' } } } },
+          responses: { 201: ok('the node'), 400: problem, 401: problem, 409: problem },
+        },
+      },
+      '/nodes/{ref}': {
+        get: nodeOp('A node: inventory, desired, observed, phase, current step'),
+        put: nodeOp('Replace a node\'s inventory record', { requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/NodeInput' } } } } }),
+        delete: { summary: 'Remove a node', parameters: [nodeRef], responses: { 204: { description: 'removed' }, 401: problem, 404: problem } },
+      },
+      '/nodes/{ref}/desired': {
+        get: nodeOp('Desired state'),
+        patch: nodeOp('Change desired state (null clears a facet)', { requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/DesiredPatch' } } } } }),
+      },
+      '/nodes/{ref}/observed': { get: nodeOp('Observed state, facet by facet, with source and time') },
+      '/nodes/{ref}/plan': { get: nodeOp('The node\'s current plan with an explanation of each step') },
+      '/nodes/{ref}/retry': { post: nodeOp('Release a node held as failed, with a fresh retry budget') },
+      '/nodes/{ref}/freeze': { post: nodeOp('Put a node in maintenance: no new steps') },
+      '/nodes/{ref}/thaw': { post: nodeOp('End a node\'s maintenance') },
+      '/freeze': { post: { summary: 'Freeze the whole appliance', responses: { 200: ok('frozen'), 401: problem } } },
+      '/thaw': { post: { summary: 'Thaw the whole appliance', responses: { 200: ok('thawed'), 401: problem } } },
+      '/graph': { get: { summary: 'The composed facet graph: facets, steps, edges, lint', responses: { 200: ok('graph'), 401: problem } } },
+      '/events': {
+        get: {
+          summary: 'The event log after a revision',
+          parameters: [
+            { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 } },
+            { name: 'node', in: 'query', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
+          ],
+          responses: { 200: ok('events'), 400: problem, 401: problem },
+        },
+      },
+      '/events/stream': {
+        get: {
+          summary: 'Live events as server-sent events; resumable with Last-Event-ID',
+          responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': {} } }, 401: problem },
+        },
+      },
+      '/inventory': {
+        get: { summary: 'Export the inventory as YAML (no secrets)', responses: { 200: { description: 'YAML', content: { 'application/yaml': {} } }, 401: problem } },
+        post: {
+          summary: 'Import an inventory file: all rows or none; bad rows are reported with their line',
+          requestBody: { required: true, content: { 'application/yaml': { schema: { type: 'string' } } } },
+          responses: { 201: ok('imported'), 400: problem, 401: problem, 409: problem },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,127 @@
+// One appliance: the store, the cluster state, the modules named in the configuration, the engine
+// that drives them, and the HTTP face (operator API, module routes, metrics).
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Logger } from 'pino';
+import type { ShoalConfig } from './config.js';
+import { createLogger } from './log.js';
+import { SqliteStore } from './state/sqlite-store.js';
+import { ClusterState } from './state/cluster-state.js';
+import { Engine } from './engine/engine.js';
+import type { ModuleHost, ShoalModule } from './engine/module.js';
+import { createApiApp } from './api/app.js';
+
+export interface ApplianceOptions {
+  /** Modules built by the caller (tests); otherwise they are loaded from the configuration. */
+  modules?: ShoalModule[];
+  log?: Logger;
+}
+
+export class Appliance {
+  private constructor(
+    readonly config: ShoalConfig,
+    readonly log: Logger,
+    readonly store: SqliteStore,
+    readonly state: ClusterState,
+    readonly engine: Engine,
+    readonly modules: ShoalModule[],
+    readonly token: string,
+    readonly server: Server,
+  ) {}
+
+  static async start(config: ShoalConfig, options: ApplianceOptions = {}): Promise<Appliance> {
+    const log = options.log ?? createLogger(config.log.level);
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
+    const token = apiToken(config.dataDir);
+    const store = new SqliteStore(join(config.dataDir, 'shoal.db'));
+    const state = await ClusterState.open(store);
+    state.on('error', (err) => log.error({ err }, 'committing observations failed'));
+    const modules = options.modules ?? (await loadModules(config));
+    const engine = new Engine(state, modules, config.engine, log);
+    log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
+
+    const app = express();
+    app.disable('x-powered-by');
+    for (const module of modules) {
+      const router = express.Router();
+      const host: ModuleHost = {
+        nodes: () => state.list(),
+        node: (id) => state.node(id),
+        byMac: (mac) => state.byMac(mac),
+        desired: (id) => state.desired(id),
+        observed: (id) => state.observed(id),
+        bmcPassword: (id) => state.bmcPassword(id),
+        observe: (id, facet, value, detail) => state.observe(id, facet, value, module.name, detail),
+        onNodeChange: (listener) => {
+          state.on('node', listener);
+          return () => state.off('node', listener);
+        },
+        log: log.child({ module: module.name }),
+        dataDir: join(config.dataDir, 'modules', module.name),
+        http: router,
+      };
+      mkdirSync(host.dataDir, { recursive: true });
+      await module.start?.(host);
+      app.use(router);
+    }
+    app.use(createApiApp({ state, engine, token, log }));
+
+    const server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(config.api.port, config.api.listen, () => resolve(s));
+      s.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'EADDRINUSE' ? new Error(`API port ${config.api.listen}:${config.api.port} is already in use`) : err),
+      );
+    });
+    engine.executor.start();
+    const appliance = new Appliance(config, log, store, state, engine, modules, token, server);
+    log.info({ url: appliance.url, nodes: state.size, revision: state.revision }, 'appliance started');
+    return appliance;
+  }
+
+  get url(): string {
+    const address = this.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${host}:${address.port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.engine.executor.stop();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const module of [...this.modules].reverse()) await module.stop?.();
+    await this.state.flush();
+    await this.store.close();
+  }
+}
+
+/** The bearer token every API call needs: made on first start, kept in the data directory. */
+function apiToken(dataDir: string): string {
+  const path = join(dataDir, 'api-token');
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+async function loadModules(config: ShoalConfig): Promise<ShoalModule[]> {
+  const modules: ShoalModule[] = [];
+  for (const entry of config.modules) {
+    let factory: { createModule?: (options: Record<string, unknown>) => ShoalModule };
+    try {
+      factory = await import(new URL(`../modules/${entry.name}/index.js`, import.meta.url).href);
+    } catch (err) {
+      throw new Error(`module "${entry.name}" cannot be loaded: ${(err as Error).message}`);
+    }
+    if (typeof factory.createModule !== 'function') throw new Error(`module "${entry.name}" exports no createModule`);
+    try {
+      modules.push(factory.createModule(entry.options));
+    } catch (err) {
+      throw new Error(`module "${entry.name}" rejected its options: ${(err as Error).message}`);
+    }
+  }
+  return modules;
+}

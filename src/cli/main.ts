@@ -1,0 +1,288 @@
+#!/usr/bin/env node
+// `shoal`: runs the appliance (`serve`) and drives a running one through its API.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseDesiredAssignments } from '../domain/state.js';
+import { ApiClient, ApiError } from './client.js';
+import { serve } from './serve.js';
+import { renderTable, phaseColour } from './table.js';
+
+const USAGE = `usage: shoal <command> [options]
+
+appliance
+  serve [--config FILE] [--data DIR] [--listen ADDR] [--port N] [--demo N]
+                                  run the appliance; --demo enrolls N simulated nodes on a new store
+nodes
+  node add NAME --mac MAC [--mac MAC] --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
+  node list [--selector k=v,...] [--phase PHASE]
+  node show NODE
+  node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
+                                  facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)
+  node rm NODE
+  import FILE                     enroll every node of an inventory file (YAML), all or none
+  export                          print the inventory as YAML (no secrets)
+engine
+  plan NODE                       the steps that take NODE from observed to desired, explained
+  retry NODE                      release a node held as failed
+  freeze [NODE] | thaw [NODE]     stop or resume new steps, for one node or the whole appliance
+  events [--after REV] [--node NODE] [--follow]
+  watch [--selector k=v]          a live table of nodes
+common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)`;
+
+const options = {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  data: { type: 'string' },
+  config: { type: 'string' },
+  listen: { type: 'string' },
+  port: { type: 'string' },
+  demo: { type: 'string' },
+  mac: { type: 'string', multiple: true },
+  bmc: { type: 'string' },
+  'bmc-password': { type: 'string' },
+  label: { type: 'string', multiple: true },
+  arch: { type: 'string' },
+  firmware: { type: 'string' },
+  selector: { type: 'string' },
+  phase: { type: 'string' },
+  wait: { type: 'boolean' },
+  timeout: { type: 'string' },
+  after: { type: 'string' },
+  node: { type: 'string' },
+  follow: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface NodeView {
+  id: string;
+  name: string;
+  phase: string;
+  reason?: string;
+  lastError?: string;
+  desired: Record<string, string>;
+  observed: Record<string, { value: string; detail?: string }>;
+  step?: { name: string; waiting?: string; attempt: number };
+  labels: Record<string, string>;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true });
+  const [command, sub, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  if (command === 'serve') return serve(values);
+  const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data });
+
+  switch (command) {
+    case 'node':
+      return nodeCommand(client, sub, rest, values);
+    case 'import': {
+      if (!sub) throw new UsageError('import needs an inventory file');
+      const result = await client.request<{ imported: number }>('POST', '/inventory', readFileSync(sub, 'utf8'), 'application/yaml');
+      console.log(`imported ${result.imported} nodes`);
+      return 0;
+    }
+    case 'export':
+      process.stdout.write(await client.request<string>('GET', '/inventory'));
+      return 0;
+    case 'plan':
+      return planCommand(client, need(sub, 'plan needs a node'));
+    case 'retry':
+      await client.request('POST', `/nodes/${enc(need(sub, 'retry needs a node'))}/retry`);
+      console.log(`${sub}: released with a fresh retry budget`);
+      return 0;
+    case 'freeze':
+    case 'thaw':
+      await client.request('POST', sub ? `/nodes/${enc(sub)}/${command}` : `/${command}`);
+      console.log(`${sub ?? 'appliance'}: ${command === 'freeze' ? 'frozen (no new steps)' : 'thawed'}`);
+      return 0;
+    case 'events':
+      return eventsCommand(client, values);
+    case 'watch':
+      return watchCommand(client, values.selector);
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+async function nodeCommand(client: ApiClient, sub: string | undefined, args: string[], values: Record<string, unknown>): Promise<number> {
+  switch (sub) {
+    case 'add': {
+      const name = need(args[0], 'node add needs a name');
+      const labels = Object.fromEntries(((values.label as string[] | undefined) ?? []).map((l) => splitPair(l, 'label')));
+      const body = {
+        name,
+        macs: (values.mac as string[] | undefined) ?? [],
+        bmc: need(values.bmc as string | undefined, 'node add needs --bmc URL'),
+        ...(values['bmc-password'] ? { bmcPassword: values['bmc-password'] } : {}),
+        ...(values.arch ? { arch: values.arch } : {}),
+        ...(values.firmware ? { firmware: values.firmware } : {}),
+        labels,
+      };
+      const node = await client.request<NodeView>('POST', '/nodes', body);
+      console.log(`added ${node.name} (${node.id})`);
+      return 0;
+    }
+    case 'list': {
+      const query = new URLSearchParams();
+      if (values.selector) query.set('selector', values.selector as string);
+      if (values.phase) query.set('phase', values.phase as string);
+      const { nodes, counts } = await client.request<{ nodes: NodeView[]; counts: Record<string, number> }>('GET', `/nodes?${query}`);
+      console.log(renderTable(nodes));
+      console.log(Object.entries(counts).map(([p, n]) => `${p} ${n}`).join('  '));
+      return 0;
+    }
+    case 'show':
+      console.log(JSON.stringify(await client.request('GET', `/nodes/${enc(need(args[0], 'node show needs a node'))}`), null, 2));
+      return 0;
+    case 'rm':
+      await client.request('DELETE', `/nodes/${enc(need(args[0], 'node rm needs a node'))}`);
+      console.log(`removed ${args[0]}`);
+      return 0;
+    case 'set':
+      return setCommand(client, args, values);
+    default:
+      throw new UsageError(`unknown node command "${sub ?? ''}"`);
+  }
+}
+
+async function setCommand(client: ApiClient, args: string[], values: Record<string, unknown>): Promise<number> {
+  const assignments = args.filter((a) => a.includes('='));
+  let names = args.filter((a) => !a.includes('='));
+  const patch = parseDesiredAssignments(assignments);
+  if (values.selector) {
+    const { nodes } = await client.request<{ nodes: NodeView[] }>('GET', `/nodes?selector=${enc(values.selector as string)}`);
+    names = [...names, ...nodes.map((n) => n.name)];
+  }
+  if (names.length === 0) throw new UsageError('node set needs at least one node (or --selector)');
+  for (const name of names) await client.request('PATCH', `/nodes/${enc(name)}/desired`, patch);
+  console.log(`set ${assignments.join(' ')} on ${names.length} node${names.length === 1 ? '' : 's'}`);
+  if (!values.wait) return 0;
+  return waitForConvergence(client, names, Number(values.timeout ?? 900));
+}
+
+/** Shows each node's step as it goes until all converge or one fails; non-zero exit on failure. */
+async function waitForConvergence(client: ApiClient, names: string[], timeoutSeconds: number): Promise<number> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  const last = new Map<string, string>();
+  // The desired change has to reach the executor before a converged phase means anything.
+  await new Promise((r) => setTimeout(r, 200));
+  for (;;) {
+    const views = await Promise.all(names.map((n) => client.request<NodeView>('GET', `/nodes/${enc(n)}`)));
+    for (const v of views) {
+      const line = v.phase === 'converging' ? `${v.step?.waiting ? `waiting (${v.step.waiting}) for ` : ''}${v.step?.name ?? 'planning'}` : v.phase;
+      if (last.get(v.name) !== line) {
+        console.log(`${v.name.padEnd(16)} ${phaseColour(v.phase, line)}${v.reason ? `: ${v.reason}` : ''}`);
+        last.set(v.name, line);
+      }
+    }
+    const failed = views.filter((v) => v.phase === 'failed' || v.phase === 'blocked');
+    if (views.every((v) => v.phase === 'converged' || v.phase === 'failed' || v.phase === 'blocked')) {
+      console.log(`${views.length - failed.length} converged, ${failed.length} failed`);
+      return failed.length ? 1 : 0;
+    }
+    if (Date.now() > deadline) {
+      console.log(`gave up waiting after ${timeoutSeconds} s`);
+      return 1;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function planCommand(client: ApiClient, name: string): Promise<number> {
+  const plan = await client.request<{
+    node: string;
+    phase: string;
+    reason?: string;
+    from: Record<string, string>;
+    target: Record<string, string[]>;
+    reachable: boolean;
+    steps: { step: string; kind: string; explain: string; expect: Record<string, string> }[];
+    current?: { name: string };
+    lastError?: string;
+  }>('GET', `/nodes/${enc(name)}/plan`);
+  const fmt = (m: Record<string, string | string[]>) =>
+    Object.entries(m)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('|') : v}`)
+      .join(' ');
+  console.log(`${plan.node}: ${plan.phase}${plan.reason ? ` (${plan.reason})` : ''}`);
+  console.log(`  observed  ${fmt(plan.from)}`);
+  console.log(`  desired   ${fmt(plan.target) || '(nothing)'}`);
+  if (plan.lastError) console.log(`  last error ${plan.lastError}`);
+  if (!plan.reachable) console.log('  no sequence of steps reaches the desired state from here');
+  else if (plan.steps.length === 0) console.log('  nothing to do');
+  plan.steps.forEach((s, i) => {
+    const marker = plan.current?.name === s.step && i === 0 ? '▶' : ' ';
+    console.log(`  ${marker} ${i + 1}. ${s.step.padEnd(12)} ${s.kind === 'await' ? '(wait) ' : ''}${s.explain}`);
+    console.log(`       → ${fmt(s.expect)}`);
+  });
+  return 0;
+}
+
+async function eventsCommand(client: ApiClient, values: Record<string, unknown>): Promise<number> {
+  const print = (e: Record<string, unknown>) =>
+    console.log(
+      `${String(e.rev).padStart(8)} ${new Date(e.at as number).toISOString()} ${String(e.kind).padEnd(8)} ${String(e.nodeId ?? '-').slice(0, 8)} ${e.facet} ${e.old ?? '∅'} → ${e.new ?? '∅'}${e.detail ? ` (${e.detail})` : ''} by ${e.writer}`,
+    );
+  let after = Number(values.after ?? 0);
+  if (!values.follow) {
+    const query = new URLSearchParams({ after: String(after) });
+    if (values.node) query.set('node', values.node as string);
+    const { events } = await client.request<{ events: Record<string, unknown>[] }>('GET', `/events?${query}`);
+    events.forEach(print);
+    return 0;
+  }
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  await client
+    .stream(after, (e) => ((after = e.rev), print(e)), abort.signal)
+    .catch((err: Error) => {
+      if (err.name !== 'AbortError') throw err;
+    });
+  return 0;
+}
+
+async function watchCommand(client: ApiClient, selector: unknown): Promise<number> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  const query = selector ? `?selector=${enc(selector as string)}` : '';
+  while (!abort.signal.aborted) {
+    const { nodes, counts, revision } = await client.request<{ nodes: NodeView[]; counts: Record<string, number>; revision: number }>('GET', `/nodes${query}`);
+    const rows = process.stdout.rows ? Math.max(5, process.stdout.rows - 4) : 40;
+    process.stdout.write('\x1b[H\x1b[2J');
+    console.log(`shoal watch — ${client.base} — revision ${revision} — ${Object.entries(counts).map(([p, n]) => `${phaseColour(p, p)} ${n}`).join('  ')}`);
+    console.log(renderTable(nodes.slice(0, rows)));
+    if (nodes.length > rows) console.log(`… ${nodes.length - rows} more (narrow with --selector)`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return 0;
+}
+
+class UsageError extends Error {}
+
+function need<T>(value: T | undefined, message: string): T {
+  if (value === undefined || value === '') throw new UsageError(message);
+  return value;
+}
+
+function splitPair(text: string, what: string): [string, string] {
+  const i = text.indexOf('=');
+  if (i <= 0) throw new UsageError(`${what} "${text}" is not key=value`);
+  return [text.slice(0, i), text.slice(i + 1)];
+}
+
+const enc = encodeURIComponent;
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) console.error(`shoal: ${err.message}\n\n${USAGE}`);
+    else if (err instanceof ApiError) console.error(`shoal: ${err.message}`);
+    else console.error(`shoal: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,56 @@
+// The contract between the engine and a hardware module. A module owns facets of the nodes it
+// claims: it performs their steps and reports what it observes. It never writes desired state.
+import type { Router } from 'express';
+import type { Logger } from 'pino';
+import type { FacetName, NodeId, NodeRecord } from '../domain/node.js';
+import type { DesiredState, ObservedState } from '../domain/state.js';
+import type { FacetDefinition, StepName } from './facet.js';
+
+export interface StepRequest {
+  step: StepName;
+  node: NodeRecord;
+  desired: DesiredState;
+  /** The node's BMC password, for modules that talk to its BMC. */
+  bmcPassword: string | undefined;
+  /** Aborted when the step times out or the appliance stops. */
+  signal: AbortSignal;
+}
+
+export interface FacetDriver {
+  facet: FacetName;
+  /** Whether this driver owns the facet for that node (e.g. by BMC scheme). */
+  claims(node: NodeRecord): boolean;
+  /**
+   * Starts the step. Resolving means the command was accepted, not that the step is done: the
+   * step is done when the module observes one of its confirming values. Rejecting fails the step
+   * with the error's message as the reason an operator reads.
+   */
+  perform(request: StepRequest): Promise<void>;
+}
+
+/** What a module sees of the appliance. */
+export interface ModuleHost {
+  nodes(): NodeRecord[];
+  node(id: NodeId): NodeRecord | undefined;
+  byMac(mac: string): NodeRecord | undefined;
+  desired(id: NodeId): DesiredState;
+  observed(id: NodeId): ObservedState;
+  bmcPassword(id: NodeId): string | undefined;
+  /** Records an observation; repeating the current value writes nothing. */
+  observe(id: NodeId, facet: FacetName, value: string, detail?: string): void;
+  /** Subscribes to changes of any node (desired, observed, inventory). */
+  onNodeChange(listener: (id: NodeId) => void): () => void;
+  log: Logger;
+  dataDir: string;
+  /** Routes this module serves, mounted at the appliance's root (outside /api/v1's auth). */
+  http: Router;
+}
+
+export interface ShoalModule {
+  name: string;
+  /** Facets beyond the standard ones that this module declares. */
+  facets?: FacetDefinition[];
+  drivers?: FacetDriver[];
+  start?(host: ModuleHost): Promise<void> | void;
+  stop?(): Promise<void> | void;
+}

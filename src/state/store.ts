@@ -1,0 +1,64 @@
+// The store contract: an append-only event log with a monotonic revision, and the current facts it
+// implies. SQLite implements it today; a PostgreSQL backend can implement the same contract later
+// (hence every call is async even though better-sqlite3 is not).
+import type { NodeId } from '../domain/node.js';
+
+/**
+ * - `node`: facet `spec`, the node's enrolled spec as JSON (null: removed).
+ * - `desired` / `observed`: a facet's value.
+ * - `secret`: a node's BMC password; its value never enters the event log.
+ * - `engine`: what the executor holds about a node (`hold`: the reason it stopped trying).
+ * - `appliance`: appliance-wide settings (`freeze`).
+ */
+export type FactKind = 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance';
+
+export interface Change {
+  nodeId: NodeId | null;
+  kind: FactKind;
+  facet: string;
+  /** null removes the fact. */
+  value: string | null;
+  detail?: string | null;
+  writer: string;
+  at?: number;
+}
+
+export interface ShoalEvent {
+  rev: number;
+  at: number;
+  nodeId: NodeId | null;
+  kind: FactKind;
+  facet: string;
+  old: string | null;
+  new: string | null;
+  detail: string | null;
+  writer: string;
+}
+
+export interface Fact {
+  nodeId: NodeId | null;
+  kind: FactKind;
+  facet: string;
+  value: string;
+  detail: string | null;
+  rev: number;
+  at: number;
+}
+
+export interface EventQuery {
+  /** Events with a revision greater than this. */
+  afterRev?: number;
+  nodeId?: NodeId;
+  limit?: number;
+}
+
+export interface StateStore {
+  /** Every current fact, and the last revision written. */
+  load(): Promise<{ facts: Fact[]; rev: number }>;
+  /** Writes the changes atomically, in order; returns their events. A removed node loses all its facts. */
+  commit(changes: Change[]): Promise<ShoalEvent[]>;
+  events(query: EventQuery): Promise<ShoalEvent[]>;
+  close(): Promise<void>;
+}
+
+export const REDACTED = '(set)';
