@@ -190,19 +190,15 @@ export class DhcpServer {
       return;
     }
     if (this.config.mode === 'proxy') this.handleProxy(request, datagram);
-    else this.handleFull(request, datagram);
+    else this.handleFull(request);
   }
 
-  private handleFull(request: DhcpPacket, datagram: InboundDatagram): void {
-    if (datagram.arrival === 'proxy') {
-      this.counters.ignored += 1;
-      return;
-    }
+  private handleFull(request: DhcpPacket): void {
     switch (request.options.messageType) {
       case MessageType.DISCOVER:
         return this.onDiscover(request);
       case MessageType.REQUEST:
-        return this.onRequest(request, datagram);
+        return this.onRequest(request);
       case MessageType.RELEASE:
         return this.onRelease(request);
       case MessageType.DECLINE:
@@ -239,7 +235,7 @@ export class DhcpServer {
   }
 
   /** RFC 2131 4.3.2: the client's state is told by server id, requested address and ciaddr. */
-  private onRequest(request: DhcpPacket, datagram: InboundDatagram): void {
+  private onRequest(request: DhcpPacket): void {
     const mac = macOf(request);
     const kind = classifyClient(request.options);
     const { serverId, requestedIp } = request.options;
@@ -283,11 +279,7 @@ export class DhcpServer {
         this.counters.ignored += 1;
         return;
       }
-      // A rebinding client asks every server; answer only for addresses we gave.
-      if (datagram.arrival === 'broadcast' && !this.hasRecord(mac)) {
-        this.counters.ignored += 1;
-        return;
-      }
+      // A rebinding client asks every server; confirmKnownAddress stays silent without our record.
       this.confirmKnownAddress(request, subnet, ciaddr, kind);
       return;
     }
