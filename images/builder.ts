@@ -1,0 +1,182 @@
+// Builds node images from Debian packages: the Debian kernel as it ships, and a gzip'd newc
+// initramfs holding busybox-static, the NIC modules, /init, the udhcpc script and the agent.
+// Same inputs give the same bytes: entries are sorted, owned by root, stamped with one fixed
+// time (SOURCE_DATE_EPOCH, default 0), and the gzip header carries no time or name.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackage, unpackDeb, type DebianPackage } from './debian.js';
+import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
+import { writeNewc, type CpioEntry } from './newc.js';
+import { findRecipe, imageRef, NIC_MODULES, type ImageRecipe } from './recipes.js';
+
+export interface BuiltImage {
+  ref: string;
+  dir: string;
+  kernelPath: string;
+  initrdPath: string;
+  manifest: ImageManifest;
+}
+
+export interface BuildOptions {
+  /** Each image goes to `<outDir>/<name>@<version>/`. */
+  outDir: string;
+  /** Downloaded .debs and their unpacked trees. */
+  cacheDir: string;
+  /** Seconds since the epoch stamped on every initramfs entry; default $SOURCE_DATE_EPOCH or 0. */
+  sourceDateEpoch?: number;
+  progress?: (line: string) => void;
+}
+
+/** The unpacked Debian packages every image is made from. */
+interface BuildInputs {
+  kernelPackage: DebianPackage;
+  kernelTree: string;
+  busyboxPackage: DebianPackage;
+  busyboxTree: string;
+}
+
+const KERNEL_FILE = 'vmlinuz';
+const INITRD_FILE = 'initrd.img';
+const MANIFEST_FILE = 'image.json';
+
+function sourceDateEpochFromEnv(): number {
+  const raw = process.env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d+$/.test(raw) || Number(raw) > 0xffffffff) throw new Error(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function prepareInputs(cacheDir: string, progress: (line: string) => void): Promise<BuildInputs> {
+  const kernelPackage = await resolvePackage(await resolveKernelPackageName());
+  const busyboxPackage = await resolvePackage('busybox-static');
+  const kernelTree = await unpackDeb(await fetchDeb(kernelPackage, cacheDir, progress), kernelPackage, cacheDir, progress);
+  const busyboxTree = await unpackDeb(await fetchDeb(busyboxPackage, cacheDir, progress), busyboxPackage, cacheDir, progress);
+  return { kernelPackage, kernelTree, busyboxPackage, busyboxTree };
+}
+
+/** Paths (inside the kernel tree, without leading "/") of the NIC modules, in load order. */
+async function findModules(kernelTree: string, release: string): Promise<string[]> {
+  const moduleRoot = `lib/modules/${release}`;
+  const files = await listFiles(join(kernelTree, moduleRoot));
+  return NIC_MODULES.map((name) => {
+    // busybox insmod cannot read compressed modules; Debian 6.1 ships them uncompressed.
+    const path = files.find((f) => f.endsWith(`/${name}.ko`));
+    if (!path) throw new Error(`kernel ${release} has no module ${name}.ko under /${moduleRoot}`);
+    return `${moduleRoot}/${path}`;
+  });
+}
+
+function shoalImageFile(recipe: ImageRecipe, release: string): string {
+  return [`image=${imageRef(recipe)}`, `name=${recipe.name}`, `version=${recipe.version}`, `description=${recipe.description}`, `kernel=${release}`, ''].join(
+    '\n',
+  );
+}
+
+async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
+  const release = kernelRelease(inputs.kernelPackage);
+  const here = (path: string) => readFile(new URL(path, import.meta.url));
+  const files: CpioEntry[] = [
+    { kind: 'file', path: 'init', mode: 0o755, data: await here('./initramfs/init.sh') },
+    { kind: 'file', path: 'etc/udhcpc.script', mode: 0o755, data: await here('./initramfs/udhcpc.script') },
+    { kind: 'file', path: 'usr/bin/shoal-agent', mode: 0o755, data: await here('./agent/shoal-agent.sh') },
+    { kind: 'file', path: 'bin/busybox', mode: 0o755, data: await readFile(join(inputs.busyboxTree, 'bin/busybox')) },
+    { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
+    // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
+    { kind: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 },
+    { kind: 'file', path: 'etc/shoal-image', mode: 0o644, data: Buffer.from(shoalImageFile(recipe, release)) },
+    { kind: 'file', path: 'etc/shoal-modules', mode: 0o644, data: Buffer.from(modulePaths.map((p) => `/${p}\n`).join('')) },
+  ];
+  for (const path of modulePaths) files.push({ kind: 'file', path, mode: 0o644, data: await readFile(join(inputs.kernelTree, path)) });
+
+  // Mount points and the directories busybox --install fills, plus every parent of a file.
+  const dirs = new Set(['bin', 'dev', 'etc', 'proc', 'root', 'run', 'sbin', 'sys', 'tmp', 'usr', 'usr/bin', 'usr/sbin']);
+  for (const entry of files) {
+    const parts = entry.path.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  const dirEntries: CpioEntry[] = [...dirs].map((path) => ({ kind: 'dir', path, mode: path === 'tmp' ? 0o1777 : 0o755 }));
+  return [...dirEntries, ...files];
+}
+
+/** Moves a finished build into `<outDir>/<ref>`, unless an identical image is already there. */
+async function install(stagingDir: string, finalDir: string, manifestText: string): Promise<void> {
+  const finalManifest = join(finalDir, MANIFEST_FILE);
+  const sameAsInstalled = async () => existsSync(finalManifest) && (await readFile(finalManifest, 'utf8')) === manifestText;
+  if (await sameAsInstalled()) return;
+  await rm(finalDir, { recursive: true, force: true });
+  try {
+    await rename(stagingDir, finalDir);
+  } catch (error) {
+    // A concurrent build of the same inputs won the race; reproducibility makes its copy ours.
+    if (!(await sameAsInstalled())) throw error;
+  }
+}
+
+async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: BuildOptions, progress: (line: string) => void): Promise<BuiltImage> {
+  const ref = imageRef(recipe);
+  const release = kernelRelease(inputs.kernelPackage);
+  const sourceDateEpoch = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
+  const kernel = await readFile(join(inputs.kernelTree, `boot/vmlinuz-${release}`));
+  const modulePaths = await findModules(inputs.kernelTree, release);
+
+  progress(`${ref}: writing initramfs`);
+  const cpio = writeNewc(await initramfsEntries(recipe, inputs, modulePaths), sourceDateEpoch);
+  // Node's gzip header has mtime 0 and no file name: the same archive always gzips the same.
+  const initrd = gzipSync(cpio, { level: 9 });
+
+  const kernelSha256 = sha256(kernel);
+  const initrdSha256 = sha256(initrd);
+  const manifest: ImageManifest = {
+    name: recipe.name,
+    version: recipe.version,
+    arch: 'x86_64',
+    kernel: { file: KERNEL_FILE, sha256: kernelSha256, size: kernel.length },
+    initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
+    cmdline: recipe.cmdline,
+    digest: imageDigest(kernelSha256, initrdSha256, recipe.cmdline),
+    builtFrom: {
+      kernelPackage: { name: inputs.kernelPackage.name, version: inputs.kernelPackage.version },
+      busyboxPackage: { name: inputs.busyboxPackage.name, version: inputs.busyboxPackage.version },
+      kernelRelease: release,
+      modules: [...NIC_MODULES],
+      sourceDateEpoch,
+    },
+  };
+  const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+  parseManifest(manifestText, `${ref} ${MANIFEST_FILE}`); // what we write, readers must accept
+
+  await mkdir(options.outDir, { recursive: true });
+  const stagingDir = join(options.outDir, `.${ref}.build-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const finalDir = join(options.outDir, ref);
+  await mkdir(stagingDir);
+  try {
+    await writeFile(join(stagingDir, KERNEL_FILE), kernel);
+    await writeFile(join(stagingDir, INITRD_FILE), initrd);
+    await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
+    await install(stagingDir, finalDir, manifestText);
+  } finally {
+    await rm(stagingDir, { recursive: true, force: true });
+  }
+  progress(`${ref}: initrd ${initrd.length} bytes, ${manifest.digest}`);
+  return { ref, dir: finalDir, kernelPath: join(finalDir, KERNEL_FILE), initrdPath: join(finalDir, INITRD_FILE), manifest };
+}
+
+/**
+ * Builds the named images (`name@version`) into `options.outDir`. Downloads and unpacked
+ * packages are cached in `options.cacheDir`; an image whose manifest is unchanged is left as is.
+ */
+export async function buildImages(refs: readonly string[], options: BuildOptions): Promise<BuiltImage[]> {
+  const recipes = refs.map(findRecipe); // reject bad names before any download
+  const progress = options.progress ?? (() => {});
+  const inputs = await prepareInputs(options.cacheDir, progress);
+  const built: BuiltImage[] = [];
+  for (const recipe of recipes) built.push(await buildOne(recipe, inputs, options, progress));
+  return built;
+}

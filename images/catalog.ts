@@ -1,0 +1,18 @@
+// How other code (the vm-test harness, the image store's tests) gets built node images:
+// `ensureImages(['compute@1'], cacheDir)` builds what is missing or stale and returns where
+// each image's files are, with its validated manifest.
+import { join } from 'node:path';
+import { buildImages, type BuiltImage } from './builder.js';
+
+export type { BuiltImage } from './builder.js';
+export type { ImageManifest } from './manifest.js';
+
+/**
+ * Images are built into `<cacheDir>/built/<name>@<version>/` next to the cached Debian
+ * packages. Every call runs the build, which with warm caches takes about a second per image
+ * and leaves an identical image untouched; that is how a changed recipe, agent or kernel
+ * package is never served stale.
+ */
+export function ensureImages(names: readonly string[], cacheDir: string): Promise<BuiltImage[]> {
+  return buildImages(names, { outDir: join(cacheDir, 'built'), cacheDir });
+}

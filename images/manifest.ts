@@ -1,0 +1,50 @@
+// image.json: what a built image is, written next to its vmlinuz and initrd.img. The image
+// store (modules/images) and the vm-test harness read it; parse it with `parseManifest`.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+const artifact = z.object({ file: z.string().regex(/^[A-Za-z0-9._-]+$/), sha256: sha256Hex, size: z.number().int().positive() });
+const debianPackage = z.object({ name: z.string().min(1), version: z.string().min(1) });
+
+export const ImageManifest = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9-]*$/),
+  version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+-]*$/),
+  arch: z.literal('x86_64'),
+  kernel: artifact,
+  initrd: artifact,
+  /** Base kernel arguments; boot configuration appends the shoal.* ones. */
+  cmdline: z.string(),
+  /** "sha256:" + hex; see `imageDigest`. */
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  builtFrom: z.object({
+    kernelPackage: debianPackage,
+    busyboxPackage: debianPackage,
+    kernelRelease: z.string().min(1),
+    modules: z.array(z.string().min(1)),
+    sourceDateEpoch: z.number().int().nonnegative(),
+  }),
+});
+export type ImageManifest = z.infer<typeof ImageManifest>;
+
+/** Validates an image.json's text; the error names the file and the bad field. */
+export function parseManifest(text: string, source: string): ImageManifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${source}: not JSON: ${(error as Error).message}`);
+  }
+  const result = ImageManifest.safeParse(json);
+  if (!result.success) throw new Error(`${source}: not an image manifest: ${z.prettifyError(result.error)}`);
+  return result.data;
+}
+
+/**
+ * One digest for everything that decides what a node boots: the kernel, the initramfs and the
+ * base command line. Two images with the same digest boot identically.
+ */
+export function imageDigest(kernelSha256: string, initrdSha256: string, cmdline: string): string {
+  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\ncmdline ${cmdline}\n`;
+  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+}

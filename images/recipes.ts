@@ -1,0 +1,54 @@
+// The node images Shoal knows how to build. Every image is the same Debian kernel, busybox
+// and agent; what tells them apart is /etc/shoal-image, which the agent reports as
+// `bakedImage` so the appliance can tell which image really booted.
+
+/** A Debian kernel module, loaded in this order: each one's dependencies come before it. */
+export const NIC_MODULES = [
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_modern_dev',
+  'virtio_pci_legacy_dev',
+  'virtio_pci',
+  'failover',
+  'net_failover',
+  'virtio_net',
+  // QEMU's default NIC on the pc machine, and common on real hardware; about 130 kB gzipped.
+  'e1000',
+] as const;
+
+export interface ImageRecipe {
+  name: string;
+  version: string;
+  description: string;
+  /** Base kernel arguments; the appliance appends shoal.url, shoal.node, shoal.token, shoal.image. */
+  cmdline: string;
+}
+
+const IMAGE_REF = /^([a-z][a-z0-9-]*)@([0-9A-Za-z][0-9A-Za-z.+-]*)$/;
+
+export function imageRef(recipe: Pick<ImageRecipe, 'name' | 'version'>): string {
+  return `${recipe.name}@${recipe.version}`;
+}
+
+export const RECIPES: readonly ImageRecipe[] = [
+  {
+    name: 'compute',
+    version: '1',
+    description: 'Compute node, first release: agent with a placeholder workload',
+    cmdline: 'console=ttyS0 quiet',
+  },
+  {
+    name: 'compute',
+    version: '2',
+    description: 'Compute node, second release: same agent, new release marker (exercises image changes)',
+    cmdline: 'console=ttyS0 quiet',
+  },
+];
+
+/** The recipe for a `name@version` reference; throws naming the known ones when there is none. */
+export function findRecipe(ref: string): ImageRecipe {
+  if (!IMAGE_REF.test(ref)) throw new Error(`image reference must look like name@version (e.g. compute@2), got ${JSON.stringify(ref)}`);
+  const recipe = RECIPES.find((r) => imageRef(r) === ref);
+  if (!recipe) throw new Error(`no recipe for image ${ref}; known: ${RECIPES.map(imageRef).join(', ')}`);
+  return recipe;
+}
