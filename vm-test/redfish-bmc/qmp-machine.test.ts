@@ -1,0 +1,71 @@
+// The QMP machine against a real QEMU with no guest (`-machine none`): enough to check
+// the QMP conversation, power state, restarts for a boot override, and quit.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { requirements, skipUnless } from '../../test/support/environment.js';
+import { noBootOverride, type BootOverride } from './machine.js';
+import { QmpMachine } from './qmp-machine.js';
+
+const qemu = requirements({ commands: ['qemu-system-x86_64'] });
+
+describe.skipIf(skipUnless('QMP machine with QEMU', qemu))('QmpMachine', () => {
+  const children: ChildProcess[] = [];
+  let dir = '';
+  afterEach(async () => {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function machineWithQemu(): Promise<{ machine: QmpMachine; starts: BootOverride[] }> {
+    dir = await mkdtemp(join(tmpdir(), 'qmp-machine-'));
+    const qmpSocketPath = join(dir, 'qmp.sock');
+    const starts: BootOverride[] = [];
+    const machine = new QmpMachine({
+      qmpSocketPath,
+      startQemu: async (bootOverride) => {
+        starts.push(bootOverride);
+        const args = ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${qmpSocketPath},server=on,wait=off`];
+        children.push(spawn('qemu-system-x86_64', args, { stdio: 'ignore' }));
+      },
+    });
+    return { machine, starts };
+  }
+
+  it('is off with no QEMU, starts QEMU to power on, and quits it to force off', async () => {
+    const { machine, starts } = await machineWithQemu();
+    expect(await machine.powerState()).toBe('Off');
+    await machine.forceOff();
+
+    await machine.powerOn();
+    expect(await machine.powerState()).toBe('On');
+    await machine.powerOn();
+    expect(starts).toHaveLength(1);
+
+    await machine.forceOff();
+    expect(await machine.powerState()).toBe('Off');
+    // QEMU itself exits (a machine left running would hang here until the test's timeout).
+    const qemuProcess = children[0];
+    if (qemuProcess && qemuProcess.exitCode === null) await once(qemuProcess, 'exit');
+    expect(qemuProcess?.exitCode).toBe(0);
+  });
+
+  it('boots from the override: starts with it, restarts QEMU for it on reset, resets in place without one', async () => {
+    const { machine, starts } = await machineWithQemu();
+    const pxeOnce: BootOverride = { target: 'Pxe', enabled: 'Once', mode: 'Legacy' };
+    await machine.setBootOverride(pxeOnce);
+    await machine.powerOn();
+    await machine.reset();
+    expect(starts).toEqual([pxeOnce, pxeOnce]);
+    expect(children).toHaveLength(2);
+
+    await machine.setBootOverride(noBootOverride);
+    await machine.reset();
+    expect(starts).toHaveLength(2);
+    expect(await machine.powerState()).toBe('On');
+    await machine.forceOff();
+  });
+});
