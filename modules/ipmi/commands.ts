@@ -231,7 +231,9 @@ export interface BootFlags {
 }
 
 export function setBootFlags(request: BootDeviceRequest): Command<void> {
-  const selector = request.device === 'pxe' ? 0x1 : 0x2;
+  const selectors = { pxe: 0x1, disk: 0x2 } as const;
+  const selector = selectors[request.device];
+  if (selector === undefined) throw new RangeError(`unsupported boot device ${String(request.device)}`);
   let flags = BOOT_FLAG_VALID;
   if (request.persistent) flags |= BOOT_FLAG_PERSISTENT;
   if (request.efi) flags |= BOOT_FLAG_EFI;

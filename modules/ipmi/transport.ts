@@ -158,6 +158,12 @@ export class IpmiTransport {
     });
   }
 
+  /** Where replies come back to, for logs and diagnostics. */
+  get localEndpoint(): Endpoint {
+    const { address, port } = this.socket.address();
+    return { host: address, port };
+  }
+
   get pendingExchanges(): number {
     let count = 0;
     for (const set of this.pending.values()) count += set.size;
