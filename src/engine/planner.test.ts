@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import { stateIn } from 'xstate';
+import { FacetGraph } from './graph.js';
+import { lintGraph } from './lint.js';
+import { Planner } from './planner.js';
+import type { FacetDefinition } from './facet.js';
+import { standardFacets, standardTarget, bootFacet, imageFacet } from '../facets/standard.js';
+import type { DesiredState } from '../domain/state.js';
+
+const graph = new FacetGraph(standardFacets);
+const planner = new Planner(graph);
+const steps = (vector: string[], desired: DesiredState) => planner.plan(vector, standardTarget(desired)).steps.map((s) => s.step);
+
+describe('planner on the standard facets', () => {
+  it('takes an unknown node to ready on its image by the shortest path', () => {
+    expect(steps(['unknown', 'unknown', 'unknown', 'unknown'], { image: 'compute@2' })).toEqual(['power.probe', 'boot.arm', 'power.on', 'run.boot']);
+    expect(steps(['off', 'idle', 'off', 'unknown'], { image: 'compute@2' })).toEqual(['boot.arm', 'power.on', 'run.boot']);
+  });
+
+  it('reprovisions a ready node by drain, reboot and a network boot', () => {
+    expect(steps(['on', 'kernel', 'ready', 'stale'], { image: 'compute@3' })).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
+  });
+
+  it('drains before powering off', () => {
+    expect(steps(['on', 'kernel', 'ready', 'current'], { power: 'off' })).toEqual(['run.drain', 'power.off']);
+  });
+
+  it('treats unset facets as do not care', () => {
+    expect(steps(['on', 'unknown', 'unknown', 'unknown'], { power: 'on' })).toEqual([]);
+    expect(steps(['off', 'kernel', 'off', 'stale'], {})).toEqual([]);
+    // boot=disk leaves the image alone: it only makes the next boot go to disk
+    expect(steps(['on', 'kernel', 'ready', 'current'], { image: 'compute@3', boot: 'disk' })).toEqual(['boot.disk']);
+  });
+
+  it('is deterministic: the same inputs give the same plan, also from a freshly compiled graph', () => {
+    const other = new Planner(new FacetGraph(standardFacets));
+    for (const vector of graph.states) {
+      const a = planner.plan(vector, standardTarget({ image: 'x@1' }));
+      const b = other.plan(vector, standardTarget({ image: 'x@1' }));
+      expect(b).toEqual(a);
+    }
+  });
+
+  it('never returns a longer plan than breadth-first search allows (checked against an independent search)', () => {
+    const target = standardTarget({ image: 'x@1' });
+    for (let i = 0; i < graph.states.length; i++) {
+      if (graph.settled[i] !== i) continue;
+      // independent: iterative deepening over the same edges
+      let best = -1;
+      for (let depth = 0; depth <= 8 && best < 0; depth++) {
+        const reach = (state: number, left: number): boolean => graph.matches(state, target) || (left > 0 && graph.edges[state]!.some((e) => reach(e.to, left - 1)));
+        if (reach(i, depth)) best = depth;
+      }
+      const plan = planner.plan(graph.states[i]!, target);
+      expect(plan.reachable).toBe(best >= 0);
+      if (best >= 0) expect(plan.steps.length).toBe(best);
+    }
+  });
+
+  it('recovers from every failure state: a reachable plan whose steps leave the failure value', () => {
+    const targets: DesiredState[] = [{ image: 'x@1' }, { power: 'on' }, { power: 'off' }];
+    standardFacets.forEach((facet, f) => {
+      for (const failure of facet.failureValues) {
+        for (const vector of graph.states) {
+          if (vector[f] !== failure) continue;
+          for (const desired of targets) {
+            const plan = planner.plan(vector, standardTarget(desired));
+            expect(plan.reachable, `${graph.describe(vector)} → ${JSON.stringify(desired)}`).toBe(true);
+            const end = plan.steps.at(-1)?.expect ?? plan.from;
+            const wanted = standardTarget(desired);
+            for (const [name, allowed] of Object.entries(wanted)) expect(allowed).toContain(end[name]);
+          }
+        }
+      }
+    });
+    // the specific recovery paths operators rely on
+    expect(steps(['on', 'kernel', 'hung', 'current'], { image: 'x@1' })).toEqual(['power.off', 'boot.arm', 'power.on', 'run.boot']);
+    expect(steps(['on', 'kernel', 'lost', 'current'], { image: 'x@1' })).toEqual(['power.off', 'boot.arm', 'power.on', 'run.boot']);
+    expect(steps(['error', 'idle', 'off', 'unknown'], { power: 'on' })).toEqual(['power.probe', 'power.on']);
+  });
+
+  it('applies the machines\' reactions before planning (power off means nothing runs)', () => {
+    expect(planner.settle(['off', 'kernel', 'ready', 'current'])).toEqual(['off', 'idle', 'off', 'current']);
+    expect(planner.settle(['on', 'armed', 'off', 'unknown'])).toEqual(['on', 'armed', 'booting', 'unknown']);
+  });
+});
+
+describe('facet abstraction', () => {
+  it('sees a boot armed for another image as not armed, and the image against desired', () => {
+    expect(bootFacet.abstract!({ value: 'armed', detail: 'compute@1', at: 0, source: 't' }, { image: 'compute@2' })).toBe('idle');
+    expect(bootFacet.abstract!({ value: 'armed', detail: 'compute@2', at: 0, source: 't' }, { image: 'compute@2' })).toBe('armed');
+    expect(imageFacet.abstract!({ value: 'compute@1', at: 0, source: 't' }, { image: 'compute@2' })).toBe('stale');
+    expect(imageFacet.abstract!(undefined, { image: 'compute@2' })).toBe('unknown');
+  });
+});
+
+describe('start-up lint', () => {
+  it('passes the standard facets', () => {
+    expect(lintGraph(graph, standardFacets).problems).toEqual([]);
+  });
+
+  it('reports an unreachable value, a dead end and a failure with no way back', () => {
+    const broken: FacetDefinition = {
+      name: 'firmware',
+      values: ['unknown', 'current', 'flashing', 'bricked', 'orphan'],
+      initial: 'unknown',
+      failureValues: ['bricked'],
+      observedOnly: [],
+      steps: {
+        'firmware.flash': { kind: 'action', confirms: ['current'], timeoutMs: 1000, failsTo: 'bricked', explain: 'flash' },
+      },
+      states: {
+        unknown: { on: { 'firmware.flash': { target: 'current', guard: stateIn({ power: 'on' }) } } },
+        current: {},
+        flashing: {},
+        bricked: {},
+        orphan: {},
+      },
+    };
+    const facets = [...standardFacets, broken];
+    const problems = lintGraph(new FacetGraph(facets), facets).problems;
+    expect(problems).toContain('firmware=orphan is never reached');
+    expect(problems).toContain('firmware=flashing is never reached');
+    expect(problems.some((p) => p.startsWith('firmware=bricked has no recovery'))).toBe(true);
+  });
+
+  it('reports a state with no way out', () => {
+    const stuck: FacetDefinition = {
+      name: 'only',
+      values: ['a', 'b'],
+      initial: 'a',
+      failureValues: [],
+      observedOnly: [],
+      steps: { 'only.go': { kind: 'action', confirms: ['b'], timeoutMs: 1, failsTo: 'a', explain: 'go' } },
+      states: { a: { on: { 'only.go': 'b' } }, b: {} },
+    };
+    const problems = lintGraph(new FacetGraph([stuck]), [stuck]).problems;
+    expect(problems).toEqual(['state only=b has no way out']);
+  });
+});
