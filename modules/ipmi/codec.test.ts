@@ -34,6 +34,13 @@ import { IpmiMalformedReplyError } from './errors.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
 
+/** A copy of `bytes` with one bit of one byte flipped. */
+function flipped(bytes: Buffer, offset: number): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[offset] = copy[offset]! ^ 0x01;
+  return copy;
+}
+
 function context(suite: 3 | 17): RakpContext {
   return {
     suite: CIPHER_SUITES[suite],
@@ -98,12 +105,8 @@ describe('IPMI message', () => {
     expect(response).toMatchObject({ netFn: 0x01, command: 0x01, rqSeq: 1, completionCode: 0 });
     expect(response.data).toEqual(hex('010000'));
 
-    const badHeader = Buffer.from(good);
-    badHeader[2] ^= 1;
-    expect(() => decodeIpmiResponse(badHeader)).toThrow(/header checksum/);
-    const badData = Buffer.from(good);
-    badData[8] ^= 1;
-    expect(() => decodeIpmiResponse(badData)).toThrow(/data checksum/);
+    expect(() => decodeIpmiResponse(flipped(good, 2))).toThrow(/header checksum/);
+    expect(() => decodeIpmiResponse(flipped(good, 8))).toThrow(/data checksum/);
     expect(() => decodeIpmiResponse(good.subarray(0, 7))).toThrow(IpmiMalformedReplyError);
     const notForUs = hex('82047a20040100010000da');
     expect(() => decodeIpmiResponse(notForUs)).toThrow(/not to us/);
@@ -184,9 +187,7 @@ describe.each([3, 17] as const)('cipher suite %i', (suiteId) => {
     expect(openSecurePayload(decoded, keys)).toEqual(CHASSIS_STATUS_REQUEST);
 
     for (const offset of [20, packet.length - 1]) {
-      const tampered = Buffer.from(packet);
-      tampered[offset] ^= 0x01;
-      const framed = decodePacket(tampered);
+      const framed = decodePacket(flipped(packet, offset));
       if (framed.format !== 'rmcp+') throw new Error('expected RMCP+');
       expect(() => openSecurePayload(framed, keys)).toThrow(/integrity code mismatch/);
     }
