@@ -78,6 +78,8 @@ export interface RedfishBmc {
   /** Base URL, e.g. `http://127.0.0.1:PORT` (no path). */
   readonly url: string;
   readonly port: number;
+  /** Set when serving HTTPS: the self-signed certificate (PEM), for clients that trust it as a CA. */
+  readonly certificatePem: string | undefined;
   /** Set when serving HTTPS. */
   readonly certificateFingerprintSha256: string | undefined;
   /** Every request received, in order. */
@@ -567,6 +569,7 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
   return {
     url: `${certificate ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
+    certificatePem: certificate?.certPem,
     certificateFingerprintSha256: certificate?.fingerprintSha256,
     requests,
     sessionCount: () => sessions.size,
