@@ -142,6 +142,7 @@ export class IpmiClient {
   private closed = false;
   private rqSeq = 0;
   private messageTag = 0;
+  private opened = 0;
 
   constructor(options: IpmiClientOptions) {
     if (!isIPv4(options.host)) throw new RangeError(`BMC host must be an IPv4 address, got ${options.host}`);
@@ -166,6 +167,11 @@ export class IpmiClient {
     this.suites = suite === 'auto' ? [CIPHER_SUITES[17], CIPHER_SUITES[3]] : [CIPHER_SUITES[suite]];
     this.ownsTransport = options.transport === undefined;
     if (options.transport) this.transport = Promise.resolve(options.transport);
+  }
+
+  /** Sessions this client has opened so far: 1 after any number of commands on a reused session. */
+  get sessionsOpened(): number {
+    return this.opened;
   }
 
   /** The suite of the open session, or undefined before the first command. */
@@ -287,6 +293,7 @@ export class IpmiClient {
         throw sessionSetupError('open-session', opened.status);
       }
       const session = await this.authenticate(transport, suite, consoleSessionId, opened.bmcSessionId);
+      this.opened++;
       this.suites = [suite]; // don't offer a suite this BMC already refused on the next session
       return session;
     }
