@@ -17,10 +17,16 @@ const SimOptionsSchema = z
       .strict()
       .optional(),
     initialPower: z.enum(['on', 'off']).optional(),
+    persist: z.boolean().optional(),
   })
   .strict();
 
 export function createModule(options: Record<string, unknown>): SimRack {
   const parsed = SimOptionsSchema.parse(options);
-  return new SimRack({ ...(parsed.latencies ? { latencies: parsed.latencies } : {}), ...(parsed.initialPower ? { initialPower: parsed.initialPower } : {}) });
+  return new SimRack({
+    ...(parsed.latencies ? { latencies: parsed.latencies } : {}),
+    ...(parsed.initialPower ? { initialPower: parsed.initialPower } : {}),
+    // Configured racks outlive appliance restarts, as hardware does.
+    persist: parsed.persist ?? true,
+  });
 }

@@ -2,6 +2,8 @@
 // and kernel stages, agents that say hello with the image they booted, and faults to inject. It
 // owns power, boot and run of every node whose BMC is `sim://…`, through the same facets and steps
 // the real modules implement, so the engine cannot tell the difference.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 
@@ -36,16 +38,25 @@ interface SimMachine {
   power: 'on' | 'off';
   /** What the next boot does; network boots are one-time, like IPMI's boot-once flag. */
   nextBoot: { kind: 'network'; image: string } | { kind: 'disk' } | null;
+  /** The boot under way, if any: hardware goes on booting while the appliance restarts. */
+  booting: { kind: 'network'; image: string } | { kind: 'disk' } | null;
   powerOnFailures: number;
   bootHangs: number;
   /** Cancels the boot or agent timers under way. */
   generation: number;
 }
 
+type StoredMachine = Pick<SimMachine, 'power' | 'nextBoot' | 'booting'>;
+
 export interface SimOptions {
   latencies?: Partial<SimLatencies>;
   /** Power of every simulated node when the rack starts. */
   initialPower?: 'on' | 'off';
+  /**
+   * Keep the simulated hardware's state in the module's data directory, so that it outlives an
+   * appliance crash as real hardware does. Off for benchmarks: it writes on every power change.
+   */
+  persist?: boolean;
 }
 
 export class SimRack implements ShoalModule {
@@ -55,6 +66,7 @@ export class SimRack implements ShoalModule {
   private readonly machines = new Map<NodeId, SimMachine>();
   private host: ModuleHost | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private statePath: string | undefined;
 
   constructor(private readonly options: SimOptions = {}) {
     this.latency = { ...REALISTIC_LATENCY, ...options.latencies };
@@ -65,6 +77,19 @@ export class SimRack implements ShoalModule {
 
   start(host: ModuleHost): void {
     this.host = host;
+    if (!this.options.persist) return;
+    this.statePath = join(host.dataDir, 'machines.json');
+    let stored: Record<NodeId, StoredMachine> = {};
+    try {
+      stored = JSON.parse(readFileSync(this.statePath, 'utf8')) as Record<NodeId, StoredMachine>;
+    } catch {
+      // first start: every machine as configured
+    }
+    for (const [id, m] of Object.entries(stored)) {
+      const machine: SimMachine = { ...m, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      this.machines.set(id, machine);
+      if (machine.power === 'on' && machine.booting) this.boot(id, machine, machine.booting);
+    }
   }
 
   stop(): void {
@@ -89,6 +114,8 @@ export class SimRack implements ShoalModule {
       case 'power-off':
         m.generation++;
         m.power = 'off';
+        m.booting = null;
+        this.save();
         // The BMC poll notices a moment later.
         this.after(this.latency.probeMs, () => this.observe(id, 'power', 'off'));
         break;
@@ -103,7 +130,7 @@ export class SimRack implements ShoalModule {
   private machine(id: NodeId): SimMachine {
     let m = this.machines.get(id);
     if (!m) {
-      m = { power: this.options.initialPower ?? 'off', nextBoot: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
       this.machines.set(id, m);
     }
     return m;
@@ -126,6 +153,7 @@ export class SimRack implements ShoalModule {
         await this.wait(this.latency.powerMs, signal);
         if (m.power === 'off') {
           m.power = 'on';
+          this.save();
           this.observe(id, 'power', 'on');
           this.boot(id, m);
         } else {
@@ -135,19 +163,23 @@ export class SimRack implements ShoalModule {
       case 'power.off':
         await this.wait(this.latency.powerMs, signal);
         m.power = 'off';
+        m.booting = null;
         m.generation++;
+        this.save();
         this.observe(id, 'power', 'off');
         return;
       case 'boot.arm': {
         if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
         await this.wait(this.latency.armMs, signal);
         m.nextBoot = { kind: 'network', image: desired.image };
+        this.save();
         this.observe(id, 'boot', 'armed', desired.image);
         return;
       }
       case 'boot.disk':
         await this.wait(this.latency.armMs, signal);
         m.nextBoot = { kind: 'disk' };
+        this.save();
         this.observe(id, 'boot', 'disk');
         return;
       case 'run.drain': {
@@ -170,10 +202,12 @@ export class SimRack implements ShoalModule {
   }
 
   /** Firmware to agent hello, one stage at a time, unless a hang is injected or power goes. */
-  private boot(id: NodeId, m: SimMachine): void {
+  private boot(id: NodeId, m: SimMachine, resume?: SimMachine['booting']): void {
     const generation = ++m.generation;
-    const plan = m.nextBoot;
+    const plan = resume ?? m.nextBoot;
     if (plan?.kind === 'network') m.nextBoot = null;
+    m.booting = plan;
+    this.save();
     const hangs = m.bootHangs > 0;
     if (hangs) m.bootHangs--;
     const stages: [string, string, string?][] =
@@ -185,12 +219,25 @@ export class SimRack implements ShoalModule {
     const next = (i: number) => {
       if (m.generation !== generation || m.power !== 'on') return;
       const stage = stages[i];
-      if (!stage) return;
+      if (!stage) {
+        m.booting = null;
+        this.save();
+        return;
+      }
       if (hangs && stage[0] === 'boot' && stage[1] === 'kernel') return;
       this.observe(id, stage[0], stage[1]);
       this.after(this.latency.bootStageMs, () => next(i + 1));
     };
     this.after(this.latency.bootStageMs, () => next(0));
+  }
+
+  /** Written whole and renamed into place, so a crash leaves the old file or the new one. */
+  private save(): void {
+    if (!this.statePath) return;
+    const stored: Record<NodeId, StoredMachine> = {};
+    for (const [id, m] of this.machines) stored[id] = { power: m.power, nextBoot: m.nextBoot, booting: m.booting };
+    writeFileSync(`${this.statePath}.tmp`, JSON.stringify(stored));
+    renameSync(`${this.statePath}.tmp`, this.statePath);
   }
 
   private observe(id: NodeId, facet: string, value: string, detail?: string): void {
