@@ -161,9 +161,10 @@ export class BmcTransport {
         socket,
       );
     };
-    socket.once('error', onError);
+    // Stays attached after hand-over: Node wraps `onCreate` in once(), so later errors are no-ops
+    // here and reach the request through the listener http adds, never an unhandled 'error' event.
+    socket.on('error', onError);
     socket.once('secureConnect', () => {
-      socket.off('error', onError);
       if (tlsTrust.kind === 'pinned') {
         const presented = socket.getPeerCertificate().fingerprint256;
         if (!presented || normalizeFingerprint(presented) !== tlsTrust.fingerprintSha256) {

@@ -283,6 +283,7 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
         await machine.gracefulShutdown();
         booted = false;
         break;
+      // No OS to ask for a graceful restart: both restarts are a reset.
       case 'GracefulRestart':
       case 'ForceRestart':
         if (wasOn) await machine.reset();
@@ -465,7 +466,7 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
     }
 
     const segments = path.split('/').slice(1);
-    const [, , collectionName, memberId, child, action] = segments;
+    const [, , , memberId, child, action] = segments;
 
     if (path === systemsPath && method === 'GET') {
       return sendJson(
@@ -476,7 +477,7 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
         ]),
       );
     }
-    if (collectionName === 'Systems' && memberId !== undefined) {
+    if (path.startsWith(`${systemsPath}/`) && memberId !== undefined) {
       const system = systemOrThrow(memberId);
       if (child === undefined && method === 'GET') {
         const { body, etag } = await systemResource(system);

@@ -53,18 +53,25 @@ describe.skipIf(skipUnless('QMP machine with QEMU', qemu))('QmpMachine', () => {
     expect(qemuProcess?.exitCode).toBe(0);
   });
 
-  it('boots from the override: starts with it, restarts QEMU for it on reset, resets in place without one', async () => {
+  it('boots from the override: starts with it, and on reset restarts QEMU unless it already boots that way', async () => {
     const { machine, starts } = await machineWithQemu();
     const pxeOnce: BootOverride = { target: 'Pxe', enabled: 'Once', mode: 'Legacy' };
+    const hddAlways: BootOverride = { target: 'Hdd', enabled: 'Continuous', mode: 'UEFI' };
     await machine.setBootOverride(pxeOnce);
     await machine.powerOn();
-    await machine.reset();
-    expect(starts).toEqual([pxeOnce, pxeOnce]);
-    expect(children).toHaveLength(2);
+    expect(starts).toEqual([pxeOnce]);
 
+    // Started for a one-time PXE boot; a reset with no override must not PXE again.
     await machine.setBootOverride(noBootOverride);
     await machine.reset();
+    expect(starts).toEqual([pxeOnce, noBootOverride]);
+    await machine.reset();
     expect(starts).toHaveLength(2);
+
+    await machine.setBootOverride(hddAlways);
+    await machine.reset();
+    await machine.reset();
+    expect(starts).toEqual([pxeOnce, noBootOverride, hddAlways]);
     expect(await machine.powerState()).toBe('On');
     await machine.forceOff();
   });

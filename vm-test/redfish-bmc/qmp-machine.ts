@@ -32,6 +32,8 @@ const pollIntervalMs = 50;
 
 export class QmpMachine implements EmulatedMachine {
   private pendingBootOverride: BootOverride = noBootOverride;
+  /** The override QEMU was last started with; a QEMU the harness started itself is taken to have none. */
+  private startedWith: BootOverride = noBootOverride;
   private readonly commandTimeoutMs: number;
   private readonly transitionTimeoutMs: number;
   /** QEMU serves one QMP client at a time; sessions wait their turn here instead of in its listen backlog. */
@@ -52,8 +54,7 @@ export class QmpMachine implements EmulatedMachine {
     const status = await this.status();
     if (status !== undefined && status !== 'shutdown') return;
     if (status === 'shutdown') await this.quitAndWait();
-    await this.options.startQemu(this.pendingBootOverride);
-    await this.waitFor('QEMU to answer QMP after start', async () => (await this.status()) !== undefined);
+    await this.start();
   }
 
   async forceOff(): Promise<void> {
@@ -68,18 +69,40 @@ export class QmpMachine implements EmulatedMachine {
 
   async reset(): Promise<void> {
     if ((await this.status()) === undefined) return;
-    // QEMU's boot order is fixed at start; to boot from a pending override it must be started again.
-    if (this.pendingBootOverride.enabled !== 'Disabled') {
-      await this.quitAndWait();
-      await this.options.startQemu(this.pendingBootOverride);
-      await this.waitFor('QEMU to answer QMP after restart', async () => (await this.status()) !== undefined);
+    if (this.resetInPlaceHonorsOverride()) {
+      await this.execute('system_reset');
       return;
     }
-    await this.execute('system_reset');
+    await this.quitAndWait();
+    await this.start();
   }
 
   async setBootOverride(override: BootOverride): Promise<void> {
     this.pendingBootOverride = override;
+  }
+
+  private async start(): Promise<void> {
+    const bootOverride = this.pendingBootOverride;
+    await this.options.startQemu(bootOverride);
+    this.startedWith = bootOverride;
+    await this.waitFor('QEMU to answer QMP after start', async () => (await this.status()) !== undefined);
+  }
+
+  /**
+   * QEMU's boot device is fixed by how it was started, so `system_reset` boots as the pending
+   * override asks only when QEMU was started with no override and none is pending, or with the
+   * same continuous one. Otherwise QEMU must be started again.
+   */
+  private resetInPlaceHonorsOverride(): boolean {
+    const started = this.startedWith;
+    const pending = this.pendingBootOverride;
+    if (pending.enabled === 'Disabled') return started.enabled === 'Disabled';
+    return (
+      pending.enabled === 'Continuous' &&
+      started.enabled === 'Continuous' &&
+      started.target === pending.target &&
+      started.mode === pending.mode
+    );
   }
 
   /** QEMU's run state (`running`, `paused`, `shutdown`, …), or undefined when no QEMU serves the socket. */
