@@ -1,7 +1,9 @@
 // Smoke test of the harness itself, with real peers only: QEMU's iPXE ROM, radvd, ipmi_sim
 // and ipmitool. Every step prints how long it took, so a slower machine shows where.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipUnless } from '../../test/support/environment.js';
 import { commandLine } from './processes.js';
@@ -55,6 +57,28 @@ describe.skipIf(skip)('QEMU lab harness', () => {
     }
     expect(vm.running).toBe(false);
   }, 180_000);
+
+  it('a UEFI VM (q35 + OVMF, per-VM variables) runs the NIC\'s iPXE EFI ROM, which sends DHCP DISCOVER', async () => {
+    const vm = lab.addVm({ name: 'pxe-uefi', firmware: 'uefi' });
+    const discover = await lab.capture(`udp dst port 67 and ether src ${vm.mac}`);
+    try {
+      await vm.start('pxe');
+      await timed('UEFI VM: QEMU start → DHCP DISCOVER seen on the bridge', () => discover.packets(120_000));
+      // The EFI build of iPXE lists EFI among its features; the BIOS build does not.
+      await vm.waitForConsole(/Features:[^\n]* EFI /, { timeoutMs: 10_000 });
+    } finally {
+      discover.stop();
+      vm.kill();
+    }
+  }, 180_000);
+
+  it('kills a VM that runs past its maxRunMs, as one stuck in firmware would', async () => {
+    const vm = lab.addVm({ name: 'stuck', maxRunMs: 1_500 });
+    await vm.start('pxe');
+    // The lab's watchdog checks every second, so the kill lands between 1.5 and 2.5 s.
+    await timed('watchdog: VM with maxRunMs 1.5 s killed', () => vm.waitUntilOff(5_000));
+    expect(readFileSync(vm.qemuLog, 'utf8')).toContain('killed after running 1500 ms');
+  }, 30_000);
 
   it('ipmitool drives an ipmi_sim BMC that powers its VM on (PXE), resets and powers it off', async () => {
     const vm = lab.addVm({ name: 'ipmi-node' });
@@ -111,6 +135,24 @@ describe.skipIf(skip)('QEMU lab harness', () => {
     expect(existsSync(lab.dir)).toBe(false);
     lab.close(); // idempotent
   }, 60_000);
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s to the process holding a lab closes the lab', async (signal) => {
+    const holder = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/lab-holder.ts', import.meta.url).pathname], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const [line] = (await once(createInterface({ input: holder.stdout! }), 'line')) as [string];
+    const held = JSON.parse(line) as { name: string; dir: string };
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toContain(held.name);
+    expect(processesMentioning(held.dir).length).toBeGreaterThan(0);
+
+    const exited = once(holder, 'exit');
+    holder.kill(signal);
+    const [, exitSignal] = (await timed(`${signal}: lab closed and holder gone`, () => exited)) as [number | null, string | null];
+    expect(exitSignal).toBe(signal);
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(held.name);
+    expect(processesMentioning(held.dir)).toEqual([]);
+    expect(existsSync(held.dir)).toBe(false);
+  }, 30_000);
 
   it('sweeps a namespace left by a dead run, and only that one', () => {
     const deadPid = spawnSync('true').pid!;
