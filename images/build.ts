@@ -1,12 +1,11 @@
 // Builds node images: npx tsx images/build.ts [--out DIR] [--cache DIR] [NAME@VERSION...]
 // With no names, builds every recipe. Output: DIR/<name>@<version>/{vmlinuz,initrd.img,image.json}.
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildImages } from './builder.js';
+import { DEFAULT_CACHE_DIR } from './catalog.js';
 import { imageRef, RECIPES } from './recipes.js';
 
-export const DEFAULT_CACHE_DIR = join(homedir(), '.cache', 'shoal', 'images');
 const DEFAULT_OUT_DIR = resolve(import.meta.dirname, '..', 'data', 'images');
 
 async function main(): Promise<void> {

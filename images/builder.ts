@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackage, unpackDeb, type DebianPackage } from './debian.js';
+import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackages, unpackDeb, type DebianPackage } from './debian.js';
 import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
 import { writeNewc, type CpioEntry } from './newc.js';
 import { findRecipe, imageRef, NIC_MODULES, type ImageRecipe } from './recipes.js';
@@ -31,7 +31,7 @@ export interface BuildOptions {
 }
 
 /** The unpacked Debian packages every image is made from. */
-interface BuildInputs {
+export interface BuildInputs {
   kernelPackage: DebianPackage;
   kernelTree: string;
   busyboxPackage: DebianPackage;
@@ -53,9 +53,10 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-async function prepareInputs(cacheDir: string, progress: (line: string) => void): Promise<BuildInputs> {
-  const kernelPackage = await resolvePackage(await resolveKernelPackageName());
-  const busyboxPackage = await resolvePackage('busybox-static');
+/** Resolves, downloads (when not cached) and unpacks the Debian packages images are made from. */
+export async function prepareInputs(cacheDir: string, progress: (line: string) => void = () => {}): Promise<BuildInputs> {
+  const [kernelPackage, busyboxPackage] = await resolvePackages([await resolveKernelPackageName(), 'busybox-static']);
+  if (!kernelPackage || !busyboxPackage) throw new Error('apt-cache resolved fewer packages than asked for');
   const kernelTree = await unpackDeb(await fetchDeb(kernelPackage, cacheDir, progress), kernelPackage, cacheDir, progress);
   const busyboxTree = await unpackDeb(await fetchDeb(busyboxPackage, cacheDir, progress), busyboxPackage, cacheDir, progress);
   return { kernelPackage, kernelTree, busyboxPackage, busyboxTree };

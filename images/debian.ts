@@ -42,13 +42,17 @@ export async function resolveKernelPackageName(): Promise<string> {
   return match[1];
 }
 
-/** The candidate version apt would install, with the archive's SHA256 of its .deb. */
-export async function resolvePackage(name: string): Promise<DebianPackage> {
-  const out = await run('apt-cache', ['show', '--no-all-versions', name]);
-  const version = /^Version: (\S+)$/m.exec(out)?.[1];
-  const sha256 = /^SHA256: ([0-9a-f]{64})$/m.exec(out)?.[1];
-  if (!version || !sha256) throw new DebianToolError(`apt-cache show ${name} gave no Version/SHA256 (is the package in apt's lists?)`);
-  return { name, version, sha256 };
+/** The candidate versions apt would install, with the archive's SHA256 of each .deb (one apt-cache run: it is slow). */
+export async function resolvePackages(names: readonly string[]): Promise<DebianPackage[]> {
+  const out = await run('apt-cache', ['show', '--no-all-versions', ...names]);
+  const records = out.split(/\n\s*\n/);
+  return names.map((name) => {
+    const record = records.find((r) => new RegExp(`^Package: ${name.replace(/[.+]/g, '\\$&')}$`, 'm').test(r)) ?? '';
+    const version = /^Version: (\S+)$/m.exec(record)?.[1];
+    const sha256 = /^SHA256: ([0-9a-f]{64})$/m.exec(record)?.[1];
+    if (!version || !sha256) throw new DebianToolError(`apt-cache show ${name} gave no Version/SHA256 (is the package in apt's lists?)`);
+    return { name, version, sha256 };
+  });
 }
 
 /** The kernel release a linux-image-<release> package installs, e.g. "6.1.0-56-amd64". */

@@ -1,0 +1,231 @@
+// Runs the real shoal-agent.sh under busybox sh on this host against a small HTTP server on
+// 127.0.0.1 that speaks PROTOCOL.md. The kernel command line, boot id and /etc/shoal-image
+// are files in a temp dir; SHOAL_POWER_CMD is always set so a reboot action cannot reach
+// the host (the tests run as root).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { requirements, skipUnless } from '../../test/support/environment.js';
+
+const AGENT = new URL('./shoal-agent.sh', import.meta.url).pathname;
+const BOOT_ID = '3f1c2a9e-5b7d-4c1e-9a2b-0d8e7f6a5b4c';
+
+interface AgentRequest {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Record<string, unknown>;
+}
+type Reply = { status: number; body?: string };
+/** Decides the reply to a request, given every request seen so far (this one last). */
+type Responder = (request: AgentRequest, seen: AgentRequest[]) => Reply;
+
+class FakeAppliance {
+  readonly requests: AgentRequest[] = [];
+  private constructor(
+    private readonly server: Server,
+    public responder: Responder,
+  ) {}
+
+  static async start(responder: Responder): Promise<FakeAppliance> {
+    let appliance: FakeAppliance | undefined;
+    const server = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk: Buffer) => (raw += chunk.toString('utf8')));
+      req.on('end', () => {
+        const request: AgentRequest = { path: req.url ?? '', headers: req.headers, body: JSON.parse(raw) as Record<string, unknown> };
+        appliance!.requests.push(request);
+        const reply = appliance!.responder(request, appliance!.requests);
+        res.writeHead(reply.status, { 'content-type': 'text/plain' });
+        res.end(reply.body ?? '');
+      });
+    });
+    appliance = new FakeAppliance(server, responder);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return appliance;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  count(path: string): number {
+    return this.requests.filter((r) => r.path === path).length;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const ok = (lines: string): Reply => ({ status: 200, body: lines });
+
+class RunningAgent {
+  stderr = '';
+  exitCode: number | null = null;
+  constructor(readonly child: ChildProcess) {
+    child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString('utf8')));
+    child.on('exit', (code) => (this.exitCode = code));
+  }
+
+  /** PIDs of the agent's children running the placeholder workload. */
+  workloadPids(): number[] {
+    const pid = this.child.pid!;
+    const childrenFile = `/proc/${pid}/task/${pid}/children`;
+    if (!existsSync(childrenFile)) return [];
+    return readFileSync(childrenFile, 'utf8')
+      .split(' ')
+      .filter(Boolean)
+      .map(Number)
+      .filter((child) => {
+        try {
+          return readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith('sleep\0' + '2147483647');
+        } catch {
+          return false; // exited while we looked
+        }
+      });
+  }
+
+  /** Kills the agent's whole process group: the shell, its workload and any wget in flight. */
+  kill(): void {
+    if (this.exitCode !== null) return;
+    try {
+      process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const skip = skipUnless('shoal-agent', requirements({ commands: ['busybox'] }));
+
+describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
+  let dir: string;
+  let appliance: FakeAppliance | undefined;
+  let agent: RunningAgent | undefined;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-agent-test-'));
+    writeFileSync(join(dir, 'boot_id'), `${BOOT_ID}\n`);
+    writeFileSync(join(dir, 'shoal-image'), 'image=compute@1\nname=compute\nversion=1\n');
+    // Records power actions instead of performing them.
+    writeFileSync(join(dir, 'power'), `#!/bin/sh\necho "$1" >> ${join(dir, 'power.log')}\nexit 1\n`);
+    chmodSync(join(dir, 'power'), 0o755);
+  });
+
+  afterEach(async () => {
+    agent?.kill();
+    agent = undefined;
+    await appliance?.close();
+    appliance = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function startAgent(cmdline: string): RunningAgent {
+    writeFileSync(join(dir, 'cmdline'), `${cmdline}\n`);
+    const child = spawn('busybox', ['sh', AGENT], {
+      env: {
+        PATH: process.env.PATH,
+        SHOAL_CMDLINE: join(dir, 'cmdline'),
+        SHOAL_BOOT_ID: join(dir, 'boot_id'),
+        SHOAL_IMAGE_FILE: join(dir, 'shoal-image'),
+        SHOAL_WORK_DIR: join(dir, 'work'),
+        SHOAL_POWER_CMD: join(dir, 'power'),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true, // its own process group, so kill() reaches the workload too
+    });
+    agent = new RunningAgent(child);
+    return agent;
+  }
+
+  const cmdlineFor = (url: string) => `BOOT_IMAGE=vmlinuz console=ttyS0 shoal.url=${url}/ shoal.node=n01 shoal.token=tok-123 shoal.image=compute@1 quiet`;
+
+  it('says hello with its identity, then heartbeats at the interval the reply sets', async () => {
+    appliance = await FakeAppliance.start(() => ok('interval=1\naction=none\n'));
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('3 heartbeats', () => appliance!.count('/agent/v1/heartbeat') >= 3);
+
+    const [hello, ...rest] = appliance.requests;
+    expect(hello!.path).toBe('/agent/v1/hello');
+    expect(hello!.headers.authorization).toBe('Bearer tok-123');
+    expect(hello!.headers['content-type']).toBe('application/json');
+    expect(hello!.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, image: 'compute@1', bakedImage: 'compute@1', kernel: release() });
+    expect(typeof hello!.body.uptime).toBe('number');
+    const interfaces = hello!.body.interfaces as { name: string; mac: string; ipv4: string[] }[];
+    expect(Array.isArray(interfaces)).toBe(true);
+    for (const iface of interfaces) {
+      expect(iface.name).not.toBe('lo');
+      expect(Array.isArray(iface.ipv4)).toBe(true);
+    }
+    expect(rest.map((r) => r.path)).toEqual(rest.map(() => '/agent/v1/heartbeat'));
+    for (const beat of rest) {
+      expect(beat.headers.authorization).toBe('Bearer tok-123');
+      expect(beat.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, state: 'running' });
+      expect(typeof beat.body.uptime).toBe('number');
+    }
+  });
+
+  it('backs off on 401 and keeps trying until the appliance accepts it', async () => {
+    appliance = await FakeAppliance.start((request, seen) =>
+      request.path === '/agent/v1/hello' && seen.length <= 2 ? { status: 401 } : ok('interval=1\naction=none\n'),
+    );
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('a heartbeat after two rejected hellos', () => appliance!.count('/agent/v1/heartbeat') >= 1);
+    expect(appliance.requests.slice(0, 3).map((r) => r.path)).toEqual(['/agent/v1/hello', '/agent/v1/hello', '/agent/v1/hello']);
+    expect(agent!.stderr).toContain('HTTP 401');
+    expect(agent!.exitCode).toBeNull();
+  });
+
+  it('says hello again when the appliance answers a heartbeat with 409', async () => {
+    appliance = await FakeAppliance.start((request) =>
+      request.path === '/agent/v1/heartbeat' && appliance!.count('/agent/v1/hello') === 1 ? { status: 409 } : ok('interval=1\n'),
+    );
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('a second hello and a heartbeat after it', () => appliance!.count('/agent/v1/hello') >= 2 && appliance!.requests.at(-1)!.path === '/agent/v1/heartbeat');
+    expect(appliance.requests.slice(0, 3).map((r) => r.path)).toEqual(['/agent/v1/hello', '/agent/v1/heartbeat', '/agent/v1/hello']);
+  });
+
+  it('drains: stops the workload, reports drained, then heartbeats as drained', async () => {
+    appliance = await FakeAppliance.start((request) => ok(request.path === '/agent/v1/heartbeat' ? 'interval=1\naction=drain\n' : 'interval=1\naction=none\n'));
+    const running = startAgent(cmdlineFor(appliance.url));
+    await waitFor('the workload to start', () => running.workloadPids().length === 1);
+    await waitFor('a drained report and a heartbeat after it', () => {
+      const drainedAt = appliance!.requests.findIndex((r) => r.path === '/agent/v1/drained');
+      return drainedAt >= 0 && appliance!.requests.slice(drainedAt).some((r) => r.path === '/agent/v1/heartbeat');
+    });
+    const drained = appliance.requests.find((r) => r.path === '/agent/v1/drained')!;
+    expect(drained.headers.authorization).toBe('Bearer tok-123');
+    expect(drained.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, state: 'drained' });
+    expect(appliance.requests.filter((r) => r.path === '/agent/v1/drained')).toHaveLength(1);
+    expect(appliance.requests.at(-1)!.body.state).toBe('drained');
+    expect(running.workloadPids()).toEqual([]);
+  });
+
+  it('carries out a reboot action through the power command and keeps heartbeating when it returns', async () => {
+    appliance = await FakeAppliance.start((request) => ok(request.path === '/agent/v1/hello' ? 'interval=1\naction=reboot\n' : 'interval=1\n'));
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('a heartbeat after the reboot action', () => appliance!.count('/agent/v1/heartbeat') >= 1);
+    expect(readFileSync(join(dir, 'power.log'), 'utf8')).toBe('reboot\n');
+    expect(agent!.stderr).toContain('reboot did not happen');
+  });
+
+  it('exits with status 2 and says why when the command line lacks shoal.token', async () => {
+    const running = startAgent('console=ttyS0 shoal.url=http://127.0.0.1:9/ shoal.node=n01');
+    await waitFor('the agent to exit', () => running.exitCode !== null);
+    expect(running.exitCode).toBe(2);
+    expect(running.stderr).toContain('shoal.token');
+  });
+});

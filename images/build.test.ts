@@ -1,0 +1,129 @@
+// Builds the real images from Debian packages, twice, and checks they are reproducible and
+// distinct; then boots one under QEMU (no network at all) in self-test mode.
+// Needs apt and the Debian archive (or a warm cache); SHOAL_IMAGE_TESTS=0 skips it.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hasCommand, requirements, skipUnless } from '../test/support/environment.js';
+import { buildImages, prepareInputs, type BuiltImage } from './builder.js';
+import { DEFAULT_CACHE_DIR, ensureImages } from './catalog.js';
+import { DebianToolError } from './debian.js';
+import { parseManifest } from './manifest.js';
+import { NIC_MODULES } from './recipes.js';
+
+const REFS = ['compute@1', 'compute@2'];
+const CACHE_DIR = process.env.SHOAL_IMAGE_CACHE ?? DEFAULT_CACHE_DIR;
+const SELFTEST_TIMEOUT_MS = 120_000;
+
+/** Why the suite cannot run here, or '' when it can. Fetching the packages is the real probe. */
+async function unavailable(): Promise<string> {
+  if (process.env.SHOAL_IMAGE_TESTS === '0') return 'SHOAL_IMAGE_TESTS=0';
+  const tools = requirements({ commands: ['apt-get', 'apt-cache', 'dpkg', 'busybox'] });
+  if (!tools.ok) return tools.reason;
+  try {
+    await prepareInputs(CACHE_DIR, (line) => console.log(`[images] ${line}`));
+    return '';
+  } catch (error) {
+    if (error instanceof DebianToolError) return `Debian packages unavailable: ${error.message}`;
+    throw error;
+  }
+}
+const skipReason = await unavailable();
+const skip = skipUnless('image build', { ok: skipReason === '', reason: skipReason });
+
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+describe.skipIf(skip)('node image build', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-images-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterAll(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  let first: BuiltImage[] = [];
+
+  it('is reproducible: two builds give the same bytes, and the two images differ', { timeout: 180_000 }, async () => {
+    let started = performance.now();
+    first = await buildImages(REFS, { outDir: tempDir(), cacheDir: CACHE_DIR });
+    console.log(`[images] first build of ${REFS.join(', ')} (warm package cache): ${seconds(performance.now() - started)}`);
+    started = performance.now();
+    const second = await buildImages(REFS, { outDir: tempDir(), cacheDir: CACHE_DIR });
+    console.log(`[images] second build: ${seconds(performance.now() - started)}`);
+
+    for (const [index, image] of first.entries()) {
+      const again = second[index]!;
+      expect(again.manifest).toEqual(image.manifest);
+      // The manifest tells the truth about the files, and the files themselves are identical.
+      expect(sha256(image.kernelPath)).toBe(image.manifest.kernel.sha256);
+      expect(sha256(image.initrdPath)).toBe(image.manifest.initrd.sha256);
+      expect(sha256(again.initrdPath)).toBe(sha256(image.initrdPath));
+      expect(parseManifest(readFileSync(join(image.dir, 'image.json'), 'utf8'), image.dir)).toEqual(image.manifest);
+    }
+    const [one, two] = first;
+    expect([one!.manifest.name, one!.manifest.version, two!.manifest.version]).toEqual(['compute', '1', '2']);
+    expect(one!.manifest.digest).not.toBe(two!.manifest.digest);
+    expect(one!.manifest.initrd.sha256).not.toBe(two!.manifest.initrd.sha256);
+    expect(one!.manifest.kernel.sha256).toBe(two!.manifest.kernel.sha256);
+  });
+
+  it('puts busybox, /init, the agent, the NIC modules and the image marker in the initramfs', () => {
+    expect(first).toHaveLength(2);
+    for (const image of first) {
+      const cpio = gunzipSync(readFileSync(image.initrdPath));
+      const listing = execFileSync('busybox', ['cpio', '-t'], { input: cpio, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).split('\n');
+      for (const path of ['init', 'bin/busybox', 'bin/sh', 'dev/console', 'usr/bin/shoal-agent', 'etc/udhcpc.script', 'etc/shoal-modules']) {
+        expect(listing).toContain(path);
+      }
+      for (const module of NIC_MODULES) expect(listing.some((p) => p.endsWith(`/${module}.ko`))).toBe(true);
+
+      const dir = tempDir();
+      execFileSync('busybox', ['cpio', '-i', '-d', 'etc/shoal-image', 'usr/bin/shoal-agent'], { input: cpio, cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] });
+      expect(readFileSync(join(dir, 'etc/shoal-image'), 'utf8')).toContain(`image=${image.ref}\n`);
+      expect(readFileSync(join(dir, 'usr/bin/shoal-agent'), 'utf8')).toBe(readFileSync(new URL('./agent/shoal-agent.sh', import.meta.url), 'utf8'));
+    }
+  });
+
+  it('ensureImages returns the same images, with their files, from the shared cache', { timeout: 180_000 }, async () => {
+    const ensured = await ensureImages(['compute@2'], CACHE_DIR);
+    expect(ensured.map((i) => i.ref)).toEqual(['compute@2']);
+    expect(ensured[0]!.manifest).toEqual(first[1]!.manifest);
+    expect(sha256(ensured[0]!.initrdPath)).toBe(first[1]!.manifest.initrd.sha256);
+  });
+
+  const noQemu = skipUnless('image self-test boot', requirements({ commands: ['qemu-system-x86_64'] }));
+  it.skipIf(noQemu)('boots compute@1 under QEMU with no network and passes its self-test', { timeout: SELFTEST_TIMEOUT_MS + 30_000 }, async () => {
+    const image = first[0]!;
+    const started = performance.now();
+    // -nic none: no network at all; the self-test needs none and must not get any.
+    const qemu = spawn(
+      'qemu-system-x86_64',
+      ['-machine', 'pc', '-m', '256', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-nic', 'none', '-no-reboot',
+        '-kernel', image.kernelPath, '-initrd', image.initrdPath, '-append', `${image.manifest.cmdline} shoal.selftest=1`],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let console_ = '';
+    let selftestMs: number | undefined;
+    qemu.stdout.on('data', (chunk: Buffer) => {
+      console_ += chunk.toString('utf8');
+      if (selftestMs === undefined && console_.includes('SHOAL-SELFTEST-')) selftestMs = performance.now() - started;
+    });
+    qemu.stderr.on('data', (chunk: Buffer) => (console_ += chunk.toString('utf8')));
+    const timer = setTimeout(() => qemu.kill('SIGKILL'), SELFTEST_TIMEOUT_MS);
+    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => qemu.on('exit', (code, signal) => resolve({ code, signal })));
+    clearTimeout(timer);
+    console.log(`[images] QEMU start to self-test line: ${selftestMs === undefined ? 'never' : seconds(selftestMs)}; to power-off: ${seconds(performance.now() - started)}`);
+
+    expect(console_, console_).toMatch(/^SHOAL-SELFTEST-OK compute@1\r?$/m);
+    // Powered itself off (QEMU exits 0) rather than being killed at the deadline.
+    expect(exit).toEqual({ code: 0, signal: null });
+  });
+});
