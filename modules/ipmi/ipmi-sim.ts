@@ -26,8 +26,9 @@ export const SIM_USERNAME = 'admin';
 export const SIM_PASSWORD = 'secret';
 
 // ipmi_sim calls: SCRIPT DEVICE get power|boot ..., SCRIPT DEVICE set PARM VALUE [PARM VALUE ...].
-const CHASSIS_SCRIPT = `#!/bin/sh
-dir=$(dirname "$0")
+// It runs on every Get Chassis Status, so it stays cheap: no subprocesses, its directory baked in.
+const chassisScript = (dir: string): string => `#!/bin/sh
+dir='${dir}'
 power=0
 boot=default
 [ -f "$dir/state" ] && . "$dir/state"
@@ -128,7 +129,7 @@ export async function startIpmiSim(port?: number): Promise<SimulatedBmc> {
   const bmcPort = port ?? (await freeUdpPort());
   const dir = await mkdtemp(join(tmpdir(), 'shoal-ipmi-sim-'));
   const script = join(dir, 'chassis-control.sh');
-  await writeFile(script, CHASSIS_SCRIPT);
+  await writeFile(script, chassisScript(dir));
   await chmod(script, 0o755);
   await writeFile(join(dir, 'lan.conf'), lanConfig(bmcPort, script));
   await writeFile(join(dir, 'bmc.emu'), EMULATOR_COMMANDS);
