@@ -167,6 +167,9 @@ export class Executor {
 
   schedule(id: NodeId): void {
     this.dirty.add(id);
+    // Until it is evaluated again, a changed node cannot be called converged.
+    const rt = this.runtimes.get(id);
+    if (rt?.phase === 'converged') rt.phase = 'converging';
     if (!this.drainScheduled && this.running) {
       this.drainScheduled = true;
       setImmediate(() => this.drain());

@@ -8,6 +8,12 @@ import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observati
 import type { Change, ShoalEvent, StateStore } from './store.js';
 
 export class ConflictError extends Error {}
+
+/**
+ * Writes arriving within this window share one transaction (group commit): a durable write waits
+ * at most this long, and a burst of thousands of observations costs one commit, not thousands.
+ */
+const GROUP_COMMIT_MS = 10;
 export class NotFoundError extends Error {}
 
 export interface ClusterStateEvents {
@@ -226,11 +232,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.scheduleFlush();
   }
 
-  /** Commits everything pending in one transaction; resolves when it is durable. */
+  /** Commits everything pending (within the group-commit window) in one transaction; resolves when it is durable. */
   flush(): Promise<ShoalEvent[]> {
     if (!this.flushing) {
       this.flushing = new Promise((resolve, reject) => {
-        setImmediate(() => {
+        setTimeout(() => {
           const batch = this.pending;
           this.pending = [];
           this.flushing = undefined;
@@ -240,7 +246,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
             this.emit('events', events);
             resolve(events);
           }, reject);
-        });
+        }, GROUP_COMMIT_MS);
       });
     }
     return this.flushing;

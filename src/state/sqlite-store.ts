@@ -1,6 +1,8 @@
-// The embedded store: one SQLite file in WAL mode. `events` is append-only (rev is its rowid);
-// `facts` holds the latest value per (node, kind, facet) so a restart loads state without
-// replaying the log.
+// The embedded store: one SQLite file in WAL mode. The event log is the only record of state: each
+// write is one row appended to `events` (rev is its rowid), and the current facts are the latest
+// row per (node, kind, facet), found through one index at start-up. Writing state therefore costs
+// what a raw insert costs. BMC secrets are the exception: the log records only that one was set,
+// and the value lives in `secrets`.
 import Database from 'better-sqlite3';
 import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
 
@@ -16,17 +18,11 @@ CREATE TABLE IF NOT EXISTS events (
   detail TEXT,
   writer TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_node ON events (node_id, rev);
-CREATE TABLE IF NOT EXISTS facts (
-  node_id TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  facet TEXT NOT NULL,
-  value TEXT NOT NULL,
-  detail TEXT,
-  rev INTEGER NOT NULL,
-  at INTEGER NOT NULL,
-  PRIMARY KEY (node_id, kind, facet)
-) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_fact ON events (node_id, kind, facet, rev);
+CREATE TABLE IF NOT EXISTS secrets (
+  node_id TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 `;
 
 interface EventRow {
@@ -41,17 +37,12 @@ interface EventRow {
   writer: string;
 }
 
-// Appliance-wide facts have no node; SQLite primary keys treat NULLs as distinct, so store ''.
-const APPLIANCE = '';
-
 export class SqliteStore implements StateStore {
   readonly db: Database.Database;
   private readonly insertEvent: Database.Statement;
-  private readonly upsertFact: Database.Statement;
-  private readonly deleteFact: Database.Statement;
-  private readonly deleteNodeFacts: Database.Statement;
+  private readonly putSecret: Database.Statement;
+  private readonly dropSecret: Database.Statement;
   private readonly current = new Map<string, string>();
-  private rev = 0;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -59,36 +50,36 @@ export class SqliteStore implements StateStore {
     // NORMAL in WAL mode survives a crash of the process (kill -9); only an OS crash can lose the
     // last transactions, which observations re-discover anyway.
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
     this.insertEvent = this.db.prepare(
       'INSERT INTO events (at, node_id, kind, facet, old, new, detail, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
-    this.upsertFact = this.db.prepare(
-      'INSERT INTO facts (node_id, kind, facet, value, detail, rev, at) VALUES (?, ?, ?, ?, ?, ?, ?) ' +
-        'ON CONFLICT (node_id, kind, facet) DO UPDATE SET value = excluded.value, detail = excluded.detail, rev = excluded.rev, at = excluded.at',
-    );
-    this.deleteFact = this.db.prepare('DELETE FROM facts WHERE node_id = ? AND kind = ? AND facet = ?');
-    this.deleteNodeFacts = this.db.prepare('DELETE FROM facts WHERE node_id = ?');
+    this.putSecret = this.db.prepare('INSERT INTO secrets (node_id, value) VALUES (?, ?) ON CONFLICT (node_id) DO UPDATE SET value = excluded.value');
+    this.dropSecret = this.db.prepare('DELETE FROM secrets WHERE node_id = ?');
   }
 
   async load(): Promise<{ facts: Fact[]; rev: number }> {
-    const rows = this.db.prepare('SELECT node_id, kind, facet, value, detail, rev, at FROM facts ORDER BY rev').all() as {
-      node_id: string;
-      kind: Fact['kind'];
-      facet: string;
-      value: string;
-      detail: string | null;
-      rev: number;
-      at: number;
-    }[];
+    const latest = this.db
+      .prepare(
+        `SELECT e.node_id, e.kind, e.facet, e.new, e.detail, e.rev, e.at FROM events e
+         JOIN (SELECT max(rev) AS rev FROM events GROUP BY node_id, kind, facet) l ON e.rev = l.rev
+         ORDER BY e.rev`,
+      )
+      .all() as { node_id: string | null; kind: Fact['kind']; facet: string; new: string | null; detail: string | null; rev: number; at: number }[];
+    // A removed node's facts end with its removal, whatever came before.
+    const live = new Set(latest.filter((r) => r.kind === 'node' && r.new !== null).map((r) => r.node_id));
+    const secrets = new Map((this.db.prepare('SELECT node_id, value FROM secrets').all() as { node_id: string; value: string }[]).map((r) => [r.node_id, r.value]));
     this.current.clear();
-    const facts = rows.map((r) => {
-      this.current.set(factKey(r.node_id, r.kind, r.facet), r.value);
-      return { nodeId: r.node_id === APPLIANCE ? null : r.node_id, kind: r.kind, facet: r.facet, value: r.value, detail: r.detail, rev: r.rev, at: r.at };
-    });
-    this.rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
-    return { facts, rev: this.rev };
+    const facts: Fact[] = [];
+    for (const r of latest) {
+      if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
+      const value = r.kind === 'secret' ? secrets.get(r.node_id!) : r.new;
+      if (value === undefined) continue;
+      this.current.set(factKey(r.node_id, r.kind, r.facet), value);
+      facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at });
+    }
+    const rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
+    return { facts, rev };
   }
 
   async commit(changes: Change[]): Promise<ShoalEvent[]> {
@@ -99,28 +90,24 @@ export class SqliteStore implements StateStore {
     const events: ShoalEvent[] = [];
     const run = this.db.transaction(() => {
       for (const c of changes) {
-        const node = c.nodeId ?? APPLIANCE;
-        const key = factKey(node, c.kind, c.facet);
+        const key = factKey(c.nodeId, c.kind, c.facet);
         const old = this.current.get(key) ?? null;
         const at = c.at ?? Date.now();
-        const logged = (v: string | null) => (c.kind === 'secret' && v !== null ? REDACTED : v);
-        const info = this.insertEvent.run(at, c.nodeId, c.kind, c.facet, logged(old), logged(c.value), c.detail ?? null, c.writer);
-        const rev = Number(info.lastInsertRowid);
-        if (c.kind === 'node' && c.value === null) {
-          this.deleteNodeFacts.run(node);
-          for (const k of [...this.current.keys()]) if (k.startsWith(`${node}\u0000`)) this.current.delete(k);
-        } else if (c.value === null) {
-          this.deleteFact.run(node, c.kind, c.facet);
-          this.current.delete(key);
-        } else {
-          this.upsertFact.run(node, c.kind, c.facet, c.value, c.detail ?? null, rev, at);
-          this.current.set(key, c.value);
+        const isSecret = c.kind === 'secret';
+        const logged = (v: string | null) => (isSecret && v !== null ? REDACTED : v);
+        const detail = c.detail ?? null;
+        const info = this.insertEvent.run(at, c.nodeId, c.kind, c.facet, logged(old), logged(c.value), detail, c.writer);
+        if (c.value === null) this.current.delete(key);
+        else this.current.set(key, c.value);
+        if (isSecret) {
+          if (c.value === null) this.dropSecret.run(c.nodeId);
+          else this.putSecret.run(c.nodeId, c.value);
         }
-        events.push({ rev, at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old: logged(old), new: logged(c.value), detail: c.detail ?? null, writer: c.writer });
+        if (c.kind === 'node' && c.value === null) this.dropSecret.run(c.nodeId);
+        events.push({ rev: Number(info.lastInsertRowid), at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old: logged(old), new: logged(c.value), detail, writer: c.writer });
       }
     });
     run();
-    this.rev = events.at(-1)?.rev ?? this.rev;
     return events;
   };
 
@@ -139,6 +126,6 @@ export class SqliteStore implements StateStore {
   }
 }
 
-function factKey(node: string, kind: string, facet: string): string {
-  return `${node}\u0000${kind}\u0000${facet}`;
+function factKey(node: string | null, kind: string, facet: string): string {
+  return `${node ?? ''}\u0000${kind}\u0000${facet}`;
 }
