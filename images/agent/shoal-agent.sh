@@ -90,7 +90,7 @@ reply_value() { tr -d '\r' < "$WORK_DIR/reply" | sed -n "s/^$1=//p" | tail -n 1;
 
 backoff=1
 back_off() {
-  delay=$((backoff + RANDOM % (backoff / 2 + 1)))  # jitter, so a fleet does not retry in lockstep
+  delay=$((backoff + ${RANDOM:-0} % (backoff / 2 + 1)))  # jitter, so a fleet does not retry in lockstep
   log "retrying in ${delay}s"
   sleep "$delay"
   backoff=$((backoff * 2))
