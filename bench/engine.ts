@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { ClusterState } from '../src/state/cluster-state.js';
 import { SqliteStore } from '../src/state/sqlite-store.js';
 import { Engine } from '../src/engine/engine.js';
+import { ServiceRegistry } from '../src/contracts/services.js';
 import { createLogger } from '../src/log.js';
 import { SimRack, ZERO_LATENCY } from '../modules/sim/sim.js';
 import type { NodeSpec } from '../src/domain/node.js';
@@ -44,6 +45,8 @@ try {
     log: createLogger('warn'),
     dataDir: dir,
     http: undefined as never,
+    api: undefined as never,
+    services: new ServiceRegistry(),
   });
 
   const specs: NodeSpec[] = Array.from({ length: count }, (_, i) => ({

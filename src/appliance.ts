@@ -14,6 +14,7 @@ import { ClusterState } from './state/cluster-state.js';
 import { Engine } from './engine/engine.js';
 import type { ModuleHost, ShoalModule } from './engine/module.js';
 import { createApiApp } from './api/app.js';
+import { ServiceRegistry } from './contracts/services.js';
 
 export interface ApplianceOptions {
   /** Modules built by the caller (tests); otherwise they are loaded from the configuration. */
@@ -46,8 +47,12 @@ export class Appliance {
 
     const app = express();
     app.disable('x-powered-by');
+    const services = new ServiceRegistry();
+    const moduleApis: express.Router[] = [];
     for (const module of modules) {
       const router = express.Router();
+      const api = express.Router();
+      moduleApis.push(api);
       const host: ModuleHost = {
         nodes: () => state.list(),
         node: (id) => state.node(id),
@@ -63,12 +68,14 @@ export class Appliance {
         log: log.child({ module: module.name }),
         dataDir: join(config.dataDir, 'modules', module.name),
         http: router,
+        api,
+        services,
       };
       mkdirSync(host.dataDir, { recursive: true });
       await module.start?.(host);
       app.use(router);
     }
-    app.use(createApiApp({ state, engine, token, log }));
+    app.use(createApiApp({ state, engine, token, log, moduleApis }));
 
     const server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.api.port, config.api.listen, () => resolve(s));

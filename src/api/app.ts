@@ -19,6 +19,8 @@ export interface ApiDeps {
   engine: Engine;
   token: string;
   log: Logger;
+  /** Operator routes of modules, served under /api/v1 behind the same token. */
+  moduleApis?: express.Router[];
 }
 
 const EventQuerySchema = z
@@ -36,7 +38,7 @@ const ListQuerySchema = z
   })
   .strict();
 
-export function createApiApp({ state, engine, token, log }: ApiDeps): express.Router {
+export function createApiApp({ state, engine, token, log, moduleApis = [] }: ApiDeps): express.Router {
   const router = express.Router();
   const api = express.Router();
   const executor = engine.executor;
@@ -221,6 +223,7 @@ export function createApiApp({ state, engine, token, log }: ApiDeps): express.Ro
     res.json(openApiDocument());
   });
 
+  for (const moduleApi of moduleApis) api.use(moduleApi);
   api.use((req, _res, next) => next(new HttpProblem(404, 'Not found', `no API route ${req.method} ${req.path}`)));
   api.use(problemHandler(log));
 

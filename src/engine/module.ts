@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { FacetName, NodeId, NodeRecord } from '../domain/node.js';
 import type { DesiredState, ObservedState } from '../domain/state.js';
 import type { FacetDefinition, StepName } from './facet.js';
+import type { ServiceRegistry } from '../contracts/services.js';
 
 export interface StepRequest {
   step: StepName;
@@ -42,8 +43,12 @@ export interface ModuleHost {
   onNodeChange(listener: (id: NodeId) => void): () => void;
   log: Logger;
   dataDir: string;
-  /** Routes this module serves, mounted at the appliance's root (outside /api/v1's auth). */
+  /** Routes this module serves to nodes, mounted at the appliance's root, without operator auth. */
   http: Router;
+  /** Operator routes, mounted under /api/v1 behind the bearer token (e.g. /api/v1/images). */
+  api: Router;
+  /** Services modules provide to each other (image catalog, boot tokens). */
+  services: ServiceRegistry;
 }
 
 export interface ShoalModule {

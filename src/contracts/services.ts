@@ -1,0 +1,56 @@
+// Services one module provides and others use, declared here so that modules depend on src/ and
+// never on each other. Each is looked up at call time: modules start in configuration order.
+import type { NodeId } from '../domain/node.js';
+
+/** A bootable image as the images module stores it. */
+export interface ImageInfo {
+  /** `name@version`, what desired state names. */
+  ref: string;
+  name: string;
+  version: string;
+  arch: 'x86_64' | 'arm64';
+  /** sha256 of the image manifest: what a booted node reports. */
+  digest: string;
+  kernel: ImageFile;
+  initrd: ImageFile;
+  rootfs?: ImageFile;
+  /** Kernel arguments the image needs (the boot module appends its own). */
+  cmdline: string;
+}
+
+export interface ImageFile {
+  sha256: string;
+  size: number;
+  /** Path on the appliance's HTTP server, e.g. /images/compute/2/vmlinuz */
+  path: string;
+}
+
+export interface ImageCatalog {
+  get(ref: string): ImageInfo | undefined;
+  byDigest(digest: string): ImageInfo | undefined;
+  list(): ImageInfo[];
+}
+
+/** Per-boot tokens: minted when a boot is prepared, checked when the booted node's agent reports. */
+export interface BootTokens {
+  /** A fresh token for the node's next boot of `imageRef`; earlier tokens of the node stop working. */
+  issue(nodeId: NodeId, imageRef: string): string;
+}
+
+export interface Services {
+  images: ImageCatalog;
+  bootTokens: BootTokens;
+}
+
+export class ServiceRegistry {
+  private readonly provided = new Map<keyof Services, Services[keyof Services]>();
+
+  provide<K extends keyof Services>(name: K, impl: Services[K]): void {
+    if (this.provided.has(name)) throw new Error(`service ${name} is provided twice`);
+    this.provided.set(name, impl);
+  }
+
+  get<K extends keyof Services>(name: K): Services[K] | undefined {
+    return this.provided.get(name) as Services[K] | undefined;
+  }
+}
