@@ -18,6 +18,8 @@ import {
   RedfishTimeoutError,
   RedfishTlsError,
   RedfishUnreachableError,
+  RedfishUsageError,
+  type PowerIntent,
   type RedfishEndpointConfig,
 } from './client.js';
 
@@ -133,13 +135,14 @@ describe('discovery and authentication', () => {
     await expect(RedfishClient.connect(configFor(basicOnly, { password: 'wrong' }))).rejects.toThrow(RedfishAuthError);
   });
 
-  it('logs in again when the BMC has dropped the session', async () => {
+  it('logs in again, once for concurrent calls, when the BMC has dropped the session', async () => {
     const { bmc, machine } = await bmcWith();
     const client = await connect(configFor(bmc));
     bmc.dropSessions();
     await machine.powerOn();
-    expect(await client.getPowerState()).toBe('On');
+    expect(await Promise.all([client.getPowerState(), client.getPowerState(), client.getPowerState()])).toEqual(['On', 'On', 'On']);
     expect(bmc.requests.filter((r) => r.method === 'POST' && r.path === '/redfish/v1/SessionService/Sessions')).toHaveLength(2);
+    expect(bmc.sessionCount()).toBe(1);
   });
 });
 
@@ -326,6 +329,15 @@ describe('failures at the edge', () => {
     await expect(
       RedfishClient.connect({ url: `redfish+http://${username}@127.0.0.1:${portOf(elsewhere)}`, password }),
     ).rejects.toThrow(RedfishMalformedReplyError);
+  });
+
+  it('rejects an unknown intent or boot override before any traffic', async () => {
+    const { bmc } = await bmcWith();
+    const client = await connect(configFor(bmc));
+    const before = bmc.requests.length;
+    await expect(client.reset('reboot' as PowerIntent)).rejects.toThrow(RedfishUsageError);
+    await expect(client.setBootOverride({ target: 'Cd' as 'Pxe', enabled: 'Once' })).rejects.toThrow(RedfishUsageError);
+    expect(bmc.requests).toHaveLength(before);
   });
 
   it('rejects unusable endpoint configs before any traffic', async () => {

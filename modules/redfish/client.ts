@@ -13,6 +13,7 @@ import {
   RedfishMalformedReplyError,
   RedfishNotFoundError,
   RedfishTaskError,
+  RedfishUsageError,
 } from './errors.js';
 import { BmcTransport, type HttpExchange, type HttpReply } from './transport.js';
 
@@ -20,7 +21,8 @@ export * from './errors.js';
 export { redfishEndpointConfigSchema, type RedfishEndpointConfig } from './endpoint.js';
 
 /** What the appliance wants done to power; mapped onto whatever ResetType the system allows. */
-export type PowerIntent = 'on' | 'off' | 'graceful-off' | 'restart' | 'cycle';
+export const powerIntents = ['on', 'off', 'graceful-off', 'restart', 'cycle'] as const;
+export type PowerIntent = (typeof powerIntents)[number];
 
 export const redfishPowerStates = ['On', 'Off', 'PoweringOn', 'PoweringOff', 'Paused'] as const;
 export type RedfishPowerState = (typeof redfishPowerStates)[number];
@@ -54,14 +56,13 @@ export const resetPreferences: Record<PowerIntent, readonly ResetType[]> = {
   cycle: ['PowerCycle', 'ForceRestart'],
 };
 
-export type BootOverrideTarget = 'Pxe' | 'Hdd';
-
-export interface BootOverrideRequest {
-  target: BootOverrideTarget;
-  enabled: 'Once' | 'Continuous';
+export const bootOverrideRequestSchema = z.strictObject({
+  target: z.enum(['Pxe', 'Hdd']),
+  enabled: z.enum(['Once', 'Continuous']),
   /** Left as the BMC has it when absent. */
-  mode?: 'UEFI' | 'Legacy';
-}
+  mode: z.enum(['UEFI', 'Legacy']).optional(),
+});
+export type BootOverrideRequest = z.infer<typeof bootOverrideRequestSchema>;
 
 export interface BootOverrideState {
   target: string | undefined;
@@ -143,6 +144,7 @@ interface Session {
 
 export class RedfishClient {
   private session: Session | undefined;
+  private pendingLogin: Promise<void> | undefined;
   private closed = false;
   private locatedSystemPath = '';
 
@@ -169,7 +171,7 @@ export class RedfishClient {
     const systemsPath = transport.pathOnBmc(root.Systems['@odata.id']);
 
     const client = new RedfishClient(endpoint, transport, sessionsPath);
-    await client.login();
+    client.session = await client.openSession();
     try {
       client.locatedSystemPath = endpoint.systemPath ?? (await client.findOnlySystem(systemsPath));
       // The system must exist and be readable with these credentials before we hand the client out.
@@ -214,6 +216,7 @@ export class RedfishClient {
    * allows, waiting for the BMC's task when it answers 202. Returns the ResetType used.
    */
   async reset(intent: PowerIntent): Promise<ResetType> {
+    if (!powerIntents.includes(intent)) throw new RedfishUsageError(`unknown power intent ${JSON.stringify(intent)}`);
     const { targetPath, allowed } = await this.resetAction();
     const resetType = resetPreferences[intent].find((candidate) => allowed.includes(candidate));
     if (!resetType) {
@@ -230,7 +233,10 @@ export class RedfishClient {
    * Sets the next boot device. Reads the system first for its allowed values and ETag, sends
    * If-Match when there is one, and on 412 (someone else changed the system) reads and tries once more.
    */
-  async setBootOverride(request: BootOverrideRequest): Promise<void> {
+  async setBootOverride(input: BootOverrideRequest): Promise<void> {
+    const parsed = bootOverrideRequestSchema.safeParse(input);
+    if (!parsed.success) throw new RedfishUsageError(`invalid boot override: ${z.prettifyError(parsed.error)}`);
+    const request = parsed.data;
     for (let attempt = 1; ; attempt++) {
       const { system, etag } = await this.readSystem();
       const boot = system.Boot;
@@ -289,19 +295,33 @@ export class RedfishClient {
 
   // --- internals ---
 
-  private async login(): Promise<void> {
-    if (this.sessionsPath === undefined) return;
+  /** Logs in; undefined when the BMC has no session login and Basic auth is to be used. */
+  private async openSession(): Promise<Session | undefined> {
+    if (this.sessionsPath === undefined) return undefined;
     const reply = await this.transport.send({
       method: 'POST',
       path: this.sessionsPath,
       body: { UserName: this.endpoint.username, Password: this.endpoint.password },
     });
-    if (sessionsRefusedStatuses.has(reply.status)) return;
+    if (sessionsRefusedStatuses.has(reply.status)) return undefined;
     expectSuccess(reply, `POST ${this.sessionsPath}`);
     const token = singleHeader(reply, 'x-auth-token');
     if (!token) throw new RedfishMalformedReplyError(`POST ${this.sessionsPath}: session created without X-Auth-Token`);
     const location = singleHeader(reply, 'location') ?? bodySelfLink(reply.body);
-    this.session = { token, path: location === undefined ? undefined : this.transport.pathOnBmc(location) };
+    return { token, path: location === undefined ? undefined : this.transport.pathOnBmc(location) };
+  }
+
+  /** Replaces a session the BMC no longer accepts; concurrent callers share one login. */
+  private async renewSession(stale: Session): Promise<void> {
+    if (this.session !== stale) return;
+    this.pendingLogin ??= this.openSession()
+      .then((fresh) => {
+        this.session = fresh;
+      })
+      .finally(() => {
+        this.pendingLogin = undefined;
+      });
+    await this.pendingLogin;
   }
 
   private async findOnlySystem(systemsPath: string): Promise<string> {
@@ -347,10 +367,10 @@ export class RedfishClient {
    */
   private async call(exchange: HttpExchange, opts: { passStatuses?: number[] } = {}): Promise<HttpReply> {
     if (this.closed) throw new RedfishConfigError('Redfish client is closed');
+    const sessionUsed = this.session;
     let reply = await this.transport.send(this.authenticated(exchange));
-    if (reply.status === 401 && this.session) {
-      this.session = undefined;
-      await this.login();
+    if (reply.status === 401 && sessionUsed) {
+      await this.renewSession(sessionUsed);
       reply = await this.transport.send(this.authenticated(exchange));
     }
     if (opts.passStatuses?.includes(reply.status)) return reply;

@@ -10,6 +10,11 @@ export class RedfishConfigError extends RedfishError {
   override name = 'RedfishConfigError';
 }
 
+/** The caller asked for something that is not a valid request (unknown intent, bad boot override). */
+export class RedfishUsageError extends RedfishError {
+  override name = 'RedfishUsageError';
+}
+
 /** 401 or 403: credentials refused or not allowed to do this. */
 export class RedfishAuthError extends RedfishError {
   override name = 'RedfishAuthError';
