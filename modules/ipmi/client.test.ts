@@ -25,7 +25,7 @@ import {
   type RakpContext,
   type SessionKeys,
 } from './codec.js';
-import { IpmiAuthenticationError, IpmiCompletionCodeError, IpmiMalformedReplyError } from './errors.js';
+import { IpmiAuthenticationError, IpmiClosedError, IpmiCompletionCodeError, IpmiMalformedReplyError } from './errors.js';
 
 interface FakeBmcConfig {
   suites: (3 | 17)[];
@@ -52,6 +52,7 @@ class FakeBmc {
   readonly privilegeRequests: number[] = [];
   readonly abandonedWithStatus: number[] = [];
   chassisStatusRequests = 0;
+  closeSessionRequests = 0;
   private readonly guid = randomBytes(16);
   private suite: CipherSuite = CIPHER_SUITES[3];
   private context: RakpContext | undefined;
@@ -171,6 +172,7 @@ class FakeBmc {
       tamper = this.config.tamperFirstStatusReply && this.chassisStatusRequests === 1;
       response = ipmiResponse(request, this.config.chassisStatus.completionCode, this.config.chassisStatus.data);
     } else {
+      if (netFn === 0x06 && command === 0x3c) this.closeSessionRequests++;
       response = ipmiResponse(request, 0, Buffer.alloc(0));
     }
     const reply = encodeSecureV20Packet(
@@ -259,5 +261,15 @@ describe('IpmiClient sessions (in-test RMCP+ BMC)', () => {
     expect(error).toBeInstanceOf(IpmiAuthenticationError);
     expect((error as IpmiAuthenticationError).stage).toBe('rakp2');
     await expect.poll(() => bmc.abandonedWithStatus).toEqual([0x0f]);
+  });
+
+  it('finishes commands queued before close(), closes the session, and refuses later commands', async () => {
+    const { bmc, client } = await setUp();
+    const queued = client.getChassisStatus();
+    const closed = client.close();
+    await expect(queued).resolves.toMatchObject({ power: 'on' });
+    await closed;
+    expect(bmc.closeSessionRequests).toBe(1);
+    await expect(client.getDeviceId()).rejects.toBeInstanceOf(IpmiClosedError);
   });
 });

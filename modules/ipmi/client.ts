@@ -56,7 +56,6 @@ import {
   IpmiError,
   IpmiMalformedReplyError,
   IpmiSessionError,
-  IpmiTimeoutError,
 } from './errors.js';
 import { IpmiTransport, type Endpoint, type RetryPolicy, type Verdict } from './transport.js';
 
@@ -139,7 +138,8 @@ export class IpmiClient {
   private session: ActiveSession | undefined;
   private ipmi20Confirmed = false;
   private queue: Promise<unknown> = Promise.resolve();
-  private closed = false;
+  /** Set by close(): commands already queued still run, new ones are refused. */
+  private closing: Promise<void> | undefined;
   private rqSeq = 0;
   private messageTag = 0;
   private opened = 0;
@@ -202,13 +202,11 @@ export class IpmiClient {
 
   /** Closes the session (best effort: one attempt) and, if the client opened it, the transport. */
   close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    const done = this.serialize(async () => {
-      this.closed = true;
+    this.closing ??= this.serialize(async () => {
       const session = this.session;
       this.session = undefined;
-      if (session) {
-        const transport = await this.openTransport();
+      if (session && this.transport) {
+        const transport = await this.transport;
         await this.sessionExchange(transport, session, closeSession(session.bmcSessionId), {
           ...this.policy,
           retries: 0,
@@ -216,7 +214,7 @@ export class IpmiClient {
       }
       if (this.ownsTransport && this.transport) await (await this.transport).close();
     });
-    return done;
+    return this.closing;
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -231,8 +229,8 @@ export class IpmiClient {
   }
 
   private run<T>(command: Command<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new IpmiClosedError());
     return this.serialize(async () => {
-      if (this.closed) throw new IpmiClosedError();
       const transport = await this.openTransport();
       const session = await this.activeSession(transport);
       try {
@@ -242,8 +240,9 @@ export class IpmiClient {
         }
         return await this.sessionExchange(transport, session, command);
       } catch (error) {
-        // A silent BMC has probably lost the session (reboot, idle timeout): start afresh next time.
-        if (error instanceof IpmiTimeoutError) this.session = undefined;
+        // Unless the BMC answered (a completion code), it may have lost the session (reboot,
+        // idle timeout) or the keys no longer agree: start afresh next time.
+        if (!(error instanceof IpmiCompletionCodeError)) this.session = undefined;
         throw error;
       }
     });
@@ -486,14 +485,14 @@ export class IpmiClient {
     );
   }
 
-  private async sessionExchange<T>(
+  private sessionExchange<T>(
     transport: IpmiTransport,
     session: ActiveSession,
     command: Command<T>,
     policy: RetryPolicy = this.policy,
   ): Promise<T> {
     const rqSeq = this.nextRqSeq();
-    const value = await transport.exchange(
+    return transport.exchange(
       this.endpoint,
       {
         what: this.what(command.name),
@@ -517,13 +516,14 @@ export class IpmiClient {
           }
           if (packet.sequence <= session.lastInboundSequence) return { kind: 'not-mine' }; // replayed
           const verdict = this.judgeResponse(message, command, rqSeq);
-          if (verdict.kind === 'reply' || verdict.kind === 'fail') session.lastInboundSequence = packet.sequence;
+          if (verdict.kind === 'reply' || verdict.kind === 'fail') {
+            session.lastInboundSequence = packet.sequence;
+            session.lastUsedAt = Date.now();
+          }
           return verdict;
         },
       },
       policy,
     );
-    session.lastUsedAt = Date.now();
-    return value;
   }
 }
