@@ -14,12 +14,14 @@ export interface Lease {
 
 /**
  * Keyed by MAC; an IP belongs to at most one lease, so `put` replaces any lease held by
- * the same MAC or for the same IP.
+ * the same MAC or for the same IP. `putMany` stores several at once, atomically where the
+ * store can: the server batches the ACKs of one event-loop turn into one call.
  */
 export interface LeaseStore {
   get(mac: string): Lease | undefined;
   getByIp(ip: string): Lease | undefined;
   put(lease: Lease): void;
+  putMany(leases: Lease[]): void;
   delete(mac: string): void;
   list(): Lease[];
 }
@@ -46,6 +48,10 @@ export class MemoryLeaseStore implements LeaseStore {
     this.macByIp.set(lease.ip, lease.mac);
   }
 
+  putMany(leases: Lease[]): void {
+    for (const lease of leases) this.put(lease);
+  }
+
   delete(mac: string): void {
     const lease = this.byMac.get(mac);
     if (!lease) return;
@@ -65,20 +71,22 @@ interface LeaseRow {
   hostname: string | null;
 }
 
-function fromRow(row: LeaseRow | undefined): Lease | undefined {
-  if (!row) return undefined;
+function fromRow(row: LeaseRow): Lease {
   const lease: Lease = { mac: row.mac, ip: row.ip, expiresAt: row.expires_at };
   if (row.hostname !== null) lease.hostname = row.hostname;
   return lease;
 }
 
-/** Leases in a table of the caller's database; the caller owns the handle and its pragmas. */
+/**
+ * Leases in a table of the caller's database; the caller owns the handle and its pragmas.
+ * The table is this store's alone: it is read once at construction and mirrored in memory,
+ * so lookups on the packet path cost no query; every change is written through.
+ */
 export class SqliteLeaseStore implements LeaseStore {
-  private readonly selectByMac;
-  private readonly selectByIp;
+  private readonly mirror = new MemoryLeaseStore();
   private readonly upsert;
   private readonly remove;
-  private readonly selectAll;
+  private readonly upsertAll;
 
   constructor(db: Database, table = 'dhcp_leases') {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) throw new Error(`invalid lease table name ${JSON.stringify(table)}`);
@@ -90,33 +98,43 @@ export class SqliteLeaseStore implements LeaseStore {
          hostname TEXT
        )`,
     );
-    this.selectByMac = db.prepare<[string], LeaseRow>(`SELECT mac, ip, expires_at, hostname FROM ${table} WHERE mac = ?`);
-    this.selectByIp = db.prepare<[string], LeaseRow>(`SELECT mac, ip, expires_at, hostname FROM ${table} WHERE ip = ?`);
     // REPLACE deletes whichever rows conflict on mac or on ip, which is the contract above.
-    this.upsert = db.prepare<[string, string, number, string | null]>(
+    const upsert = db.prepare<[string, string, number, string | null]>(
       `INSERT OR REPLACE INTO ${table} (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)`,
     );
+    this.upsert = (lease: Lease) => upsert.run(lease.mac, lease.ip, lease.expiresAt, lease.hostname ?? null);
+    this.upsertAll = db.transaction((leases: Lease[]) => {
+      for (const lease of leases) this.upsert(lease);
+    });
     this.remove = db.prepare<[string]>(`DELETE FROM ${table} WHERE mac = ?`);
-    this.selectAll = db.prepare<[], LeaseRow>(`SELECT mac, ip, expires_at, hostname FROM ${table} ORDER BY mac`);
+    const rows = db.prepare<[], LeaseRow>(`SELECT mac, ip, expires_at, hostname FROM ${table}`).all();
+    for (const row of rows) this.mirror.put(fromRow(row));
   }
 
   get(mac: string): Lease | undefined {
-    return fromRow(this.selectByMac.get(mac));
+    return this.mirror.get(mac);
   }
 
   getByIp(ip: string): Lease | undefined {
-    return fromRow(this.selectByIp.get(ip));
+    return this.mirror.getByIp(ip);
   }
 
   put(lease: Lease): void {
-    this.upsert.run(lease.mac, lease.ip, lease.expiresAt, lease.hostname ?? null);
+    this.upsert(lease);
+    this.mirror.put(lease);
+  }
+
+  putMany(leases: Lease[]): void {
+    this.upsertAll(leases);
+    this.mirror.putMany(leases);
   }
 
   delete(mac: string): void {
     this.remove.run(mac);
+    this.mirror.delete(mac);
   }
 
   list(): Lease[] {
-    return this.selectAll.all().map((row) => fromRow(row)!);
+    return this.mirror.list().sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
   }
 }

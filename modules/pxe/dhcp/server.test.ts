@@ -333,6 +333,39 @@ describe('DhcpServer in full mode', () => {
     expect(h.transport.sent).toEqual([]);
   });
 
+  it('sends no ACK when the lease store fails, and counts it', async () => {
+    const failing = new MemoryLeaseStore();
+    failing.putMany = () => {
+      throw new Error('disk full');
+    };
+    const f = await harness(BASE_CONFIG, failing);
+    const [offer] = await f.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
+    const replies = await f.transport.exchange(request('02:00:00:00:00:01', MessageType.REQUEST, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    expect(replies).toEqual([]);
+    expect(f.server.counters).toMatchObject({ acks: 0, storeErrors: 1 });
+  });
+
+  it('stores the ACKs of one event-loop turn in one putMany, before sending them', async () => {
+    const store = new MemoryLeaseStore();
+    const batches: number[] = [];
+    const putMany = store.putMany.bind(store);
+    store.putMany = (leases) => {
+      batches.push(leases.length);
+      putMany(leases);
+    };
+    const b = await harness(BASE_CONFIG, store);
+    const offers = [];
+    for (const n of [1, 2, 3]) offers.push((await b.transport.exchange(request(`02:00:00:00:00:0${n}`, MessageType.DISCOVER)))[0]!);
+    const before = b.transport.sent.length;
+    offers.forEach((o, i) =>
+      b.transport.deliverRaw(serializeDhcpPacket(request(`02:00:00:00:00:0${i + 1}`, MessageType.REQUEST, { serverId: SERVER, requestedIp: o.packet.yiaddr }))),
+    );
+    expect(b.transport.sent.length).toBe(before); // nothing sent before the leases are stored
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(batches).toEqual([3]);
+    expect(b.transport.sent.slice(before).map((s) => s.packet.options.messageType)).toEqual([MessageType.ACK, MessageType.ACK, MessageType.ACK]);
+  });
+
   it('keeps serving when an event hook throws', async () => {
     const transport = new FakeTransport();
     const server = new DhcpServer(BASE_CONFIG, {
@@ -510,9 +543,29 @@ describe.each([
     expect(store.list()).toEqual([{ mac: 'bb', ip: '10.0.0.7', expiresAt: 9 }]);
   });
 
+  it('putMany stores several leases', () => {
+    const store = make();
+    store.putMany([
+      { mac: 'aa', ip: '10.0.0.5', expiresAt: 5 },
+      { mac: 'bb', ip: '10.0.0.6', expiresAt: 6 },
+    ]);
+    expect(store.list().map((l) => l.ip)).toEqual(['10.0.0.5', '10.0.0.6']);
+  });
+
   it('backs a server: the bound lease is in the store', async () => {
     const h = await harness(BASE_CONFIG, make());
     await dora(h, '02:00:00:00:00:01');
     expect(h.leases.get('02:00:00:00:00:01')?.ip).toBe('10.0.0.100');
+  });
+});
+
+describe('SqliteLeaseStore persistence', () => {
+  it('a new store on the same database sees the leases stored before', () => {
+    const db = new Database(':memory:');
+    new SqliteLeaseStore(db).putMany([{ mac: 'aa', ip: '10.0.0.5', expiresAt: 5, hostname: 'n5' }]);
+    const reopened = new SqliteLeaseStore(db);
+    expect(reopened.get('aa')).toEqual({ mac: 'aa', ip: '10.0.0.5', expiresAt: 5, hostname: 'n5' });
+    reopened.delete('aa');
+    expect(new SqliteLeaseStore(db).list()).toEqual([]);
   });
 });

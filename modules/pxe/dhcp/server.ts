@@ -17,7 +17,7 @@ import {
 } from './codec.js';
 import { classifyClient, decideBoot, IPXE_NO_PXEDHCP_OPTIONS, PXE_VENDOR_OPTIONS, type BootDecision, type ClientKind } from './boot.js';
 import { cidrRange, parseDhcpServerConfig, type DhcpServerConfig, type DhcpServerConfigInput, type SubnetConfig } from './config.js';
-import type { LeaseStore } from './leases.js';
+import type { Lease, LeaseStore } from './leases.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, UdpDhcpTransport, type DhcpTransport, type InboundDatagram } from './transport.js';
 
 export interface Reservation {
@@ -83,6 +83,8 @@ export interface DhcpCounters {
   declines: number;
   informs: number;
   sendErrors: number;
+  /** ACKs not sent because the lease store failed to store their leases. */
+  storeErrors: number;
   /** Exceptions thrown by onEvent / onUnknownClient, caught so a hook never stops the server. */
   hookErrors: number;
 }
@@ -121,6 +123,7 @@ export class DhcpServer {
     declines: 0,
     informs: 0,
     sendErrors: 0,
+    storeErrors: 0,
     hookErrors: 0,
   };
 
@@ -133,6 +136,8 @@ export class DhcpServer {
   private readonly declinedUntil = new Map<string, number>();
   /** Where each subnet's pool scan resumes, so allocation does not rescan taken addresses. */
   private readonly poolCursor = new Map<Subnet, number>();
+  private offerPruneAt = OFFER_PRUNE_THRESHOLD;
+  private pendingAcks: Array<{ lease: Lease; reply: DhcpPacket; request: DhcpPacket; kind: ClientKind }> = [];
   private started = false;
 
   /** Throws DhcpConfigError when the configuration is invalid. */
@@ -166,6 +171,7 @@ export class DhcpServer {
 
   async stop(): Promise<void> {
     if (!this.started) return;
+    this.flushAcks();
     this.started = false;
     await this.transport.close();
   }
@@ -298,16 +304,38 @@ export class DhcpServer {
     else this.refuse(request, kind);
   }
 
+  /**
+   * Queues the ACK: the ACKs of one event-loop turn are stored in one putMany (one SQLite
+   * transaction) and sent only once stored, so a client never holds a lease we could lose.
+   * Until then the offer stays, keeping the address from being offered to anyone else.
+   */
   private acknowledge(request: DhcpPacket, subnet: Subnet, address: Reservation, kind: ClientKind): void {
     const mac = macOf(request);
-    this.forgetOffer(mac);
-    const lease = { mac, ip: address.ip, expiresAt: this.now() + this.config.leaseSeconds * 1000, ...(address.hostname ? { hostname: address.hostname } : {}) };
-    this.deps.leases.put(lease);
+    const lease: Lease = { mac, ip: address.ip, expiresAt: this.now() + this.config.leaseSeconds * 1000 };
+    if (address.hostname) lease.hostname = address.hostname;
     const reply = this.reply(request, MessageType.ACK, subnet, address.ip, address.hostname);
     this.applyBoot(reply, decideBoot(kind, mac, this.config), kind, true);
-    this.counters.acks += 1;
-    this.send(reply, request);
-    this.emit({ type: 'ack', mac, ip: address.ip, arch: kind.arch, isIpxe: kind.isIpxe });
+    this.pendingAcks.push({ lease, reply, request, kind });
+    if (this.pendingAcks.length === 1) setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    const batch = this.pendingAcks;
+    if (batch.length === 0) return;
+    this.pendingAcks = [];
+    try {
+      this.deps.leases.putMany(batch.map((b) => b.lease));
+    } catch {
+      // No ACK for a lease we could not store; the client retries its REQUEST.
+      this.counters.storeErrors += batch.length;
+      return;
+    }
+    for (const { lease, reply, request, kind } of batch) {
+      this.forgetOffer(lease.mac);
+      this.counters.acks += 1;
+      this.send(reply, request);
+      this.emit({ type: 'ack', mac: lease.mac, ip: lease.ip, arch: kind.arch, isIpxe: kind.isIpxe });
+    }
   }
 
   private refuse(request: DhcpPacket, kind: ClientKind): void {
@@ -465,7 +493,7 @@ export class DhcpServer {
   }
 
   private holdOffer(mac: string, address: Reservation): void {
-    if (this.offersByMac.size >= OFFER_PRUNE_THRESHOLD) this.pruneExpiredOffers();
+    if (this.offersByMac.size >= this.offerPruneAt) this.pruneExpiredOffers();
     this.forgetOffer(mac);
     const previous = this.offeredIps.get(address.ip);
     if (previous !== undefined) this.offersByMac.delete(previous);
@@ -477,6 +505,8 @@ export class DhcpServer {
   private pruneExpiredOffers(): void {
     const now = this.now();
     for (const [mac, offer] of this.offersByMac) if (offer.expiresAt <= now) this.forgetOffer(mac);
+    // Doubling keeps the cost amortised when most pending offers are still live (a DISCOVER burst).
+    this.offerPruneAt = Math.max(OFFER_PRUNE_THRESHOLD, this.offersByMac.size * 2);
   }
 
   private forgetOffer(mac: string): void {
