@@ -57,6 +57,7 @@ function sha256(data: Buffer): string {
 export async function prepareInputs(cacheDir: string, progress: (line: string) => void = () => {}): Promise<BuildInputs> {
   const [kernelPackage, busyboxPackage] = await resolvePackages([await resolveKernelPackageName(), 'busybox-static']);
   if (!kernelPackage || !busyboxPackage) throw new Error('apt-cache resolved fewer packages than asked for');
+  progress(`using ${kernelPackage.name}=${kernelPackage.version}, ${busyboxPackage.name}=${busyboxPackage.version}`);
   const kernelTree = await unpackDeb(await fetchDeb(kernelPackage, cacheDir, progress), kernelPackage, cacheDir, progress);
   const busyboxTree = await unpackDeb(await fetchDeb(busyboxPackage, cacheDir, progress), busyboxPackage, cacheDir, progress);
   return { kernelPackage, kernelTree, busyboxPackage, busyboxTree };
