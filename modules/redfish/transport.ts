@@ -67,20 +67,22 @@ export class BmcTransport {
       let settled = false;
       let pendingTlsSocket: TLSSocket | undefined;
       let request: ClientRequest | undefined;
-      const finish = (error: Error | undefined, reply?: HttpReply) => {
+      const fail = (error: Error) => {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
-        if (error) {
-          pendingTlsSocket?.destroy();
-          request?.destroy();
-          reject(error);
-        } else if (reply) {
-          resolve(reply);
-        }
+        pendingTlsSocket?.destroy();
+        request?.destroy();
+        reject(error);
+      };
+      const succeed = (reply: HttpReply) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        resolve(reply);
       };
       const deadline = setTimeout(() => {
-        finish(
+        fail(
           new RedfishTimeoutError(
             `${exchange.method} ${endpoint.origin}${exchange.path}: no reply within ${endpoint.requestTimeoutMs} ms`,
           ),
@@ -111,22 +113,22 @@ export class BmcTransport {
         response.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > maxReplyBytes) {
-            finish(new RedfishMalformedReplyError(`${exchange.method} ${exchange.path}: reply larger than ${maxReplyBytes} bytes`));
+            fail(new RedfishMalformedReplyError(`${exchange.method} ${exchange.path}: reply larger than ${maxReplyBytes} bytes`));
             return;
           }
           chunks.push(chunk);
         });
         response.on('end', () => {
-          finish(undefined, {
+          succeed({
             status: response.statusCode ?? 0,
             headers: response.headers,
             body: Buffer.concat(chunks).toString('utf8'),
           });
         });
-        response.on('error', (error) => finish(this.unreachable(exchange, error)));
+        response.on('error', (error) => fail(this.unreachable(exchange, error)));
       });
       request.on('error', (error) => {
-        finish(error instanceof RedfishTlsError ? error : this.unreachable(exchange, error));
+        fail(error instanceof RedfishTlsError ? error : this.unreachable(exchange, error));
       });
       request.end(payload);
     });
@@ -148,7 +150,7 @@ export class BmcTransport {
       port,
       // SNI must not be an IP address.
       ...(isIP(host) ? {} : { servername: host }),
-      // CA verification (chain and host name) is Node's; with a pin or `insecure` we judge the certificate ourselves.
+      // `ca`: Node checks chain and host name. `pinned`: we compare the fingerprint below. `any`: no check.
       rejectUnauthorized: tlsTrust.kind === 'ca',
     });
     const onError = (error: Error) => {
