@@ -284,7 +284,8 @@ export class IpmiClient {
       this.ipmi20Confirmed = true;
     }
     const consoleSessionId = randomInt(1, 0xffffffff);
-    for (const [index, suite] of this.suites.entries()) {
+    for (let index = 0; ; index++) {
+      const suite = this.suites[index]!;
       const opened = await this.openSessionRequest(transport, suite, consoleSessionId);
       if (!opened.accepted) {
         const another = index + 1 < this.suites.length;
@@ -296,7 +297,6 @@ export class IpmiClient {
       this.suites = [suite]; // don't offer a suite this BMC already refused on the next session
       return session;
     }
-    throw new IpmiError('no cipher suite to offer'); // unreachable: suites is never empty
   }
 
   private openSessionRequest(

@@ -69,16 +69,10 @@ export class IpmiConnector implements BmcConnector {
 export function createModule(options: Record<string, unknown>): BmcPowerModule {
   const parsed = IpmiModuleOptionsSchema.parse(options);
   const connector = new IpmiConnector(parsed);
-  const module = new BmcPowerModule('ipmi', connector, {
+  return new BmcPowerModule('ipmi', connector, {
     ...(parsed.pollMs ? { pollMs: parsed.pollMs } : {}),
     ...(parsed.fastPollMs ? { fastPollMs: parsed.fastPollMs } : {}),
     ...(parsed.gracefulOffMs ? { gracefulOffMs: parsed.gracefulOffMs } : {}),
     ...(parsed.maxConcurrent ? { maxConcurrent: parsed.maxConcurrent } : {}),
   });
-  const stop = module.stop.bind(module);
-  module.stop = async () => {
-    await stop();
-    await connector.close();
-  };
-  return module;
 }
