@@ -11,3 +11,4 @@ export {
   IpmiSessionError,
   IpmiTimeoutError,
 } from './errors.js';
+export { createModule } from './module.js';

@@ -67,9 +67,12 @@ describe.skipIf(skip)('IPMI module in the appliance', { timeout: 60_000 }, () =>
     const node = appliance.state.resolve('ipmi-a');
     await appliance.state.setDesired(node.id, { power: 'on' }, 'test');
     await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on', 30_000, 'power on');
+    await appliance.state.flush();
     const rev = appliance.state.revision;
     await ipmitool(bmc, 'power', 'off');
-    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on' && appliance.state.revision > rev + 1, 30_000, 'on again');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'off', 30_000, 'the poll sees it off');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on', 30_000, 'on again');
+    await appliance.state.flush();
     const powers = (await appliance.state.events({ nodeId: node.id, afterRev: rev })).filter((e) => e.facet === 'power' && e.kind === 'observed').map((e) => e.new);
     expect(powers).toEqual(['off', 'on']);
     expect(await ipmitool(bmc, 'power', 'status')).toContain('Chassis Power is on');

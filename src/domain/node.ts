@@ -8,7 +8,8 @@ export type NodeId = string;
 export type FacetName = string;
 export type FacetValue = string;
 
-export const BMC_SCHEMES = ['ipmi', 'redfish', 'sim'] as const;
+// redfish+http: plain HTTP, for BMC emulators in tests; real BMCs speak HTTPS (redfish://).
+export const BMC_SCHEMES = ['ipmi', 'redfish', 'redfish+http', 'sim'] as const;
 export type BmcScheme = (typeof BMC_SCHEMES)[number];
 
 /** A BMC address without its secret: safe to log and to return from the API. */

@@ -1,0 +1,71 @@
+// The Redfish module inside a running appliance, against the Redfish BMC emulator: power on and off
+// through advertised reset types, the next boot set before power-on, a wrong password held as failed.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../test/support/appliance.js';
+import { Appliance } from '../../src/appliance.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { parseBmcUrl } from '../../src/domain/node.js';
+import { startRedfishBmc, type RedfishBmc } from '../../vm-test/redfish-bmc/emulator.js';
+import { FakeMachine } from '../../vm-test/redfish-bmc/fake-machine.js';
+import { createModule } from './module.js';
+
+describe('Redfish module in the appliance', { timeout: 60_000 }, () => {
+  let appliance: Appliance;
+  let bmc: RedfishBmc;
+  let dataDir: string;
+  const machine = new FakeMachine({ ignoresGracefulShutdown: true });
+
+  beforeAll(async () => {
+    bmc = await startRedfishBmc({ username: 'admin', password: 'secret', systems: [{ id: '1', machine }], etag: 'required' });
+    dataDir = mkdtempSync(join(tmpdir(), 'shoal-redfish-module-'));
+    const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 }, engine: { retryBudget: 1, backoffBaseMs: 50, backoffMaxMs: 1000, timeouts: {}, limits: {} } });
+    appliance = await Appliance.start(config, { modules: [createModule({ pollMs: 500, fastPollMs: 100, gracefulOffMs: 300, requestTimeoutMs: 2000 })], log: createLogger('silent') });
+  });
+
+  afterAll(async () => {
+    await appliance?.stop();
+    await bmc?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const enroll = async (name: string, mac: string, password: string) => {
+    const [node] = await appliance.state.addNodes(
+      [{ spec: { name, macs: [mac], bmc: parseBmcUrl(`redfish+http://admin@127.0.0.1:${bmc.port}/redfish/v1/Systems/1`).address, arch: 'x86_64', firmware: 'uefi', labels: {} }, bmcPassword: password }],
+      'test',
+    );
+    return node!;
+  };
+
+  it('powers on, then off (forcing it when the OS ignores the graceful request)', async () => {
+    const node = await enroll('rf-a', '52:54:00:dd:00:01', 'secret');
+    await appliance.state.setDesired(node.id, { power: 'on' }, 'test');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on' && appliance.engine.executor.status(node.id).phase === 'converged', 20_000, 'on');
+    expect(await machine.powerState()).toBe('On');
+    await appliance.state.setDesired(node.id, { power: 'off' }, 'test');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'off' && appliance.engine.executor.status(node.id).phase === 'converged', 20_000, 'off');
+    expect(await machine.powerState()).toBe('Off');
+    expect(machine.commands).toEqual(['powerOn', 'gracefulShutdown', 'forceOff']);
+  });
+
+  it('sets a one-time PXE boot in UEFI mode before powering on a node armed for network boot', async () => {
+    const node = appliance.state.resolve('rf-a');
+    // The boot facet's owner (pxe) reports the arming; here the test stands in for it.
+    appliance.state.observe(node.id, 'boot', 'armed', 'test', 'compute@1');
+    await appliance.state.setDesired(node.id, { power: 'on' }, 'test');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on', 20_000, 'on');
+    // The machine booted with the override the module set (the emulator clears a Once override after the boot).
+    expect(machine.boots.at(-1)).toMatchObject({ target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
+    expect(bmc.requests.some((r) => r.method === 'PATCH' && r.ifMatch !== undefined)).toBe(true);
+  });
+
+  it('holds a node whose BMC refuses the password as failed, with the reason', async () => {
+    const node = await enroll('rf-b', '52:54:00:dd:00:02', 'wrong');
+    await appliance.state.setDesired(node.id, { power: 'on' }, 'test');
+    await until(appliance, () => appliance.engine.executor.status(node.id).phase === 'failed', 20_000, 'failed');
+    expect(appliance.engine.executor.status(node.id).reason).toMatch(/failed 2 times; last: .*(401|auth|credential|password)/i);
+  });
+});

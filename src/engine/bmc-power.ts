@@ -1,0 +1,187 @@
+// The power facet for any BMC protocol. A protocol module (IPMI, Redfish) supplies a connector that
+// opens sessions to one node's BMC; this driver does the rest the same way for all of them: steps,
+// polling with jitter (faster while a step waits), the next boot device before power-on, graceful
+// then forced power-off, and a global cap on BMC sessions in use at once.
+import type { Logger } from 'pino';
+import type { NodeId, NodeRecord } from '../domain/node.js';
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from './module.js';
+
+export interface BmcSession {
+  powerState(): Promise<'on' | 'off'>;
+  powerOn(): Promise<void>;
+  /** ACPI shutdown request: the OS powers the machine off. */
+  softOff(): Promise<void>;
+  forceOff(): Promise<void>;
+  setNextBoot(device: 'pxe' | 'disk', firmware: NodeRecord['firmware']): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BmcConnector {
+  claims(node: NodeRecord): boolean;
+  /** Opens (or reuses) a session; rejects with a clear error on bad credentials or no answer. */
+  connect(node: NodeRecord, password: string | undefined): Promise<BmcSession>;
+  /** Releases what the connector shares between sessions (a socket), after every session closed. */
+  close?(): Promise<void>;
+}
+
+export interface BmcPowerOptions {
+  /** Power poll of a node no step waits on. */
+  pollMs: number;
+  /** Power poll while a power step waits for confirmation. */
+  fastPollMs: number;
+  /** How long a graceful power-off may take before it is forced. */
+  gracefulOffMs: number;
+  /** BMC sessions in use at once, across all nodes of this module. */
+  maxConcurrent: number;
+}
+
+export const DEFAULT_BMC_POWER_OPTIONS: BmcPowerOptions = { pollMs: 30_000, fastPollMs: 1_000, gracefulOffMs: 60_000, maxConcurrent: 32 };
+
+export class BmcPowerModule implements ShoalModule {
+  readonly drivers: FacetDriver[];
+  private host: ModuleHost | undefined;
+  private log: Logger | undefined;
+  private readonly sessions = new Map<NodeId, Promise<BmcSession>>();
+  private readonly pollTimers = new Map<NodeId, NodeJS.Timeout>();
+  private readonly options: BmcPowerOptions;
+  private inUse = 0;
+  private readonly waiting: (() => void)[] = [];
+  private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly connector: BmcConnector,
+    options: Partial<BmcPowerOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_BMC_POWER_OPTIONS, ...options };
+    this.drivers = [{ facet: 'power', claims: (node) => connector.claims(node), perform: (request) => this.perform(request) }];
+  }
+
+  start(host: ModuleHost): void {
+    this.host = host;
+    this.log = host.log;
+    for (const node of host.nodes()) if (this.connector.claims(node)) this.schedulePoll(node.id, this.jitter(this.options.fastPollMs));
+    // Enrolled, changed or removed nodes: start, keep or stop their polls.
+    this.unsubscribe = host.onNodeChange((id) => {
+      const node = host.node(id);
+      if (!node || !this.connector.claims(node)) return this.forget(id);
+      if (!this.pollTimers.has(id)) this.schedulePoll(id, this.jitter(this.options.fastPollMs));
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    for (const timer of this.pollTimers.values()) clearTimeout(timer);
+    this.pollTimers.clear();
+    await Promise.allSettled([...this.sessions.values()].map(async (s) => (await s).close()));
+    this.sessions.clear();
+    await this.connector.close?.();
+  }
+
+  private async perform({ step, node, bmcPassword, signal }: StepRequest): Promise<void> {
+    const observe = (value: 'on' | 'off') => this.host!.observe(node.id, 'power', value);
+    switch (step) {
+      case 'power.probe':
+        observe(await this.withSession(node, bmcPassword, (s) => s.powerState()));
+        return;
+      case 'power.on': {
+        const boot = this.host!.observed(node.id).boot?.value;
+        await this.withSession(node, bmcPassword, async (s) => {
+          // The boot the plan prepared must be the one the firmware takes.
+          if (boot === 'armed') await s.setNextBoot('pxe', node.firmware);
+          if (boot === 'disk') await s.setNextBoot('disk', node.firmware);
+          if ((await s.powerState()) === 'off') await s.powerOn();
+        });
+        this.pollUntil(node, bmcPassword, 'on', signal);
+        return;
+      }
+      case 'power.off': {
+        await this.withSession(node, bmcPassword, (s) => s.softOff());
+        const deadline = Date.now() + this.options.gracefulOffMs;
+        this.pollUntil(node, bmcPassword, 'off', signal, async () => {
+          if (Date.now() < deadline) return;
+          this.log?.info({ node: node.name }, 'graceful power-off took too long; forcing');
+          await this.withSession(node, bmcPassword, (s) => s.forceOff());
+        });
+        return;
+      }
+      default:
+        throw new Error(`${this.name} has no step ${step}`);
+    }
+  }
+
+  /** Polls fast until the BMC reports `want` or the step ends (confirmed, superseded or timed out). */
+  private pollUntil(node: NodeRecord, password: string | undefined, want: 'on' | 'off', signal: AbortSignal, each?: () => Promise<void>): void {
+    const tick = async () => {
+      if (signal.aborted || this.stopped) return;
+      try {
+        const state = await this.withSession(node, password, (s) => s.powerState());
+        this.host!.observe(node.id, 'power', state);
+        if (state === want) return;
+        await each?.();
+      } catch (err) {
+        this.log?.warn({ node: node.name, err: (err as Error).message }, 'power poll failed');
+      }
+      setTimeout(() => void tick(), this.options.fastPollMs);
+    };
+    setTimeout(() => void tick(), this.options.fastPollMs);
+  }
+
+  private schedulePoll(id: NodeId, delay: number): void {
+    if (this.stopped) return;
+    this.pollTimers.set(
+      id,
+      setTimeout(() => void this.poll(id), delay),
+    );
+  }
+
+  /** The background poll: drift (power changed behind the appliance's back) and a BMC gone quiet. */
+  private async poll(id: NodeId): Promise<void> {
+    const node = this.host?.node(id);
+    if (!node || !this.connector.claims(node)) return this.forget(id);
+    try {
+      const state = await this.withSession(node, this.host!.bmcPassword(id), (s) => s.powerState());
+      this.host!.observe(id, 'power', state);
+    } catch (err) {
+      this.host!.observe(id, 'power', 'error', (err as Error).message);
+    }
+    if (this.host?.node(id)) this.schedulePoll(id, this.jitter(this.options.pollMs));
+  }
+
+  private forget(id: NodeId): void {
+    clearTimeout(this.pollTimers.get(id));
+    this.pollTimers.delete(id);
+    const session = this.sessions.get(id);
+    this.sessions.delete(id);
+    void session?.then((s) => s.close()).catch(() => undefined);
+  }
+
+  /** Runs `fn` on the node's session under the module-wide cap; a failed session is dropped and reopened next time. */
+  private async withSession<T>(node: NodeRecord, password: string | undefined, fn: (s: BmcSession) => Promise<T>): Promise<T> {
+    if (this.inUse >= this.options.maxConcurrent) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.inUse++;
+    try {
+      let session = this.sessions.get(node.id);
+      if (!session) {
+        session = this.connector.connect(node, password);
+        this.sessions.set(node.id, session);
+      }
+      try {
+        return await fn(await session);
+      } catch (err) {
+        if (this.sessions.get(node.id) === session) this.sessions.delete(node.id);
+        void session.then((s) => s.close()).catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      this.inUse--;
+      this.waiting.shift()?.();
+    }
+  }
+
+  private jitter(ms: number): number {
+    return Math.round(ms * (0.75 + Math.random() * 0.5));
+  }
+}
