@@ -1,0 +1,254 @@
+// DHCP benchmark: sustained DORA exchanges per second of our server against Kea (and
+// dnsmasq), all measured in the same run with the same client.
+//
+//   npx tsx bench/dhcp.ts [--seconds N] [--rates 1000,2000,...] [--no-dnsmasq]
+//
+// Two network namespaces joined by a veth pair; the server in one, `perfdhcp` in the other
+// (it acts as a relay, so replies go unicast to its giaddr). Every run starts its server
+// afresh with an empty lease store, and the simulated clients (-R) stay well inside the
+// pool, so the pool never runs dry. Needs root, perfdhcp (kea-admin) and kea-dhcp4.
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Netns } from '../test/support/netns.js';
+import { requirements } from '../test/support/environment.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const SERVER_IF = 'bdhs0';
+const CLIENT_IF = 'bdhc0';
+const SERVER_IP = '10.99.0.1';
+const CLIENT_IP = '10.99.0.2';
+const POOL = { start: '10.99.1.0', end: '10.99.100.255' }; // 25,600 addresses
+const CLIENTS = 10_000;
+/** A rate counts as sustained when at most this share of exchanges is lost. */
+const MAX_DROP_RATIO = 0.01;
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    rates: { type: 'string', default: '500,1000,2000,4000,8000,12000' },
+    'dnsmasq-rates': { type: 'string', default: '200,400' },
+    'no-dnsmasq': { type: 'boolean', default: false },
+  },
+});
+const seconds = Number(args.seconds);
+const rates = args.rates.split(',').map(Number);
+const dnsmasqRates = args['dnsmasq-rates'].split(',').map(Number);
+if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60 || rates.some((r) => !Number.isInteger(r) || r < 1)) {
+  console.error('usage: npx tsx bench/dhcp.ts [--seconds 1..60] [--rates R1,R2,...] [--dnsmasq-rates R1,...] [--no-dnsmasq]');
+  process.exit(2);
+}
+
+interface Measurement {
+  rate: number;
+  /** Completed DISCOVER-OFFER-REQUEST-ACK exchanges per second, as perfdhcp counted them. */
+  doraPerSecond: number;
+  dropRatio: number;
+}
+
+interface ServerUnderTest {
+  name: string;
+  rates: number[];
+  /** Starts the server with an empty lease store; resolves once it is bound. */
+  start(ns: Netns, dir: string): Promise<ChildProcess>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitForUdp67(ns: Netns, child: ChildProcess, name: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    if (/:67\b/.test(ns.run('ss', ['-H', '-uln']))) {
+      await sleep(300); // Kea binds its UDP socket before its packet socket
+      return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${name} did not bind port 67 within 30 s`);
+}
+
+const ours: ServerUnderTest = {
+  name: 'shoal',
+  rates,
+  async start(ns, dir) {
+    const spec = {
+      config: {
+        mode: 'full',
+        interface: { name: SERVER_IF, address: SERVER_IP },
+        subnets: [{ cidr: '10.99.0.0/16', router: SERVER_IP, pool: POOL }],
+        leaseSeconds: 3600,
+      },
+      leaseDb: join(dir, 'shoal-leases.db'),
+    };
+    writeFileSync(join(dir, 'shoal.json'), JSON.stringify(spec));
+    const child = ns.spawn('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/serve.ts'), join(dir, 'shoal.json')], { cwd: ROOT, stdio: 'ignore' });
+    await waitForUdp67(ns, child, 'shoal');
+    return child;
+  },
+};
+
+const kea: ServerUnderTest = {
+  name: 'kea',
+  rates,
+  async start(ns, dir) {
+    const config = {
+      Dhcp4: {
+        'interfaces-config': { interfaces: [SERVER_IF], 'dhcp-socket-type': 'raw' },
+        'lease-database': { type: 'memfile', persist: true, name: join(dir, 'kea-leases4.csv'), 'lfc-interval': 0 },
+        'valid-lifetime': 3600,
+        subnet4: [{ id: 1, subnet: '10.99.0.0/16', pools: [{ pool: `${POOL.start} - ${POOL.end}` }], 'option-data': [{ name: 'routers', data: SERVER_IP }] }],
+        loggers: [{ name: 'kea-dhcp4', output_options: [{ output: 'stderr' }], severity: 'WARN' }],
+      },
+    };
+    writeFileSync(join(dir, 'kea.json'), JSON.stringify(config));
+    mkdirSync('/run/kea', { recursive: true });
+    const child = ns.spawn('kea-dhcp4', ['-c', join(dir, 'kea.json')], {
+      stdio: 'ignore',
+      env: { ...process.env, KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir },
+    });
+    await waitForUdp67(ns, child, 'kea');
+    return child;
+  },
+};
+
+const dnsmasq: ServerUnderTest = {
+  name: 'dnsmasq',
+  rates: dnsmasqRates,
+  async start(ns, dir) {
+    const child = ns.spawn(
+      'dnsmasq',
+      [
+        '--keep-in-foreground',
+        '--port=0',
+        `--interface=${SERVER_IF}`,
+        '--bind-interfaces',
+        `--dhcp-range=${POOL.start},${POOL.end},255.255.0.0,1h`,
+        `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`,
+        `--pid-file=${join(dir, 'dnsmasq.pid')}`,
+        '--dhcp-authoritative',
+        '--conf-file=/dev/null',
+        '--log-facility=/dev/null',
+      ],
+      { stdio: 'ignore' },
+    );
+    await waitForUdp67(ns, child, 'dnsmasq');
+    return child;
+  },
+};
+
+function perfdhcp(client: Netns, rate: number): Measurement {
+  // perfdhcp exits non-zero whenever it lost packets; its report is what matters.
+  const run = spawnSync('ip', ['netns', 'exec', client.name, 'perfdhcp', '-4', '-l', CLIENT_IF, '-r', String(rate), '-R', String(CLIENTS), '-p', String(seconds)], {
+    encoding: 'utf8',
+    timeout: (seconds + 30) * 1000,
+  });
+  const output = run.stdout ?? '';
+  const exchanges = /Rate: ([\d.]+) 4-way exchanges\/second/.exec(output);
+  const drops = [...output.matchAll(/drops ratio: ([\d.]+) ?%/g)].map((m) => Number(m[1]) / 100);
+  if (!exchanges || drops.length < 2) throw new Error(`unexpected perfdhcp output:\n${output}`);
+  return { rate, doraPerSecond: Number(exchanges[1]), dropRatio: Math.max(...drops) };
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await Promise.race([exited, sleep(3000)]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+async function runOnce(server: ServerUnderTest, rate: number, serverNs: Netns, clientNs: Netns, dir: string): Promise<Measurement> {
+  const runDir = mkdtempSync(join(dir, `${server.name}-`));
+  const child = await server.start(serverNs, runDir);
+  try {
+    const m = perfdhcp(clientNs, rate);
+    console.log(
+      `  ${server.name.padEnd(8)} offered ${String(rate).padStart(6)}/s  completed ${m.doraPerSecond.toFixed(0).padStart(6)} DORA/s  drops ${(m.dropRatio * 100).toFixed(2)}%`,
+    );
+    return m;
+  } finally {
+    await stopServer(child);
+    rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Rising rates; at each rate every server runs back to back, so load from anything else on
+ * the machine falls on all of them alike. A server drops out once it loses over 5%.
+ */
+async function measureAll(servers: ServerUnderTest[], serverNs: Netns, clientNs: Netns, dir: string): Promise<Map<string, Measurement[]>> {
+  const results = new Map<string, Measurement[]>(servers.map((s) => [s.name, []]));
+  const allRates = [...new Set(servers.flatMap((s) => s.rates))].sort((a, b) => a - b);
+  for (const rate of allRates) {
+    for (const server of servers) {
+      const done = results.get(server.name)!;
+      if (!server.rates.includes(rate) || done.some((m) => m.dropRatio > 5 * MAX_DROP_RATIO)) continue;
+      done.push(await runOnce(server, rate, serverNs, clientNs, dir));
+    }
+  }
+  return results;
+}
+
+function sustained(results: Measurement[]): number {
+  return Math.max(0, ...results.filter((m) => m.dropRatio <= MAX_DROP_RATIO).map((m) => m.doraPerSecond));
+}
+
+function peak(results: Measurement[]): number {
+  return Math.max(0, ...results.map((m) => m.doraPerSecond));
+}
+
+function ratio(a: number, b: number): string {
+  return b > 0 ? (a / b).toFixed(2) : 'n/a';
+}
+
+async function main(): Promise<void> {
+  const need = requirements({ root: true, commands: ['ip', 'ss', 'perfdhcp', 'kea-dhcp4'] });
+  if (!need.ok) {
+    console.error(`bench/dhcp: cannot run: ${need.reason}`);
+    process.exit(2);
+  }
+  const withDnsmasq = !args['no-dnsmasq'] && requirements({ commands: ['dnsmasq'] }).ok;
+  const dir = mkdtempSync(join(tmpdir(), 'shdhcp-bench-'));
+  const serverNs = Netns.create('shdhcp');
+  const clientNs = Netns.create('shdhcp');
+  const cleanup = () => {
+    clientNs.destroy();
+    serverNs.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    serverNs.link(clientNs, { ifname: SERVER_IF, cidr: `${SERVER_IP}/16` }, { ifname: CLIENT_IF, cidr: `${CLIENT_IP}/16` });
+    console.log(`DHCP DORA benchmark: perfdhcp -R ${CLIENTS} -p ${seconds}, pool ${POOL.start}-${POOL.end}, leases persisted, fresh store per run`);
+    const servers = [ours, kea, ...(withDnsmasq ? [dnsmasq] : [])];
+    const results = await measureAll(servers, serverNs, clientNs, dir);
+    const summary = (name: string) => ({ sustained: sustained(results.get(name) ?? []), peak: peak(results.get(name) ?? []) });
+    console.log(`\n${'server'.padEnd(8)} ${'sustained DORA/s (drops <= 1%)'.padStart(30)} ${'peak completed DORA/s'.padStart(22)}`);
+    for (const server of servers) {
+      const s = summary(server.name);
+      console.log(`${server.name.padEnd(8)} ${s.sustained.toFixed(0).padStart(30)} ${s.peak.toFixed(0).padStart(22)}`);
+    }
+    const shoal = summary('shoal');
+    const keaSummary = summary('kea');
+    console.log(`ratio shoal/kea: sustained ${ratio(shoal.sustained, keaSummary.sustained)}, peak ${ratio(shoal.peak, keaSummary.peak)} (goal >= 1.00)`);
+    if (withDnsmasq) {
+      const dm = summary('dnsmasq');
+      console.log(`ratio shoal/dnsmasq: sustained ${ratio(shoal.sustained, dm.sustained)}, peak ${ratio(shoal.peak, dm.peak)}`);
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exit(1);
+});
