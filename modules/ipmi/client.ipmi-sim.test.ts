@@ -56,6 +56,10 @@ describe.skipIf(skip)('IpmiClient against ipmi_sim, checked with ipmitool', () =
     await bmc?.stop();
   });
 
+  it('gets an RMCP presence pong claiming IPMI support', async () => {
+    await expect(client.ping()).resolves.toEqual({ ipmi: true });
+  });
+
   it('reads the device ID that ipmitool mc info shows', async () => {
     const ours = await client.getDeviceId();
     const theirs = await ipmitool(bmc, 'mc', 'info');
@@ -194,6 +198,13 @@ describe.skipIf(skip)('IpmiClient failure modes and a shared transport', () => {
     expect((error as IpmiTimeoutError).attempts).toBe(3);
     // 100 + 200 + 400 ms of waiting; generous slack for a loaded machine.
     expect(Date.now() - started).toBeLessThan(3000);
+    await silent.close();
+  });
+
+  it('times out a presence ping nobody answers', async () => {
+    const port = await freeUdpPort();
+    const silent = new IpmiClient({ host: '127.0.0.1', port, username: 'admin', password: 'secret', timeoutMs: 50, retries: 1, transport });
+    await expect(silent.ping()).rejects.toBeInstanceOf(IpmiTimeoutError);
     await silent.close();
   });
 

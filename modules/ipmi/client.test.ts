@@ -192,11 +192,14 @@ class FakeBmc {
 const bmcs: FakeBmc[] = [];
 const clients: IpmiClient[] = [];
 
-async function setUp(configure: (config: FakeBmcConfig) => void = () => undefined, extra: { sessionIdleMs?: number } = {}) {
+async function setUp(
+  configure: (config: FakeBmcConfig) => void = () => undefined,
+  extra: { sessionIdleMs?: number; timeoutMs?: number } = {},
+) {
   const bmc = await FakeBmc.start();
   bmcs.push(bmc);
   configure(bmc.config);
-  const client = new IpmiClient({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'secret', timeoutMs: 50, retries: 2, ...extra });
+  const client = new IpmiClient({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'secret', timeoutMs: 5000, retries: 2, ...extra });
   clients.push(client);
   return { bmc, client };
 }
@@ -250,9 +253,9 @@ describe('IpmiClient sessions (in-test RMCP+ BMC)', () => {
   });
 
   it('ignores a reply with a bad integrity code and takes the retransmission’s', async () => {
-    const { bmc, client } = await setUp((config) => (config.tamperFirstStatusReply = true));
+    const { bmc, client } = await setUp((config) => (config.tamperFirstStatusReply = true), { timeoutMs: 50 });
     await expect(client.getChassisStatus()).resolves.toMatchObject({ power: 'on' });
-    expect(bmc.chassisStatusRequests).toBe(2);
+    expect(bmc.chassisStatusRequests).toBeGreaterThanOrEqual(2); // 1 if the tampered reply had been taken
   });
 
   it('on a wrong password fails with an authentication error and tells the BMC it gives up', async () => {

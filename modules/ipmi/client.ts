@@ -8,12 +8,14 @@ import { isIPv4 } from 'node:net';
 import {
   CIPHER_SUITES,
   PayloadType,
+  decodeAsfPresencePong,
   decodeIpmiResponse,
   decodeOpenSessionResponse,
   decodePacket,
   decodeRakp2,
   decodeRakp4,
   deriveSessionKeys,
+  encodeAsfPresencePing,
   encodeIpmiRequest,
   encodeOpenSessionRequest,
   encodeRakp1,
@@ -26,6 +28,7 @@ import {
   rakp3KeyExchangeCode,
   rakp4IntegrityCheckValue,
   sessionIntegrityKey,
+  type AsfPresencePong,
   type CipherSuite,
   type InboundPacket,
   type RakpContext,
@@ -177,6 +180,36 @@ export class IpmiClient {
   /** The suite of the open session, or undefined before the first command. */
   get cipherSuite(): 3 | 17 | undefined {
     return this.session?.keys.suite.id;
+  }
+
+  /**
+   * RMCP/ASF presence ping: cheap, sessionless, needs no credentials. Resolves with whether
+   * the answering entity claims IPMI support; fails with IpmiTimeoutError if nothing answers.
+   */
+  async ping(): Promise<{ ipmi: boolean }> {
+    if (this.closing) throw new IpmiClosedError();
+    const transport = await this.openTransport();
+    const tag = this.nextTag();
+    const packet = encodeAsfPresencePing(tag);
+    return transport.exchange<{ ipmi: boolean }>(
+      this.endpoint,
+      {
+        what: this.what('RMCP presence ping'),
+        packet: () => packet,
+        judge: (datagram) => {
+          // IPMI traffic for a session on this BMC is not ours; anything else must be a pong.
+          if (datagram[3] === 0x07) return { kind: 'not-mine' };
+          let pong: AsfPresencePong;
+          try {
+            pong = decodeAsfPresencePong(datagram);
+          } catch (error) {
+            return { kind: 'malformed', error: error as IpmiMalformedReplyError };
+          }
+          return pong.tag === tag ? { kind: 'reply', value: { ipmi: pong.ipmi } } : { kind: 'not-mine' };
+        },
+      },
+      this.policy,
+    );
   }
 
   getDeviceId(): Promise<DeviceId> {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CIPHER_SUITES,
   PayloadType,
+  decodeAsfPresencePong,
   decodeIpmiResponse,
   decodeOpenSessionResponse,
   decodePacket,
@@ -14,6 +15,7 @@ import {
   decodeRakp4,
   decryptAesCbc128,
   deriveSessionKeys,
+  encodeAsfPresencePing,
   encodeIpmiRequest,
   encodeOpenSessionRequest,
   encodeRakp1,
@@ -141,6 +143,23 @@ describe('packet framing', () => {
     ['IPMI 1.5 with auth type but no auth code', '0600ff070200000000000000000000'],
   ])('rejects %s with a typed error', (_name, bytes) => {
     expect(() => decodePacket(hex(bytes))).toThrow(IpmiMalformedReplyError);
+  });
+});
+
+describe('RMCP/ASF presence ping', () => {
+  // The pong ipmi_sim sends: ASF IANA, no OEM data, "supports IPMI" (0x81), no interactions.
+  const pong = hex('0600ff06 000011be 40 05 00 10 000011be 00000000 81 00 000000000000');
+
+  it('encodes a ping with ASF IANA number, type 0x80 and the tag', () => {
+    expect(encodeAsfPresencePing(5).toString('hex')).toBe('0600ff06' + '000011be' + '80' + '05' + '00' + '00');
+  });
+
+  it('decodes a pong and rejects anything else', () => {
+    expect(decodeAsfPresencePong(pong)).toEqual({ tag: 5, ipmi: true });
+    expect(() => decodeAsfPresencePong(pong.subarray(0, 27))).toThrow(IpmiMalformedReplyError);
+    expect(() => decodeAsfPresencePong(flipped(pong, 7))).toThrow(/IANA/);
+    expect(() => decodeAsfPresencePong(flipped(pong, 8))).toThrow(/message type/);
+    expect(() => decodeAsfPresencePong(flipped(pong, 3))).toThrow(/class/);
   });
 });
 

@@ -287,6 +287,49 @@ export function openSecurePayload(packet: Extract<InboundPacket, { format: 'rmcp
 }
 
 // ---------------------------------------------------------------------------------------
+// RMCP/ASF presence ping (DMTF ASF 2.0 section 3.2.4): "is a BMC listening here?", no session
+
+const RMCP_CLASS_ASF = 0x06;
+/** ASF's IANA enterprise number, big-endian on the wire like all ASF fields. */
+const ASF_IANA = 4542;
+const ASF_PRESENCE_PING = 0x80;
+const ASF_PRESENCE_PONG = 0x40;
+
+export function encodeAsfPresencePing(tag: number): Buffer {
+  const packet = Buffer.alloc(12);
+  packet.set([RMCP_VERSION_1_0, 0x00, RMCP_SEQUENCE_NO_ACK, RMCP_CLASS_ASF]);
+  packet.writeUInt32BE(ASF_IANA, 4);
+  packet[8] = ASF_PRESENCE_PING;
+  packet[9] = tag;
+  return packet; // reserved byte and data length stay 0
+}
+
+export interface AsfPresencePong {
+  tag: number;
+  /** The entity answering supports IPMI (bit 7 of supported entities). */
+  ipmi: boolean;
+}
+
+export function decodeAsfPresencePong(datagram: Buffer): AsfPresencePong {
+  const reader = new ByteReader(datagram, 'ASF presence pong');
+  if (reader.u8('RMCP version') !== RMCP_VERSION_1_0) malformed('ASF presence pong: RMCP version is not 0x06');
+  reader.u8('RMCP reserved byte');
+  reader.u8('RMCP sequence');
+  if ((reader.u8('RMCP class') & 0x1f) !== RMCP_CLASS_ASF) malformed('ASF presence pong: RMCP class is not ASF');
+  if (reader.bytesOf(4, 'IANA number').readUInt32BE() !== ASF_IANA) malformed('ASF presence pong: IANA number is not 4542');
+  if (reader.u8('message type') !== ASF_PRESENCE_PONG) malformed('ASF presence pong: message type is not 0x40');
+  const tag = reader.u8('message tag');
+  reader.u8('reserved byte');
+  const length = reader.u8('data length');
+  if (length !== 16) malformed(`ASF presence pong: data length ${length}, expected 16`);
+  reader.bytesOf(8, 'OEM IANA number and OEM-defined data');
+  const entities = reader.u8('supported entities');
+  reader.bytesOf(7, 'supported interactions and reserved bytes');
+  reader.expectEnd();
+  return { tag, ipmi: (entities & 0x80) !== 0 };
+}
+
+// ---------------------------------------------------------------------------------------
 // Cipher suites and keys (IPMI v2.0 sections 13.28-13.32, table 22-19)
 
 export interface CipherSuite {

@@ -5,7 +5,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IpmiCompletionCodeError, IpmiError, IpmiMalformedReplyError, IpmiTimeoutError } from './errors.js';
 import { IpmiTransport, type Endpoint, type Exchange, type RetryPolicy } from './transport.js';
 
+/** For exchanges meant to run out of attempts. */
 const FAST: RetryPolicy = { timeoutMs: 20, retries: 2, backoff: 2 };
+/** For exchanges meant to be answered: a loaded machine must not cause retransmissions. */
+const PATIENT: RetryPolicy = { timeoutMs: 5000, retries: 2, backoff: 2 };
 
 interface Peer {
   endpoint: Endpoint;
@@ -81,13 +84,15 @@ describe('IpmiTransport', () => {
     const t = await transport();
     const exchange = echoExchange('ok');
     exchange.packet = () => Buffer.from('ping');
-    await expect(t.exchange(bmc.endpoint, exchange, FAST)).resolves.toBe('ok ping');
+    await expect(t.exchange(bmc.endpoint, exchange, PATIENT)).resolves.toBe('ok ping');
     expect(t.pendingExchanges).toBe(0);
   });
 
   it('fails at once on a fail verdict, without retransmitting', async () => {
     const bmc = await peer((_datagram, reply) => reply(Buffer.from('fail')));
-    await expect((await transport()).exchange(bmc.endpoint, echoExchange('x'), FAST)).rejects.toBeInstanceOf(IpmiCompletionCodeError);
+    await expect((await transport()).exchange(bmc.endpoint, echoExchange('x'), PATIENT)).rejects.toBeInstanceOf(
+      IpmiCompletionCodeError,
+    );
     expect(bmc.received).toHaveLength(1);
   });
 
@@ -124,7 +129,7 @@ describe('IpmiTransport', () => {
       peers.map((p, i) => {
         const exchange = echoExchange('same');
         exchange.packet = () => Buffer.from(`to ${i}`);
-        return t.exchange(p.endpoint, exchange, FAST);
+        return t.exchange(p.endpoint, exchange, PATIENT);
       }),
     );
     expect(replies).toEqual(Array(5).fill('same answer'));
