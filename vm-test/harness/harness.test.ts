@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipUnless } from '../../test/support/environment.js';
 import { commandLine } from './processes.js';
-import { IpmiBmc, Lab, labRequirements, sweepLeftovers } from './index.js';
+import { IpmiBmc, Lab, labRequirements, RedfishBmc, sweepLeftovers } from './index.js';
 
 const skip = skipUnless('vm-test/harness', labRequirements());
 
@@ -119,6 +119,33 @@ describe.skipIf(skip)('QEMU lab harness', () => {
     expect(await ipmi('power', 'status')).toBe('Chassis Power is off');
     expect(bmc.chassisCommands()).toEqual(['set boot pxe', 'set power 1', 'set reset 1', 'set power 0']);
   }, 180_000);
+
+  it('a Redfish BMC (the project emulator, inside the lab) powers its VM on from a PXE override and sees it off', async () => {
+    const vm = lab.addVm({ name: 'redfish-node' });
+    const bmc = await timed('RedfishBmc.start (emulator listening)', () => RedfishBmc.start(lab, vm));
+    const system = `${bmc.url}/redfish/v1/Systems/1`;
+    const redfish = async (method: string, url: string, body?: unknown): Promise<Record<string, unknown>> => {
+      const args = ['-sS', '--fail-with-body', '-u', `${bmc.user}:${bmc.password}`, '-X', method, url];
+      if (body !== undefined) args.push('-H', 'Content-Type: application/json', '-d', JSON.stringify(body));
+      const result = await lab.run('curl', args);
+      expect(result.code, `${method} ${url}: ${result.stdout}${result.stderr}`).toBe(0);
+      return result.stdout ? (JSON.parse(result.stdout) as Record<string, unknown>) : {};
+    };
+
+    expect((await redfish('GET', system)).PowerState).toBe('Off');
+    await redfish('PATCH', system, { Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' } });
+    await timed('Redfish Reset On → QEMU running', async () => {
+      await redfish('POST', `${system}/Actions/ComputerSystem.Reset`, { ResetType: 'On' });
+      await vm.waitUntilRunning(10_000);
+    });
+    expect(commandLine(vm.pid()!)?.join(' ')).toContain('-boot n');
+    expect(bmc.starts()).toEqual(['BOOT_TARGET=Pxe BOOT_ENABLED=Once']);
+    expect((await redfish('GET', system)).PowerState).toBe('On');
+    // Power off from outside (not ForceOff): the emulator's quit-then-poll can race QEMU's exit
+    // (ECONNRESET after the greeting, about one run in six here); that belongs to its own tests.
+    vm.kill();
+    expect((await redfish('GET', system)).PowerState).toBe('Off');
+  }, 120_000);
 
   it('close() leaves no namespace, no QEMU, no ipmi_sim and no radvd behind', async () => {
     // Something to clean up: a BMC with its VM powered on.

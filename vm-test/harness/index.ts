@@ -5,3 +5,4 @@ export { Vm, firmwareFiles, type DirectBoot, type Firmware, type NicModel, type 
 export { IpmiBmc, type IpmiBmcOptions } from './ipmi-bmc.js';
 export { Qmp, QmpError, type QmpEvent, type QmpStatus } from './qmp.js';
 export { labRequirements } from './requirements.js';
+export { RedfishBmc, type RedfishBmcOptions } from './redfish-bmc.js';

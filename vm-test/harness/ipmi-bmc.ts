@@ -131,7 +131,6 @@ user 2 true "${bmc.user}" "${bmc.password}" admin 10 none md2 md5 straight
  */
 function chassisScript(vm: Vm, dir: string, chassisLog: string): string {
   const q = shellQuote;
-  const command = (boot: 'pxe' | 'default'): string => vm.qemuCommand(boot).map(q).join(' ');
   // A reset over QMP: node is always there (it runs the tests); the three lines are queued before the greeting is read.
   const qmpReset = [
     "const s=require('net').connect(process.argv[1]);let n=0;",
@@ -160,11 +159,10 @@ power_on() {
   qemu_pid >/dev/null && return 0
   boot=$(boot_device)
   echo "$boot" >"$runningboot"
-  # Output to a file and not to ipmi_sim's pipe: ipmi_sim reads until EOF, and QEMU outlives this script.
   if [ "$boot" = pxe ]; then
-    ${command('pxe')} </dev/null >>"$qemulog" 2>&1 &
+    ${vm.backgroundStartCommand('pxe')}
   else
-    ${command('default')} </dev/null >>"$qemulog" 2>&1 &
+    ${vm.backgroundStartCommand('default')}
   fi
   # Report "on" only once QEMU runs, so "power status" right after "power on" is true.
   i=0

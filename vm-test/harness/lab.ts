@@ -15,6 +15,7 @@ import { Vm, type VmOptions } from './vm.js';
 /** Every namespace and temp dir a lab makes is named `shlab-<owner pid>-<random>`. */
 export const labPrefix = 'shlab';
 const netnsDir = '/run/netns';
+const repositoryRoot = new URL('../../', import.meta.url).pathname;
 
 export interface RunResult {
   code: number | null;
@@ -162,9 +163,13 @@ export class Lab {
     }
   }
 
-  /** Starts a TypeScript entry point inside the namespace under tsx (how the appliance runs in e2e tests). */
+  /**
+   * Starts a TypeScript entry point inside the namespace under tsx (how the appliance and
+   * the Redfish emulator run in e2e tests). Runs from the repository root, where node
+   * resolves `--import tsx`, unless `options.cwd` says otherwise.
+   */
   spawnTs(label: string, entry: string, args: string[] = [], options: Omit<SpawnOptions, 'stdio'> = {}): TrackedProcess {
-    return this.spawn(label, process.execPath, ['--import', 'tsx', entry, ...args], options);
+    return this.spawn(label, process.execPath, ['--import', 'tsx', entry, ...args], { cwd: repositoryRoot, ...options });
   }
 
   /**

@@ -5,7 +5,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from './lab.js';
-import { commandLine, isAlive, pollUntil, sleep, stopProcess } from './processes.js';
+import { commandLine, isAlive, pollUntil, shellQuote, sleep, stopProcess } from './processes.js';
 import { Qmp } from './qmp.js';
 
 export type Firmware = 'bios' | 'uefi';
@@ -130,6 +130,15 @@ export class Vm {
       args.push('-kernel', boot.kernel, '-initrd', boot.initrd, '-append', boot.append);
     }
     return args;
+  }
+
+  /**
+   * A POSIX sh command that starts this VM's QEMU in the background, for the scripts a BMC
+   * emulator runs. Output goes to qemuLog, not to the caller's pipes: a BMC reads its
+   * script's output until EOF, and QEMU outlives the script.
+   */
+  backgroundStartCommand(boot: 'pxe' | 'default'): string {
+    return `${this.qemuCommand(boot).map(shellQuote).join(' ')} </dev/null >>${shellQuote(this.qemuLog)} 2>&1 &`;
   }
 
   /** Starts QEMU inside the lab's namespace and resolves once it runs (its PID file is written). */
