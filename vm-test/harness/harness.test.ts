@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CACHE_DIR, ensureImages } from '../../images/catalog.js';
 import { skipUnless } from '../../test/support/environment.js';
 import { commandLine } from './processes.js';
 import { IpmiBmc, Lab, labRequirements, RedfishBmc, sweepLeftovers } from './index.js';
@@ -66,6 +67,21 @@ describe.skipIf(skip)('QEMU lab harness', () => {
       await timed('UEFI VM: QEMU start → DHCP DISCOVER seen on the bridge', () => discover.packets(120_000));
       // The EFI build of iPXE lists EFI among its features; the BIOS build does not.
       await vm.waitForConsole(/Features:[^\n]* EFI /, { timeoutMs: 10_000 });
+    } finally {
+      discover.stop();
+      vm.kill();
+    }
+  }, 180_000);
+
+  it('direct boot (-kernel/-initrd, no firmware PXE): the node image\'s udhcpc sends DHCP DISCOVER (the floor)', async () => {
+    const [image] = await timed('ensureImages compute@2', () => ensureImages(['compute@2'], DEFAULT_CACHE_DIR));
+    const vm = lab.addVm({ name: 'direct', noReboot: true });
+    const discover = await lab.capture(`udp dst port 67 and ether src ${vm.mac}`);
+    try {
+      await vm.start({ kernel: image!.kernelPath, initrd: image!.initrdPath, append: 'console=ttyS0 shoal.node=direct' });
+      const [request] = await timed('direct boot: QEMU start → udhcpc DISCOVER seen on the bridge', () => discover.packets(120_000));
+      expect(request).toContain(`Request from ${vm.mac}`);
+      await vm.waitForConsole(/shoal-init: image compute@2/, { timeoutMs: 5_000 });
     } finally {
       discover.stop();
       vm.kill();
