@@ -124,6 +124,10 @@ describe.skipIf(skip)('QEMU lab harness', () => {
       await timed('ipmitool power reset → QMP RESET event', () =>
         Promise.all([qmp.waitForEvent('RESET', 10_000), ipmi('power', 'reset')]),
       );
+      // The ACPI power button: delivered over QMP; iPXE has no ACPI, so the VM stays on, as a real one would.
+      const powerButton = qmp.waitForEvent('POWERDOWN', 10_000);
+      await timed('ipmitool power soft → QMP POWERDOWN event', () => Promise.all([powerButton, ipmi('power', 'soft')]));
+      expect(vm.running).toBe(true);
     } finally {
       qmp.close();
     }
@@ -133,7 +137,7 @@ describe.skipIf(skip)('QEMU lab harness', () => {
       await vm.waitUntilOff(10_000);
     });
     expect(await ipmi('power', 'status')).toBe('Chassis Power is off');
-    expect(bmc.chassisCommands()).toEqual(['set boot pxe', 'set power 1', 'set reset 1', 'set power 0']);
+    expect(bmc.chassisCommands()).toEqual(['set boot pxe', 'set power 1', 'set reset 1', 'set shutdown 1', 'set power 0']);
   }, 180_000);
 
   it('a Redfish BMC (the project emulator, inside the lab) powers its VM on from a PXE override and sees it off', async () => {
