@@ -14,6 +14,7 @@ import { ClusterState } from './state/cluster-state.js';
 import { Engine } from './engine/engine.js';
 import type { ModuleHost, ShoalModule } from './engine/module.js';
 import { createApiApp } from './api/app.js';
+import { createWebRouter } from './api/web.js';
 import { ServiceRegistry } from './contracts/services.js';
 
 export interface ApplianceOptions {
@@ -76,6 +77,7 @@ export class Appliance {
       app.use(router);
     }
     app.use(createApiApp({ state, engine, token, log, moduleApis }));
+    app.use(createWebRouter());
 
     const server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.api.port, config.api.listen, () => resolve(s));

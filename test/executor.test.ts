@@ -11,6 +11,7 @@ afterEach(async () => {
 });
 
 const phases = (t: TestAppliance) => t.appliance.engine.executor.phaseCounts();
+const engine = () => t!.appliance.engine.executor;
 
 describe('executor with simulated hardware', () => {
   it('converges 100 nodes from unknown to ready on their image', async () => {
@@ -39,6 +40,7 @@ describe('executor with simulated hardware', () => {
     const rev = state.revision;
     await state.setDesired(node!.id, { image: 'compute@2' }, 'test');
     await until(t.appliance, () => state.observed(node!.id).image?.value === 'compute@2' && phases(t!).converged === 1, 10_000, 'second image');
+    await state.flush();
     const runs = (await state.events({ nodeId: node!.id, afterRev: rev })).filter((e) => e.kind === 'observed' && e.facet === 'run').map((e) => e.new);
     expect(runs).toEqual(['draining', 'drained', 'booting', 'ready']);
   });
@@ -49,9 +51,13 @@ describe('executor with simulated hardware', () => {
     const [node] = await state.addNodes(simSpecs(1).map((spec) => ({ spec })), 'test');
     await state.setDesired(node!.id, { power: 'on', image: 'compute@1' }, 'test');
     await until(t.appliance, () => phases(t!).converged === 1, 10_000, 'converged');
+    await state.flush();
+    const rev = state.revision;
     t.sim.inject(node!.id, { kind: 'power-off' });
-    await until(t.appliance, () => state.observed(node!.id).power?.value === 'off', 5_000, 'power off seen');
-    await until(t.appliance, () => state.observed(node!.id).power?.value === 'on' && state.observed(node!.id).run?.value === 'ready', 10_000, 'on and ready again');
+    await until(t.appliance, () => t!.sim.truth(node!.id).power === 'on' && state.observed(node!.id).run?.value === 'ready' && state.revision > rev + 3, 10_000, 'on and ready again');
+    await state.flush();
+    const seen = (await state.events({ nodeId: node!.id, afterRev: rev })).filter((e) => e.kind === 'observed' && (e.facet === 'power' || e.facet === 'run')).map((e) => `${e.facet}=${e.new}`);
+    expect(seen).toEqual(['power=off', 'run=off', 'power=on', 'run=booting', 'run=ready']);
     expect(t.sim.truth(node!.id).power).toBe('on');
     await until(t.appliance, () => t!.appliance.engine.executor.status(node!.id).phase === 'converged', 5_000, 'converged');
   });
@@ -80,7 +86,7 @@ describe('executor with simulated hardware', () => {
     await until(t.appliance, () => engine.executor.status(node!.id).phase === 'failed', 10_000, 'held as failed');
     const status = engine.executor.status(node!.id);
     expect(status.reason).toMatch(/^power\.on failed 3 times; last: BMC refused/);
-    expect(engine.executor.status(healthy!.id).phase).toBe('converged');
+    await until(t.appliance, () => engine.executor.status(healthy!.id).phase === 'converged', 10_000, 'the healthy node converged');
     // held: no further attempts
     const before = (await state.events({ nodeId: node!.id })).length;
     await new Promise((r) => setTimeout(r, 100));
@@ -102,12 +108,13 @@ describe('executor with simulated hardware', () => {
     const [node] = await state.addNodes(simSpecs(1).map((spec) => ({ spec })), 'test');
     await state.setDesired(node!.id, { image: 'compute@1' }, 'test');
     await until(t.appliance, () => phases(t!).converged === 1, 10_000, 'converged');
+    await state.flush();
     const rev = state.revision;
     t.sim.inject(node!.id, { kind: 'dies' });
-    await until(t.appliance, () => state.observed(node!.id).run?.value === 'lost', 5_000, 'lost');
-    await until(t.appliance, () => phases(t!).converged === 1 && state.observed(node!.id).run?.value === 'ready', 10_000, 'back');
-    const after = (await state.events({ nodeId: node!.id, afterRev: rev })).filter((e) => e.kind === 'observed' && e.facet === 'power').map((e) => e.new);
-    expect(after).toEqual(['off', 'on']);
+    await until(t.appliance, () => state.observed(node!.id).run?.value === 'ready' && state.revision > rev + 3 && engine().status(node!.id).phase === 'converged', 10_000, 'back');
+    await state.flush();
+    const after = (await state.events({ nodeId: node!.id, afterRev: rev })).filter((e) => e.kind === 'observed' && (e.facet === 'power' || e.facet === 'run')).map((e) => `${e.facet}=${e.new}`);
+    expect(after).toEqual(['run=lost', 'power=off', 'run=off', 'power=on', 'run=booting', 'run=ready']);
   });
 
   it('keeps at most N power-ons in flight and one action per BMC', async () => {

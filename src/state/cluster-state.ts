@@ -133,10 +133,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const records = entries.map(({ spec, bmcPassword }) => {
       const node: NodeRecord = { id: randomUUID(), ...spec };
       this.index(node);
-      this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', value: JSON.stringify(spec), writer });
+      this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: null, value: JSON.stringify(spec), writer });
       if (bmcPassword !== undefined) {
         this.secrets.set(node.id, bmcPassword);
-        this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', value: bmcPassword, writer });
+        this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: null, value: bmcPassword, writer });
       }
       return node;
     });
@@ -156,10 +156,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.unindex(current);
     const node: NodeRecord = { id: current.id, ...spec };
     this.index(node);
-    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', value: JSON.stringify(spec), writer });
+    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(current), value: JSON.stringify(spec), writer });
     if (bmcPassword !== undefined) {
+      this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: this.secrets.get(node.id) ?? null, value: bmcPassword, writer });
       this.secrets.set(node.id, bmcPassword);
-      this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', value: bmcPassword, writer });
     }
     await this.flush();
     this.emit('node', node.id);
@@ -174,7 +174,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.holds.delete(node.id);
     this.frozenNodes.delete(node.id);
     this.secrets.delete(node.id);
-    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', value: null, writer });
+    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(node), value: null, writer });
     await this.flush();
     this.emit('node', node.id);
   }
@@ -183,7 +183,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const before = this.desired(id);
     const after = applyDesiredPatch(before, patch);
     for (const facet of new Set([...Object.keys(before), ...Object.keys(after)]) as Set<keyof DesiredState>) {
-      if (before[facet] !== after[facet]) this.pending.push({ nodeId: id, kind: 'desired', facet, value: after[facet] ?? null, writer });
+      if (before[facet] !== after[facet]) this.pending.push({ nodeId: id, kind: 'desired', facet, old: before[facet] ?? null, value: after[facet] ?? null, writer });
     }
     this.desiredByNode.set(id, after);
     // A new wish is a fresh start: a node held as failed tries again.
@@ -194,13 +194,14 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   }
 
   async setFrozen(id: NodeId | null, frozen: boolean, writer: string): Promise<void> {
+    const flag = (on: boolean) => (on ? 'true' : null);
     if (id === null) {
+      this.pending.push({ nodeId: null, kind: 'appliance', facet: 'freeze', old: flag(this.frozen), value: flag(frozen), writer });
       this.frozen = frozen;
-      this.pending.push({ nodeId: null, kind: 'appliance', facet: 'freeze', value: frozen ? 'true' : null, writer });
     } else {
+      this.pending.push({ nodeId: id, kind: 'engine', facet: 'frozen', old: flag(this.frozenNodes.has(id)), value: flag(frozen), writer });
       if (frozen) this.frozenNodes.add(id);
       else this.frozenNodes.delete(id);
-      this.pending.push({ nodeId: id, kind: 'engine', facet: 'frozen', value: frozen ? 'true' : null, writer });
     }
     await this.flush();
     if (id === null) this.emit('appliance');
@@ -218,17 +219,18 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const observation: Observation = { value, at: Date.now(), source };
     if (detail !== undefined) observation.detail = detail;
     observed[facet] = observation;
-    this.pending.push({ nodeId: id, kind: 'observed', facet, value, detail: detail ?? null, writer: source, at: observation.at });
+    this.pending.push({ nodeId: id, kind: 'observed', facet, old: current?.value ?? null, value, detail: detail ?? null, writer: source, at: observation.at });
     this.scheduleFlush();
     this.emit('node', id);
   }
 
   /** The executor's verdict that a node is held (null: released). */
   setHold(id: NodeId, reason: string | null, writer: string): void {
-    if ((this.holds.get(id) ?? null) === reason) return;
+    const old = this.holds.get(id) ?? null;
+    if (old === reason) return;
+    this.pending.push({ nodeId: id, kind: 'engine', facet: 'hold', old, value: reason, writer });
     if (reason === null) this.holds.delete(id);
     else this.holds.set(id, reason);
-    this.pending.push({ nodeId: id, kind: 'engine', facet: 'hold', value: reason, writer });
     this.scheduleFlush();
   }
 
@@ -279,4 +281,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.ids.delete(node.name);
     for (const mac of node.macs) this.macs.delete(mac);
   }
+}
+
+/** The node's spec as the log stores it (the id is the event's node). */
+function specJson(node: NodeRecord): string {
+  const { id: _id, ...spec } = node;
+  return JSON.stringify(spec);
 }

@@ -42,7 +42,6 @@ export class SqliteStore implements StateStore {
   private readonly insertEvent: Database.Statement;
   private readonly putSecret: Database.Statement;
   private readonly dropSecret: Database.Statement;
-  private readonly current = new Map<string, string>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -69,13 +68,11 @@ export class SqliteStore implements StateStore {
     // A removed node's facts end with its removal, whatever came before.
     const live = new Set(latest.filter((r) => r.kind === 'node' && r.new !== null).map((r) => r.node_id));
     const secrets = new Map((this.db.prepare('SELECT node_id, value FROM secrets').all() as { node_id: string; value: string }[]).map((r) => [r.node_id, r.value]));
-    this.current.clear();
     const facts: Fact[] = [];
     for (const r of latest) {
       if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
       const value = r.kind === 'secret' ? secrets.get(r.node_id!) : r.new;
       if (value === undefined) continue;
-      this.current.set(factKey(r.node_id, r.kind, r.facet), value);
       facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at });
     }
     const rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
@@ -90,21 +87,19 @@ export class SqliteStore implements StateStore {
     const events: ShoalEvent[] = [];
     const run = this.db.transaction(() => {
       for (const c of changes) {
-        const key = factKey(c.nodeId, c.kind, c.facet);
-        const old = this.current.get(key) ?? null;
         const at = c.at ?? Date.now();
-        const isSecret = c.kind === 'secret';
-        const logged = (v: string | null) => (isSecret && v !== null ? REDACTED : v);
         const detail = c.detail ?? null;
-        const info = this.insertEvent.run(at, c.nodeId, c.kind, c.facet, logged(old), logged(c.value), detail, c.writer);
-        if (c.value === null) this.current.delete(key);
-        else this.current.set(key, c.value);
-        if (isSecret) {
-          if (c.value === null) this.dropSecret.run(c.nodeId);
-          else this.putSecret.run(c.nodeId, c.value);
+        let { old, value } = c;
+        if (c.kind === 'secret') {
+          if (value === null) this.dropSecret.run(c.nodeId);
+          else this.putSecret.run(c.nodeId, value);
+          old = old === null ? null : REDACTED;
+          value = value === null ? null : REDACTED;
+        } else if (c.kind === 'node' && value === null) {
+          this.dropSecret.run(c.nodeId);
         }
-        if (c.kind === 'node' && c.value === null) this.dropSecret.run(c.nodeId);
-        events.push({ rev: Number(info.lastInsertRowid), at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old: logged(old), new: logged(c.value), detail, writer: c.writer });
+        const info = this.insertEvent.run(at, c.nodeId, c.kind, c.facet, old, value, detail, c.writer);
+        events.push({ rev: Number(info.lastInsertRowid), at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old, new: value, detail, writer: c.writer });
       }
     });
     run();
@@ -124,8 +119,4 @@ export class SqliteStore implements StateStore {
   async close(): Promise<void> {
     this.db.close();
   }
-}
-
-function factKey(node: string | null, kind: string, facet: string): string {
-  return `${node ?? ''}\u0000${kind}\u0000${facet}`;
 }

@@ -18,6 +18,8 @@ export interface Change {
   facet: string;
   /** null removes the fact. */
   value: string | null;
+  /** The value this change replaces: the caller holds current state, so the store need not look it up. */
+  old: string | null;
   detail?: string | null;
   writer: string;
   at?: number;
