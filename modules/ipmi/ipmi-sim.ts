@@ -153,7 +153,7 @@ export async function startIpmiSim(port?: number): Promise<SimulatedBmc> {
   };
 
   try {
-    await waitUntilListening(bmcPort, child, 5000);
+    await waitUntilListening(bmcPort, child, 10_000);
   } catch (error) {
     await stop();
     throw new Error(`${(error as Error).message}${stderr ? `: ${stderr.trim()}` : ''}`);

@@ -3,7 +3,15 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpmiCompletionCodeError, IpmiError, IpmiMalformedReplyError, IpmiTimeoutError } from './errors.js';
-import { IpmiTransport, type Endpoint, type Exchange, type RetryPolicy } from './transport.js';
+import {
+  ADAPTIVE_WAIT_LIMIT,
+  IpmiTransport,
+  firstAttemptWait,
+  updateRoundTrip,
+  type Endpoint,
+  type Exchange,
+  type RetryPolicy,
+} from './transport.js';
 
 /** For exchanges meant to run out of attempts. */
 const FAST: RetryPolicy = { timeoutMs: 20, retries: 2, backoff: 2 };
@@ -151,5 +159,29 @@ describe('IpmiTransport', () => {
     await t.close();
     await expect(pending).rejects.toBeInstanceOf(IpmiError);
     await expect(t.exchange(silent.endpoint, echoExchange('z'), FAST)).rejects.toThrow(/closed/);
+  });
+});
+
+describe('adaptive first wait', () => {
+  const policy: RetryPolicy = { timeoutMs: 1000, retries: 2, backoff: 2 };
+
+  it('waits the configured timeout for a BMC not heard from yet, or one that answers fast', () => {
+    expect(firstAttemptWait(undefined, policy)).toBe(1000);
+    expect(firstAttemptWait(updateRoundTrip(undefined, 5), policy)).toBe(1000);
+  });
+
+  it('waits longer for a BMC that answers slowly, up to the limit', () => {
+    let estimate = updateRoundTrip(undefined, 900);
+    expect(firstAttemptWait(estimate, policy)).toBe(900 + 4 * 450);
+    estimate = updateRoundTrip(estimate, 5000);
+    expect(firstAttemptWait(estimate, policy)).toBe(1000 * ADAPTIVE_WAIT_LIMIT);
+  });
+
+  it('settles near a steady round trip as the deviation decays', () => {
+    let estimate = updateRoundTrip(undefined, 1200);
+    for (let i = 0; i < 40; i++) estimate = updateRoundTrip(estimate, 1200);
+    expect(estimate.smoothedMs).toBeCloseTo(1200);
+    expect(firstAttemptWait(estimate, policy)).toBeGreaterThanOrEqual(1200);
+    expect(firstAttemptWait(estimate, policy)).toBeLessThan(1300);
   });
 });

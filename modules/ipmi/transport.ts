@@ -12,7 +12,11 @@ export interface Endpoint {
 }
 
 export interface RetryPolicy {
-  /** Wait for the first attempt; each retransmission waits `backoff` times longer. */
+  /**
+   * Least wait for the first attempt; each retransmission waits `backoff` times longer. A BMC
+   * seen answering slowly gets a longer first wait (see firstAttemptWait), up to
+   * ADAPTIVE_WAIT_LIMIT times this.
+   */
   timeoutMs: number;
   /** Retransmissions after the first attempt. */
   retries: number;
@@ -46,15 +50,49 @@ interface Pending {
   abort(error: IpmiError): void;
 }
 
+/** Smoothed round-trip time of one BMC and its mean deviation (RFC 6298 style). */
+export interface RoundTripEstimate {
+  smoothedMs: number;
+  deviationMs: number;
+}
+
+/** How far past the configured timeout a slow BMC's first wait may grow. */
+export const ADAPTIVE_WAIT_LIMIT = 4;
+
+/**
+ * Folds one round trip into the estimate. Samples run from the first transmission, so a reply
+ * to a retransmission overstates the time: that errs towards waiting longer, the safe side.
+ */
+export function updateRoundTrip(estimate: RoundTripEstimate | undefined, sampleMs: number): RoundTripEstimate {
+  if (!estimate) return { smoothedMs: sampleMs, deviationMs: sampleMs / 2 };
+  return {
+    smoothedMs: 0.875 * estimate.smoothedMs + 0.125 * sampleMs,
+    deviationMs: 0.75 * estimate.deviationMs + 0.25 * Math.abs(estimate.smoothedMs - sampleMs),
+  };
+}
+
+/**
+ * The first attempt's wait: the configured timeout, or longer for a BMC known to answer slowly
+ * (a busy BMC that gets a retransmission runs the command twice and falls further behind).
+ */
+export function firstAttemptWait(estimate: RoundTripEstimate | undefined, policy: RetryPolicy): number {
+  if (!estimate) return policy.timeoutMs;
+  const wanted = estimate.smoothedMs + 4 * estimate.deviationMs;
+  return Math.min(Math.max(policy.timeoutMs, Math.ceil(wanted)), policy.timeoutMs * ADAPTIVE_WAIT_LIMIT);
+}
+
 function endpointKey(address: string, port: number): string {
   return `${address}:${port}`;
 }
 
 export class IpmiTransport {
   private readonly pending = new Map<string, Set<Pending>>();
+  private readonly roundTrips = new Map<string, RoundTripEstimate>();
   private closed = false;
   /** Datagrams nobody waited for: late replies to retransmissions, strays. For diagnostics. */
   unsolicitedDatagrams = 0;
+  /** Requests sent again because no reply came in time. For diagnostics. */
+  retransmissions = 0;
 
   private constructor(private readonly socket: Socket) {
     socket.on('message', (datagram, remote) => this.dispatch(datagram, endpointKey(remote.address, remote.port)));
@@ -99,7 +137,7 @@ export class IpmiTransport {
     const started = Date.now();
     return new Promise<T>((resolve, reject) => {
       let attempt = 0;
-      let waitMs = policy.timeoutMs;
+      let waitMs = firstAttemptWait(this.roundTrips.get(key), policy);
       let timer: NodeJS.Timeout | undefined;
       let lastMalformed: IpmiMalformedReplyError | undefined;
 
@@ -122,6 +160,9 @@ export class IpmiTransport {
               kind: 'malformed',
               error: error instanceof IpmiMalformedReplyError ? error : new IpmiMalformedReplyError(String(error)),
             };
+          }
+          if (verdict.kind === 'reply' || verdict.kind === 'fail') {
+            this.roundTrips.set(key, updateRoundTrip(this.roundTrips.get(key), Date.now() - started));
           }
           if (verdict.kind === 'reply') finish(() => resolve(verdict.value));
           else if (verdict.kind === 'fail') finish(() => reject(verdict.error));
@@ -147,6 +188,7 @@ export class IpmiTransport {
             return;
           }
           waitMs = Math.round(waitMs * policy.backoff);
+          this.retransmissions++;
           transmit();
         }, waitMs);
       };
