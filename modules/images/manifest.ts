@@ -1,0 +1,86 @@
+// image.json as the image store reads it. The format is the one images/manifest.ts writes
+// (images/README.md); it is restated here because a module depends on src/ only. The store
+// accepts a superset: an optional root image, arm64, and no `builtFrom` (hand-made images).
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+const artifact = z
+  .object({
+    // A plain file name next to image.json: never a path, so an import reads only that directory.
+    file: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'a file name next to image.json, no slashes').max(128),
+    sha256: z.string().regex(SHA256_HEX, '64 lowercase hex digits'),
+    size: z.number().int().positive(),
+  })
+  .strict();
+
+// Names and versions an operator can also write in desired state (src/domain/state.ts IMAGE_REF)
+// and that image.json allows: the intersection of both grammars, so every stored image can be
+// asked for and every built one can be stored.
+export const IMAGE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+export const IMAGE_VERSION = /^[0-9a-z][0-9a-z.-]{0,31}$/;
+export const IMAGE_REF = /^([a-z][a-z0-9-]{0,62})@([0-9a-z][0-9a-z.-]{0,31})$/;
+
+export const StoredManifestSchema = z
+  .object({
+    name: z.string().regex(IMAGE_NAME, 'lowercase letters, digits and dashes, starting with a letter'),
+    version: z.string().regex(IMAGE_VERSION, 'lowercase letters, digits, dots and dashes'),
+    arch: z.enum(['x86_64', 'arm64']),
+    kernel: artifact,
+    initrd: artifact,
+    rootfs: artifact.optional(),
+    cmdline: z.string().max(4096),
+    digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, '"sha256:" and 64 lowercase hex digits'),
+    // Provenance, kept as written; the store does not interpret it.
+    builtFrom: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const files = [m.kernel.file, m.initrd.file, ...(m.rootfs ? [m.rootfs.file] : [])];
+    if (new Set(files).size !== files.length) ctx.addIssue({ code: 'custom', path: ['initrd', 'file'], message: 'kernel, initrd and rootfs need distinct file names' });
+    const expected = manifestDigest(m.kernel.sha256, m.initrd.sha256, m.rootfs?.sha256, m.cmdline);
+    if (m.digest !== expected) ctx.addIssue({ code: 'custom', path: ['digest'], message: `does not match the kernel, initrd and cmdline (expected ${expected})` });
+  });
+export type StoredManifest = z.infer<typeof StoredManifestSchema>;
+
+export type ArtifactRole = 'kernel' | 'initrd' | 'rootfs';
+export type Artifact = z.infer<typeof artifact>;
+
+/** The artifacts of a manifest in a fixed order, with the role each plays. */
+export function artifactsOf(m: StoredManifest): { role: ArtifactRole; artifact: Artifact }[] {
+  return [
+    { role: 'kernel', artifact: m.kernel },
+    { role: 'initrd', artifact: m.initrd },
+    ...(m.rootfs ? [{ role: 'rootfs' as const, artifact: m.rootfs }] : []),
+  ];
+}
+
+/**
+ * The digest a node's image is known by: images/manifest.ts `imageDigest` for kernel, initrd and
+ * cmdline. A root image, which that format does not have yet, is one more line before the
+ * cmdline, so images without one keep exactly the documented digest.
+ */
+export function manifestDigest(kernelSha256: string, initrdSha256: string, rootfsSha256: string | undefined, cmdline: string): string {
+  const rootfs = rootfsSha256 ? `rootfs ${rootfsSha256}\n` : '';
+  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}cmdline ${cmdline}\n`;
+  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+}
+
+/** Validates an image.json's text; the message names the source and every bad field. */
+export function parseStoredManifest(text: string, source: string): StoredManifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ManifestError(`${source}: not JSON: ${(err as Error).message}`);
+  }
+  const result = StoredManifestSchema.safeParse(json);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
+    throw new ManifestError(`${source}: not an image manifest: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
+
+export class ManifestError extends Error {}
