@@ -1,0 +1,278 @@
+// The appliance side of node agents (images/agent/PROTOCOL.md): hello, heartbeats and drained
+// reports on node-facing routes, the run and image observations they carry, silence past a
+// deadline observed as run=lost, and the run facet's drain and reboot steps delivered as the
+// action of the next reply. It provides the boot tokens the pxe module puts on kernel command lines.
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { ZodType } from 'zod';
+import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import { BootTokenStore, type TokenMatch } from './tokens.js';
+import {
+  DrainedReportSchema,
+  HelloSchema,
+  StatusReportSchema,
+  bearerToken,
+  formatReply,
+  type AgentAction,
+  type AgentState,
+  type Hello,
+  type StatusReport,
+} from './protocol.js';
+
+export interface AgentModuleOptions {
+  /** Seconds between heartbeats, told to every agent in every reply. */
+  intervalSeconds: number;
+  /** Silence after which a live node is observed as run=lost. */
+  lostAfterMs: number;
+}
+
+/** PROTOCOL.md: 3 × interval + 15 s covers a heartbeat's own request time and one lost reply. */
+export function defaultLostAfterMs(intervalSeconds: number): number {
+  return (3 * intervalSeconds + 15) * 1000;
+}
+
+const RUN_OF_STATE: Record<AgentState, string> = { running: 'ready', draining: 'draining', drained: 'drained' };
+/** Run values an agent keeps alive with heartbeats: only these can go silent and become lost. */
+const LIVE_RUN = new Set(['ready', 'draining', 'drained']);
+
+interface Liveness {
+  lastSeenAt: number;
+  lost: boolean;
+  reports: number;
+}
+
+/** An action waiting for the node's next reply; repeated until its effect is seen. */
+interface PendingAction {
+  action: Exclude<AgentAction, 'none'>;
+  /** The boot it was delivered to, once delivered. */
+  deliveredTo?: string;
+}
+
+/** What the operator API shows of one node's agent. */
+export interface AgentStatus {
+  node: NodeId;
+  lastSeenAt: number;
+  lost: boolean;
+  reports: number;
+  action: AgentAction;
+}
+
+export class AgentModule implements ShoalModule {
+  readonly name = 'agent';
+  readonly drivers: FacetDriver[];
+  private host: ModuleHost | undefined;
+  private tokens: BootTokenStore | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopListening: (() => void) | undefined;
+  private readonly liveness = new Map<NodeId, Liveness>();
+  private readonly actions = new Map<NodeId, PendingAction>();
+
+  constructor(private readonly options: AgentModuleOptions) {
+    this.drivers = [{ facet: 'run', claims: (node) => this.claims(node), perform: (request) => this.perform(request) }];
+  }
+
+  start(host: ModuleHost): void {
+    this.host = host;
+    const tokens = new BootTokenStore(host.dataDir, host.log);
+    this.tokens = tokens;
+    host.services.provide('bootTokens', { issue: (nodeId, imageRef) => tokens.issue(nodeId, imageRef) });
+
+    // Agents that were heartbeating before a restart get a full deadline to be heard again.
+    const now = Date.now();
+    for (const { nodeId } of tokens.boundBoots()) {
+      const node = host.node(nodeId);
+      if (node && this.claims(node) && LIVE_RUN.has(host.observed(nodeId).run?.value ?? '')) this.liveness.set(nodeId, { lastSeenAt: now, lost: false, reports: 0 });
+    }
+    this.stopListening = host.onNodeChange((id) => {
+      if (host.node(id)) return;
+      tokens.forget(id);
+      this.liveness.delete(id);
+      this.actions.delete(id);
+    });
+    // A tenth of the deadline: lost is noticed at most 10 % late, and a sweep of 10,000 nodes is cheap.
+    const sweepMs = Math.min(1_000, Math.max(50, Math.floor(this.options.lostAfterMs / 10)));
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer.unref();
+
+    const agentRoutes = express.Router();
+    agentRoutes.use(express.json({ limit: '64kb' }));
+    agentRoutes.post('/hello', (req, res) => this.onHello(req, res));
+    agentRoutes.post('/heartbeat', (req, res) => this.onStatus(req, res, StatusReportSchema));
+    agentRoutes.post('/drained', (req, res) => this.onStatus(req, res, DrainedReportSchema));
+    agentRoutes.use((err: unknown, req: Request, res: Response, next: NextFunction) => this.onBodyError(err, req, res, next));
+    host.http.use('/agent/v1', agentRoutes);
+
+    host.api.get('/agents', (_req, res) => {
+      res.json({ agents: [...this.liveness.keys()].map((id) => this.status(id)) });
+    });
+  }
+
+  stop(): void {
+    clearInterval(this.sweepTimer);
+    this.stopListening?.();
+    this.tokens?.close();
+  }
+
+  /** The agent of one node as the appliance knows it, or undefined when it was never heard. */
+  status(id: NodeId): AgentStatus | undefined {
+    const live = this.liveness.get(id);
+    if (!live) return undefined;
+    return { node: id, lastSeenAt: live.lastSeenAt, lost: live.lost, reports: live.reports, action: this.actions.get(id)?.action ?? 'none' };
+  }
+
+  private claims(node: NodeRecord): boolean {
+    // Simulated nodes have simulated agents: the sim module owns their run facet.
+    return node.bmc.scheme !== 'sim';
+  }
+
+  private async perform({ step, node, signal }: StepRequest): Promise<void> {
+    switch (step) {
+      case 'run.boot':
+        // An await step: the hello confirms it; there is nothing to send.
+        return;
+      case 'run.drain':
+      case 'run.reboot': {
+        const pending: PendingAction = { action: step === 'run.drain' ? 'drain' : 'reboot' };
+        this.actions.set(node.id, pending);
+        // A step given up (superseded, timed out) stops asking; a confirmed one is never aborted.
+        signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
+        return;
+      }
+      default:
+        throw new Error(`the agent module has no step ${step}`);
+    }
+  }
+
+  private onHello(req: Request, res: Response): void {
+    const accepted = this.accept(req, res, HelloSchema);
+    if (!accepted) return;
+    const { match, body } = accepted;
+    const host = this.host!;
+    const id = match.nodeId;
+    if (match.record.bootId === null) {
+      // The first hello of a newly armed boot: the node has rebooted, so whatever was asked of the
+      // boot before it is moot.
+      this.tokens!.bind(id, body.bootId);
+      this.actions.delete(id);
+      this.logHello(match, body);
+    } else if (match.record.bootId !== body.bootId) {
+      return this.refuse(req, res, 401, 'token bound to another boot', { node: id, bootId: body.bootId });
+    }
+    const ref = body.bakedImage ?? 'unknown';
+    const digest = body.bakedImage ? host.services.get('images')?.get(body.bakedImage)?.digest : undefined;
+    this.heard(id);
+    if (this.owns(id)) host.observe(id, 'image', ref, digest);
+    this.respond(res, id, body.bootId, 'running');
+  }
+
+  private onStatus(req: Request, res: Response, schema: ZodType<StatusReport>): void {
+    const accepted = this.accept(req, res, schema);
+    if (!accepted) return;
+    const { match, body } = accepted;
+    if (match.record.bootId === null) return this.refuse(req, res, 409, 'report before hello', { node: match.nodeId, bootId: body.bootId });
+    if (match.record.bootId !== body.bootId) return this.refuse(req, res, 401, 'token bound to another boot', { node: match.nodeId, bootId: body.bootId });
+    this.heard(match.nodeId);
+    this.respond(res, match.nodeId, body.bootId, body.state);
+  }
+
+  /** Checks the token, the body and that both name the same node; answers and logs when not. */
+  private accept<T extends { node: string }>(req: Request, res: Response, schema: ZodType<T>): { match: TokenMatch; body: T } | undefined {
+    const token = bearerToken(req.get('authorization'));
+    if (token === undefined) return void this.refuse(req, res, 401, 'no bearer token', {});
+    const match = this.tokens!.match(token);
+    if (!('nodeId' in match && 'record' in match)) {
+      return void this.refuse(req, res, 401, match.reason === 'superseded' ? 'superseded token' : 'unknown token', match.reason === 'superseded' ? { node: match.nodeId } : {});
+    }
+    const parsed = schema.safeParse(req.body);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+      return void this.refuse(req, res, 400, 'invalid body', { node: match.nodeId, issues });
+    }
+    if (parsed.data.node !== match.nodeId) return void this.refuse(req, res, 401, 'token of another node', { node: match.nodeId, claimedNode: parsed.data.node });
+    if (!this.host!.node(match.nodeId)) return void this.refuse(req, res, 401, 'node no longer enrolled', { node: match.nodeId });
+    return { match, body: parsed.data };
+  }
+
+  /** Malformed JSON or an oversized body never reaches a handler; answer it like a bad body. */
+  private onBodyError(err: unknown, req: Request, res: Response, next: NextFunction): void {
+    const status = (err as { status?: unknown }).status;
+    if (status === 400 || status === 413 || status === 415) return this.refuse(req, res, status === 413 ? 413 : 400, 'unreadable body', { error: (err as Error).message });
+    next(err);
+  }
+
+  private refuse(req: Request, res: Response, status: number, reason: string, context: Record<string, unknown>): void {
+    this.host!.log.warn({ ...context, path: req.path, remote: req.socket.remoteAddress, status, reason }, 'agent report refused');
+    res.status(status).type('text/plain').send(`${reason}\n`);
+  }
+
+  private logHello(match: TokenMatch, body: Hello): void {
+    const log = this.host!.log;
+    const context = { node: match.nodeId, bootId: body.bootId, image: body.image, bakedImage: body.bakedImage, armedFor: match.record.imageRef, kernel: body.kernel };
+    log.info(context, 'agent said hello');
+    // The node booted something other than what was served (stale cache, wrong boot path).
+    if (body.bakedImage !== match.record.imageRef || body.image !== match.record.imageRef) log.warn(context, 'node booted another image than the one armed');
+  }
+
+  private heard(id: NodeId): void {
+    const live = this.liveness.get(id);
+    if (!live) {
+      this.liveness.set(id, { lastSeenAt: Date.now(), lost: false, reports: 1 });
+      return;
+    }
+    if (live.lost) this.host!.log.info({ node: id, silentMs: Date.now() - live.lastSeenAt }, 'agent heard again');
+    live.lastSeenAt = Date.now();
+    live.lost = false;
+    live.reports++;
+  }
+
+  /**
+   * Records what the report says of the run facet, delivers the pending action and answers. A drain
+   * delivered to a running workload is run=draining; a reboot delivered is run=booting, and that
+   * boot's later reports (it may take a moment to go) change nothing.
+   */
+  private respond(res: Response, id: NodeId, bootId: string, state: AgentState): void {
+    const pending = this.actions.get(id);
+    let action: AgentAction = 'none';
+    if (pending?.action === 'drain' && state === 'drained') this.actions.delete(id);
+    else if (pending) action = pending.action;
+
+    if (action === 'reboot') {
+      if (pending!.deliveredTo === undefined) this.observeRun(id, 'booting');
+      pending!.deliveredTo = bootId;
+    } else {
+      this.observeRun(id, action === 'drain' && state === 'running' ? 'draining' : RUN_OF_STATE[state]);
+    }
+    res.type('text/plain').send(formatReply(this.options.intervalSeconds, action));
+  }
+
+  private observeRun(id: NodeId, value: string): void {
+    if (!this.owns(id)) return;
+    // Power off means run off; a report in flight as the power went must not say otherwise.
+    if (this.host!.observed(id).power?.value === 'off') return;
+    this.host!.observe(id, 'run', value);
+  }
+
+  private owns(id: NodeId): boolean {
+    const node = this.host!.node(id);
+    return node !== undefined && this.claims(node);
+  }
+
+  /** Silence past the deadline is an observation: run=lost, for nodes whose agent should be talking. */
+  private sweep(): void {
+    const host = this.host!;
+    const now = Date.now();
+    for (const [id, live] of this.liveness) {
+      if (live.lost || now - live.lastSeenAt <= this.options.lostAfterMs) continue;
+      const observed = host.observed(id);
+      if (!this.owns(id) || !LIVE_RUN.has(observed.run?.value ?? '') || observed.power?.value === 'off') {
+        // Nothing to lose (off, booting, already failed): forget it until the agent speaks again.
+        this.liveness.delete(id);
+        continue;
+      }
+      live.lost = true;
+      const silentS = Math.round((now - live.lastSeenAt) / 1000);
+      host.log.warn({ node: id, silentS }, 'agent silent past its deadline');
+      host.observe(id, 'run', 'lost', `no heartbeat for ${silentS} s`);
+    }
+  }
+}

@@ -1,0 +1,52 @@
+// The wire format of images/agent/PROTOCOL.md (version 1), appliance side: request bodies as the
+// agent sends them, validated at the edge, and the `key=value` replies it understands.
+import { z } from 'zod';
+
+// The alphabets PROTOCOL.md guarantees; anything outside them is not from our agent.
+const NODE_ID = /^[A-Za-z0-9._-]+$/;
+const BOOT_ID = /^[0-9a-f-]+$/;
+const IMAGE_REF = /^[A-Za-z0-9._@+-]+$/;
+const TOKEN = /^[A-Za-z0-9._~+/=-]+$/;
+
+const nodeId = z.string().max(128).regex(NODE_ID);
+const bootId = z.string().min(1).max(64).regex(BOOT_ID);
+const uptime = z.number().nonnegative();
+
+export const HelloSchema = z.object({
+  node: nodeId,
+  bootId,
+  image: z.string().max(128).regex(IMAGE_REF).nullable(),
+  bakedImage: z.string().max(128).regex(IMAGE_REF).nullable(),
+  kernel: z.string().max(256),
+  uptime,
+  interfaces: z
+    .array(
+      z.object({
+        name: z.string().max(64),
+        mac: z.string().max(64),
+        ipv4: z.array(z.string().max(64)).max(64),
+      }),
+    )
+    .max(256),
+});
+export type Hello = z.infer<typeof HelloSchema>;
+
+export const AgentStateSchema = z.enum(['running', 'draining', 'drained']);
+export type AgentState = z.infer<typeof AgentStateSchema>;
+
+/** The body of a heartbeat, and of a drained report (whose state is always `drained`). */
+export const StatusReportSchema = z.object({ node: nodeId, bootId, uptime, state: AgentStateSchema });
+export type StatusReport = z.infer<typeof StatusReportSchema>;
+export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal('drained') });
+
+export type AgentAction = 'none' | 'drain' | 'reboot' | 'poweroff';
+
+/** `Authorization: Bearer <token>` → the token, or undefined when absent or outside the alphabet. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const match = header === undefined ? null : /^Bearer ([^\s]{1,512})$/.exec(header);
+  return match && TOKEN.test(match[1]!) ? match[1] : undefined;
+}
+
+export function formatReply(intervalSeconds: number, action: AgentAction): string {
+  return `interval=${intervalSeconds}\naction=${action}\n`;
+}

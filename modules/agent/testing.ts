@@ -1,0 +1,154 @@
+// What the agent module's tests run it with: a real Appliance, plus a small stand-in module for
+// the facets other modules own (power as a BMC module would, boot as the pxe module arms it,
+// and an image catalog as the images module provides it). Not part of the module itself.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Appliance } from '../../src/appliance.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import type { ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import type { BootTokens, ImageInfo } from '../../src/contracts/services.js';
+import { createModule } from './index.js';
+import type { AgentModule } from './module.js';
+
+export const DIGESTS: Record<string, string> = {
+  'compute@1': 'a'.repeat(64),
+  'compute@2': 'b'.repeat(64),
+};
+
+function imageInfo(ref: string, digest: string): ImageInfo {
+  const [name, version] = ref.split('@') as [string, string];
+  const file = { sha256: digest, size: 1, path: `/images/${name}/${version}/file` };
+  return { ref, name, version, arch: 'x86_64', digest, kernel: file, initrd: file, cmdline: '' };
+}
+
+/** Power and boot of `ipmi://` nodes, in memory; the image catalog. */
+export class StandInModule implements ShoalModule {
+  readonly name = 'stand-in';
+  readonly power = new Map<NodeId, 'on' | 'off'>();
+  /** The token each node's armed boot carries, as the pxe module would put it on the kernel command line. */
+  readonly armedTokens = new Map<NodeId, string>();
+  /** Called when a node is powered off: whatever runs on it must stop. */
+  onPowerOff: (id: NodeId) => void = () => {};
+  private host: ModuleHost | undefined;
+  readonly drivers = ['power', 'boot'].map((facet) => ({
+    facet,
+    claims: (node: NodeRecord) => node.bmc.scheme === 'ipmi',
+    perform: (request: StepRequest) => this.perform(request),
+  }));
+
+  start(host: ModuleHost): void {
+    this.host = host;
+    const images = Object.entries(DIGESTS).map(([ref, digest]) => imageInfo(ref, digest));
+    host.services.provide('images', {
+      get: (ref) => images.find((i) => i.ref === ref),
+      byDigest: (digest) => images.find((i) => i.digest === digest),
+      list: () => images,
+    });
+  }
+
+  /** The boot tokens service as the pxe module finds it. */
+  bootTokens(): BootTokens {
+    const tokens = this.host?.services.get('bootTokens');
+    if (!tokens) throw new Error('no module provides bootTokens');
+    return tokens;
+  }
+
+  private async perform({ step, node, desired }: StepRequest): Promise<void> {
+    const host = this.host!;
+    switch (step) {
+      case 'power.probe':
+        host.observe(node.id, 'power', this.power.get(node.id) ?? 'off');
+        return;
+      case 'power.on':
+        this.power.set(node.id, 'on');
+        host.observe(node.id, 'power', 'on');
+        return;
+      case 'power.off':
+        this.power.set(node.id, 'off');
+        this.onPowerOff(node.id);
+        host.observe(node.id, 'power', 'off');
+        return;
+      case 'boot.arm': {
+        if (!desired.image) throw new Error('no desired image to arm');
+        this.armedTokens.set(node.id, this.bootTokens().issue(node.id, desired.image));
+        host.observe(node.id, 'boot', 'armed', desired.image);
+        return;
+      }
+      default:
+        throw new Error(`the stand-in module has no step ${step}`);
+    }
+  }
+}
+
+export interface AgentTestAppliance {
+  appliance: Appliance;
+  agent: AgentModule;
+  standIn: StandInModule;
+  dataDir: string;
+  /** Every log line so far, parsed. */
+  logs(): Record<string, unknown>[];
+  /** The raw log text, to check no token ever reaches it. */
+  logText(): string;
+  enroll(name: string): Promise<NodeRecord>;
+  post(path: string, token: string | undefined, body: unknown): Promise<{ status: number; text: string; contentType: string | null }>;
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startAgentAppliance(opts: { dataDir?: string; agentOptions?: Record<string, unknown> } = {}): Promise<AgentTestAppliance> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shoal-agent-module-'));
+  let logText = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logText += chunk.toString('utf8');
+      done();
+    },
+  });
+  const config = loadConfig(undefined, {
+    dataDir,
+    api: { listen: '127.0.0.1', port: 0 },
+    engine: { retryBudget: 2, backoffBaseMs: 50, backoffMaxMs: 500, limits: {}, timeouts: {} },
+  });
+  const standIn = new StandInModule();
+  const agent = createModule(opts.agentOptions ?? { intervalSeconds: 1, lostAfterMs: 1_500 });
+  const appliance = await Appliance.start(config, { modules: [standIn, agent], log: createLogger('info', sink) });
+  let macs = 0;
+  return {
+    appliance,
+    agent,
+    standIn,
+    dataDir,
+    logs: () =>
+      logText
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    logText: () => logText,
+    async enroll(name) {
+      macs++;
+      const mac = `52:54:00:aa:00:${macs.toString(16).padStart(2, '0')}`;
+      const [node] = await appliance.state.addNodes(
+        [{ spec: { name, macs: [mac], bmc: { scheme: 'ipmi', host: '127.0.0.1', port: 10_000 + macs }, arch: 'x86_64', firmware: 'bios', labels: {} } }],
+        'test',
+      );
+      return node!;
+    },
+    async post(path, token, body) {
+      const res = await fetch(`${appliance.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      return { status: res.status, text: await res.text(), contentType: res.headers.get('content-type') };
+    },
+    stop: () => appliance.stop(),
+    async close() {
+      await appliance.stop();
+      if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
