@@ -33,7 +33,11 @@ export interface ImageCatalog {
 
 /** Per-boot tokens: minted when a boot is prepared, checked when the booted node's agent reports. */
 export interface BootTokens {
-  /** A fresh token for the node's next boot of `imageRef`; earlier tokens of the node stop working. */
+  /**
+   * A fresh token for the node's next boot of `imageRef`. Earlier tokens of the node can no longer
+   * start a boot; the one the running boot said hello with keeps serving that boot until the new
+   * boot says hello, so the running agent can still be asked to drain and reboot.
+   */
   issue(nodeId: NodeId, imageRef: string): string;
 }
 
