@@ -1,0 +1,90 @@
+// The `shoal` command against a running appliance, as an operator types it.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestAppliance, type TestAppliance } from './support/appliance.js';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..');
+let t: TestAppliance;
+let dir: string;
+
+async function shoal(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['bin/shoal.js', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, SHOAL_URL: t.appliance.url, SHOAL_TOKEN: t.appliance.token },
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+beforeAll(async () => {
+  t = await startTestAppliance({ sim: { latencies: { probeMs: 50, powerMs: 1500, armMs: 50, bootStageMs: 800, drainMs: 20, lostAfterMs: 100 } } });
+  dir = mkdtempSync(join(tmpdir(), 'shoal-cli-'));
+});
+afterAll(async () => {
+  await t.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('shoal CLI', { timeout: 60_000 }, () => {
+  it('enrolls, lists and shows nodes', async () => {
+    const add = await shoal('node', 'add', 'cli01', '--mac', '52:54:00:ee:ee:01', '--bmc', 'sim://cli01', '--label', 'rack=r9');
+    expect(add.code).toBe(0);
+    expect(add.stdout).toMatch(/^added cli01 \(/);
+    const list = await shoal('node', 'list', '--selector', 'rack=r9');
+    expect(list.stdout).toMatch(/^NODE\s+PHASE/);
+    expect(list.stdout).toContain('cli01');
+    const show = JSON.parse((await shoal('node', 'show', 'cli01')).stdout) as { labels: Record<string, string> };
+    expect(show.labels).toEqual({ rack: 'r9' });
+  });
+
+  it('sets desired state and waits, showing each step until the node converges', async () => {
+    const set = await shoal('node', 'set', 'cli01', 'power=on', 'image=compute@1', '--wait', '--timeout', '30');
+    expect(set.code).toBe(0);
+    expect(set.stdout).toContain('set power=on image=compute@1 on 1 node');
+    expect(set.stdout).toMatch(/cli01\s+(power\.probe|boot\.arm|power\.on|run\.boot)/);
+    expect(set.stdout).toContain('1 converged, 0 failed');
+    const plan = await shoal('plan', 'cli01');
+    expect(plan.stdout).toContain('cli01: converged');
+    expect(plan.stdout).toContain('nothing to do');
+  });
+
+  it('imports an inventory file and exports it back; a bad file reports the line and exits non-zero', async () => {
+    const good = join(dir, 'rack.yaml');
+    writeFileSync(good, 'nodes:\n  - name: cli02\n    macs: ["52:54:00:ee:ee:02"]\n    bmc: sim://cli02\n');
+    expect((await shoal('import', good)).stdout).toContain('imported 1 nodes');
+    expect((await shoal('export')).stdout).toContain('name: cli02');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'nodes:\n  - name: cli03\n    macs: ["52:54:00:ee:ee:03"]\n    bmc: ftp://x\n');
+    const res = await shoal('import', bad);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/line 2: BMC scheme "ftp" is not supported/);
+  });
+
+  it('explains usage errors (exit 2) and API errors (exit 1)', async () => {
+    const usage = await shoal('node', 'set', 'cli01', 'power=sideways');
+    expect(usage.code).not.toBe(0);
+    expect(usage.stderr).toMatch(/power/);
+    const unknown = await shoal('frobnicate');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const missing = await shoal('plan', 'nope');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('no node named or with id "nope"');
+  });
+
+  it('prints the event log', async () => {
+    const events = await shoal('events', '--node', 'cli01');
+    expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:cli/);
+    expect(events.stdout).toMatch(/observed .* run booting → ready by sim/);
+  });
+});
