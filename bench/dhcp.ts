@@ -9,8 +9,8 @@
 // pool, so the pool never runs dry. Needs root, perfdhcp (kea-admin) and kea-dhcp4.
 // dnsmasq is not compared: it answers perfdhcp's relayed DISCOVERs (it logs the OFFER) but
 // the OFFER never reaches the wire of the veth, so perfdhcp counts every exchange lost.
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,6 +47,8 @@ interface Measurement {
   /** Completed DISCOVER-OFFER-REQUEST-ACK exchanges per second, as perfdhcp counted them. */
   doraPerSecond: number;
   dropRatio: number;
+  /** CPU time (user + system) the server's processes spent per completed exchange. */
+  cpuMicrosPerDora: number;
 }
 
 interface ServerUnderTest {
@@ -114,7 +116,25 @@ const kea: ServerUnderTest = {
   },
 };
 
-function perfdhcp(client: Netns, rate: number): Measurement {
+/** User + system CPU seconds of every process in the namespace, from /proc. */
+function namespaceCpuSeconds(ns: Netns): number {
+  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  let ticks = 0;
+  const pids = execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  for (const pid of pids) {
+    try {
+      // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks / ticksPerSecond;
+}
+
+function perfdhcp(client: Netns, rate: number): Omit<Measurement, 'cpuMicrosPerDora'> {
   // perfdhcp exits non-zero whenever it lost packets; its report is what matters.
   const run = spawnSync('ip', ['netns', 'exec', client.name, 'perfdhcp', '-4', '-l', CLIENT_IF, '-r', String(rate), '-R', String(CLIENTS), '-p', String(seconds)], {
     encoding: 'utf8',
@@ -139,9 +159,12 @@ async function runOnce(server: ServerUnderTest, rate: number, serverNs: Netns, c
   const runDir = mkdtempSync(join(dir, `${server.name}-`));
   const child = await server.start(serverNs, runDir);
   try {
-    const m = perfdhcp(clientNs, rate);
+    const cpuBefore = namespaceCpuSeconds(serverNs);
+    const exchanges = perfdhcp(clientNs, rate);
+    const cpu = namespaceCpuSeconds(serverNs) - cpuBefore;
+    const m = { ...exchanges, cpuMicrosPerDora: exchanges.doraPerSecond > 0 ? (cpu * 1e6) / (exchanges.doraPerSecond * seconds) : Infinity };
     console.log(
-      `  ${server.name.padEnd(8)} offered ${String(rate).padStart(6)}/s  completed ${m.doraPerSecond.toFixed(0).padStart(6)} DORA/s  drops ${(m.dropRatio * 100).toFixed(2)}%`,
+      `  ${server.name.padEnd(8)} offered ${String(rate).padStart(6)}/s  completed ${m.doraPerSecond.toFixed(0).padStart(6)} DORA/s  drops ${(m.dropRatio * 100).toFixed(2).padStart(6)}%  server CPU ${m.cpuMicrosPerDora.toFixed(0).padStart(5)} µs/DORA`,
     );
     return m;
   } finally {
@@ -176,6 +199,12 @@ function peak(results: Measurement[]): number {
   return Math.max(0, ...results.map((m) => m.doraPerSecond));
 }
 
+/** Median CPU per exchange over the runs the server kept up with (drops <= 1%). */
+function cpuPerDora(results: Measurement[]): number {
+  const kept = results.filter((m) => m.dropRatio <= MAX_DROP_RATIO).map((m) => m.cpuMicrosPerDora).sort((a, b) => a - b);
+  return kept.length === 0 ? Infinity : kept[Math.floor(kept.length / 2)]!;
+}
+
 function ratio(a: number, b: number): string {
   return b > 0 ? (a / b).toFixed(2) : 'n/a';
 }
@@ -203,15 +232,20 @@ async function main(): Promise<void> {
     console.log(`DHCP DORA benchmark: perfdhcp -R ${CLIENTS} -p ${seconds}, pool ${POOL.start}-${POOL.end}, leases persisted, fresh store per run`);
     const servers = [ours, kea];
     const results = await measureAll(servers, serverNs, clientNs, dir);
-    const summary = (name: string) => ({ sustained: sustained(results.get(name) ?? []), peak: peak(results.get(name) ?? []) });
-    console.log(`\n${'server'.padEnd(8)} ${'sustained DORA/s (drops <= 1%)'.padStart(30)} ${'peak completed DORA/s'.padStart(22)}`);
+    const summary = (name: string) => {
+      const r = results.get(name) ?? [];
+      return { sustained: sustained(r), peak: peak(r), cpu: cpuPerDora(r) };
+    };
+    console.log(`\n${'server'.padEnd(8)} ${'sustained DORA/s (drops <= 1%)'.padStart(30)} ${'peak completed DORA/s'.padStart(22)} ${'CPU µs/DORA'.padStart(12)}`);
     for (const server of servers) {
       const s = summary(server.name);
-      console.log(`${server.name.padEnd(8)} ${s.sustained.toFixed(0).padStart(30)} ${s.peak.toFixed(0).padStart(22)}`);
+      console.log(`${server.name.padEnd(8)} ${s.sustained.toFixed(0).padStart(30)} ${s.peak.toFixed(0).padStart(22)} ${s.cpu.toFixed(0).padStart(12)}`);
     }
     const shoal = summary('shoal');
     const keaSummary = summary('kea');
     console.log(`ratio shoal/kea: sustained ${ratio(shoal.sustained, keaSummary.sustained)}, peak ${ratio(shoal.peak, keaSummary.peak)} (goal >= 1.00)`);
+    // On a shared machine the rates move with everyone else's load; CPU per exchange moves less.
+    console.log(`CPU efficiency kea/shoal (µs per DORA, higher favours shoal): ${ratio(keaSummary.cpu, shoal.cpu)}`);
   } finally {
     cleanup();
   }

@@ -366,6 +366,40 @@ describe('DhcpServer in full mode', () => {
     expect(b.transport.sent.slice(before).map((s) => s.packet.options.messageType)).toEqual([MessageType.ACK, MessageType.ACK, MessageType.ACK]);
   });
 
+  it('survives an address book that throws, counting the packet', async () => {
+    h.book.reservationFor = () => {
+      throw new Error('inventory unavailable');
+    };
+    expect(await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER))).toEqual([]);
+    expect(h.server.counters.handlerErrors).toBe(1);
+  });
+
+  it('handles 5,000 mutated requests without a handler error, answering only with parseable replies', async () => {
+    let seed = 42;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    h.book.reservations.set('52:54:00:aa:bb:01', { ip: '10.0.0.21' });
+    const shapes = [
+      request('52:54:00:aa:bb:01', MessageType.DISCOVER, IPXE_BIOS),
+      request('52:54:00:aa:bb:01', MessageType.REQUEST, { ...OVMF, serverId: SERVER, requestedIp: '10.0.0.21' }),
+      request('02:00:00:00:00:01', MessageType.REQUEST, {}, { ciaddr: '10.0.0.100', giaddr: '10.1.0.1' }),
+      request('02:00:00:00:00:02', MessageType.INFORM, {}, { ciaddr: '10.0.0.7' }),
+      request('02:00:00:00:00:03', MessageType.RELEASE, { serverId: SERVER }, { ciaddr: '10.0.0.100' }),
+    ].map(serializeDhcpPacket);
+    for (let i = 0; i < 5000; i++) {
+      const bytes = Buffer.from(shapes[random(shapes.length)]!);
+      for (let flips = 1 + random(4); flips > 0; flips--) bytes[random(bytes.length)] = random(256);
+      h.transport.deliverRaw(bytes, random(2) === 0 ? 'broadcast' : 'unicast');
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(h.server.counters.received).toBe(5000);
+    expect(h.server.counters.handlerErrors).toBe(0);
+    expect(h.server.counters.sendErrors).toBe(0); // the fake transport rejects unparseable replies
+    expect(h.server.counters.acks + h.server.counters.offers).toBeGreaterThan(0);
+  });
+
   it('keeps serving when an event hook throws', async () => {
     const transport = new FakeTransport();
     const server = new DhcpServer(BASE_CONFIG, {

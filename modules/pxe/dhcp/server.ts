@@ -85,6 +85,8 @@ export interface DhcpCounters {
   sendErrors: number;
   /** ACKs not sent because the lease store failed to store their leases. */
   storeErrors: number;
+  /** Packets whose handling threw (a failing store or address book); dropped, the server goes on. */
+  handlerErrors: number;
   /** Exceptions thrown by onEvent / onUnknownClient, caught so a hook never stops the server. */
   hookErrors: number;
 }
@@ -124,6 +126,7 @@ export class DhcpServer {
     informs: 0,
     sendErrors: 0,
     storeErrors: 0,
+    handlerErrors: 0,
     hookErrors: 0,
   };
 
@@ -195,8 +198,13 @@ export class DhcpServer {
       this.counters.ignored += 1;
       return;
     }
-    if (this.config.mode === 'proxy') this.handleProxy(request, datagram);
-    else this.handleFull(request);
+    try {
+      if (this.config.mode === 'proxy') this.handleProxy(request, datagram);
+      else this.handleFull(request);
+    } catch {
+      // A failing store or address book, or a bug: drop this packet, keep serving the rest.
+      this.counters.handlerErrors += 1;
+    }
   }
 
   private handleFull(request: DhcpPacket): void {

@@ -52,9 +52,11 @@ export class DhcpBindError extends Error {
 /**
  * A boot storm arrives in bursts while the process may be descheduled; with the default
  * 208 KiB buffer the kernel dropped 8% of DISCOVERs at 1,000/s on a loaded machine
- * (RcvbufErrors). The kernel caps this at net.core.rmem_max; a smaller buffer still works.
+ * (RcvbufErrors). Not larger: with 4 MiB an overloaded server answered requests queued for
+ * seconds, whose clients had already given up, and its throughput collapsed. The kernel
+ * caps this at net.core.rmem_max; a smaller buffer still works.
  */
-const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+const RECEIVE_BUFFER_BYTES = 1024 * 1024;
 
 function enlargeReceiveBuffer(socket: dgram.Socket): void {
   for (let size = RECEIVE_BUFFER_BYTES; size >= 256 * 1024; size /= 2) {
