@@ -22,8 +22,8 @@ export interface SimulatedBmc {
   stop(): Promise<void>;
 }
 
-export const SIM_USERNAME = 'admin';
-export const SIM_PASSWORD = 'secret';
+const SIM_USERNAME = 'admin';
+const SIM_PASSWORD = 'secret';
 
 // ipmi_sim calls: SCRIPT DEVICE get power|boot ..., SCRIPT DEVICE set PARM VALUE [PARM VALUE ...].
 // It runs on every Get Chassis Status, so it stays cheap: no subprocesses, its directory baked in.
@@ -107,9 +107,13 @@ async function waitUntilListening(port: number, child: ChildProcess, deadlineMs:
   try {
     await new Promise<void>((resolve, reject) => {
       const started = Date.now();
+      const fail = (message: string): void => {
+        clearInterval(timer);
+        reject(new Error(message));
+      };
       const timer = setInterval(() => {
-        if (child.exitCode !== null) reject(new Error(`ipmi_sim on port ${port} exited with code ${child.exitCode}`));
-        else if (Date.now() - started > deadlineMs) reject(new Error(`ipmi_sim on port ${port} did not answer in ${deadlineMs} ms`));
+        if (child.exitCode !== null) fail(`ipmi_sim on port ${port} exited with code ${child.exitCode}`);
+        else if (Date.now() - started > deadlineMs) fail(`ipmi_sim on port ${port} did not answer in ${deadlineMs} ms`);
         else socket.send(probe, port, '127.0.0.1');
       }, 50);
       socket.on('error', () => undefined);
@@ -124,9 +128,22 @@ async function waitUntilListening(port: number, child: ChildProcess, deadlineMs:
   }
 }
 
-/** Starts one ipmi_sim on 127.0.0.1:port with its own temporary state directory. */
+/**
+ * Starts one ipmi_sim on 127.0.0.1 with its own temporary state directory, on `port` or on a
+ * free one (tried again on a new port if another process took it before ipmi_sim bound it).
+ */
 export async function startIpmiSim(port?: number): Promise<SimulatedBmc> {
-  const bmcPort = port ?? (await freeUdpPort());
+  if (port !== undefined) return startIpmiSimOn(port);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startIpmiSimOn(await freeUdpPort());
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
+async function startIpmiSimOn(bmcPort: number): Promise<SimulatedBmc> {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-ipmi-sim-'));
   const script = join(dir, 'chassis-control.sh');
   await writeFile(script, chassisScript(dir));
