@@ -11,7 +11,8 @@ import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { requirements } from '../test/support/environment.js';
-import { IpmiClient, IpmiTransport } from '../modules/ipmi/index.js';
+import { IpmiClient } from '../modules/ipmi/client.js';
+import { IpmiTransport } from '../modules/ipmi/transport.js';
 import { startIpmiSim, type SimulatedBmc } from '../modules/ipmi/ipmi-sim.js';
 
 const run = promisify(execFile);
