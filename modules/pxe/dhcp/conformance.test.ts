@@ -107,14 +107,15 @@ describe.skipIf(skip)('DHCP conformance with real clients', () => {
     };
     const spec = { config, leaseDb, events: true, reservations: { '02:00:00:88:00:21': { ip: '10.88.0.21', hostname: 'n21' } } };
     writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
-    // Client hook: record what the client was told, and configure the address so it can RELEASE.
+    // Client hook: record what the client was told (renamed into place, as the test polls for
+    // the file), and configure the address so the client can RELEASE.
     const hook = join(dir, 'hook.sh');
     writeFileSync(
       hook,
       `#!/bin/sh
 echo "$1$reason" >> "${dir}/$(cat /sys/class/net/${CLIENT_IF}/address | tr : -).log"
 case "$1$reason" in
-  bound|BOUND) env > "${dir}/$(cat /sys/class/net/${CLIENT_IF}/address | tr : -).env"
+  bound|BOUND) env > "${dir}/env.tmp" && mv "${dir}/env.tmp" "${dir}/$(cat /sys/class/net/${CLIENT_IF}/address | tr : -).env"
     ip addr add "\${ip:-$new_ip_address}/24" dev ${CLIENT_IF} 2>/dev/null ;;
 esac
 exit 0
@@ -206,6 +207,15 @@ exit 0
     ]);
     expect(replies[0]!.yiaddr).toBe('10.88.0.150');
     expect(leaseRow(mac)).toBeUndefined();
+  });
+
+  it('refuses to start when the named interface does not own the address', async () => {
+    const spec = JSON.parse(readFileSync(join(dir, 'spec.json'), 'utf8')) as { config: { interface: { name: string } } };
+    spec.config.interface.name = 'lo';
+    writeFileSync(join(dir, 'wrong-interface.json'), JSON.stringify(spec));
+    const wrong = startServer(serverNs, join(dir, 'wrong-interface.json'));
+    expect(await exitOf(wrong.process)).toBe(1);
+    expect(wrong.stderr.join('')).toMatch(/interface lo does not have address 10\.88\.0\.1/);
   });
 
   it('a second server on the same address and port is refused with EADDRINUSE', async () => {

@@ -161,7 +161,7 @@ export class DhcpServer {
       if (s.pool) subnet.pool = { start: ipToNumber(s.pool.start), end: ipToNumber(s.pool.end) };
       return subnet;
     });
-    this.transport = deps.transport ?? new UdpDhcpTransport(this.config.interface.address, this.config.mode === 'proxy');
+    this.transport = deps.transport ?? new UdpDhcpTransport(this.config.interface.name, this.config.interface.address, this.config.mode === 'proxy');
     this.now = deps.now ?? Date.now;
   }
 

@@ -13,6 +13,7 @@
 // The broadcast socket cannot tell which interface a broadcast came in on; a server serves
 // one interface, other segments reach it through relays.
 import dgram from 'node:dgram';
+import { networkInterfaces } from 'node:os';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
@@ -95,12 +96,19 @@ export class UdpDhcpTransport implements DhcpTransport {
 
   /** `withProxyPort` also listens on ADDRESS:4011 for PXE ProxyDHCP requests. */
   constructor(
+    private readonly interfaceName: string,
     private readonly address: string,
     private readonly withProxyPort: boolean,
   ) {}
 
   async open(onDatagram: (datagram: InboundDatagram) => void): Promise<void> {
     if (this.sockets.length > 0) throw new Error('transport already open');
+    // Replies leave by the interface that owns the bound address; a mismatch would serve the wrong segment.
+    const owned = networkInterfaces()[this.interfaceName];
+    if (!owned) throw new Error(`interface ${this.interfaceName} does not exist`);
+    if (!owned.some((a) => a.family === 'IPv4' && a.address === this.address)) {
+      throw new Error(`interface ${this.interfaceName} does not have address ${this.address}`);
+    }
     try {
       this.sender = await bindSocket(this.address, DHCP_SERVER_PORT, 'unicast', onDatagram);
       this.sockets.push(this.sender);
