@@ -201,7 +201,7 @@ export class AgentModule implements ShoalModule {
   }
 
   private refuse(req: Request, res: Response, status: number, reason: string, context: Record<string, unknown>): void {
-    this.host!.log.warn({ ...context, path: req.path, remote: req.socket.remoteAddress, status, reason }, 'agent report refused');
+    this.host!.log.warn({ ...context, path: req.originalUrl, remote: req.socket.remoteAddress, status, reason }, 'agent report refused');
     res.status(status).type('text/plain').send(`${reason}\n`);
   }
 

@@ -66,6 +66,9 @@ export class StandInModule implements ShoalModule {
       case 'power.on':
         this.power.set(node.id, 'on');
         host.observe(node.id, 'power', 'on');
+        // An armed boot is served as the node powers on (the pxe module sees the kernel fetched);
+        // that spends the arming, so the next power-on needs a new one, with a new token.
+        if (host.observed(node.id).boot?.value === 'armed') host.observe(node.id, 'boot', 'kernel');
         return;
       case 'power.off':
         this.power.set(node.id, 'off');
