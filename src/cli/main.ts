@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `shoal`: runs the appliance (`serve`) and drives a running one through its API.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDesiredAssignments } from '../domain/state.js';
 import { ApiClient, ApiError } from './client.js';
@@ -21,6 +22,10 @@ nodes
   node rm NODE
   import FILE                     enroll every node of an inventory file (YAML), all or none
   export                          print the inventory as YAML (no secrets)
+images
+  image add DIR                   import the image in DIR (its image.json, vmlinuz, initrd.img), read on the appliance host
+  image list                      stored images, their digests, sizes and the nodes that want them
+  image rm NAME@VER               remove an image no node wants
 engine
   plan NODE                       the steps that take NODE from observed to desired, explained
   retry NODE                      release a node held as failed
@@ -87,6 +92,8 @@ async function main(argv: string[]): Promise<number> {
     case 'export':
       process.stdout.write(await client.request<string>('GET', '/inventory'));
       return 0;
+    case 'image':
+      return imageCommand(client, sub, rest);
     case 'plan':
       return planCommand(client, need(sub, 'plan needs a node'));
     case 'retry':
@@ -146,6 +153,43 @@ async function nodeCommand(client: ApiClient, sub: string | undefined, args: str
     default:
       throw new UsageError(`unknown node command "${sub ?? ''}"`);
   }
+}
+
+interface ImageView {
+  ref: string;
+  digest: string;
+  size: number;
+  importedAt: string;
+  nodes: string[];
+}
+
+async function imageCommand(client: ApiClient, sub: string | undefined, args: string[]): Promise<number> {
+  switch (sub) {
+    case 'add': {
+      // The appliance reads the directory itself: absolute, as the CLI sees it on the same host.
+      const image = await client.request<ImageView>('POST', '/images', { path: resolve(need(args[0], 'image add needs a directory')) });
+      console.log(`${image.ref} ${image.digest} (${formatBytes(image.size)})`);
+      return 0;
+    }
+    case 'list': {
+      const { images } = await client.request<{ images: ImageView[] }>('GET', '/images');
+      const rows = images.map((i) => [i.ref, i.digest.slice(0, 19), formatBytes(i.size), i.importedAt.slice(0, 19).replace('T', ' '), i.nodes.length ? `${i.nodes.length} (${i.nodes.slice(0, 3).join(', ')}${i.nodes.length > 3 ? ', …' : ''})` : '-']);
+      const header = ['IMAGE', 'DIGEST', 'SIZE', 'IMPORTED (UTC)', 'WANTED BY'];
+      const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+      for (const row of [header, ...rows]) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+      return 0;
+    }
+    case 'rm':
+      await client.request('DELETE', `/images/${enc(need(args[0], 'image rm needs NAME@VERSION'))}`);
+      console.log(`removed ${args[0]}`);
+      return 0;
+    default:
+      throw new UsageError(`unknown image command "${sub ?? ''}"`);
+  }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 async function setCommand(client: ApiClient, args: string[], values: Record<string, unknown>): Promise<number> {
