@@ -60,7 +60,7 @@ interface Measurement {
 interface ServerUnderTest {
   name: string;
   /** Starts the server with an empty lease store; resolves once it is bound. */
-  start(ns: Netns, dir: string): Promise<ChildProcess>;
+  start(ns: Netns, dir: string): Promise<void>;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -95,7 +95,6 @@ const ours: ServerUnderTest = {
     writeFileSync(join(dir, 'shoal.json'), JSON.stringify(spec));
     const child = ns.spawn('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/serve.ts'), join(dir, 'shoal.json')], { cwd: ROOT, stdio: 'ignore' });
     await waitForUdp67(ns, child, 'shoal');
-    return child;
   },
 };
 
@@ -118,7 +117,6 @@ const kea: ServerUnderTest = {
       env: { ...process.env, KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir },
     });
     await waitForUdp67(ns, child, 'kea');
-    return child;
   },
 };
 
@@ -126,8 +124,7 @@ const kea: ServerUnderTest = {
 function namespaceCpuSeconds(ns: Netns): number {
   const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   let ticks = 0;
-  const pids = execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean);
-  for (const pid of pids) {
+  for (const pid of namespacePids(ns)) {
     try {
       // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -153,17 +150,35 @@ function perfdhcp(client: Netns, rate: number): Omit<Measurement, 'cpuMicrosPerD
   return { rate, doraPerSecond: Number(exchanges[1]), dropRatio: Math.max(...drops) };
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await Promise.race([exited, sleep(3000)]);
-  if (child.exitCode === null) child.kill('SIGKILL');
+function namespacePids(ns: Netns): number[] {
+  return execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+}
+
+/**
+ * Ends every process in the server namespace, not only the one spawned: `npx tsx` leaves its
+ * node children running when npx exits, and a leftover server would hold port 67 into the
+ * next run (and answer for the next server).
+ */
+async function stopServer(ns: Netns): Promise<void> {
+  const signalAll = (signal: NodeJS.Signals) => {
+    for (const pid of namespacePids(ns)) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  signalAll('SIGTERM');
+  const deadline = Date.now() + 3000;
+  while (namespacePids(ns).length > 0 && Date.now() < deadline) await sleep(50);
+  signalAll('SIGKILL');
+  while (namespacePids(ns).length > 0) await sleep(50);
 }
 
 async function runOnce(server: ServerUnderTest, rate: number, serverNs: Netns, clientNs: Netns, dir: string): Promise<Measurement> {
   const runDir = mkdtempSync(join(dir, `${server.name}-`));
-  const child = await server.start(serverNs, runDir);
+  await server.start(serverNs, runDir);
   try {
     const cpuBefore = namespaceCpuSeconds(serverNs);
     const exchanges = perfdhcp(clientNs, rate);
@@ -174,7 +189,7 @@ async function runOnce(server: ServerUnderTest, rate: number, serverNs: Netns, c
     );
     return m;
   } finally {
-    await stopServer(child);
+    await stopServer(serverNs);
     rmSync(runDir, { recursive: true, force: true });
   }
 }
