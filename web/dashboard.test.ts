@@ -29,7 +29,7 @@ beforeAll(async () => {
   execFileSync(node, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', WEB, '--logLevel', 'warn'], { stdio: 'inherit', cwd: ROOT });
   mkdirSync(SCREENSHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-});
+}, 180_000);
 
 afterEach(async () => {
   await page?.close();
@@ -150,7 +150,7 @@ describe.skipIf(skip)('dashboard', () => {
     expect(await p.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
     expect(await p.locator('[data-testid=boot-stages] li.seen').count()).toBe(5);
     await p.getByText('Nothing to do').waitFor();
-  });
+  }, 120_000);
 
   it('shows API errors as they are: a bad inventory row, and no image store module', async () => {
     t = await startTestAppliance({ sim: { latencies: WATCHABLE } });
@@ -205,5 +205,5 @@ describe.skipIf(skip)('dashboard', () => {
     await p.screenshot({ path: join(SCREENSHOTS, 'grid-10000.png') });
     // Generous: a page that stops painting while it digests the stream fails this.
     expect(at(0.95)).toBeLessThan(200);
-  });
+  }, 300_000);
 });

@@ -10,9 +10,11 @@ import type { NodeList, NodeView, ShoalEvent } from './types.js';
 const FLUSH_MS = 250;
 /** Above this many touched nodes, one list read is cheaper than reading them one by one. */
 const WHOLE_LIST_ABOVE = 100;
+const WHOLE_LIST_MIN_GAP_MS = 500;
 /** Phases also change without an event (a step confirmed by re-planning): re-read everything now and then. */
 const SAFETY_REFRESH_MS = 30_000;
 const RECONNECT_MS = 1_000;
+const STREAM_SLICE_MS = 8;
 const byName = new Intl.Collator(undefined, { numeric: true }).compare;
 
 export type StreamStatus = 'connecting' | 'live' | 'reconnecting';
@@ -98,7 +100,14 @@ export class Cluster {
         this.setStream('live');
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffered = '';
+        let sliceStarted = performance.now();
         for (;;) {
+          // Chunks already received resolve as microtasks, so a burst would never let a frame
+          // paint: give the browser a turn whenever the stream has held the main thread a while.
+          if (performance.now() - sliceStarted > STREAM_SLICE_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            sliceStarted = performance.now();
+          }
           const { value, done } = await reader.read();
           if (done) break;
           const blocks = (buffered + value).split('\n\n');
@@ -199,13 +208,14 @@ export class Cluster {
       }
       for (const id of [...this.nodes.keys()]) if (!seen.has(id)) this.remove(id);
       if (this.lastRev === 0) this.lastRev = list.revision;
-      replay(() => true);
+      // The list is as of its revision: only events after it are newer than the snapshot.
+      replay((event) => event.rev > list.revision);
       this.changed();
     } finally {
       this.endRead();
       this.wholeListReading = false;
-      // A big list costs the appliance too: leave it at least four times the read's own time.
-      this.wholeListNotBefore = Date.now() + Math.max(1_000, 4 * (performance.now() - started));
+      // A big list costs the appliance too: leave it idle at least as long as the read took.
+      this.wholeListNotBefore = Date.now() + Math.max(WHOLE_LIST_MIN_GAP_MS, performance.now() - started);
     }
   }
 
