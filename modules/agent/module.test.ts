@@ -205,6 +205,16 @@ describe('agent module', () => {
     expect(t.appliance.state.observed(node.id).run?.value).toBe('ready');
   });
 
+  it('forgets the tokens of a node removed from the inventory', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const token = issue(node.id);
+    expect((await t.post('/agent/v1/hello', token, hello(node.id, BOOT_A))).status).toBe(200);
+    await t.appliance.state.removeNode(node.id, 'test');
+    expect((await t.post('/agent/v1/heartbeat', token, beat(node.id, BOOT_A))).status).toBe(401);
+    expect(t.logs().filter((l) => l.msg === 'agent report refused').map((l) => l.reason)).toEqual(['unknown token']);
+  });
+
   it('rejects options outside their ranges', async () => {
     const { createModule } = await import('./index.js');
     expect(() => createModule({ intervalSeconds: 0 })).toThrow();

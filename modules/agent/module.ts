@@ -79,7 +79,7 @@ export class AgentModule implements ShoalModule {
 
     // Agents that were heartbeating before a restart get a full deadline to be heard again.
     const now = Date.now();
-    for (const { nodeId } of tokens.boundBoots()) {
+    for (const nodeId of tokens.nodesWithBoundBoot()) {
       const node = host.node(nodeId);
       if (node && this.claims(node) && LIVE_RUN.has(host.observed(nodeId).run?.value ?? '')) this.liveness.set(nodeId, { lastSeenAt: now, lost: false, reports: 0 });
     }
@@ -180,7 +180,7 @@ export class AgentModule implements ShoalModule {
     const token = bearerToken(req.get('authorization'));
     if (token === undefined) return void this.refuse(req, res, 401, 'no bearer token', {});
     const match = this.tokens!.match(token);
-    if (!('nodeId' in match && 'record' in match)) {
+    if (!('record' in match)) {
       return void this.refuse(req, res, 401, match.reason === 'superseded' ? 'superseded token' : 'unknown token', match.reason === 'superseded' ? { node: match.nodeId } : {});
     }
     const parsed = schema.safeParse(req.body);

@@ -39,7 +39,8 @@ export const StatusReportSchema = z.object({ node: nodeId, bootId, uptime, state
 export type StatusReport = z.infer<typeof StatusReportSchema>;
 export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal('drained') });
 
-export type AgentAction = 'none' | 'drain' | 'reboot' | 'poweroff';
+/** The actions the appliance asks for (PROTOCOL.md also has `poweroff`; power belongs to the BMC modules). */
+export type AgentAction = 'none' | 'drain' | 'reboot';
 
 /** `Authorization: Bearer <token>` → the token, or undefined when absent or outside the alphabet. */
 export function bearerToken(header: string | undefined): string | undefined {

@@ -81,12 +81,9 @@ export class BootTokenStore {
     this.db.close();
   }
 
-  /** Nodes with a bound boot, and that boot: the agents expected to be heartbeating. */
-  *boundBoots(): Iterable<{ nodeId: NodeId; bootId: string }> {
-    for (const [nodeId, tokens] of this.byNode) {
-      const bound = tokens.current.bootId !== null ? tokens.current : tokens.running;
-      if (bound?.bootId) yield { nodeId, bootId: bound.bootId };
-    }
+  /** Nodes with a bound boot: those whose agent is expected to be heartbeating. */
+  *nodesWithBoundBoot(): Iterable<NodeId> {
+    for (const [nodeId, tokens] of this.byNode) if (tokens.current.bootId !== null || tokens.running) yield nodeId;
   }
 
   issue(nodeId: NodeId, imageRef: string): string {
@@ -135,10 +132,6 @@ export class BootTokenStore {
     this.drop.run(nodeId);
     this.unindex(tokens);
     this.byNode.delete(nodeId);
-  }
-
-  has(nodeId: NodeId): boolean {
-    return this.byNode.has(nodeId);
   }
 
   private save(nodeId: NodeId, tokens: NodeTokens): void {
