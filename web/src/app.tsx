@@ -156,7 +156,7 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
         </p>
       )}
       {view === '' && <Grid cluster={cluster} filter={filter} setFilter={setFilter} onAction={setAction} />}
-      {view === 'node' && route[1] && <NodePage cluster={cluster} id={route[1]} onAction={setAction} />}
+      {view === 'node' && route[1] && <NodePage key={route[1]} cluster={cluster} id={route[1]} onAction={setAction} />}
       {view === 'images' && <ImagesPage />}
       {view === 'import' && <ImportPage onAction={setAction} />}
       {action && <ConfirmAction spec={action} onClose={() => setAction(null)} />}

@@ -133,7 +133,7 @@ export class Cluster {
       this.apply(event);
       if (event.nodeId !== null) this.dirty.add(event.nodeId);
     }
-    if (this.readsInFlight > 0) this.recent.push(...events);
+    if (this.readsInFlight > 0) for (const event of events) this.recent.push(event);
     for (const listener of this.eventListeners) listener(events);
     this.changed();
   }

@@ -1,6 +1,6 @@
 // One node: desired against observed facet by facet, its plan drawn as a path to the target, the
 // boot stages of its latest boot, its event timeline, and the actions on it.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api } from './api.js';
 import type { Cluster } from './cluster.js';
 import { useCluster } from './hooks.js';
@@ -102,21 +102,25 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
   );
 }
 
-/** The node's plan, re-read whenever the node changes (at most every PLAN_REFRESH_MS). */
+/** The node's plan, re-read whenever the node changes, at most once every PLAN_REFRESH_MS. */
 function usePlan(id: string, node: NodeView | undefined): { value: NodePlan | null; error: string | null } {
   const [value, setValue] = useState<NodePlan | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // A throttle, not a debounce: a node changing all the time must still have its plan re-read,
+  // and an answer is kept unless a later request has already answered or the page left the node.
+  const reads = useRef({ lastAt: 0, sent: 0, shown: 0, id });
+  reads.current.id = id;
   useEffect(() => {
-    let live = true;
+    const r = reads.current;
     const timer = setTimeout(() => {
+      r.lastAt = performance.now();
+      const seq = ++r.sent;
+      const keep = () => r.id === id && seq > r.shown && ((r.shown = seq), true);
       api<NodePlan>('GET', `/nodes/${encodeURIComponent(id)}/plan`)
-        .then((plan) => live && (setValue(plan), setError(null)))
-        .catch((err) => live && setError(describeError(err)));
-    }, value ? PLAN_REFRESH_MS : 0);
-    return () => {
-      live = false;
-      clearTimeout(timer);
-    };
+        .then((plan) => keep() && (setValue(plan), setError(null)))
+        .catch((err) => keep() && setError(describeError(err)));
+    }, Math.max(0, r.lastAt + PLAN_REFRESH_MS - performance.now()));
+    return () => clearTimeout(timer);
   }, [id, node]);
   return { value, error };
 }
