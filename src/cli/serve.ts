@@ -43,7 +43,7 @@ async function demo(appliance: Appliance, count: number): Promise<void> {
     for (const node of nodes) await state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'operator:demo');
     console.log(`shoal: enrolled ${count} simulated nodes and asked for power=on image=compute@1`);
   }
-  console.log(`shoal: open ${appliance.url}/ (token in ${appliance.config.dataDir}/api-token), or run `node bin/shoal.js watch` in another terminal; Ctrl-C stops the appliance`);
+  console.log(`shoal: open ${appliance.url}/ (token in ${appliance.config.dataDir}/api-token), or run \`node bin/shoal.js watch\` in another terminal; Ctrl-C stops the appliance`);
   const started = Date.now();
   let last = '';
   await new Promise<void>((resolve) => {
