@@ -14,7 +14,7 @@ const OVERSCAN = 8;
 const NETWORK_BOOT = ['armed', 'dhcp', 'loader', 'kernel'];
 
 /** True when the node's observed value of `facet` does not yet satisfy its desired value. */
-export function facetDiffers(node: NodeView, facet: string): boolean {
+function facetDiffers(node: NodeView, facet: string): boolean {
   const want = node.desired[facet];
   if (want === undefined) return false;
   const seen = node.observed[facet]?.value;
