@@ -1,9 +1,9 @@
 // The images module inside a running appliance: the operator API with its token, the images
 // service other modules see, removal refused while nodes want an image, and the node-facing file
 // server checked with curl (full download, a range, HEAD, If-None-Match, bad paths).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { createModule } from './module.js';
 const run = promisify(execFile);
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const noCurl = skipUnless('image serving checked with curl', requirements({ commands: ['curl'] }));
+const noTar = skipUnless('image upload made with tar', requirements({ commands: ['tar'] }));
 
 describe('images module in the appliance', { timeout: 60_000 }, () => {
   let work: string;
@@ -98,7 +99,7 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
 
     const broken = writeFakeImage(join(work, 'compute@3'), { name: 'compute', version: '3', kernel: randomBytes(1000), initrd: randomBytes(1000) });
     const kernel = readFileSync(join(broken.dir, 'vmlinuz'));
-    kernel[0] ^= 0xff;
+    kernel[0] = kernel[0]! ^ 0xff;
     writeFileSync(join(broken.dir, 'vmlinuz'), kernel);
     const refused = await api('POST', '/images', { path: broken.dir });
     expect(refused.status).toBe(422);
@@ -132,6 +133,33 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
     expect(gone.status).toBe(404);
     // The kernel blob is shared with compute@1 and still served under its name.
     expect((await fetch(`${appliance.url}/images/compute/1/vmlinuz`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it.skipIf(noTar)('takes an upload: a tar of image.json and its files, for the ref the query names', async () => {
+    const upload = async (ref: string, dir: string, type = 'application/x-tar') => {
+      const res = await fetch(`${appliance.url}/api/v1/images/upload?ref=${ref}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${appliance.token}`, 'content-type': type },
+        body: execFileSync('tar', ['-C', dir, '-cf', '-', '.']),
+      });
+      return { status: res.status, body: (await res.json()) as { ref?: string; digest?: string; detail?: string } };
+    };
+    const compute4 = writeFakeImage(join(work, 'compute@4'), { name: 'compute', version: '4', kernel: randomBytes(70_000), initrd: randomBytes(20_000) });
+    expect((await upload('compute@4', compute4.dir, 'application/octet-stream')).status).toBe(415);
+    const wrongRef = await upload('compute@5', compute4.dir);
+    expect(wrongRef.status).toBe(400);
+    expect(wrongRef.body.detail).toBe('the image is compute@4, not compute@5 as the upload said');
+    const created = await upload('compute@4', compute4.dir);
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ ref: 'compute@4', digest: compute4.manifest.digest });
+    const served = Buffer.from(await (await fetch(`${appliance.url}/images/compute/4/vmlinuz`)).arrayBuffer());
+    expect(sha256(served)).toBe(compute4.manifest.kernel.sha256);
+
+    const broken = writeFakeImage(join(work, 'compute@6'), { name: 'compute', version: '6', kernel: randomBytes(1000), initrd: randomBytes(1000) });
+    writeFileSync(join(broken.dir, 'initrd.img'), randomBytes(1000));
+    expect((await upload('compute@6', broken.dir)).status).toBe(422);
+    expect((await api('GET', '/images/compute@6')).status).toBe(404);
+    expect(readdirSync(join(work, 'data', 'modules', 'images', 'tmp'))).toEqual([]);
   });
 
   describe.skipIf(noCurl)('serving files to nodes', () => {

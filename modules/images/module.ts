@@ -3,12 +3,14 @@
 // import and remove images under /api/v1/images; other modules look images up through the
 // `images` service (the boot module builds iPXE scripts from it, the agent module maps a
 // reported image to its digest).
+import { rm } from 'node:fs/promises';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import type { ImageCatalog, ImageInfo } from '../../src/contracts/services.js';
 import type { ModuleHost, ShoalModule } from '../../src/engine/module.js';
 import { HttpProblem, sendProblem } from '../../src/api/problem.js';
 import { artifactsOf, IMAGE_NAME, IMAGE_REF, IMAGE_VERSION } from './manifest.js';
+import { extractFlatTar, TarError } from './tar.js';
 import { ImageStore, ImageStoreError, imageInfo, refOf, type StoredImage } from './store.js';
 
 export const ImagesOptionsSchema = z
@@ -20,6 +22,11 @@ export const ImagesOptionsSchema = z
 export type ImagesOptions = z.input<typeof ImagesOptionsSchema>;
 
 const ImportBodySchema = z.object({ path: z.string().min(1).refine((p) => p.startsWith('/'), 'an absolute path on the appliance host') }).strict();
+
+const UploadQuerySchema = z.object({ ref: z.string().regex(IMAGE_REF, 'name@version, e.g. compute@3') }).strict();
+
+/** Kernel, initramfs and a root image fit; a bigger upload is a mistake, not an image. */
+const MAX_UPLOAD_BYTES = 8 * 2 ** 30;
 
 /** Bytes per read when streaming a blob: fewer, larger writes than the 64 KiB default. */
 const STREAM_CHUNK_BYTES = 1 << 20;
@@ -157,6 +164,29 @@ function operatorApi(store: ImageStore, host: ModuleHost): void {
       .status(created ? 201 : 200)
       .location(`/api/v1/images/${encodeURIComponent(refOf(image.manifest))}`)
       .json(view(image));
+  });
+
+  // An image from the operator's machine: a flat tar of image.json and its files.
+  host.api.post('/images/upload', async (req, res) => {
+    const { access_token: _token, ...query } = req.query as Record<string, unknown>;
+    const { ref } = UploadQuerySchema.parse(query);
+    if (!req.is('application/x-tar')) throw new HttpProblem(415, 'Unsupported body', 'send a tar of image.json and its files as application/x-tar');
+    const staging = await store.stagingDir();
+    try {
+      await extractFlatTar(req, staging, MAX_UPLOAD_BYTES).catch((err: unknown) => {
+        throw err instanceof TarError ? new HttpProblem(400, 'Invalid upload', err.message) : err;
+      });
+      const { image, created } = await store.importFrom(staging, ref).catch((err: unknown) => {
+        throw asProblem(err);
+      });
+      host.log.info({ ref, digest: image.manifest.digest, created }, created ? 'image uploaded' : 'uploaded image already stored');
+      res
+        .status(created ? 201 : 200)
+        .location(`/api/v1/images/${encodeURIComponent(ref)}`)
+        .json(view(image));
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
   });
 
   host.api.delete('/images/:ref', async (req, res) => {

@@ -90,7 +90,7 @@ describe('image store', () => {
     const source = fake('1');
     const initrdPath = join(source.dir, 'initrd.img');
     const corrupted = readFileSync(initrdPath);
-    corrupted[1234] ^= 0x01;
+    corrupted[1234] = corrupted[1234]! ^ 0x01;
     writeFileSync(initrdPath, corrupted);
     const store = await ImageStore.open(root);
     const err = await refusal(store.importFrom(source.dir));

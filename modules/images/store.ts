@@ -5,7 +5,7 @@
 // blobs that the next open removes, never an image with a missing or wrong file.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -106,8 +106,13 @@ export class ImageStore {
    * is hashed while it is copied and must match the manifest's size and sha256. Refuses a ref
    * stored with different content; on any failure nothing is stored.
    */
-  importFrom(source: string): Promise<ImportResult> {
-    return this.serialised(() => this.importNow(source));
+  importFrom(source: string, expectedRef?: string): Promise<ImportResult> {
+    return this.serialised(() => this.importNow(source, expectedRef));
+  }
+
+  /** A new empty directory inside the store (same filesystem, wiped at open) to unpack uploads into. */
+  stagingDir(): Promise<string> {
+    return mkdtemp(join(this.tmpDir, 'upload-'));
   }
 
   /** Removes an image from the index, then the blobs no other image uses. */
@@ -130,7 +135,7 @@ export class ImageStore {
     return result;
   }
 
-  private async importNow(source: string): Promise<ImportResult> {
+  private async importNow(source: string, expectedRef: string | undefined): Promise<ImportResult> {
     if (!isAbsolute(source)) throw new ImageStoreError('invalid-source', `"${source}" is not an absolute path`);
     const sourceStat = await stat(source).catch((err: NodeJS.ErrnoException) => {
       throw new ImageStoreError('invalid-source', `cannot read ${source}: ${err.code ?? err.message}`);
@@ -139,6 +144,7 @@ export class ImageStore {
     const dir = dirname(manifestPath);
     const manifest = parseManifestOrRefuse(await readManifest(manifestPath), manifestPath);
     const ref = refOf(manifest);
+    if (expectedRef !== undefined && ref !== expectedRef) throw new ImageStoreError('invalid-source', `the image is ${ref}, not ${expectedRef} as the upload said`);
 
     const existing = this.images.get(ref);
     if (existing) {
