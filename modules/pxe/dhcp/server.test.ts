@@ -229,6 +229,10 @@ describe('DhcpServer in full mode', () => {
     const [offNet] = await h.transport.exchange(request('02:00:00:00:00:09', MessageType.REQUEST, { requestedIp: '192.168.1.5' }));
     expect(offNet!.packet.options.messageType).toBe(MessageType.NAK);
     expect(await h.transport.exchange(request('02:00:00:00:00:09', MessageType.REQUEST, { requestedIp: '10.0.0.101' }))).toEqual([]);
+    // Relayed from a network this server does not serve: silence, not a NAK.
+    expect(
+      await h.transport.exchange(request('02:00:00:00:00:09', MessageType.REQUEST, { requestedIp: '172.16.0.9' }, { giaddr: '172.16.0.1' }), 'unicast'),
+    ).toEqual([]);
   });
 
   it('RENEWING: extends the lease and answers by unicast to ciaddr', async () => {

@@ -278,8 +278,13 @@ export class DhcpServer {
     if (requestedIp !== undefined && !ciaddr) {
       // INIT-REBOOT: the client remembers an address; NAK if wrong, silent if we have no record.
       const subnet = this.subnetOfClient(request);
-      if (!subnet || !inSubnet(subnet, requestedIp)) {
-        this.refuse(request, kind);
+      if (!subnet) {
+        // A relayed network we do not serve: another server's business.
+        this.counters.ignored += 1;
+        return;
+      }
+      if (!inSubnet(subnet, requestedIp)) {
+        this.refuse(request, kind); // RFC 2131 4.3.2: the client moved to another network
         return;
       }
       this.confirmKnownAddress(request, subnet, requestedIp, kind);
