@@ -232,3 +232,33 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
     });
   });
 });
+
+describe('images imported at start', { timeout: 60_000 }, () => {
+  let work: string;
+  beforeAll(() => void (work = mkdtempSync(join(tmpdir(), 'shoal-images-start-'))));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  const start = (dataDir: string, dirs: string[]) =>
+    Appliance.start(loadConfig(undefined, { dataDir: join(work, dataDir), api: { listen: '127.0.0.1', port: 0 } }), { modules: [createModule({ import: dirs })], log: createLogger('silent') });
+
+  it('refuses to start on a seed directory it cannot read', async () => {
+    await expect(start('a', [join(work, 'missing')])).rejects.toThrow(`importing ${join(work, 'missing')}: cannot read ${join(work, 'missing')}: ENOENT`);
+  });
+
+  it('keeps the stored image when a seed was rebuilt with other content under the same ref, and starts', async () => {
+    const first = writeFakeImage(join(work, 'v1'), { name: 'compute', version: '1', kernel: randomBytes(1000), initrd: randomBytes(1000) });
+    const rebuilt = writeFakeImage(join(work, 'v1-rebuilt'), { name: 'compute', version: '1', kernel: randomBytes(1000), initrd: randomBytes(1000) });
+    const appliance = await start('b', [first.dir, rebuilt.dir]);
+    try {
+      const res = await fetch(`${appliance.url}/api/v1/images/compute@1`, { headers: { authorization: `Bearer ${appliance.token}` } });
+      expect(((await res.json()) as { digest: string }).digest).toBe(first.manifest.digest);
+    } finally {
+      await appliance.stop();
+    }
+  });
+
+  it('rejects options that are not a list of absolute paths', () => {
+    expect(() => createModule({ import: ['relative'] })).toThrow(/absolute path/);
+    expect(() => createModule({ imports: [] })).toThrow();
+  });
+});
