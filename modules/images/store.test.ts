@@ -160,6 +160,16 @@ describe('image store', () => {
     expect(await reopened.damaged()).toEqual([]);
   });
 
+  it('refuses to open on a damaged index rather than forget images', async () => {
+    await (await ImageStore.open(root)).importFrom(fake('1').dir);
+    writeFileSync(join(root, 'index.json'), '{"format":1,"images":');
+    await expect(ImageStore.open(root)).rejects.toThrow(/index\.json is damaged: /);
+    writeFileSync(join(root, 'index.json'), '{"format":2,"images":{}}');
+    await expect(ImageStore.open(root)).rejects.toThrow(/index\.json is damaged: .*format/s);
+    // Nothing was cleaned up on the strength of a damaged index.
+    expect(readdirSync(join(root, 'blobs', 'sha256'))).toHaveLength(2);
+  });
+
   it('reports a stored blob that went missing', async () => {
     const store = await ImageStore.open(root);
     const { image } = await store.importFrom(fake('1').dir);

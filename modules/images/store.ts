@@ -55,7 +55,13 @@ export class ImageStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     if (text !== undefined) {
-      const parsed = IndexSchema.safeParse(JSON.parse(text));
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (err) {
+        throw new Error(`${store.indexPath} is damaged: ${(err as Error).message}`);
+      }
+      const parsed = IndexSchema.safeParse(json);
       if (!parsed.success) throw new Error(`${store.indexPath} is damaged: ${z.prettifyError(parsed.error)}`);
       for (const [ref, image] of Object.entries(parsed.data.images)) store.images.set(ref, image);
     }
