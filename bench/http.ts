@@ -217,6 +217,9 @@ async function stopAll(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
+// Ctrl-C mid-run still stops nginx and the appliance and removes the 64 MiB file.
+process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+
 main().then(
   () => stopAll(),
   async (err: unknown) => {

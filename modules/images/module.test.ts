@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../../src/appliance.js';
@@ -160,6 +161,21 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
     expect((await upload('compute@6', broken.dir)).status).toBe(422);
     expect((await api('GET', '/images/compute@6')).status).toBe(404);
     expect(readdirSync(join(work, 'data', 'modules', 'images', 'tmp'))).toEqual([]);
+
+    // A client that goes away mid-upload leaves nothing behind.
+    const tar = execFileSync('tar', ['-C', compute4.dir, '-cf', '-', '.']);
+    const { port } = new URL(appliance.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`POST /api/v1/images/upload?ref=compute@7 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${appliance.token}\r\ncontent-type: application/x-tar\r\ncontent-length: ${tar.length}\r\n\r\n`);
+    socket.write(tar.subarray(0, 40_000));
+    const tmp = join(work, 'data', 'modules', 'images', 'tmp');
+    for (let i = 0; i < 100 && readdirSync(tmp).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(readdirSync(tmp)).toHaveLength(1); // the upload is being unpacked
+    socket.destroy();
+    for (let i = 0; i < 100 && readdirSync(tmp).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(readdirSync(tmp)).toEqual([]);
+    expect((await api('GET', '/images/compute@7')).status).toBe(404);
   });
 
   describe.skipIf(noCurl)('serving files to nodes', () => {

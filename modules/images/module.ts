@@ -174,7 +174,10 @@ function operatorApi(store: ImageStore, host: ModuleHost): void {
     const staging = await store.stagingDir();
     try {
       await extractFlatTar(req, staging, MAX_UPLOAD_BYTES).catch((err: unknown) => {
-        throw err instanceof TarError ? new HttpProblem(400, 'Invalid upload', err.message) : err;
+        if (err instanceof TarError) throw new HttpProblem(400, 'Invalid upload', err.message);
+        // The client went away mid-body: nothing to answer, nothing stored.
+        if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') throw new HttpProblem(400, 'Upload interrupted', 'the upload ended before the archive did');
+        throw err;
       });
       const { image, created } = await store.importFrom(staging, ref).catch((err: unknown) => {
         throw asProblem(err);
