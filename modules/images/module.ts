@@ -40,12 +40,11 @@ const STATUS_OF: Record<ImageStoreError['kind'], [number, string]> = {
 
 export function createModule(options: Record<string, unknown> = {}): ShoalModule {
   const parsed = ImagesOptionsSchema.parse(options);
-  let store: ImageStore | undefined;
 
   return {
     name: 'images',
     async start(host: ModuleHost) {
-      store = await ImageStore.open(host.dataDir);
+      const store = await ImageStore.open(host.dataDir);
       for (const problem of await store.damaged()) host.log.error({ problem }, 'stored image is damaged; remove and import it again');
       for (const dir of parsed.import) await importAtStart(store, dir, host);
       host.services.provide('images', catalogOf(store));
