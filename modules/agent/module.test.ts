@@ -46,6 +46,9 @@ describe('agent module', () => {
     expect(beatRes.status).toBe(200);
     expect(beatRes.text).toBe('interval=1\naction=none\n');
     expect(t.agent.status(node.id)).toMatchObject({ reports: 3, lost: false, action: 'none' });
+    const listed = await fetch(`${t.appliance.url}/api/v1/agents`, { headers: { authorization: `Bearer ${t.appliance.token}` } });
+    expect(await listed.json()).toMatchObject({ agents: [{ node: node.id, reports: 3, lost: false, action: 'none' }] });
+    expect((await fetch(`${t.appliance.url}/api/v1/agents`)).status).toBe(401);
   });
 
   it('answers 409 to a heartbeat before any hello, and 400 to a bad body without changing anything', async () => {
