@@ -242,7 +242,10 @@ export class AgentModule implements ShoalModule {
     } else {
       this.observeRun(id, action === 'drain' && state === 'running' ? 'draining' : RUN_OF_STATE[state]);
     }
-    res.type('text/plain').send(formatReply(this.options.intervalSeconds, action));
+    // Every node sends this every interval: answered without express's send (ETag hashing, header
+    // rewriting), work a fixed two-line reply does not need.
+    const reply = formatReply(this.options.intervalSeconds, action);
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);
   }
 
   private observeRun(id: NodeId, value: string): void {
