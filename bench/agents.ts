@@ -42,7 +42,8 @@ interface ClientJob {
 
 interface ClientResult {
   heartbeats: number;
-  helloFailures: number;
+  /** Every hello's HTTP status (0: no answer), counted over the whole run. */
+  helloStatuses: Record<string, number>;
   statuses: Record<string, number>;
   errors: number;
   p50Ms: number;
@@ -139,7 +140,7 @@ function report(name: string, run: Run): void {
   const c = run.client;
   console.log(`${name}:`);
   console.log(`  server CPU ${(run.serverCpuShare * 100).toFixed(1)} % of one core (${(run.serverCpuShare * 50).toFixed(1)} % of 2 cores), ${run.cpuPerHeartbeatUs.toFixed(0)} µs per heartbeat, event-loop delay p99 ${run.loopDelayP99Ms.toFixed(1)} ms, RSS ${run.rssMb.toFixed(0)} MB`);
-  console.log(`  ${c.heartbeats} heartbeats measured, statuses ${JSON.stringify(c.statuses)}, ${c.errors} without an answer, ${c.helloFailures} hellos failed; latency p50 ${c.p50Ms.toFixed(2)} ms, p99 ${c.p99Ms.toFixed(2)} ms, max ${c.maxMs.toFixed(1)} ms; client CPU ${(c.cpuShare * 100).toFixed(1)} % of one core`);
+  console.log(`  ${c.heartbeats} heartbeats measured, statuses ${JSON.stringify(c.statuses)}, ${c.errors} without an answer, hellos ${JSON.stringify(c.helloStatuses)}; latency p50 ${c.p50Ms.toFixed(2)} ms, p99 ${c.p99Ms.toFixed(2)} ms, max ${c.maxMs.toFixed(1)} ms; client CPU ${(c.cpuShare * 100).toFixed(1)} % of one core`);
 }
 
 /** The floor: reads the body, parses the JSON, answers like the appliance does. */
@@ -172,7 +173,7 @@ async function runClient(): Promise<void> {
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   let errors = 0;
-  let helloFailures = 0;
+  const helloStatuses: Record<string, number> = {};
   let measuring = false;
   let stopped = false;
 
@@ -192,7 +193,17 @@ async function runClient(): Promise<void> {
       req.end(body);
     });
 
+  // Each simulated agent follows PROTOCOL.md: hello until a 200 (with back-off), then heartbeats;
+  // a 409 sends it back to hello.
   job.agents.forEach(({ node, token }, i) => {
+    const hello = JSON.stringify({ node, bootId: bootId(i), image: 'compute@1', bakedImage: 'compute@1', kernel: '6.1.0-bench', uptime: 5, interfaces: [{ name: 'eth0', mac: '52:54:00:00:00:01', ipv4: ['10.0.0.2/24'] }] });
+    const sayHello = async () => {
+      if (stopped) return;
+      const status = await post('/agent/v1/hello', token, hello);
+      helloStatuses[status] = (helloStatuses[status] ?? 0) + 1;
+      if (status === 200) setTimeout(heartbeat, intervalMs * (0.9 + Math.random() * 0.2));
+      else setTimeout(sayHello, 1_000 + Math.random() * 500);
+    };
     const heartbeat = async () => {
       if (stopped) return;
       const started = performance.now();
@@ -202,14 +213,10 @@ async function runClient(): Promise<void> {
         statuses[status] = (statuses[status] ?? 0) + 1;
         if (status === 0) errors++;
       }
-      setTimeout(heartbeat, intervalMs * (0.9 + Math.random() * 0.2));
+      if (status === 409) setTimeout(sayHello, 1_000 + Math.random() * 500);
+      else setTimeout(heartbeat, intervalMs * (0.9 + Math.random() * 0.2));
     };
-    setTimeout(async () => {
-      const hello = { node, bootId: bootId(i), image: 'compute@1', bakedImage: 'compute@1', kernel: '6.1.0-bench', uptime: 5, interfaces: [{ name: 'eth0', mac: '52:54:00:00:00:01', ipv4: ['10.0.0.2/24'] }] };
-      const status = await post('/agent/v1/hello', token, JSON.stringify(hello));
-      if (status !== 200) helloFailures++;
-      setTimeout(heartbeat, intervalMs * (0.9 + Math.random() * 0.2));
-    }, Math.random() * intervalMs);
+    setTimeout(sayHello, Math.random() * intervalMs);
   });
 
   // One interval of hellos, one of warm-up, then the measured window.
@@ -226,7 +233,7 @@ async function runClient(): Promise<void> {
   const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  send({ kind: 'result', result: { heartbeats: latencies.length, helloFailures, statuses, errors, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: latencies.at(-1) ?? NaN, cpuShare } });
+  send({ kind: 'result', result: { heartbeats: latencies.length, helloStatuses, statuses, errors, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: latencies.at(-1) ?? NaN, cpuShare } });
   pool?.destroy();
   process.disconnect();
 }
