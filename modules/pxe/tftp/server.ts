@@ -1,0 +1,268 @@
+// The read-only TFTP server: one listening socket takes requests; each read that resolves
+// to a file gets its own socket on a fresh port (its TID, RFC 1350 section 4) and runs as
+// a ReadTransfer. Writes are refused. Requests that end before a transfer starts (not found,
+// denied, malformed, write) are answered from the listening socket, so a boot loader
+// probing dozens of absent files costs no sockets.
+//
+// netascii requests are served byte for byte like octet: boot files are binary, and
+// translating line ends would make tsize lie.
+import { createSocket, type Socket } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+import { decodePacket, encodeError, ErrorCode, Opcode, type RequestPacket } from './codec.js';
+import { parseTftpServerConfig, type TftpServerConfig, type TftpServerConfigInput } from './config.js';
+import { negotiateOptions } from './options.js';
+import { directoryResolver, openRegularFile, type TftpPeer, type TftpResolver, type TftpSource } from './resolver.js';
+import { ReadTransfer, type TransferObservation } from './transfer.js';
+
+export type TftpLogEvent =
+  /** Refused with access violation: traversal, a symlink out of the root, permissions, a write request. */
+  | 'denied'
+  | 'not-found'
+  | 'malformed'
+  /** Refused for another reason: unsupported mode, server busy. */
+  | 'refused'
+  | 'option-ignored'
+  /** A resolver or socket failed; the client got error 0. */
+  | 'internal';
+
+export interface TftpLogEntry {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  event: TftpLogEvent;
+  message: string;
+  client: TftpPeer;
+  path?: string;
+}
+
+export interface TftpServerHooks {
+  /** Defaults to a directory resolver over `config.root`. */
+  resolver?: TftpResolver;
+  /** Every transfer reports `start`, then exactly one of `complete` or `error`. */
+  onTransfer?: (observation: TransferObservation) => void;
+  onLog?: (entry: TftpLogEntry) => void;
+}
+
+/** Starting failed: the port is taken, privileged, or the address is not local. */
+export class TftpBindError extends Error {
+  override readonly name = 'TftpBindError';
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+function bindErrorMessage(error: NodeJS.ErrnoException, address: string, port: number): string {
+  const where = `${address}:${port}`;
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return `TFTP port ${where} is already in use (is another TFTP server, e.g. tftpd-hpa, running?)`;
+    case 'EACCES':
+      return `TFTP port ${where} needs root or CAP_NET_BIND_SERVICE`;
+    case 'EADDRNOTAVAIL':
+      return `TFTP address ${address} is not an address of this host`;
+    default:
+      return `cannot bind TFTP ${where}: ${error.message}`;
+  }
+}
+
+function bindUdp(address: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    // No reuseAddr: a second server on the same port must fail loudly, not share requests.
+    const socket = createSocket({ type: 'udp4', reuseAddr: false });
+    const onError = (error: NodeJS.ErrnoException) => {
+      socket.close();
+      reject(new TftpBindError(bindErrorMessage(error, address, port), error.code));
+    };
+    socket.once('error', onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+/** A socket on a fresh port of `address`, connected to the client so the kernel drops datagrams from any other TID. */
+async function openTransferSocket(address: string, client: TftpPeer): Promise<Socket> {
+  const socket = await bindUdp(address, 0);
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => {
+      socket.close();
+      reject(error);
+    };
+    socket.once('error', onError);
+    socket.connect(client.port, client.address, () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+export class TftpServer {
+  readonly config: TftpServerConfig;
+  private readonly resolver: TftpResolver;
+  private listener: Socket | undefined;
+  private readonly transfers = new Set<ReadTransfer>();
+  /** Requests between arrival and their transfer's start; they count against maxTransfers too. */
+  private resolving = 0;
+  private closing = false;
+
+  /** Throws TftpConfigError when the configuration is invalid. */
+  constructor(
+    config: TftpServerConfigInput,
+    private readonly hooks: TftpServerHooks = {},
+  ) {
+    this.config = parseTftpServerConfig(config);
+    if (hooks.resolver) this.resolver = hooks.resolver;
+    else if (this.config.root !== undefined) this.resolver = directoryResolver(this.config.root);
+    else throw new TypeError('TftpServer needs config.root or a resolver');
+  }
+
+  /** Binds the listening socket; rejects with TftpBindError. Resolves to the bound address (the real port when 0 was asked). */
+  async start(): Promise<TftpPeer> {
+    if (this.listener) throw new Error('TFTP server already started');
+    const listener = await bindUdp(this.config.address, this.config.port);
+    this.listener = listener;
+    listener.on('message', (message, remote) => {
+      void this.onRequest(message, { address: remote.address, port: remote.port });
+    });
+    listener.on('error', (error) => {
+      this.log({ level: 'error', event: 'internal', message: `listening socket: ${error.message}`, client: { address: '', port: 0 } });
+    });
+    const { address, port } = listener.address();
+    return { address, port };
+  }
+
+  /** Transfers in progress, including requests still being resolved. */
+  get activeTransfers(): number {
+    return this.transfers.size + this.resolving;
+  }
+
+  /** Stops listening, tells every client in a transfer that the server is going away, and waits for all of them to close. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    const listenerClosed = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
+    const transfers = [...this.transfers];
+    for (const transfer of transfers) transfer.abort();
+    await Promise.all([listenerClosed, ...transfers.map((t) => t.done)]);
+  }
+
+  private log(entry: TftpLogEntry): void {
+    try {
+      this.hooks.onLog?.(entry);
+    } catch {
+      // A broken log hook must not take transfers down with it.
+    }
+  }
+
+  private observe(observation: TransferObservation): void {
+    try {
+      this.hooks.onTransfer?.(observation);
+    } catch (error) {
+      this.log({ level: 'error', event: 'internal', message: `onTransfer hook threw: ${String(error)}`, client: observation.client, path: observation.path });
+    }
+  }
+
+  private refuse(client: TftpPeer, code: ErrorCode, message: string): void {
+    this.listener?.send(encodeError(code, message), client.port, client.address);
+  }
+
+  private async onRequest(message: Buffer, client: TftpPeer): Promise<void> {
+    const requestedAt = performance.now();
+    const decoded = decodePacket(message);
+    if (!decoded.ok) {
+      const isRequest = decoded.opcode === Opcode.RRQ || decoded.opcode === Opcode.WRQ;
+      this.log({ level: 'debug', event: 'malformed', message: decoded.message, client });
+      // Only a request deserves an answer; stray garbage on port 69 gets none.
+      if (isRequest) this.refuse(client, ErrorCode.ILLEGAL_OPERATION, decoded.message);
+      return;
+    }
+    const request = decoded.packet;
+    if (request.type !== 'rrq' && request.type !== 'wrq') {
+      this.log({ level: 'debug', event: 'malformed', message: `${request.type.toUpperCase()} sent to the listening port`, client });
+      return;
+    }
+    if (request.type === 'wrq') {
+      this.log({ level: 'warn', event: 'denied', message: 'write request refused: the server is read-only', client, path: request.filename });
+      this.refuse(client, ErrorCode.ACCESS_VIOLATION, 'Access violation: server is read-only');
+      return;
+    }
+    if (request.mode === 'mail') {
+      this.log({ level: 'info', event: 'refused', message: 'mail mode is not supported', client, path: request.filename });
+      this.refuse(client, ErrorCode.ILLEGAL_OPERATION, 'mail mode not supported');
+      return;
+    }
+    if (this.closing) return;
+    if (this.activeTransfers >= this.config.maxTransfers) {
+      this.log({ level: 'warn', event: 'refused', message: `busy: ${this.activeTransfers} transfers in progress`, client, path: request.filename });
+      this.refuse(client, ErrorCode.NOT_DEFINED, 'Server busy, try again');
+      return;
+    }
+    this.resolving++;
+    try {
+      await this.serve(request, client, requestedAt);
+    } finally {
+      this.resolving--;
+    }
+  }
+
+  /** Resolves the file, then starts its transfer; any refusal is answered and logged here. */
+  private async serve(request: RequestPacket, client: TftpPeer, requestedAt: number): Promise<void> {
+    const path = request.filename;
+    let source: TftpSource;
+    try {
+      const answer = await this.resolver.resolve({ path, client });
+      const resolution = answer.kind === 'file' ? await openRegularFile(answer.path) : answer;
+      if (resolution.kind === 'not-found') {
+        this.log({ level: 'info', event: 'not-found', message: 'file not found', client, path });
+        this.refuse(client, ErrorCode.FILE_NOT_FOUND, 'File not found');
+        return;
+      }
+      if (resolution.kind === 'denied') {
+        this.log({ level: 'warn', event: 'denied', message: resolution.reason, client, path });
+        this.refuse(client, ErrorCode.ACCESS_VIOLATION, 'Access violation');
+        return;
+      }
+      source = resolution.source;
+    } catch (error) {
+      this.log({ level: 'error', event: 'internal', message: `resolving failed: ${String(error)}`, client, path });
+      this.refuse(client, ErrorCode.NOT_DEFINED, 'Internal error');
+      return;
+    }
+
+    const negotiated = negotiateOptions(request.options, this.config, source.size);
+    for (const ignored of negotiated.ignored) {
+      this.log({ level: 'debug', event: 'option-ignored', message: `${ignored.name}=${ignored.value}: ${ignored.reason}`, client, path });
+    }
+    let socket: Socket;
+    try {
+      if (this.closing) throw new Error('server is shutting down');
+      socket = await openTransferSocket(this.config.address, client);
+    } catch (error) {
+      await source.close().catch(() => undefined);
+      this.log({ level: 'error', event: 'internal', message: `no transfer socket: ${String(error)}`, client, path });
+      this.refuse(client, ErrorCode.NOT_DEFINED, 'Internal error');
+      return;
+    }
+    const transfer = new ReadTransfer({
+      socket,
+      source,
+      path,
+      client,
+      requestedAt,
+      parameters: {
+        blockSize: negotiated.blockSize,
+        windowSize: negotiated.windowSize,
+        timeoutMs: negotiated.timeoutMs ?? this.config.timeoutMs,
+        retries: this.config.retries,
+        oack: negotiated.accepted,
+      },
+      observe: (observation) => this.observe(observation),
+    });
+    this.transfers.add(transfer);
+    void transfer.done.then(() => this.transfers.delete(transfer));
+    transfer.start();
+  }
+}
