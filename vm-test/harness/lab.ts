@@ -290,7 +290,7 @@ function installExitHandlers(): void {
 export function sweepLeftovers(madeBefore = Date.now() - process.uptime() * 1000): string[] {
   const swept: string[] = [];
   const leftover = (name: string, path: string): boolean => {
-    const owner = new RegExp(`^${labPrefix}-(\d+)-`).exec(name)?.[1];
+    const owner = new RegExp(`^${labPrefix}-(\\d+)-`).exec(name)?.[1];
     if (owner === undefined || isAlive(Number(owner))) return false;
     try {
       return statSync(path).mtimeMs < madeBefore;
