@@ -1,0 +1,118 @@
+// The pxe module's boot facet inside a real appliance: arming mints a token and a plan, the iPXE
+// script carries what the agent needs, and each HTTP request seen moves the boot facet forward.
+// (DHCP and TFTP are tested with real clients in their own folders; QEMU boots are vm-test's.)
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Appliance } from '../../src/appliance.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import type { ImageInfo } from '../../src/contracts/services.js';
+import type { ShoalModule } from '../../src/engine/module.js';
+import type { NodeRecord } from '../../src/domain/node.js';
+import { createModule } from './index.js';
+
+const IMAGE: ImageInfo = {
+  ref: 'compute@1',
+  name: 'compute',
+  version: '1',
+  arch: 'x86_64',
+  digest: 'sha256:abc',
+  kernel: { sha256: 'k', size: 1, path: '/images/compute/1/vmlinuz' },
+  initrd: { sha256: 'i', size: 1, path: '/images/compute/1/initrd.img' },
+  cmdline: 'console=ttyS0 quiet',
+};
+
+const issued: { nodeId: string; image: string }[] = [];
+// Stand-ins for the images and agent modules: the services pxe looks up.
+const services: ShoalModule = {
+  name: 'stand-in',
+  start(host) {
+    host.services.provide('images', { get: (ref) => (ref === IMAGE.ref ? IMAGE : undefined), byDigest: () => undefined, list: () => [IMAGE] });
+    host.services.provide('bootTokens', {
+      issue: (nodeId, image) => {
+        issued.push({ nodeId, image });
+        return `token-${issued.length}`;
+      },
+    });
+  },
+};
+
+describe('pxe module', () => {
+  let appliance: Appliance;
+  let dataDir: string;
+  let node: NodeRecord;
+  const MAC = '52:54:00:ab:cd:01';
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'shoal-pxe-'));
+    const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 } });
+    const pxe = createModule({ advertiseUrl: 'http://10.213.0.1:8080' });
+    appliance = await Appliance.start(config, { modules: [services, pxe], log: createLogger('silent') });
+    appliance.engine.executor.stop(); // the test drives the boot steps itself
+    [node] = (await appliance.state.addNodes([{ spec: { name: 'p01', macs: [MAC], bmc: { scheme: 'ipmi', host: '127.0.0.1' }, arch: 'x86_64', firmware: 'bios', labels: {} } }], 'test')) as [NodeRecord];
+  });
+  afterAll(async () => {
+    await appliance?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const perform = (step: string, desired: Record<string, string>) =>
+    appliance.engine.driverFor(node, 'boot')!.perform({ step, node, desired, bmcPassword: undefined, signal: new AbortController().signal });
+  const get = (path: string) => fetch(`${appliance.url}${path}`, { redirect: 'manual' });
+  const boot = () => appliance.state.observed(node.id).boot;
+
+  it('refuses to arm without an image the store knows', async () => {
+    await expect(perform('boot.arm', {})).rejects.toThrow(/no desired image/);
+    await expect(perform('boot.arm', { image: 'compute@9' })).rejects.toThrow(/compute@9 is not in the image store/);
+  });
+
+  it('arms a network boot: a token minted for this boot, boot=armed for the image', async () => {
+    await perform('boot.arm', { image: 'compute@1' });
+    expect(issued).toEqual([{ nodeId: node.id, image: 'compute@1' }]);
+    expect(boot()).toMatchObject({ value: 'armed', detail: 'compute@1' });
+  });
+
+  it('serves the node its iPXE script with what the agent reads, and sees the loader stage', async () => {
+    const res = await get(`/boot/${MAC}.ipxe`);
+    const script = await res.text();
+    expect(script.split('\n')[0]).toBe('#!ipxe');
+    expect(script).toContain(`kernel http://10.213.0.1:8080/boot/${MAC}/vmlinuz initrd=initrd.img console=ttyS0 quiet shoal.url=http://10.213.0.1:8080 shoal.node=${node.id} shoal.token=token-1 shoal.image=compute@1`);
+    expect(script).toContain(`initrd --name initrd.img http://10.213.0.1:8080/boot/${MAC}/initrd.img`);
+    expect(boot()?.value).toBe('loader');
+  });
+
+  it('sends the kernel fetch to the image store and sees the kernel stage', async () => {
+    const res = await get(`/boot/${MAC}/vmlinuz`);
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('/images/compute/1/vmlinuz');
+    expect(boot()?.value).toBe('kernel');
+    expect((await get(`/boot/${MAC}/initrd.img`)).headers.get('location')).toBe('/images/compute/1/initrd.img');
+    expect((await get(`/boot/${MAC}/passwd`)).status).toBe(404);
+  });
+
+  it('sends a node set to boot from disk, and an unknown MAC, to the next boot device', async () => {
+    await perform('boot.disk', {});
+    expect(boot()?.value).toBe('disk');
+    const disk = await (await get(`/boot/${MAC}.ipxe`)).text();
+    expect(disk).toContain('exit');
+    expect(disk).not.toContain('kernel');
+    // a disk boot is never turned into a network boot stage by a stray request
+    await get(`/boot/${MAC}/vmlinuz`);
+    expect(boot()?.value).toBe('disk');
+    const unknown = await (await get('/boot/52:54:00:ff:ff:ff.ipxe')).text();
+    expect(unknown).toContain('52:54:00:ff:ff:ff is not enrolled');
+    expect((await get('/boot/../../etc/passwd.ipxe')).status).toBe(404);
+  });
+
+  it('keeps boot plans across a restart of the module', async () => {
+    await perform('boot.arm', { image: 'compute@1' });
+    await appliance.stop();
+    const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 } });
+    appliance = await Appliance.start(config, { modules: [services, createModule({ advertiseUrl: 'http://10.213.0.1:8080' })], log: createLogger('silent') });
+    appliance.engine.executor.stop();
+    const script = await (await get(`/boot/${MAC}.ipxe`)).text();
+    expect(script).toContain('shoal.token=token-2');
+  });
+});

@@ -1,0 +1,176 @@
+// The pxe module: owns the boot facet of real nodes. boot.arm mints a per-boot token and stores the
+// node's boot plan; DHCP, TFTP and HTTP then serve the chain firmware → iPXE → kernel, and each
+// request seen moves the node's boot facet (dhcp → loader → kernel) so an operator sees where a
+// boot stopped.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { z } from 'zod';
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import { DhcpServer, SqliteLeaseStore, type LeaseStore } from './dhcp/index.js';
+import { TftpServer, directoryResolver } from './tftp/index.js';
+import { localBootScript, networkBootScript, type BootPlan } from './script.js';
+
+export const PxeOptionsSchema = z
+  .object({
+    /** How nodes reach the appliance's HTTP server, e.g. http://10.213.0.1:8080 */
+    advertiseUrl: z.url(),
+    /** DHCP on the provisioning interface; leave out where another server hands out addresses and boot files. */
+    dhcp: z
+      .object({
+        mode: z.enum(['full', 'proxy']).default('full'),
+        interface: z.object({ name: z.string().min(1), address: z.ipv4() }).strict(),
+        subnets: z.array(z.record(z.string(), z.unknown())).default([]),
+        leaseSeconds: z.number().int().positive().default(3600),
+      })
+      .strict()
+      .optional(),
+    /** TFTP for firmware that needs its iPXE binary that way. */
+    tftp: z.object({ address: z.ipv4(), port: z.number().int().min(0).max(65535).default(69) }).strict().optional(),
+    ipxeDir: z.string().default('/usr/lib/ipxe'),
+  })
+  .strict();
+export type PxeOptions = z.infer<typeof PxeOptionsSchema>;
+
+const IN_PROGRESS = new Set(['armed', 'dhcp', 'loader']);
+
+export class PxeModule implements ShoalModule {
+  readonly name = 'pxe';
+  readonly drivers: FacetDriver[];
+  private host: ModuleHost | undefined;
+  private plans = new Map<NodeId, BootPlan>();
+  private plansPath = '';
+  private dhcp: DhcpServer | undefined;
+  private tftp: TftpServer | undefined;
+  private leases: LeaseStore | undefined;
+  private db: Database.Database | undefined;
+
+  constructor(private readonly options: PxeOptions) {
+    this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', perform: (request) => this.perform(request) }];
+  }
+
+  async start(host: ModuleHost): Promise<void> {
+    this.host = host;
+    this.plansPath = join(host.dataDir, 'boot-plans.json');
+    try {
+      this.plans = new Map(Object.entries(JSON.parse(readFileSync(this.plansPath, 'utf8')) as Record<NodeId, BootPlan>));
+    } catch {
+      // first start
+    }
+    host.http.get('/boot/:file', (req, res) => {
+      const mac = /^([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})\.ipxe$/i.exec(req.params.file)?.[1]?.toLowerCase().replace(/-/g, ':');
+      if (!mac) return void res.status(404).type('text/plain').send('not a boot script\n');
+      res.type('text/plain').send(this.script(mac));
+    });
+    host.http.get('/boot/:mac/:file', (req, res) => {
+      const node = host.byMac(req.params.mac.toLowerCase());
+      const plan = node && this.plans.get(node.id);
+      const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
+      const file = req.params.file === 'vmlinuz' ? image?.kernel : req.params.file === 'initrd.img' ? image?.initrd : undefined;
+      if (!node || !file) return void res.status(404).type('text/plain').send('no such boot file for this node\n');
+      if (req.params.file === 'vmlinuz') this.progress(node, 'kernel');
+      res.redirect(302, file.path);
+    });
+    if (this.options.dhcp) {
+      this.db = new Database(join(host.dataDir, 'leases.db'));
+      this.db.pragma('journal_mode = WAL');
+      this.leases = new SqliteLeaseStore(this.db);
+      const server = new URL(this.options.advertiseUrl).host;
+      this.dhcp = new DhcpServer(
+        {
+          mode: this.options.dhcp.mode,
+          interface: this.options.dhcp.interface,
+          subnets: this.options.dhcp.subnets as never,
+          leaseSeconds: this.options.dhcp.leaseSeconds,
+          boot: { ipxeScriptUrl: `http://${server}/boot/{mac}.ipxe`, ...(this.options.tftp ? { tftpServer: this.options.tftp.address } : {}) },
+        },
+        {
+          addressBook: {
+            reservationFor: (mac) => {
+              const node = host.byMac(mac);
+              return node?.ipv4 ? { ip: node.ipv4, hostname: node.name } : undefined;
+            },
+            isReserved: (ip) => host.nodes().some((n) => n.ipv4 === ip),
+          },
+          leases: this.leases,
+          onEvent: (e) => {
+            const node = host.byMac(e.mac);
+            if (node && (e.type === 'discover' || e.type === 'request')) this.progress(node, 'dhcp');
+          },
+        },
+      );
+      await this.dhcp.start();
+    }
+    if (this.options.tftp) {
+      this.tftp = new TftpServer(
+        { address: this.options.tftp.address, port: this.options.tftp.port },
+        {
+          resolver: directoryResolver(this.options.ipxeDir),
+          onTransfer: (o) => {
+            if (o.event !== 'start') return;
+            const lease = this.leases?.getByIp(o.client.address);
+            const node = lease && host.byMac(lease.mac);
+            if (node) this.progress(node, 'loader');
+          },
+        },
+      );
+      await this.tftp.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.dhcp?.stop();
+    await this.tftp?.close();
+    this.db?.close();
+  }
+
+  private async perform({ step, node, desired }: StepRequest): Promise<void> {
+    const host = this.host!;
+    if (step === 'boot.disk') {
+      this.savePlan(node.id, { kind: 'disk' });
+      host.observe(node.id, 'boot', 'disk');
+      return;
+    }
+    if (step !== 'boot.arm') throw new Error(`the pxe module has no step ${step}`);
+    if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
+    const images = host.services.get('images');
+    if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
+    if (!images.get(desired.image)) throw new Error(`image ${desired.image} is not in the image store (shoal image add DIR)`);
+    const tokens = host.services.get('bootTokens');
+    if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
+    this.savePlan(node.id, { kind: 'network', image: desired.image, token: tokens.issue(node.id, desired.image) });
+    host.observe(node.id, 'boot', 'armed', desired.image);
+  }
+
+  /** The iPXE script for a MAC; fetching it is the loader stage of that node's boot. */
+  private script(mac: string): string {
+    const host = this.host!;
+    const node = host.byMac(mac);
+    if (!node) return localBootScript(`${mac} is not enrolled`);
+    const plan = this.plans.get(node.id);
+    if (plan?.kind !== 'network') return localBootScript(`${node.name} is set to boot from disk`);
+    const image = host.services.get('images')?.get(plan.image);
+    if (!image) return localBootScript(`image ${plan.image} is no longer in the store`);
+    this.progress(node, 'loader');
+    return networkBootScript({ advertiseUrl: this.options.advertiseUrl, mac, nodeId: node.id, plan, image });
+  }
+
+  /** Boot progress only moves forward from an armed network boot; a disk boot is never turned into "dhcp". */
+  private progress(node: NodeRecord, stage: 'dhcp' | 'loader' | 'kernel'): void {
+    const current = this.host!.observed(node.id).boot?.value;
+    if (current === undefined || !IN_PROGRESS.has(current)) return;
+    const order = ['armed', 'dhcp', 'loader', 'kernel'];
+    if (order.indexOf(stage) > order.indexOf(current)) this.host!.observe(node.id, 'boot', stage);
+  }
+
+  private savePlan(id: NodeId, plan: BootPlan): void {
+    this.plans.set(id, plan);
+    writeFileSync(`${this.plansPath}.tmp`, JSON.stringify(Object.fromEntries(this.plans)));
+    renameSync(`${this.plansPath}.tmp`, this.plansPath);
+  }
+}
+
+export function createModule(options: Record<string, unknown>): PxeModule {
+  return new PxeModule(PxeOptionsSchema.parse(options));
+}

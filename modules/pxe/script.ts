@@ -1,0 +1,36 @@
+// iPXE scripts rendered from a node's boot plan.
+import type { ImageInfo } from '../../src/contracts/services.js';
+
+export interface NetworkBootPlan {
+  kind: 'network';
+  image: string;
+  token: string;
+}
+export type BootPlan = NetworkBootPlan | { kind: 'disk' };
+
+/** Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. */
+export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
+  const base = o.advertiseUrl.replace(/\/$/, '');
+  const args = [
+    // Old iPXE under UEFI hands the kernel no initramfs unless the command line names it.
+    'initrd=initrd.img',
+    o.image.cmdline,
+    `shoal.url=${base}`,
+    `shoal.node=${o.nodeId}`,
+    `shoal.token=${o.plan.token}`,
+    `shoal.image=${o.image.ref}`,
+  ].filter(Boolean);
+  return [
+    '#!ipxe',
+    `echo Shoal: booting ${o.image.ref}`,
+    `kernel ${base}/boot/${o.mac}/vmlinuz ${args.join(' ')}`,
+    `initrd --name initrd.img ${base}/boot/${o.mac}/initrd.img`,
+    'boot',
+    '',
+  ].join('\n');
+}
+
+/** Leaves iPXE so the firmware tries its next boot device (the local disk). */
+export function localBootScript(reason: string): string {
+  return ['#!ipxe', `echo Shoal: ${reason}; booting from local disk`, 'exit', ''].join('\n');
+}
