@@ -165,10 +165,13 @@ power_on() {
   else
     ${vm.backgroundStartCommand('default')}
   fi
-  # Report "on" only once QEMU runs, so "power status" right after "power on" is true.
+  started=$!
+  # Report "on" only once QEMU runs, so "power status" right after "power on" is true. A QEMU
+  # that failed (a busy tap…) is a zombie with an empty command line: stop waiting then.
   i=0
   until qemu_pid >/dev/null; do
-    [ $i -ge 100 ] && { echo "QEMU did not start; see $qemulog"; exit 1; }
+    grep -q . "/proc/$started/cmdline" 2>/dev/null || { echo "QEMU exited; see $qemulog"; exit 1; }
+    [ $i -ge 300 ] && { echo "QEMU did not start within 30 s; see $qemulog"; exit 1; }
     sleep 0.1; i=$((i + 1))
   done
 }
@@ -224,7 +227,7 @@ set)
     case $parm in
     power) if [ "$val" = 1 ]; then power_on; else power_off; fi ;;
     reset) [ "$val" = 1 ] && reset ;;
-    # "power soft": the ACPI power button. The guest may ignore it and stay on, as a real one may.
+    # ipmitool power soft: the ACPI power button. The guest may ignore it and stay on, as a real one may.
     shutdown) [ "$val" = 1 ] && qemu_pid >/dev/null && qmp system_powerdown ;;
     boot)
       case $val in

@@ -148,7 +148,7 @@ export class Vm {
     const tracked = this.lab.spawn(`qemu-${this.name}`, program!, args);
     // lab.spawn appends to <lab dir>/qemu-<name>.log, which is this.qemuLog.
     try {
-      return await pollUntil(`QEMU of VM ${this.name} to start`, 10_000, () => {
+      return await pollUntil(`QEMU of VM ${this.name} to start`, 30_000, () => {
         if (!isAlive(tracked.pid)) throw new Error(`QEMU of VM ${this.name} exited: ${this.qemuOutput()}`);
         return this.pid();
       });
