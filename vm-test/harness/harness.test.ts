@@ -202,7 +202,8 @@ describe.skipIf(skip)('QEMU lab harness', () => {
   }, 30_000);
 
   it('sweeps a namespace left by a dead run, and only that one', () => {
-    const deadPid = spawnSync('true').pid!;
+    // Above pid_max, so no process can have it: a just-exited child's PID may be reused on a busy machine.
+    const deadPid = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1;
     const leftover = `shlab-${deadPid}-0dead0`;
     const live = Lab.create();
     try {
