@@ -106,6 +106,37 @@ describe('pxe module', () => {
     expect((await get('/boot/../../etc/passwd.ipxe')).status).toBe(404);
   });
 
+  it('records a machine the inventory does not know as discovered, until enrolled or dismissed', async () => {
+    const api = (method: string, path: string, body?: unknown) =>
+      fetch(`${appliance.url}/api/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${appliance.token}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    // (the unknown MAC of the test above is there too)
+    const listed = async () =>
+      ((await (await api('GET', '/discovered')).json()) as { discovered: Array<{ mac: string; requests: number }> }).discovered.filter((m) =>
+        m.mac.startsWith('52:54:00:ee'),
+      );
+    await get('/boot/52:54:00:ee:00:01.ipxe');
+    await get('/boot/52-54-00-EE-00-02.ipxe');
+    await get('/boot/52:54:00:ee:00:01.ipxe');
+    expect(await listed()).toMatchObject([
+      { mac: '52:54:00:ee:00:01', requests: 2 },
+      { mac: '52:54:00:ee:00:02', requests: 1 },
+    ]);
+    expect(await listed()).not.toContainEqual(expect.objectContaining({ mac: MAC }));
+
+    const enrolled = await api('POST', '/nodes', { name: 'p02', macs: ['52:54:00:ee:00:01'], bmc: 'ipmi://127.0.0.1:6231' });
+    expect(enrolled.status).toBe(201);
+    expect((await listed()).map((m) => m.mac)).toEqual(['52:54:00:ee:00:02']);
+
+    expect((await api('DELETE', '/discovered/52:54:00:ee:00:02')).status).toBe(204);
+    expect(await listed()).toEqual([]);
+    expect((await api('DELETE', '/discovered/52:54:00:ee:00:02')).status).toBe(404);
+    expect((await api('DELETE', '/discovered/not-a-mac')).status).toBe(400);
+  });
+
   it('keeps boot plans across a restart of the module', async () => {
     await perform('boot.arm', { image: 'compute@1' });
     await appliance.stop();

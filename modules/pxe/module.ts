@@ -11,6 +11,10 @@ import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
 import { localBootScript, networkBootScript, type BootPlan } from './script.js';
+import { DiscoveredStore } from './discovered.js';
+import { HttpProblem } from '../../src/api/problem.js';
+
+const MAC_PATTERN = /^[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}$/i;
 
 export const PxeOptionsSchema = z
   .object({
@@ -45,6 +49,7 @@ export class PxeModule implements ShoalModule {
   private tftp: TftpServer | undefined;
   private leases: LeaseStore | undefined;
   private db: Database.Database | undefined;
+  private discovered: DiscoveredStore | undefined;
 
   constructor(private readonly options: PxeOptions) {
     this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', perform: (request) => this.perform(request) }];
@@ -58,6 +63,21 @@ export class PxeModule implements ShoalModule {
     } catch {
       // first start
     }
+    this.db = new Database(join(host.dataDir, 'leases.db'));
+    this.db.pragma('journal_mode = WAL');
+    const discovered = (this.discovered = new DiscoveredStore(this.db));
+    host.api.get('/discovered', (_req, res) => {
+      // A machine enrolled since (POST /api/v1/nodes with its MAC) is no longer "discovered".
+      const machines = discovered.list();
+      for (const m of machines) if (host.byMac(m.mac)) discovered.remove(m.mac);
+      res.json({ discovered: machines.filter((m) => !host.byMac(m.mac)) });
+    });
+    host.api.delete('/discovered/:mac', (req, res) => {
+      const mac = req.params.mac.toLowerCase().replace(/-/g, ':');
+      if (!MAC_PATTERN.test(mac)) throw new HttpProblem(400, 'Invalid MAC', `"${req.params.mac}" is not a MAC address like 52:54:00:12:34:56`);
+      if (!discovered.remove(mac)) throw new HttpProblem(404, 'Not found', `${mac} is not a discovered machine; GET /api/v1/discovered lists them`);
+      res.status(204).end();
+    });
     host.http.get('/boot/:file', (req, res) => {
       const mac = /^([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})\.ipxe$/i.exec(req.params.file)?.[1]?.toLowerCase().replace(/-/g, ':');
       if (!mac) return void res.status(404).type('text/plain').send('not a boot script\n');
@@ -73,8 +93,6 @@ export class PxeModule implements ShoalModule {
       res.redirect(302, file.path);
     });
     if (this.options.dhcp) {
-      this.db = new Database(join(host.dataDir, 'leases.db'));
-      this.db.pragma('journal_mode = WAL');
       this.leases = new SqliteLeaseStore(this.db);
       const server = new URL(this.options.advertiseUrl).host;
       this.dhcp = new DhcpServer(
@@ -97,7 +115,9 @@ export class PxeModule implements ShoalModule {
           onEvent: (e) => {
             const node = host.byMac(e.mac);
             if (node && (e.type === 'discover' || e.type === 'request')) this.progress(node, 'dhcp');
+            if (!node && e.type === 'ack' && e.ip) discovered.leased(e.mac, e.ip);
           },
+          onUnknownClient: (mac, info) => discovered.seen(mac, info),
         },
       );
       await this.dhcp.start();
@@ -147,7 +167,11 @@ export class PxeModule implements ShoalModule {
   private script(mac: string): string {
     const host = this.host!;
     const node = host.byMac(mac);
-    if (!node) return localBootScript(`${mac} is not enrolled`);
+    if (!node) {
+      // Seen here first where another DHCP server handed out the address (proxy or external DHCP).
+      this.discovered?.seen(mac, { arch: undefined, isIpxe: true });
+      return localBootScript(`${mac} is not enrolled`);
+    }
     const plan = this.plans.get(node.id);
     if (plan?.kind !== 'network') return localBootScript(`${node.name} is set to boot from disk`);
     const image = host.services.get('images')?.get(plan.image);
