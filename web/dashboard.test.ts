@@ -1,13 +1,22 @@
 // The dashboard in headless Chromium against an appliance with a simulated rack, in this process.
 // Builds the bundle first (and type-checks it), so the test exercises what the appliance serves.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { simSpecs, startTestAppliance, until, type TestAppliance } from '../test/support/appliance.js';
 import { requirements, skipUnless } from '../test/support/environment.js';
-import { ZERO_LATENCY } from '../modules/sim/sim.js';
+import { SimRack, ZERO_LATENCY } from '../modules/sim/sim.js';
+import { Appliance } from '../src/appliance.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import type { ShoalModule } from '../src/engine/module.js';
+import { createModule as createImagesModule } from '../modules/images/index.js';
+import { createModule as createPxeModule } from '../modules/pxe/index.js';
+import { writeFakeImage } from '../modules/images/fake-image.js';
 
 const WEB = import.meta.dirname;
 const ROOT = join(WEB, '..');
@@ -17,6 +26,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 const WATCHABLE = { probeMs: 20, powerMs: 300, armMs: 50, bootStageMs: 250, drainMs: 100, lostAfterMs: 2_000 };
 
 const skip = skipUnless('dashboard in Chromium', requirements({ commands: ['chromium'] }));
+const noTar = skipUnless('dashboard image upload (tar packs the image)', requirements({ commands: ['tar'] }));
 
 let browser: Browser;
 let t: TestAppliance | undefined;
@@ -31,12 +41,50 @@ beforeAll(async () => {
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 }, 180_000);
 
+const scratch: string[] = [];
+
 afterEach(async () => {
   await page?.close();
   page = undefined;
   await t?.close();
   t = undefined;
+  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+function scratchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-web-'));
+  scratch.push(dir);
+  return dir;
+}
+
+/** Like startTestAppliance, with more modules after the simulated rack (images, pxe). */
+async function startWithModules(modules: ShoalModule[]): Promise<TestAppliance> {
+  const dataDir = scratchDir();
+  const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 } });
+  const sim = new SimRack({ latencies: WATCHABLE });
+  const appliance = await Appliance.start(config, { modules: [sim, ...modules], log: createLogger('silent') });
+  return {
+    appliance,
+    sim,
+    dataDir,
+    async api(method, path, body, headers = {}) {
+      const res = await fetch(`${appliance.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${appliance.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+    },
+    close: () => appliance.stop(),
+  };
+}
+
+/** An image directory packed as an operator would: `tar -C DIR -cf FILE .` (GNU tar, with "./"). */
+function packImage(dir: string, tarPath: string): Buffer {
+  execFileSync('tar', ['-C', dir, '-cf', tarPath, '.']);
+  return readFileSync(tarPath);
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -169,7 +217,190 @@ describe.skipIf(skip)('dashboard', () => {
 
     await p.click('a[href="#/images"]');
     expect(await p.locator('[data-testid=images-message]').textContent()).toBe('No image store module loaded.');
+    expect(await p.locator('.upload-form').count()).toBe(0);
+
+    // Without the pxe module there is no discovery: the page says so, it is not an error.
+    await p.click('a[href="#/discovered"]');
+    expect(await p.locator('[data-testid=discovered-message]').textContent()).toContain('Discovery needs the pxe module');
+    expect(await p.getByRole('alert').count()).toBe(0);
   });
+
+  it.skipIf(noTar)('uploads an image with progress, lists its size, digest and nodes, and removes it only when no node wants it', async () => {
+    t = await startWithModules([createImagesModule()]);
+    const { state } = t.appliance;
+    const nodes = await state.addNodes(simSpecs(3).map((spec) => ({ spec })), 'test');
+    const work = scratchDir();
+    // Stored already, wanted by no node.
+    const old = writeFakeImage(join(work, 'old'), { name: 'old', version: '1', kernel: Buffer.alloc(3_000, 1), initrd: Buffer.alloc(2_000, 2) });
+    expect((await t.api('POST', '/api/v1/images', { path: old.dir })).status).toBe(201);
+    // The upload: 2.1 MB of kernel and initrd, so the browser reports progress on the way.
+    const tiny = writeFakeImage(join(work, 'tiny'), { name: 'tiny', version: '1', kernel: randomBytes(1_500_000), initrd: randomBytes(600_000) });
+    const tinyTar = join(work, 'tiny-1.tar');
+    packImage(tiny.dir, tinyTar);
+    // A damaged one: its initrd changed after image.json was written.
+    const bad = writeFakeImage(join(work, 'bad'), { name: 'bad', version: '1', kernel: Buffer.alloc(1_000, 3), initrd: Buffer.alloc(1_000, 4) });
+    writeFileSync(join(bad.dir, 'initrd.img'), Buffer.alloc(1_000, 5));
+    const badTar = join(work, 'bad-1.tar');
+    const badBytes = packImage(bad.dir, badTar);
+
+    const p = await openDashboard(t);
+    await p.locator('[data-testid=counts]').waitFor();
+    await p.click('a[href="#/images"]');
+    await p.locator('tr[data-ref="old@1"]').waitFor();
+    const dialog = p.getByRole('dialog');
+
+    // The API's verdict on the damaged archive, title and detail as the API wrote them.
+    await p.setInputFiles('input[name=image-file]', badTar);
+    await p.waitForFunction(() => (document.querySelector('input[name=image-ref]') as HTMLInputElement | null)?.value === 'bad@1');
+    await p.click('.upload-form button[type=submit]');
+    await dialog.getByRole('button', { name: 'Upload' }).click();
+    const alert = dialog.getByRole('alert');
+    await alert.waitFor();
+    const verdict = await fetch(`${t.appliance.url}/api/v1/images/upload?ref=bad@1`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.appliance.token}`, 'content-type': 'application/x-tar' },
+      body: new Uint8Array(badBytes),
+    });
+    const problem = (await verdict.json()) as { title: string; detail: string };
+    expect(verdict.status).toBe(422);
+    expect(problem.detail).toMatch(/initrd/);
+    expect(await alert.textContent()).toBe(`${problem.title}: ${problem.detail}`);
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    expect(await p.locator('tr[data-ref="bad@1"]').count()).toBe(0);
+
+    // The good one: what image.json says, confirmed, sent with progress, then listed.
+    await p.setInputFiles('input[name=image-file]', tinyTar);
+    await p.locator('[data-testid=archive-summary]').waitFor();
+    const summary = (await p.locator('[data-testid=archive-summary]').textContent())!;
+    expect(summary.replace(/^tiny-1\.tar: 2\.1 MB, /, '').split(', ').sort()).toEqual(['image.json', 'initrd.img', 'vmlinuz']);
+    expect(await p.inputValue('input[name=image-ref]')).toBe('tiny@1');
+    await p.click('.upload-form button[type=submit]');
+    const changes = await dialog.locator('.changes li').allTextContents();
+    expect(changes[0]).toBe('add image tiny@1 to the image store, from tiny-1.tar (2.1 MB)');
+    expect(changes[1]).toBe(`image.json says: x86_64, digest ${tiny.manifest.digest.slice(0, 19)}…`);
+    await dialog.getByRole('button', { name: 'Upload' }).click();
+    await dialog.getByText(`Uploaded tiny@1: 2.1 MB, ${tiny.manifest.digest}.`).waitFor();
+    expect(await dialog.locator('[data-testid=progress]').textContent()).toMatch(/^ sent 2\.1 MB of 2\.1 MB \(100%\)$/);
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    const row = p.locator('tr[data-ref="tiny@1"]');
+    await row.waitFor();
+    expect(await row.locator('td.size').textContent()).toBe('2.1 MB');
+    expect(await row.locator('td.size').getAttribute('data-bytes')).toBe('2100000');
+    expect(await row.locator('code.digest').getAttribute('title')).toBe(tiny.manifest.digest);
+    expect(await row.locator('code.digest').textContent()).toBe(`${tiny.manifest.digest.slice(0, 19)}…`);
+    expect((await t.api('GET', '/api/v1/images/tiny@1')).body.digest).toBe(tiny.manifest.digest);
+    expect(await p.inputValue('input[name=image-ref]')).toBe(''); // the form starts again
+
+    // n0001 wants it and runs it (the simulated rack boots whatever it is asked to).
+    const user = nodes[0]!;
+    expect((await t.api('PATCH', `/api/v1/nodes/${user.name}/desired`, { power: 'on', image: 'tiny@1' })).status).toBe(200);
+    await row.locator('td.wanting[data-count="1"]').getByText(user.name).waitFor();
+    await row.locator('td.running[data-count="1"]').getByText(user.name).waitFor({ timeout: 30_000 });
+    expect(await p.locator('tr[data-ref="old@1"] td.wanting').textContent()).toBe('no node');
+    await p.screenshot({ path: join(SCREENSHOTS, 'images.png') });
+
+    // In use: the confirmation says what it will remove, the API refuses with the nodes, it stays.
+    await row.getByRole('button', { name: 'Remove…' }).click();
+    const removal = await dialog.locator('.changes li').allTextContents();
+    expect(removal[0]).toBe(`remove tiny@1 (2.1 MB, ${tiny.manifest.digest.slice(0, 19)}…) from the image store`);
+    expect(removal).toContain(`1 node want it (${user.name}): the appliance refuses while they do`);
+    await dialog.getByRole('button', { name: 'Remove' }).click();
+    await dialog.getByRole('alert').waitFor();
+    const inUse = await t.api('DELETE', '/api/v1/images/tiny@1');
+    expect(inUse.status).toBe(409);
+    expect(inUse.body.detail).toContain(user.name);
+    expect(await dialog.getByRole('alert').textContent()).toBe(`${inUse.body.title}: ${inUse.body.detail}`);
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    expect(await row.count()).toBe(1);
+    expect((await t.api('GET', '/api/v1/images/tiny@1')).status).toBe(200);
+
+    // Unused: removed, and gone from the list.
+    await p.locator('tr[data-ref="old@1"]').getByRole('button', { name: 'Remove…' }).click();
+    expect((await dialog.locator('.changes li').allTextContents())[0]).toBe(`remove old@1 (5.0 kB, ${old.manifest.digest.slice(0, 19)}…) from the image store`);
+    await dialog.getByRole('button', { name: 'Remove' }).click();
+    await dialog.getByText('Removed old@1.').waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await p.locator('tr[data-ref="old@1"]').waitFor({ state: 'detached' });
+    expect((await t.api('GET', '/api/v1/images/old@1')).status).toBe(404);
+    expect(await p.locator('tr[data-ref]').count()).toBe(1);
+  }, 120_000);
+
+  it('lists machines that network-boot unknown, enrolls one as a node and dismisses another', async () => {
+    const pxe = createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' });
+    t = await startWithModules([pxe]);
+    const url = t.appliance.url;
+    // Unknown MACs asking for their iPXE script are recorded as discovered.
+    const boot = async (mac: string) => expect((await fetch(`${url}/boot/${mac}.ipxe`)).status).toBe(200);
+    await boot('52:54:00:ee:00:01');
+    await boot('52:54:00:ee:00:02');
+    // One whose firmware said what it is, as its DHCP request would have: UEFI x86-64, a hostname.
+    pxe['discovered']!.seen('52:54:00:ee:00:03', { arch: 7, isIpxe: false, hostname: 'gpu-07', vendorClassId: 'PXEClient:Arch:00007:UNDI:003016' });
+
+    const p = await openDashboard(t);
+    await p.locator('[data-testid=counts]').waitFor();
+    await p.click('a[href="#/discovered"]');
+    await p.locator('tr[data-mac="52:54:00:ee:00:03"]').waitFor();
+    expect(await p.locator('tr[data-mac]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual(['52:54:00:ee:00:01', '52:54:00:ee:00:02', '52:54:00:ee:00:03']);
+    // A machine that boots while the view is open shows up without a reload.
+    await boot('52:54:00:ee:00:04');
+    await p.locator('tr[data-mac="52:54:00:ee:00:04"]').waitFor({ timeout: 15_000 });
+
+    // The form starts from what discovery saw.
+    const gpu = p.locator('tr[data-mac="52:54:00:ee:00:03"]');
+    expect(await gpu.locator('td').nth(1).textContent()).toBe('uefi');
+    await gpu.getByRole('button', { name: 'Enroll…' }).click();
+    const form = p.locator('.enroll-form');
+    expect(await form.locator('input[name=name]').inputValue()).toBe('gpu-07');
+    expect(await form.locator('select[name=firmware]').inputValue()).toBe('uefi');
+    expect(await form.locator('select[name=arch]').inputValue()).toBe('x86_64');
+
+    // A BMC the API does not take: its words, as they are, and nothing enrolled.
+    await form.locator('input[name=bmc]').fill('telnet://10.0.0.7');
+    await form.locator('button[type=submit]').click();
+    const dialog = p.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Enroll' }).click();
+    await dialog.getByRole('alert').waitFor();
+    const refused = await t.api('POST', '/api/v1/nodes', { name: 'gpu-07', macs: ['52:54:00:ee:00:03'], bmc: 'telnet://10.0.0.7', arch: 'x86_64', firmware: 'uefi', labels: {} });
+    expect(refused.status).toBe(400);
+    expect(await dialog.getByRole('alert').textContent()).toBe(`${refused.body.title}: ${refused.body.detail}`);
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    expect(t.appliance.state.size).toBe(0);
+
+    await form.locator('input[name=bmc]').fill('ipmi://admin@10.0.0.7:623');
+    await form.locator('input[name=bmc-password]').fill('hunter2');
+    await form.locator('input[name=labels]').fill('rack=r9, role=gpu');
+    await p.screenshot({ path: join(SCREENSHOTS, 'discovered.png') });
+    await form.locator('button[type=submit]').click();
+    expect(await dialog.locator('.changes li').allTextContents()).toEqual([
+      'add node gpu-07 with MAC 52:54:00:ee:00:03',
+      'BMC ipmi://admin@10.0.0.7:623, with the password given (kept apart, never shown)',
+      'arch x86_64, firmware uefi',
+      'labels rack=r9, role=gpu',
+      'no desired state yet: the engine does nothing to it until you set one',
+    ]);
+    expect(await dialog.textContent()).not.toContain('hunter2');
+    await dialog.getByRole('button', { name: 'Enroll' }).click();
+    await dialog.getByText('Enrolled gpu-07.').waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await gpu.waitFor({ state: 'detached' });
+    const enrolled = (await t.api('GET', '/api/v1/nodes/gpu-07')).body;
+    expect(enrolled).toMatchObject({ name: 'gpu-07', macs: ['52:54:00:ee:00:03'], bmc: 'ipmi://admin@10.0.0.7:623', firmware: 'uefi', labels: { rack: 'r9', role: 'gpu' } });
+    expect(t.appliance.state.bmcPassword(enrolled.id)).toBe('hunter2');
+
+    // Dismissed: confirmed, gone from the page and from the API.
+    await p.locator('tr[data-mac="52:54:00:ee:00:02"]').getByRole('button', { name: 'Dismiss…' }).click();
+    expect(await dialog.locator('.changes li').allTextContents()).toEqual(['forget 52:54:00:ee:00:02 as a discovered machine; it is listed again if it network-boots again']);
+    await dialog.getByRole('button', { name: 'Dismiss' }).click();
+    await dialog.getByText('Dismissed 52:54:00:ee:00:02.').waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await p.locator('tr[data-mac="52:54:00:ee:00:02"]').waitFor({ state: 'detached' });
+    expect((await t.api('GET', '/api/v1/discovered')).body.discovered.map((m: { mac: string }) => m.mac)).toEqual(['52:54:00:ee:00:01', '52:54:00:ee:00:04']);
+
+    // The new node is in the grid, without a reload.
+    await p.click('a[href="#/"]');
+    await p.locator('.row[data-node=gpu-07]').waitFor();
+    expect(await count(p, 'total')).toBe(1);
+  }, 120_000);
 
   it('stays responsive while 10,000 simulated nodes converge', async () => {
     t = await startTestAppliance({ sim: { latencies: ZERO_LATENCY } });

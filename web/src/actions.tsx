@@ -1,9 +1,11 @@
 // Operator actions. Each one is described first (what it will change, on which nodes), runs only
 // once confirmed, and reports every API error with the API's own words.
 import { useState } from 'preact/hooks';
-import { ApiError, api, eachLimited } from './api.js';
+import { ApiError, api, eachLimited, upload } from './api.js';
 import type { Cluster } from './cluster.js';
-import type { DesiredPatch, NodeView } from './types.js';
+import { formatBytes, shortDigest, someNames } from './format.js';
+import type { ImageArchive } from './tar.js';
+import type { DesiredPatch, DiscoveredMachine, ImageView, NodeInput, NodeView } from './types.js';
 
 export interface ActionOutcome {
   message: string;
@@ -16,15 +18,18 @@ export interface ActionSpec {
   changes: string[];
   confirmLabel: string;
   run(progress: (done: number) => void): Promise<ActionOutcome>;
-  /** How many calls `run` makes, for the progress line. */
+  /** How many calls `run` makes, for the progress line (or bytes, with `describeProgress`). */
   calls: number;
+  /** The progress line for `done` of `calls`, when "N of M done" is not the right words. */
+  describeProgress?: (done: number, running: boolean) => string;
 }
 
-/** An API error as the API said it, with the fields or lines at fault. */
+/** An API error as the API said it: its title and detail, with the fields or lines at fault. */
 export function describeError(err: unknown): string {
   if (!(err instanceof ApiError)) return String(err);
   const fields = err.errors.map((e) => [e.line !== undefined ? `line ${e.line}` : e.path, e.message].filter(Boolean).join(': ')).filter(Boolean);
-  return [err.message, ...fields].join(' — ');
+  const said = err.title && err.title !== err.message ? `${err.title}: ${err.message}` : err.message;
+  return [said, ...fields].join(' — ');
 }
 
 function nodesPhrase(nodes: NodeView[]): string {
@@ -108,6 +113,115 @@ export function importAction(yaml: string, fileName: string): ActionSpec {
   };
 }
 
+/** Sends a picked tar to `POST /images/upload?ref=`; `archive` is what the page read of it, if it could. */
+export function uploadImageAction(file: File, ref: string, archive: ImageArchive | null, onDone: (ref: string | null) => void): ActionSpec {
+  const m = archive?.manifest;
+  const files = archive?.entries.filter((e) => e.name !== 'image.json') ?? [];
+  const says = m && [typeof m.arch === 'string' ? m.arch : '', typeof m.digest === 'string' ? `digest ${shortDigest(m.digest)}` : ''].filter(Boolean).join(', ');
+  return {
+    title: `Upload image ${ref}`,
+    changes: [
+      `add image ${ref} to the image store, from ${file.name} (${formatBytes(file.size)})`,
+      ...(says ? [`image.json says: ${says}`] : []),
+      ...(files.length ? [`files: ${files.map((f) => `${f.name} ${formatBytes(f.size)}`).join(', ')}`] : []),
+      'the appliance checks every file against image.json before it stores anything',
+    ],
+    confirmLabel: 'Upload',
+    calls: file.size,
+    describeProgress: (sent, running) => {
+      const percent = file.size === 0 ? 100 : Math.floor((sent / file.size) * 100);
+      const line = `sent ${formatBytes(sent)} of ${formatBytes(file.size)} (${percent}%)`;
+      return running && sent >= file.size ? `${line}; the appliance is checking the files…` : line;
+    },
+    run: async (progress) => {
+      try {
+        // The progress line is the browser's own upload events, to the last byte.
+        const { status, body } = await upload<ImageView>(`/images/upload?ref=${encodeURIComponent(ref)}`, file, 'application/x-tar', (sent) => progress(sent));
+        onDone(ref);
+        return {
+          message: status === 201 ? `Uploaded ${body.ref}: ${formatBytes(body.size)}, ${body.digest}.` : `${body.ref} was already stored with this content; nothing changed.`,
+          errors: [],
+        };
+      } catch (err) {
+        onDone(null);
+        throw err;
+      }
+    },
+  };
+}
+
+/** `DELETE /images/:ref`; the API refuses (409) while a node's desired state names the image. */
+export function removeImageAction(image: ImageView, wanting: string[], running: string[], onDone: () => void): ActionSpec {
+  const count = (n: number) => `${n} node${n === 1 ? '' : 's'}`;
+  return {
+    title: `Remove image ${image.ref}`,
+    changes: [
+      `remove ${image.ref} (${formatBytes(image.size)}, ${shortDigest(image.digest)}) from the image store`,
+      running.length > 0 ? `${count(running.length)} run it now (${someNames(running)}): they keep running, but cannot network-boot it again` : 'no node runs it now',
+      ...(wanting.length > 0 ? [`${count(wanting.length)} want it (${someNames(wanting)}): the appliance refuses while they do`] : []),
+    ],
+    confirmLabel: 'Remove',
+    calls: 1,
+    run: async (progress) => {
+      try {
+        await api('DELETE', `/images/${encodeURIComponent(image.ref)}`);
+        progress(1);
+        return { message: `Removed ${image.ref}.`, errors: [] };
+      } finally {
+        onDone();
+      }
+    },
+  };
+}
+
+const INLINE_PASSWORD = /(\/\/[^:/@\s]*):[^@/\s]*@/;
+
+/** `POST /nodes` with a discovered machine's MAC; the discovered list drops it once it is a node. */
+export function enrollAction(cluster: Cluster, machine: DiscoveredMachine, input: NodeInput, onDone: () => void): ActionSpec {
+  const labels = Object.entries(input.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  const password = input.bmcPassword ? 'the password given' : INLINE_PASSWORD.test(input.bmc) ? 'the password in the URL' : undefined;
+  return {
+    title: `Enroll ${machine.mac} as node ${input.name}`,
+    changes: [
+      `add node ${input.name} with MAC ${input.macs.join(', ')}`,
+      `BMC ${input.bmc.replace(INLINE_PASSWORD, '$1:***@')}, ${password ? `with ${password} (kept apart, never shown)` : 'no password'}`,
+      `arch ${input.arch ?? 'x86_64'}, firmware ${input.firmware ?? 'auto'}${input.ipv4 ? `, address ${input.ipv4}` : ''}`,
+      labels.length ? `labels ${labels.join(', ')}` : 'no labels',
+      'no desired state yet: the engine does nothing to it until you set one',
+    ],
+    confirmLabel: 'Enroll',
+    calls: 1,
+    run: async (progress) => {
+      try {
+        const node = await api<NodeView>('POST', '/nodes', input);
+        progress(1);
+        cluster.accept(node);
+        return { message: `Enrolled ${node.name}.`, errors: [] };
+      } finally {
+        onDone();
+      }
+    },
+  };
+}
+
+export function dismissAction(machine: DiscoveredMachine, onDone: () => void): ActionSpec {
+  return {
+    title: `Dismiss ${machine.mac}`,
+    changes: [`forget ${machine.mac}${machine.hostname ? ` (${machine.hostname})` : ''} as a discovered machine; it is listed again if it network-boots again`],
+    confirmLabel: 'Dismiss',
+    calls: 1,
+    run: async (progress) => {
+      try {
+        await api('DELETE', `/discovered/${encodeURIComponent(machine.mac)}`);
+        progress(1);
+        return { message: `Dismissed ${machine.mac}.`, errors: [] };
+      } finally {
+        onDone();
+      }
+    },
+  };
+}
+
 export function ConfirmAction({ spec, onClose }: { spec: ActionSpec; onClose: () => void }) {
   const [stage, setStage] = useState<'confirm' | 'running' | 'done'>('confirm');
   const [done, setDone] = useState(0);
@@ -131,11 +245,17 @@ export function ConfirmAction({ spec, onClose }: { spec: ActionSpec; onClose: ()
             <li key={c}>{c}</li>
           ))}
         </ul>
-        {stage === 'running' && (
-          <p class="progress">
-            {done} of {spec.calls} done…
-          </p>
-        )}
+        {spec.describeProgress
+          ? stage !== 'confirm' && (
+              <p class="progress" data-testid="progress">
+                <progress max={spec.calls} value={done} /> {spec.describeProgress(done, stage === 'running')}
+              </p>
+            )
+          : stage === 'running' && (
+              <p class="progress">
+                {done} of {spec.calls} done…
+              </p>
+            )}
         {outcome && (
           <div class="outcome" data-testid="outcome">
             <p>{outcome.message}</p>

@@ -53,15 +53,48 @@ export async function api<T>(method: string, path: string, body?: unknown, token
 }
 
 export async function problemOf(res: Response): Promise<ApiError> {
-  const text = await res.text();
+  return problemFrom(res.status, res.statusText, await res.text());
+}
+
+/** The API's problem+json as an ApiError; a body that is not one is kept as the detail. */
+function problemFrom(status: number, statusText: string, text: string): ApiError {
   try {
     const problem = JSON.parse(text) as { title?: string; detail?: string; errors?: ApiError['errors'] };
-    const err = new ApiError(res.status, problem.title ?? res.statusText, problem.detail ?? text, problem.errors ?? []);
-    if (res.status === 401) for (const listener of unauthorizedListeners) listener(err);
+    const err = new ApiError(status, problem.title ?? statusText, problem.detail ?? text, problem.errors ?? []);
+    if (status === 401) for (const listener of unauthorizedListeners) listener(err);
     return err;
   } catch {
-    return new ApiError(res.status, res.statusText, text || `HTTP ${res.status}`);
+    return new ApiError(status, statusText, text || `HTTP ${status}`);
   }
+}
+
+/**
+ * Sends a file as the request body. XMLHttpRequest rather than fetch: only it reports how much of
+ * the body has gone out (`onProgress(sent, total)`), which is what a large image upload needs.
+ */
+export function upload<T>(path: string, body: Blob, contentType: string, onProgress: (sent: number, total: number) => void): Promise<{ status: number; body: T }> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/api/v1${path}`);
+    xhr.setRequestHeader('x-shoal-operator', 'dashboard');
+    const token = storedToken();
+    if (token !== null) xhr.setRequestHeader('authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('content-type', contentType);
+    xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : body.size);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(xhr.responseText);
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: xhr.status, body: parsed as T });
+      } else reject(problemFrom(xhr.status, xhr.statusText, xhr.responseText));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'Appliance unreachable', 'the upload did not reach the appliance, or the connection broke during it'));
+    xhr.send(body);
+  });
 }
 
 /** Runs `work` over `items` with at most `limit` calls in flight; one failure does not stop the rest. */

@@ -9,6 +9,7 @@ import { Grid } from './grid.js';
 import { NodePage } from './node.js';
 import { ImagesPage } from './images.js';
 import { ImportPage } from './import.js';
+import { DiscoveredPage } from './discovered.js';
 import { ConfirmAction, type ActionSpec, applianceFreezeAction } from './actions.js';
 
 export function App() {
@@ -113,6 +114,9 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
           <a href="#/images" class={view === 'images' ? 'active' : ''}>
             Images
           </a>
+          <a href="#/discovered" class={view === 'discovered' ? 'active' : ''}>
+            Discovered
+          </a>
           <a href="#/import" class={view === 'import' ? 'active' : ''}>
             Import
           </a>
@@ -157,7 +161,8 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
       )}
       {view === '' && <Grid cluster={cluster} filter={filter} setFilter={setFilter} onAction={setAction} />}
       {view === 'node' && route[1] && <NodePage key={route[1]} cluster={cluster} id={route[1]} onAction={setAction} />}
-      {view === 'images' && <ImagesPage />}
+      {view === 'images' && <ImagesPage cluster={cluster} onAction={setAction} />}
+      {view === 'discovered' && <DiscoveredPage cluster={cluster} onAction={setAction} />}
       {view === 'import' && <ImportPage onAction={setAction} />}
       {action && <ConfirmAction spec={action} onClose={() => setAction(null)} />}
     </div>

@@ -9,7 +9,7 @@ export function useCluster(cluster: Cluster): number {
   return version;
 }
 
-/** The view named by the location hash: `#/`, `#/node/ID`, `#/images`, `#/import`. */
+/** The view named by the location hash: `#/`, `#/node/ID`, `#/images`, `#/discovered`, `#/import`. */
 export function useRoute(): string[] {
   const read = () => location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   const [route, setRoute] = useState(read);

@@ -88,3 +88,46 @@ export interface DesiredPatch {
   run?: 'ready' | null;
   image?: string | null;
 }
+
+/** An image as `GET /api/v1/images` lists it (modules/images/module.ts). */
+export interface ImageView {
+  ref: string;
+  name: string;
+  version: string;
+  arch: 'x86_64' | 'arm64';
+  /** What a booted node reports, `sha256:` and 64 hex digits. */
+  digest: string;
+  /** Bytes of the kernel, initrd and root image together. */
+  size: number;
+  importedAt?: string;
+  /** Names of the nodes whose desired state asks for this image. */
+  nodes: string[];
+}
+
+/** A machine that network-booted but is not in the inventory (modules/pxe/discovered.ts). */
+export interface DiscoveredMachine {
+  mac: string;
+  /** RFC 4578 client architecture, when the firmware sent one. */
+  arch?: number;
+  firmware?: 'bios' | 'uefi';
+  ip?: string;
+  vendorClassId?: string;
+  hostname?: string;
+  uuid?: string;
+  relay?: string;
+  firstSeen: string;
+  lastSeen: string;
+  requests: number;
+}
+
+/** The body of `POST /api/v1/nodes` (src/domain/node.ts NodeInputSchema). */
+export interface NodeInput {
+  name: string;
+  macs: string[];
+  bmc: string;
+  bmcPassword?: string;
+  arch?: 'x86_64' | 'arm64';
+  firmware?: 'bios' | 'uefi' | 'auto';
+  ipv4?: string;
+  labels?: Record<string, string>;
+}
