@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { nodeSpecFromInput, parseSelector, formatBmcUrl, type NodeRecord } from '../domain/node.js';
 import { DesiredPatchSchema } from '../domain/state.js';
 import type { Engine } from '../engine/engine.js';
+import { RolloutInputSchema, RolloutRejected } from '../engine/rollout.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import { exportInventory, parseInventory } from '../state/inventory.js';
 import type { ShoalEvent } from '../state/store.js';
@@ -147,6 +148,32 @@ export function createApiApp({ state, engine, token, log, moduleApis = [] }: Api
     api.post(`/${path}`, async (req, res) => {
       await state.setFrozen(null, frozen, writerOf(req));
       res.json({ frozen: state.isFrozen() });
+    });
+  }
+
+  // Rolling changes over a label selector, at most maxUnavailable nodes at a time (src/engine/rollout.ts).
+  api.post('/rollouts', async (req, res) => {
+    const input = RolloutInputSchema.parse(req.body);
+    try {
+      const rollout = await engine.rollouts.create(input, writerOf(req));
+      res.status(201).location(`/api/v1/rollouts/${rollout.id}`).json({ ...rollout, revision: state.revision });
+    } catch (err) {
+      if (err instanceof RolloutRejected) throw new HttpProblem(422, 'Nothing to roll out', err.message);
+      throw err;
+    }
+  });
+
+  api.get('/rollouts', (_req, res) => {
+    res.json({ rollouts: engine.rollouts.list(), revision: state.revision });
+  });
+
+  api.get('/rollouts/:id', (req, res) => {
+    res.json({ ...engine.rollouts.get(req.params.id), revision: state.revision });
+  });
+
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    api.post(`/rollouts/:id/${action}`, async (req, res) => {
+      res.json(await engine.rollouts[action](req.params.id, writerOf(req)));
     });
   }
 

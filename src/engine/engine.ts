@@ -12,6 +12,7 @@ import { lintGraph, type LintReport } from './lint.js';
 import { EngineMetrics } from './metrics.js';
 import type { FacetDriver, ShoalModule } from './module.js';
 import { Planner } from './planner.js';
+import { RolloutController } from './rollout.js';
 
 export class Engine {
   readonly graph: FacetGraph;
@@ -20,6 +21,8 @@ export class Engine {
   readonly metrics: EngineMetrics;
   readonly lint: LintReport;
   readonly definitions: FacetDefinition[];
+  /** Rolling changes over groups of nodes, within a max-unavailable budget. */
+  readonly rollouts: RolloutController;
   private readonly drivers: FacetDriver[];
 
   constructor(
@@ -49,6 +52,7 @@ export class Engine {
       this.metrics,
       log.child({ component: 'executor' }),
     );
+    this.rollouts = new RolloutController(state, this.executor, log.child({ component: 'rollouts' }));
   }
 
   driverFor(node: NodeRecord, facet: string): FacetDriver | undefined {

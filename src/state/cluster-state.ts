@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
-import type { Change, ShoalEvent, StateStore } from './store.js';
+import type { Change, Fact, ShoalEvent, StateStore } from './store.js';
 
 export class ConflictError extends Error {}
 
@@ -37,6 +37,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly frozenNodes = new Set<NodeId>();
   private readonly secrets = new Map<NodeId, string>();
   private frozen = false;
+  private readonly rollouts: Fact[] = [];
   private pending: Change[] = [];
   private flushing: Promise<ShoalEvent[]> | undefined;
   revision = 0;
@@ -56,6 +57,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     for (const f of facts) {
       const id = f.nodeId;
       if (f.kind === 'appliance' && f.facet === 'freeze') state.frozen = f.value === 'true';
+      if (f.kind === 'rollout' && (!id || state.nodes.has(id))) state.rollouts.push(f);
       if (!id || !state.nodes.has(id)) continue;
       if (f.kind === 'desired') state.desiredOf(id)[f.facet as keyof DesiredState] = f.value;
       if (f.kind === 'observed') state.observedOf(id)[f.facet] = { value: f.value, ...(f.detail ? { detail: f.detail } : {}), at: f.at, source: 'store' };
@@ -109,6 +111,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
 
   bmcPassword(id: NodeId): string | undefined {
     return this.secrets.get(id);
+  }
+
+  /** The rollout records as loaded at start-up; the rollout controller rebuilds its state from them. */
+  loadedRollouts(): readonly Fact[] {
+    return this.rollouts;
   }
 
   events(query: Parameters<StateStore['events']>[0]): Promise<ShoalEvent[]> {
@@ -231,6 +238,15 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.pending.push({ nodeId: id, kind: 'engine', facet: 'hold', old, value: reason, writer });
     if (reason === null) this.holds.delete(id);
     else this.holds.set(id, reason);
+    this.scheduleFlush();
+  }
+
+  /**
+   * A rollout's record (node null: the rollout itself), committed with the next batch: with the
+   * desired change written right after it in the same turn, in one transaction.
+   */
+  recordRollout(nodeId: NodeId | null, rollout: string, old: string | null, value: string, detail: string | null, writer: string): void {
+    this.pending.push({ nodeId, kind: 'rollout', facet: rollout, old, value, detail, writer });
     this.scheduleFlush();
   }
 
