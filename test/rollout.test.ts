@@ -265,6 +265,18 @@ describe('rollouts', () => {
     expect(engine.rollouts.list()).toHaveLength(1);
   });
 
+  it('is in the OpenAPI document, with the request schema the API validates with', { timeout: 60_000 }, async () => {
+    t = await startTestAppliance({ sim: { latencies: LATENCIES } });
+    const doc = (await t.api('GET', '/api/v1/openapi.json')).body;
+    expect(Object.keys(doc.paths).filter((p) => p.startsWith('/rollouts'))).toEqual(['/rollouts', '/rollouts/{id}', '/rollouts/{id}/pause', '/rollouts/{id}/resume', '/rollouts/{id}/cancel']);
+    expect(Object.keys(doc.paths['/rollouts'].post.responses)).toEqual(['201', '400', '401', '409', '422']);
+    const input = doc.components.schemas.RolloutInput;
+    expect(input.required).toEqual(['selector', 'desired', 'maxUnavailable']);
+    expect(input.additionalProperties).toBe(false);
+    expect(JSON.stringify(input.properties.maxUnavailable)).toContain('%$');
+    expect(input.properties.desired.properties.image).toBeDefined();
+  });
+
   it('shows rollout progress on the event stream', { timeout: 60_000 }, async () => {
     t = await startTestAppliance({ sim: { latencies: LATENCIES } });
     await enroll(t, 3, 's', { role: 'compute' });

@@ -3,10 +3,14 @@
 import { z } from 'zod';
 import { NodeInputSchema } from '../domain/node.js';
 import { DesiredPatchSchema } from '../domain/state.js';
+import { RolloutInputSchema } from '../engine/rollout.js';
 
 const problem = { description: 'An error, as application/problem+json', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
 const nodeRef = { name: 'ref', in: 'path', required: true, description: 'node id or name', schema: { type: 'string' } };
+const rolloutId = { name: 'id', in: 'path', required: true, description: 'rollout id, e.g. ro-1', schema: { type: 'string' } };
+const rollout = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Rollout' } } } });
+const rolloutAction = (summary: string) => ({ summary, parameters: [rolloutId], responses: { 200: rollout('the rollout'), 401: problem, 404: problem, 409: problem } });
 
 export function openApiDocument(): Record<string, unknown> {
   const nodeOp = (summary: string, extra: Record<string, unknown> = {}) => ({
@@ -25,6 +29,37 @@ export function openApiDocument(): Record<string, unknown> {
       schemas: {
         NodeInput: z.toJSONSchema(NodeInputSchema, { io: 'input' }),
         DesiredPatch: z.toJSONSchema(DesiredPatchSchema, { io: 'input' }),
+        RolloutInput: z.toJSONSchema(RolloutInputSchema, { io: 'input' }),
+        Rollout: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' },
+            status: { enum: ['running', 'paused', 'failed', 'done', 'cancelled'] },
+            reason: { type: 'string', description: 'why it failed: its failed nodes and their reasons' },
+            selector: { type: 'string' },
+            desired: { $ref: '#/components/schemas/DesiredPatch' },
+            maxUnavailable: { oneOf: [{ type: 'integer' }, { type: 'string' }] },
+            limit: { type: 'integer', description: 'maxUnavailable resolved against the group size' },
+            createdAt: { type: 'string', format: 'date-time' },
+            createdBy: { type: 'string' },
+            counts: { type: 'object', properties: { pending: { type: 'integer' }, 'in-progress': { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' }, total: { type: 'integer' } } },
+            unavailable: { type: 'integer', description: 'nodes of the group changed and not yet converged, or not converged for another reason' },
+            nodes: {
+              type: 'array',
+              description: 'in rollout order (by name); left out of lists',
+              items: {
+                type: 'object',
+                properties: {
+                  id: { type: 'string' },
+                  name: { type: 'string' },
+                  state: { enum: ['pending', 'in-progress', 'done', 'failed'] },
+                  reason: { type: 'string' },
+                  phase: { enum: ['converged', 'converging', 'failed', 'frozen', 'blocked'] },
+                },
+              },
+            },
+          },
+        },
         Problem: {
           type: 'object',
           properties: { type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, detail: { type: 'string' }, errors: { type: 'array' } },
@@ -63,6 +98,20 @@ export function openApiDocument(): Record<string, unknown> {
       '/nodes/{ref}/thaw': { post: nodeOp('End a node\'s maintenance') },
       '/freeze': { post: { summary: 'Freeze the whole appliance', responses: { 200: ok('frozen'), 401: problem } } },
       '/thaw': { post: { summary: 'Thaw the whole appliance', responses: { 200: ok('thawed'), 401: problem } } },
+      '/rollouts': {
+        get: { summary: 'Rollouts, newest last, without their node lists', responses: { 200: ok('rollouts'), 401: problem } },
+        post: {
+          summary: 'Start a rolling change: apply a desired patch to the nodes a label selector picks, at most maxUnavailable of them unavailable at a time',
+          description:
+            'A node is unavailable from its desired change until the engine calls it converged; nodes of the group already not converged count too. A node held as failed fails the rollout. 422 when the selector matches no node or the patch cannot apply to a node; 409 when a selected node is in another rollout under way.',
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/RolloutInput' } } } },
+          responses: { 201: rollout('the rollout, with its nodes, and the event revision its records follow'), 400: problem, 401: problem, 409: problem, 422: problem },
+        },
+      },
+      '/rollouts/{id}': { get: { summary: 'A rollout: status, counts, each node\'s state and engine phase', parameters: [rolloutId], responses: { 200: rollout('the rollout'), 401: problem, 404: problem } } },
+      '/rollouts/{id}/pause': { post: rolloutAction('Pause a running rollout: nodes under way finish, no new node starts') },
+      '/rollouts/{id}/resume': { post: rolloutAction('Resume a paused or failed rollout (its failed nodes released first, e.g. POST /nodes/{ref}/retry)') },
+      '/rollouts/{id}/cancel': { post: rolloutAction('Cancel a rollout for good: nodes not started keep their desired state') },
       '/graph': { get: { summary: 'The composed facet graph: facets, steps, edges, lint', responses: { 200: ok('graph'), 401: problem } } },
       '/events': {
         get: {
