@@ -134,7 +134,7 @@ export class AgentModule implements ShoalModule {
       case 'run.reboot': {
         const pending: PendingAction = { action: step === 'run.drain' ? 'drain' : 'reboot' };
         this.actions.set(node.id, pending);
-        // A step given up (superseded, timed out) stops asking; a confirmed one is never aborted.
+        // A step that ended stops asking: given up (superseded, timed out), or confirmed, when the agent has done it.
         signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
         return;
       }

@@ -320,7 +320,9 @@ export class Executor {
   private finish(id: NodeId, rt: Runtime, outcome: 'confirmed' | 'superseded' | 'failed' | 'timeout'): void {
     const inflight = rt.inflight!;
     clearTimeout(inflight.timer);
-    if (outcome !== 'confirmed') inflight.abort.abort(new Error(`step ${outcome}`));
+    // Also when confirmed: a module's follow-up work for the step (a poll loop, a forced power-off
+    // after a grace period) must not act on a node that has moved on to its next step.
+    inflight.abort.abort(new Error(`step ${outcome}`));
     rt.inflight = undefined;
     this.metrics.steps.inc({ step: inflight.step, outcome });
     this.metrics.stepSeconds.observe({ step: inflight.step, outcome }, (Date.now() - inflight.startedAt) / 1000);

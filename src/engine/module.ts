@@ -13,7 +13,7 @@ export interface StepRequest {
   desired: DesiredState;
   /** The node's BMC password, for modules that talk to its BMC. */
   bmcPassword: string | undefined;
-  /** Aborted when the step times out or the appliance stops. */
+  /** Aborted when the step ends (confirmed, superseded, failed, timed out) or the appliance stops. */
   signal: AbortSignal;
 }
 
