@@ -13,7 +13,7 @@ import { buildImages, prepareInputs, type BuiltImage } from './builder.js';
 import { DEFAULT_CACHE_DIR, ensureImages } from './catalog.js';
 import { DebianToolError } from './debian.js';
 import { parseManifest } from './manifest.js';
-import { NIC_MODULES } from './recipes.js';
+import { KERNEL_MODULES } from './recipes.js';
 
 const REFS = ['compute@1', 'compute@2'];
 const CACHE_DIR = process.env.SHOAL_IMAGE_CACHE ?? DEFAULT_CACHE_DIR;
@@ -75,15 +75,15 @@ describe.skipIf(skip)('node image build', () => {
     expect(one!.manifest.kernel.sha256).toBe(two!.manifest.kernel.sha256);
   });
 
-  it('puts busybox, /init, the agent, the NIC modules and the image marker in the initramfs', () => {
+  it('puts busybox, /init, the agent, the NIC and power-button modules and the image marker in the initramfs', () => {
     expect(first).toHaveLength(2);
     for (const image of first) {
       const cpio = gunzipSync(readFileSync(image.initrdPath));
       const listing = execFileSync('busybox', ['cpio', '-t'], { input: cpio, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).split('\n');
-      for (const path of ['init', 'bin/busybox', 'bin/sh', 'dev/console', 'usr/bin/shoal-agent', 'etc/udhcpc.script', 'etc/shoal-modules']) {
+      for (const path of ['init', 'bin/busybox', 'bin/sh', 'dev/console', 'usr/bin/shoal-agent', 'etc/udhcpc.script', 'etc/shoal-modules', 'etc/acpi/PWRF/00000080']) {
         expect(listing).toContain(path);
       }
-      for (const module of NIC_MODULES) expect(listing.some((p) => p.endsWith(`/${module}.ko`))).toBe(true);
+      for (const module of KERNEL_MODULES) expect(listing.some((p) => p.endsWith(`/${module}.ko`))).toBe(true);
 
       const dir = tempDir();
       execFileSync('busybox', ['cpio', '-i', '-d', 'etc/shoal-image', 'usr/bin/shoal-agent'], { input: cpio, cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] });

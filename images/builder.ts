@@ -1,5 +1,5 @@
 // Builds node images from Debian packages: the Debian kernel as it ships, and a gzip'd newc
-// initramfs holding busybox-static, the NIC modules, /init, the udhcpc script and the agent.
+// initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent.
 // Same inputs give the same bytes: entries are sorted, owned by root, stamped with one fixed
 // time (SOURCE_DATE_EPOCH, default 0), and the gzip header carries no time or name.
 import { createHash, randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackages, unpackDeb, type DebianPackage } from './debian.js';
 import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
 import { writeNewc, type CpioEntry } from './newc.js';
-import { findRecipe, imageRef, NIC_MODULES, type ImageRecipe } from './recipes.js';
+import { findRecipe, imageRef, KERNEL_MODULES, type ImageRecipe } from './recipes.js';
 
 export interface BuiltImage {
   ref: string;
@@ -63,11 +63,11 @@ export async function prepareInputs(cacheDir: string, progress: (line: string) =
   return { kernelPackage, kernelTree, busyboxPackage, busyboxTree };
 }
 
-/** Paths (inside the kernel tree, without leading "/") of the NIC modules, in load order. */
+/** Paths (inside the kernel tree, without leading "/") of the NIC and power-button modules, in load order. */
 async function findModules(kernelTree: string, release: string): Promise<string[]> {
   const moduleRoot = `lib/modules/${release}`;
   const files = await listFiles(join(kernelTree, moduleRoot));
-  return NIC_MODULES.map((name) => {
+  return KERNEL_MODULES.map((name) => {
     // busybox insmod cannot read compressed modules; Debian 6.1 ships them uncompressed.
     const path = files.find((f) => f.endsWith(`/${name}.ko`));
     if (!path) throw new Error(`kernel ${release} has no module ${name}.ko under /${moduleRoot}`);
@@ -87,6 +87,8 @@ async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, module
   const files: CpioEntry[] = [
     { kind: 'file', path: 'init', mode: 0o755, data: await here('./initramfs/init.sh') },
     { kind: 'file', path: 'etc/udhcpc.script', mode: 0o755, data: await here('./initramfs/udhcpc.script') },
+    // busybox acpid runs /etc/acpi/<ACTION>/<PARAMETER>; PWRF/00000080 is the power button.
+    { kind: 'file', path: 'etc/acpi/PWRF/00000080', mode: 0o755, data: await here('./initramfs/power-button.sh') },
     { kind: 'file', path: 'usr/bin/shoal-agent', mode: 0o755, data: await here('./agent/shoal-agent.sh') },
     { kind: 'file', path: 'bin/busybox', mode: 0o755, data: await readFile(join(inputs.busyboxTree, 'bin/busybox')) },
     { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
@@ -147,7 +149,7 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
       kernelPackage: { name: inputs.kernelPackage.name, version: inputs.kernelPackage.version },
       busyboxPackage: { name: inputs.busyboxPackage.name, version: inputs.busyboxPackage.version },
       kernelRelease: release,
-      modules: [...NIC_MODULES],
+      modules: [...KERNEL_MODULES],
       sourceDateEpoch,
     },
   };

@@ -3,7 +3,7 @@
 // `bakedImage` so the appliance can tell which image really booted.
 
 /** A Debian kernel module, loaded in this order: each one's dependencies come before it. */
-export const NIC_MODULES = [
+export const KERNEL_MODULES = [
   'virtio_ring',
   'virtio',
   'virtio_pci_modern_dev',
@@ -14,6 +14,10 @@ export const NIC_MODULES = [
   'virtio_net',
   // QEMU's default NIC on the pc machine, and common on real hardware; about 130 kB gzipped.
   'e1000',
+  // The ACPI power button and the event device acpid reads it from, so a BMC's graceful power-off
+  // (soft off) shuts the node down at once instead of being forced off after the grace period.
+  'button',
+  'evdev',
 ] as const;
 
 export interface ImageRecipe {

@@ -20,6 +20,9 @@ while read -r module; do
 done < /etc/shoal-modules
 [ -n "$failed_modules" ] && log "modules that failed to load:$failed_modules"
 
+# The power button (a BMC's soft off) powers the node off, as a full OS would.
+acpid -c /etc/acpi -l /dev/null
+
 # Image self-test (shoal.selftest=1): proves the kernel boots this initramfs and accepts its
 # modules, with no network at all, then powers off so the tester sees QEMU exit.
 if grep -qw 'shoal.selftest=1' /proc/cmdline; then
