@@ -1,6 +1,6 @@
 // One appliance: the store, the cluster state, the modules named in the configuration, the engine
 // that drives them, and the HTTP face (operator API, module routes, metrics).
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, rmSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
@@ -33,6 +33,8 @@ export class Appliance {
     readonly modules: ShoalModule[],
     readonly token: string,
     readonly server: Server,
+    /** The same API on a unix socket (config api.socket), for local tools and port forwarders. */
+    readonly socketServer: Server | undefined,
   ) {}
 
   static async start(config: ShoalConfig, options: ApplianceOptions = {}): Promise<Appliance> {
@@ -85,8 +87,18 @@ export class Appliance {
         reject(err.code === 'EADDRINUSE' ? new Error(`API port ${config.api.listen}:${config.api.port} is already in use`) : err),
       );
     });
+    let socketServer: Server | undefined;
+    if (config.api.socket) {
+      const path = config.api.socket;
+      rmSync(path, { force: true }); // left by an appliance that was killed
+      socketServer = await new Promise<Server>((resolve, reject) => {
+        const s = app.listen(path, () => resolve(s));
+        s.once('error', (err) => reject(new Error(`cannot listen on API socket ${path}: ${err.message}`)));
+      });
+      chmodSync(path, 0o660);
+    }
     engine.executor.start();
-    const appliance = new Appliance(config, log, store, state, engine, modules, token, server);
+    const appliance = new Appliance(config, log, store, state, engine, modules, token, server, socketServer);
     log.info({ url: appliance.url, nodes: state.size, revision: state.revision }, 'appliance started');
     return appliance;
   }
@@ -99,8 +111,11 @@ export class Appliance {
 
   async stop(): Promise<void> {
     this.engine.executor.stop();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const server of [this.server, this.socketServer]) {
+      if (!server) continue;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     for (const module of [...this.modules].reverse()) await module.stop?.();
     await this.state.flush();
     await this.store.close();

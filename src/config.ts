@@ -18,6 +18,8 @@ export const ConfigSchema = z
       .object({
         listen: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        /** Also serve the API on this unix socket (same token), e.g. for a port forward into a network namespace. */
+        socket: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),
