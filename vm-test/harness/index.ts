@@ -6,3 +6,4 @@ export { IpmiBmc, type IpmiBmcOptions } from './ipmi-bmc.js';
 export { Qmp, QmpError, type QmpEvent, type QmpStatus } from './qmp.js';
 export { labRequirements } from './requirements.js';
 export { RedfishBmc, type RedfishBmcOptions } from './redfish-bmc.js';
+export { LabAppliance, type LabApplianceOptions, type NodeView } from './appliance.js';
