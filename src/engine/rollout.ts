@@ -3,8 +3,8 @@
 //
 // A node of the group is unavailable while the rollout has changed it and it has not yet converged
 // on the new desired state (engine phase `converged`), and also whenever the engine does not call it
-// converged for another reason (converging, failed, lost, frozen, blocked): as with Kubernetes'
-// maxUnavailable, nodes already down use up the budget. Changing a node that is already down costs
+// converged for another reason (converging, failed, lost, blocked; frozen with steps to take): as
+// with Kubernetes' maxUnavailable, nodes already down use up the budget. Changing a node that is already down costs
 // nothing, so those are changed first. A node held as failed fails the rollout: no new node starts
 // until the operator resumes it (after `shoal retry`). Nodes already at the target are done at once.
 //
@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { parseSelector, type NodeId, type NodeRecord } from '../domain/node.js';
 import { applyDesiredPatch, DesiredPatchSchema, type DesiredPatch, type DesiredState } from '../domain/state.js';
 import { ConflictError, NotFoundError, type ClusterState } from '../state/cluster-state.js';
-import type { Executor, NodePhase } from './executor.js';
+import type { Executor, NodePhase, NodeStatus } from './executor.js';
 
 export const MaxUnavailableSchema = z.union([
   z.number().int().min(1, 'maxUnavailable is at least 1'),
@@ -306,7 +306,7 @@ export class RolloutController {
       case 'done':
         break;
     }
-    if (m.state === 'in-progress' || m.state === 'failed' || !converged) r.unavailable.add(id);
+    if (m.state === 'in-progress' || m.state === 'failed' || !isUp(status)) r.unavailable.add(id);
     else r.unavailable.delete(id);
   }
 
@@ -451,8 +451,9 @@ export class RolloutController {
     const nodes: RolloutNodeView[] = [];
     for (const m of r.members.values()) {
       counts[m.state]++;
-      const phase = this.executor.status(m.id).phase;
-      if (m.state === 'in-progress' || m.state === 'failed' || phase !== 'converged') unavailable++;
+      const status = this.executor.status(m.id);
+      const phase = status.phase;
+      if (m.state === 'in-progress' || m.state === 'failed' || !isUp(status)) unavailable++;
       if (withNodes) nodes.push({ id: m.id, name: m.name, state: m.state, ...(m.reason ? { reason: m.reason } : {}), phase });
     }
     const failed = [...r.members.values()].filter((m) => m.state === 'failed');
@@ -471,6 +472,15 @@ export class RolloutController {
       ...(withNodes ? { nodes } : {}),
     };
   }
+}
+
+/**
+ * Whether a node that the rollout has not changed (or is done with) is available: converged, or
+ * frozen with nothing to do (in maintenance, but up; a frozen appliance must not look like a rack
+ * that is all down, whose nodes would then all be changed at once).
+ */
+function isUp(status: NodeStatus): boolean {
+  return status.phase === 'converged' || (status.phase === 'frozen' && status.plan.reachable && status.plan.steps.length === 0);
 }
 
 /** `5` stays 5; `"10%"` of 30 nodes is 3 (rounded down, as Kubernetes does), and never less than 1. */
