@@ -22,6 +22,15 @@ nodes
   node rm NODE
   import FILE                     enroll every node of an inventory file (YAML), all or none
   export                          print the inventory as YAML (no secrets)
+rollouts
+  rollout start --selector k=v,... [--max-unavailable N|P%] facet=value... [--no-wait] [--timeout SECONDS]
+                                  change the selected nodes a few at a time: at most N (default 1) of
+                                  them unavailable at once; shows progress until done (exit 1: failed)
+  rollout list                    rollouts with their status and progress
+  rollout show ID                 a rollout and each of its nodes
+  rollout pause ID | resume ID | cancel ID
+                                  pause: nodes under way finish, no new one starts; resume also goes on
+                                  from a failure once its failed nodes are released (shoal retry NODE)
 images
   image add DIR                   import the image in DIR (its image.json, vmlinuz, initrd.img), read on the appliance host
   image list                      stored images, their digests, sizes and the nodes that want them
@@ -51,6 +60,8 @@ const options = {
   selector: { type: 'string' },
   phase: { type: 'string' },
   wait: { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
+  'max-unavailable': { type: 'string' },
   timeout: { type: 'string' },
   after: { type: 'string' },
   node: { type: 'string' },
@@ -94,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'image':
       return imageCommand(client, sub, rest);
+    case 'rollout':
+      return rolloutCommand(client, sub, rest, values);
     case 'plan':
       return planCommand(client, need(sub, 'plan needs a node'));
     case 'retry':
@@ -232,6 +245,135 @@ async function waitForConvergence(client: ApiClient, names: string[], timeoutSec
       return 1;
     }
     await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+interface RolloutView {
+  id: string;
+  status: string;
+  reason?: string;
+  selector: string;
+  desired: Record<string, string | null>;
+  maxUnavailable: number | string;
+  limit: number;
+  createdAt: string;
+  createdBy: string;
+  counts: Record<'pending' | 'in-progress' | 'done' | 'failed' | 'total', number>;
+  unavailable: number;
+  nodes?: { id: string; name: string; state: string; reason?: string; phase: string }[];
+  revision?: number;
+}
+
+const ROLLOUT_COLOURS: Record<string, string> = { done: 'converged', 'in-progress': 'converging', running: 'converging', failed: 'failed', paused: 'frozen', cancelled: 'frozen' };
+const rolloutColour = (state: string, text = state) => phaseColour(ROLLOUT_COLOURS[state] ?? '', text);
+const describeChange = (desired: Record<string, string | null>) =>
+  Object.entries(desired)
+    .map(([k, v]) => `${k}=${v ?? '-'}`)
+    .join(' ');
+
+async function rolloutCommand(client: ApiClient, sub: string | undefined, args: string[], values: Record<string, unknown>): Promise<number> {
+  switch (sub) {
+    case 'start': {
+      const selector = need(values.selector as string | undefined, 'rollout start needs --selector k=v,... (the group of nodes to change)');
+      const stray = args.find((a) => !a.includes('='));
+      if (stray) throw new UsageError(`rollout start takes facet=value changes, not "${stray}" (the nodes are picked by --selector)`);
+      if (args.length === 0) throw new UsageError('rollout start needs the change, e.g. image=compute@2');
+      const raw = (values['max-unavailable'] as string | undefined) ?? '1';
+      const body = { selector, desired: parseDesiredAssignments(args), maxUnavailable: /^\d+$/.test(raw) ? Number(raw) : raw };
+      const r = await client.request<RolloutView>('POST', '/rollouts', body);
+      const already = r.counts.done ? `; ${r.counts.done} already at the target` : '';
+      console.log(`rollout ${r.id} started: ${describeChange(r.desired)} on ${r.counts.total} node${r.counts.total === 1 ? '' : 's'} (${r.selector}), at most ${r.limit} unavailable at a time${already}`);
+      if (values['no-wait']) return 0;
+      return followRollout(client, r, values.timeout === undefined ? undefined : Number(values.timeout));
+    }
+    case 'list': {
+      const { rollouts } = await client.request<{ rollouts: RolloutView[] }>('GET', '/rollouts');
+      printColumns(
+        ['ROLLOUT', 'STATUS', 'DONE', 'FAILED', 'MAX', 'CHANGE', 'SELECTOR', 'CREATED (UTC)'],
+        rollouts.map((r) => [r.id, r.status, `${r.counts.done}/${r.counts.total}`, String(r.counts.failed), String(r.limit), describeChange(r.desired), r.selector, r.createdAt.slice(0, 19).replace('T', ' ')]),
+        1,
+      );
+      return 0;
+    }
+    case 'show': {
+      const r = await client.request<RolloutView>('GET', `/rollouts/${enc(need(args[0], 'rollout show needs a rollout id'))}`);
+      console.log(`${r.id}: ${rolloutColour(r.status)} — ${describeChange(r.desired)} on ${r.selector}, at most ${r.limit} unavailable (maxUnavailable ${r.maxUnavailable})`);
+      console.log(`  done ${r.counts.done}  in progress ${r.counts['in-progress']}  pending ${r.counts.pending}  failed ${r.counts.failed}  of ${r.counts.total}; unavailable now ${r.unavailable}`);
+      console.log(`  created ${r.createdAt.slice(0, 19).replace('T', ' ')} UTC by ${r.createdBy}`);
+      if (r.reason) console.log(`  reason: ${r.reason}`);
+      printColumns(['NODE', 'STATE', 'PHASE', 'REASON'], (r.nodes ?? []).map((n) => [n.name, n.state, n.phase, n.reason ?? '']), 1);
+      return 0;
+    }
+    case 'pause':
+    case 'resume':
+    case 'cancel': {
+      const r = await client.request<RolloutView>('POST', `/rollouts/${enc(need(args[0], `rollout ${sub} needs a rollout id`))}/${sub}`);
+      console.log(`${r.id}: ${rolloutColour(r.status)} (done ${r.counts.done}/${r.counts.total}, in progress ${r.counts['in-progress']}, failed ${r.counts.failed})`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown rollout command "${sub ?? ''}"`);
+  }
+}
+
+/** Prints each node's progress from the event stream until the rollout is done (0), failed or cancelled (1). */
+async function followRollout(client: ApiClient, r: RolloutView, timeoutSeconds: number | undefined): Promise<number> {
+  const names = new Map((r.nodes ?? []).map((n) => [n.id, n.name]));
+  const nodes = new Map((r.nodes ?? []).map((n) => [n.id, { state: n.state, reason: n.reason }]));
+  const count = (state: string) => [...nodes.values()].filter((n) => n.state === state).length;
+  const abort = new AbortController();
+  let result: number | undefined;
+  const finish = (code: number) => {
+    result = code;
+    abort.abort();
+  };
+  const timer = timeoutSeconds === undefined ? undefined : setTimeout(() => (console.log(`gave up waiting after ${timeoutSeconds} s; the rollout goes on (shoal rollout show ${r.id})`), finish(1)), timeoutSeconds * 1000);
+  process.once('SIGINT', () => finish(130));
+  try {
+    await client.stream(
+      r.revision ?? 0,
+      (e) => {
+        if (result !== undefined || e.kind !== 'rollout' || e.facet !== r.id) return;
+        const state = String(e.new);
+        const detail = typeof e.detail === 'string' ? e.detail : undefined;
+        if (typeof e.nodeId === 'string') {
+          nodes.set(e.nodeId, { state, reason: detail });
+          console.log(`${(names.get(e.nodeId) ?? e.nodeId).padEnd(16)} ${rolloutColour(state, state.padEnd(11))}  ${count('done')}/${nodes.size} done${detail ? `  ${detail}` : ''}`);
+          return;
+        }
+        if (state === 'done') {
+          console.log(`${r.id} done: ${count('done')} of ${nodes.size} nodes on ${describeChange(r.desired)}`);
+          finish(0);
+        } else if (state === 'failed') {
+          const failed = [...nodes].filter(([, n]) => n.state === 'failed');
+          console.log(`${r.id} failed: ${failed.map(([id, n]) => `${names.get(id) ?? id}: ${n.reason ?? 'failed'}`).join('; ')}`);
+          console.log(`no new node starts; release the failed node with \`shoal retry NODE\`, then \`shoal rollout resume ${r.id}\``);
+          finish(1);
+        } else if (state === 'cancelled') {
+          console.log(`${r.id} cancelled with ${count('done')} of ${nodes.size} nodes done`);
+          finish(1);
+        } else if (state === 'paused') {
+          console.log(`${r.id} paused; nodes under way finish (\`shoal rollout resume ${r.id}\` goes on)`);
+        } else {
+          console.log(`${r.id} ${state}`);
+        }
+      },
+      abort.signal,
+    );
+  } catch (err) {
+    if ((err as Error).name !== 'AbortError') throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (result === undefined) throw new Error(`the event stream ended before rollout ${r.id} did; it goes on (shoal rollout show ${r.id})`);
+  return result;
+}
+
+/** Left-aligned columns; the column `colour` is coloured by its value. */
+function printColumns(header: string[], rows: string[][], colour?: number): void {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  for (const [i, row] of [header, ...rows].entries()) {
+    console.log(row.map((cell, c) => (i > 0 && c === colour ? rolloutColour(cell, cell.padEnd(widths[c]!)) : cell.padEnd(widths[c]!))).join('  ').trimEnd());
   }
 }
 
