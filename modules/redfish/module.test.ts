@@ -51,6 +51,19 @@ describe('Redfish module in the appliance', { timeout: 60_000 }, () => {
     expect(machine.commands).toEqual(['powerOn', 'gracefulShutdown', 'forceOff']);
   });
 
+  it('forces a node that stopped answering (run=lost) off at once, without the graceful request', async () => {
+    const node = appliance.state.resolve('rf-a');
+    await appliance.state.setDesired(node.id, { power: 'on' }, 'test');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'on' && appliance.engine.executor.status(node.id).phase === 'converged', 20_000, 'on');
+    machine.commands.length = 0;
+    // The agent module's word for a silent node; here the test stands in for it.
+    appliance.state.observe(node.id, 'run', 'lost', 'test');
+    await appliance.state.setDesired(node.id, { power: 'off' }, 'test');
+    await until(appliance, () => appliance.state.observed(node.id).power?.value === 'off', 20_000, 'off');
+    expect(machine.commands).toEqual(['forceOff']);
+    await appliance.state.setDesired(node.id, { power: null }, 'test');
+  });
+
   it('sets a one-time PXE boot in UEFI mode before powering on a node armed for network boot', async () => {
     const node = appliance.state.resolve('rf-a');
     // The boot facet's owner (pxe) reports the arming; here the test stands in for it.

@@ -98,6 +98,14 @@ export class BmcPowerModule implements ShoalModule {
         return;
       }
       case 'power.off': {
+        // A node whose OS stopped answering (lost, hung) will not honour the power button either.
+        const run = this.host!.observed(node.id).run?.value;
+        if (run === 'lost' || run === 'hung') {
+          this.log?.info({ node: node.name, run }, 'node is not answering; forcing power off');
+          await this.withSession(node, bmcPassword, (s) => s.forceOff());
+          this.pollUntil(node, bmcPassword, 'off', signal);
+          return;
+        }
         await this.withSession(node, bmcPassword, (s) => s.softOff());
         const deadline = Date.now() + this.options.gracefulOffMs;
         this.pollUntil(node, bmcPassword, 'off', signal, async () => {
