@@ -2,7 +2,7 @@
 // reaching the lab's BMCs, and its API also on a unix socket. The test process (outside the
 // namespace) reaches that API through a loopback port forwarded to the socket, so nothing listens
 // on an address outside the namespace except 127.0.0.1.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -25,6 +25,8 @@ export interface LabApplianceOptions {
   engine?: Record<string, unknown>;
   /** Addresses handed to machines not in the inventory, so they can be discovered (host numbers on the /24). */
   pool?: { start: number; end: number };
+  /** The loopback port the API is forwarded to (default: any free port). */
+  forwardPort?: number;
 }
 
 export interface NodeView {
@@ -76,6 +78,11 @@ export class LabAppliance {
   get api(): ApiClient {
     if (!this.client) throw new Error('the appliance has not started');
     return this.client;
+  }
+
+  /** The API token, made by the appliance on its first start. */
+  get token(): string {
+    return readFileSync(join(this.dataDir, 'api-token'), 'utf8').trim();
   }
 
   get pid(): number | undefined {
@@ -206,7 +213,12 @@ export class LabAppliance {
       client.on('error', close);
       upstream.on('error', close);
     });
-    await new Promise<void>((resolve) => this.forwarder!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.forwarder!.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'EADDRINUSE' ? new Error(`127.0.0.1:${this.options.forwardPort} is in use; pick another port`) : err),
+      );
+      this.forwarder!.listen(this.options.forwardPort ?? 0, '127.0.0.1', resolve);
+    });
     const address = this.forwarder.address() as { port: number };
     this.url = `http://127.0.0.1:${address.port}`;
   }
