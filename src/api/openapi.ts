@@ -43,7 +43,7 @@ export function openApiDocument(): Record<string, unknown> {
             createdAt: { type: 'string', format: 'date-time' },
             createdBy: { type: 'string' },
             counts: { type: 'object', properties: { pending: { type: 'integer' }, 'in-progress': { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' }, total: { type: 'integer' } } },
-            unavailable: { type: 'integer', description: 'nodes of the group changed and not yet converged, or not converged for another reason' },
+            unavailable: { type: 'integer', description: 'while under way: nodes of the group changed and not yet converged, or down for another reason' },
             nodes: {
               type: 'array',
               description: 'in rollout order (by name); left out of lists',

@@ -259,7 +259,7 @@ interface RolloutView {
   createdAt: string;
   createdBy: string;
   counts: Record<'pending' | 'in-progress' | 'done' | 'failed' | 'total', number>;
-  unavailable: number;
+  unavailable?: number;
   nodes?: { id: string; name: string; state: string; reason?: string; phase: string }[];
   revision?: number;
 }
@@ -298,7 +298,8 @@ async function rolloutCommand(client: ApiClient, sub: string | undefined, args: 
     case 'show': {
       const r = await client.request<RolloutView>('GET', `/rollouts/${enc(need(args[0], 'rollout show needs a rollout id'))}`);
       console.log(`${r.id}: ${rolloutColour(r.status)} — ${describeChange(r.desired)} on ${r.selector}, at most ${r.limit} unavailable (maxUnavailable ${r.maxUnavailable})`);
-      console.log(`  done ${r.counts.done}  in progress ${r.counts['in-progress']}  pending ${r.counts.pending}  failed ${r.counts.failed}  of ${r.counts.total}; unavailable now ${r.unavailable}`);
+      const now = r.unavailable === undefined ? '' : `; unavailable now ${r.unavailable}`;
+      console.log(`  done ${r.counts.done}  in progress ${r.counts['in-progress']}  pending ${r.counts.pending}  failed ${r.counts.failed}  of ${r.counts.total}${now}`);
       console.log(`  created ${r.createdAt.slice(0, 19).replace('T', ' ')} UTC by ${r.createdBy}`);
       if (r.reason) console.log(`  reason: ${r.reason}`);
       printColumns(['NODE', 'STATE', 'PHASE', 'REASON'], (r.nodes ?? []).map((n) => [n.name, n.state, n.phase, n.reason ?? '']), 1);

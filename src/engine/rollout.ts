@@ -68,6 +68,8 @@ interface Rollout {
   cursor: number;
   /** Members that use up the budget, as of their last evaluation. */
   unavailable: Set<NodeId>;
+  /** Members not done yet: the rollout is done at 0. */
+  notDone: number;
   /** Members to evaluate on the next pass; `everyone` evaluates them all. */
   dirty: Set<NodeId>;
   everyone: boolean;
@@ -94,8 +96,11 @@ export interface RolloutView {
   createdAt: string;
   createdBy: string;
   counts: Record<RolloutNodeState, number> & { total: number };
-  /** Members not converged now (or changed and not yet converged): at most `limit` while it runs, unless they were down already. */
-  unavailable: number;
+  /**
+   * While under way: members changed and not yet converged, or down for another reason. At most
+   * `limit`, unless more were down already.
+   */
+  unavailable?: number;
   nodes?: RolloutNodeView[];
 }
 
@@ -170,12 +175,15 @@ export class RolloutController {
     this.state.recordRollout(null, id, null, 'running', JSON.stringify(spec), writer);
     for (const n of nodes) {
       const member: Member = { id: n.id, name: n.name, state: 'pending' };
-      if (this.atTarget(r, n.id)) {
+      const status = this.executor.status(n.id);
+      if (this.hasChange(r, n.id) && status.phase === 'converged') {
         member.state = 'done';
         member.reason = 'already at the target';
       }
+      if (!isUp(status)) r.unavailable.add(n.id);
       r.members.set(n.id, member);
       r.order.push(n.id);
+      if (member.state !== 'done') r.notDone++;
       this.state.recordRollout(n.id, id, null, member.state, member.reason ?? null, writer);
     }
     // Claimed now, so that a second request in the meantime sees the conflict; driven once durable.
@@ -271,7 +279,7 @@ export class RolloutController {
     r.dirty.clear();
     for (const id of ids) this.evaluate(r, id);
     if (r.status === 'running') this.startNodes(r);
-    if ([...r.members.values()].every((m) => m.state === 'done')) this.setStatus(r, 'done', `rollout:${r.id}`);
+    if (r.notDone === 0) this.setStatus(r, 'done', `rollout:${r.id}`);
   }
 
   /** Brings one member's record up to date with the engine's view of the node. */
@@ -282,6 +290,7 @@ export class RolloutController {
       // Removed from the inventory: no longer part of the group (its records went with it).
       r.members.delete(id);
       r.unavailable.delete(id);
+      if (m.state !== 'done') r.notDone--;
       this.memberOf.get(id)?.delete(r);
       return;
     }
@@ -367,6 +376,7 @@ export class RolloutController {
   private setMember(r: Rollout, m: Member, state: RolloutNodeState, reason: string | undefined, writer: string): void {
     if (m.state === state && m.reason === reason) return;
     this.state.recordRollout(m.id, r.id, m.state, state, reason ?? null, writer);
+    r.notDone += (m.state === 'done' ? 1 : 0) - (state === 'done' ? 1 : 0);
     m.state = state;
     if (reason === undefined) delete m.reason;
     else m.reason = reason;
@@ -399,6 +409,7 @@ export class RolloutController {
       const members = [...r.members.values()].sort(byName);
       r.members = new Map(members.map((m) => [m.id, m]));
       r.order = members.map((m) => m.id);
+      r.notDone = members.filter((m) => m.state !== 'done').length;
       if (TERMINAL.includes(r.status)) continue;
       this.claim(r);
       r.everyone = true;
@@ -441,20 +452,12 @@ export class RolloutController {
     return includesPatch(this.state.desired(id), r.spec.desired);
   }
 
-  private atTarget(r: Rollout, id: NodeId): boolean {
-    return this.hasChange(r, id) && this.executor.status(id).phase === 'converged';
-  }
-
   private view(r: Rollout, withNodes: boolean): RolloutView {
     const counts = { pending: 0, 'in-progress': 0, done: 0, failed: 0, total: r.members.size };
-    let unavailable = 0;
     const nodes: RolloutNodeView[] = [];
     for (const m of r.members.values()) {
       counts[m.state]++;
-      const status = this.executor.status(m.id);
-      const phase = status.phase;
-      if (m.state === 'in-progress' || m.state === 'failed' || !isUp(status)) unavailable++;
-      if (withNodes) nodes.push({ id: m.id, name: m.name, state: m.state, ...(m.reason ? { reason: m.reason } : {}), phase });
+      if (withNodes) nodes.push({ id: m.id, name: m.name, state: m.state, ...(m.reason ? { reason: m.reason } : {}), phase: this.executor.status(m.id).phase });
     }
     const failed = [...r.members.values()].filter((m) => m.state === 'failed');
     return {
@@ -468,7 +471,7 @@ export class RolloutController {
       createdAt: new Date(r.spec.createdAt).toISOString(),
       createdBy: r.spec.createdBy,
       counts,
-      unavailable,
+      ...(TERMINAL.includes(r.status) ? {} : { unavailable: r.unavailable.size }),
       ...(withNodes ? { nodes } : {}),
     };
   }
@@ -504,7 +507,7 @@ export function describePatch(patch: DesiredPatch): string {
 }
 
 function newRollout(id: string, spec: RolloutSpec, status: RolloutStatus): Rollout {
-  return { id, spec, status, members: new Map(), order: [], cursor: 0, unavailable: new Set(), dirty: new Set(), everyone: false };
+  return { id, spec, status, members: new Map(), order: [], cursor: 0, unavailable: new Set(), notDone: 0, dirty: new Set(), everyone: false };
 }
 
 function byName(a: { name: string }, b: { name: string }): number {
