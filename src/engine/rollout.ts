@@ -4,9 +4,11 @@
 // A node of the group is unavailable while the rollout has changed it and it has not yet converged
 // on the new desired state (engine phase `converged`), and also whenever the engine does not call it
 // converged for another reason (converging, failed, lost, blocked; frozen with steps to take): as
-// with Kubernetes' maxUnavailable, nodes already down use up the budget. Changing a node that is already down costs
-// nothing, so those are changed first. A node held as failed fails the rollout: no new node starts
-// until the operator resumes it (after `shoal retry`). Nodes already at the target are done at once.
+// with Kubernetes' maxUnavailable, nodes already down use up the budget. Changing a node that is
+// already down costs nothing, so those are changed first. A node held as failed fails the rollout:
+// no new node starts until the operator resumes it (after `shoal retry`). Nodes already at the
+// target are done at once. The group is the nodes the selector matched when the rollout started;
+// nodes of another rollout still under way (running, paused or failed) cannot be in it.
 //
 // Progress is driven by the cluster state's change events, never by polling. Everything the rollout
 // decides is a `rollout` fact in the event log (so it is on the event stream, and the rollout picks
@@ -258,7 +260,8 @@ export class RolloutController {
   private schedulePass(): void {
     if (this.passScheduled) return;
     this.passScheduled = true;
-    // After the turn's events, and after the executor has evaluated the nodes they touched.
+    // Once per turn, for all the turn's events. A node whose last step the executor has yet to
+    // confirm (it evaluates in a turn of its own) is looked at again a turn later: settleLater.
     setImmediate(() => this.pass());
   }
 
@@ -380,7 +383,8 @@ export class RolloutController {
     m.state = state;
     if (reason === undefined) delete m.reason;
     else m.reason = reason;
-    this.log.info({ rollout: r.id, node: m.name, state, reason }, 'rollout node');
+    if (state === 'failed') this.log.warn({ rollout: r.id, node: m.name, reason }, 'rollout node failed');
+    else this.log.debug({ rollout: r.id, node: m.name, state, reason }, 'rollout node');
     if (state === 'failed' && (r.status === 'running' || r.status === 'paused')) this.setStatus(r, 'failed', writer);
   }
 
