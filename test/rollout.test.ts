@@ -152,10 +152,10 @@ describe('rollouts', () => {
   });
 
   it('stops as failed when a node is held as failed, and goes on after a retry and a resume', { timeout: 120_000 }, async () => {
-    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { retryBudget: 1, backoffBaseMs: 20, timeouts: { 'run.boot': 2_000 } } });
+    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { retryBudget: 1, backoffBaseMs: 20, timeouts: { 'run.boot': 1_500 } } });
     const { state, engine } = t.appliance;
     // The bad node first: the other nodes go through the second slot until it has failed twice.
-    const group = await enroll(t, 20, 'f', { role: 'compute' });
+    const group = await enroll(t, 24, 'f', { role: 'compute' });
     const bad = group[0]!;
     t.sim.inject(bad.id, { kind: 'boot-hangs', times: 100 });
 
@@ -165,7 +165,7 @@ describe('rollouts', () => {
     const failed = (await t.api('GET', `/api/v1/rollouts/${id}`)).body;
     const badView = failed.nodes.find((n: { name: string }) => n.name === bad.name);
     expect(badView).toMatchObject({ state: 'failed', phase: 'failed' });
-    expect(badView.reason).toMatch(/^run\.boot failed 2 times; last: run\.boot not confirmed within 2 s/);
+    expect(badView.reason).toMatch(/^run\.boot failed 2 times; last: run\.boot not confirmed within 1\.5 s/);
     expect(failed.reason).toContain(`${bad.name}: run.boot failed 2 times`);
 
     // No new node starts once it failed; the one under way with the bad node finishes.
