@@ -69,8 +69,15 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
 
   it('1: three nodes go from powered off to run=ready on image A, with only their desired state set', async () => {
     await timed('scenario 1: three nodes off → ready on image A', async () => {
-      for (const name of Object.keys(rack)) await appliance.setDesired(name, { power: 'on', image: 'compute@1' });
-      await Promise.all(Object.keys(rack).map((name) => appliance.waitFor(name, 'ready on compute@1', ready(imageA), 8 * MINUTE)));
+      await Promise.all(
+        Object.entries(rack).map(async ([name, { vm, bmc }]) => {
+          const started = performance.now();
+          await appliance.setDesired(name, { power: 'on', image: 'compute@1' });
+          await appliance.waitFor(name, 'ready on compute@1', ready(imageA), 8 * MINUTE);
+          const kind = `${vm.firmware.toUpperCase()}, ${bmc instanceof IpmiBmc ? 'IPMI' : 'Redfish'}`;
+          timings.push([`scenario 1: ${name} (${kind}) desired power=on → agent hello accepted`, Math.round(performance.now() - started)]);
+        }),
+      );
     });
     for (const [name, { vm }] of Object.entries(rack)) {
       // The VM's own word: the initramfs and agent of image A ran on it.
@@ -225,4 +232,20 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     await appliance.setDesired('n5', { power: 'on', image: 'compute@2' });
     await timed('scenario 7: enrolled n5 → ready on image B', () => appliance.waitFor('n5', 'ready on compute@2', ready(imageB), 5 * MINUTE));
   }, 10 * MINUTE);
+
+  it('the floor: the same VMs booted straight from -kernel/-initrd, timed to the agent\'s hello', async () => {
+    for (const firmware of ['bios', 'uefi'] as const) {
+      const vm = lab.addVm({ name: `floor-${firmware}`, firmware, noReboot: true });
+      const started = performance.now();
+      await vm.start({
+        kernel: imageA.kernelPath,
+        initrd: imageA.initrdPath,
+        // The token is no real one: the floor ends where the agent sends its hello, not at its acceptance.
+        append: `${imageA.manifest.cmdline} shoal.url=${appliance.advertiseUrl} shoal.node=floor-${firmware} shoal.token=floor`,
+      });
+      await vm.waitForConsole(/shoal-agent[^\n]*appliance http/, { timeoutMs: 3 * MINUTE });
+      timings.push([`floor: ${firmware.toUpperCase()} VM, QEMU start → agent sends hello (direct kernel boot)`, Math.round(performance.now() - started)]);
+      vm.kill();
+    }
+  }, 8 * MINUTE);
 });
