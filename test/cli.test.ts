@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestAppliance, type TestAppliance } from './support/appliance.js';
+import { createModule as createPxeModule } from '../modules/pxe/index.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..');
@@ -27,7 +28,11 @@ async function shoal(...args: string[]): Promise<{ code: number; stdout: string;
 }
 
 beforeAll(async () => {
-  t = await startTestAppliance({ sim: { latencies: { probeMs: 50, powerMs: 1500, armMs: 50, bootStageMs: 800, drainMs: 20, lostAfterMs: 100 } } });
+  t = await startTestAppliance({
+    sim: { latencies: { probeMs: 50, powerMs: 1500, armMs: 50, bootStageMs: 800, drainMs: 20, lostAfterMs: 100 } },
+    // Without DHCP or TFTP options it opens no socket: here for its discovered machines.
+    modules: [createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' })],
+  });
   dir = mkdtempSync(join(tmpdir(), 'shoal-cli-'));
 });
 afterAll(async () => {
@@ -80,6 +85,32 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     const missing = await shoal('plan', 'nope');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no node named or with id "nope"');
+  });
+
+  it('lists machines that network-booted unknown, enrolls one as a node and forgets another', async () => {
+    // Fetching a boot script is how a machine unknown to the inventory is first seen without DHCP.
+    for (const mac of ['52:54:00:dd:00:01', '52:54:00:dd:00:02']) await fetch(`${t.appliance.url}/boot/${mac}.ipxe`);
+    const list = await shoal('discovered', 'list');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^MAC\s+FIRMWARE\s+ADDRESS/);
+    expect(list.stdout).toContain('52:54:00:dd:00:01');
+
+    const enroll = await shoal('discovered', 'enroll', '52-54-00-DD-00-01', 'found01', '--bmc', 'sim://found01', '--label', 'rack=r7');
+    expect(enroll.stderr).toBe('');
+    expect(enroll.stdout).toMatch(/^enrolled 52:54:00:dd:00:01 as found01 \(/);
+    expect((await t.api('GET', '/api/v1/nodes/found01')).body).toMatchObject({ macs: ['52:54:00:dd:00:01'], labels: { rack: 'r7' } });
+
+    expect((await shoal('discovered', 'rm', '52:54:00:dd:00:02')).code).toBe(0);
+    const after = await shoal('discovered', 'list');
+    expect(after.stdout).not.toContain('52:54:00:dd:00:0');
+    expect(after.stdout).toContain('(none');
+
+    const unknown = await shoal('discovered', 'enroll', '52:54:00:dd:00:09', 'nope', '--bmc', 'sim://nope');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('52:54:00:dd:00:09 is not a discovered machine');
+    const gone = await shoal('discovered', 'rm', '52:54:00:dd:00:02');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('not a discovered machine');
   });
 
   it('prints the event log', async () => {

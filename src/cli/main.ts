@@ -21,6 +21,10 @@ nodes
                                   facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)
   node rm NODE
   import FILE                     enroll every node of an inventory file (YAML), all or none
+  discovered list                 machines that network-booted but are not in the inventory (pxe module)
+  discovered enroll MAC NAME --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
+                                  enroll one as a node (firmware defaults to what its DHCP request said)
+  discovered rm MAC               forget one
   export                          print the inventory as YAML (no secrets)
 rollouts
   rollout start --selector k=v,... [--max-unavailable N|P%] facet=value... [--no-wait] [--timeout SECONDS]
@@ -105,6 +109,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'image':
       return imageCommand(client, sub, rest);
+    case 'discovered':
+      return discoveredCommand(client, sub, rest, values);
     case 'rollout':
       return rolloutCommand(client, sub, rest, values);
     case 'plan':
@@ -127,21 +133,26 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The body of POST /nodes from `node add` / `discovered enroll` options. */
+function nodeBody(name: string, macs: string[], values: Record<string, unknown>, command: string, defaults: { firmware?: string | undefined } = {}) {
+  const labels = Object.fromEntries(((values.label as string[] | undefined) ?? []).map((l) => splitPair(l, 'label')));
+  const firmware = (values.firmware as string | undefined) ?? defaults.firmware;
+  return {
+    name,
+    macs,
+    bmc: need(values.bmc as string | undefined, `${command} needs --bmc URL`),
+    ...(values['bmc-password'] ? { bmcPassword: values['bmc-password'] } : {}),
+    ...(values.arch ? { arch: values.arch } : {}),
+    ...(firmware ? { firmware } : {}),
+    labels,
+  };
+}
+
 async function nodeCommand(client: ApiClient, sub: string | undefined, args: string[], values: Record<string, unknown>): Promise<number> {
   switch (sub) {
     case 'add': {
       const name = need(args[0], 'node add needs a name');
-      const labels = Object.fromEntries(((values.label as string[] | undefined) ?? []).map((l) => splitPair(l, 'label')));
-      const body = {
-        name,
-        macs: (values.mac as string[] | undefined) ?? [],
-        bmc: need(values.bmc as string | undefined, 'node add needs --bmc URL'),
-        ...(values['bmc-password'] ? { bmcPassword: values['bmc-password'] } : {}),
-        ...(values.arch ? { arch: values.arch } : {}),
-        ...(values.firmware ? { firmware: values.firmware } : {}),
-        labels,
-      };
-      const node = await client.request<NodeView>('POST', '/nodes', body);
+      const node = await client.request<NodeView>('POST', '/nodes', nodeBody(name, (values.mac as string[] | undefined) ?? [], values, 'node add'));
       console.log(`added ${node.name} (${node.id})`);
       return 0;
     }
@@ -198,6 +209,45 @@ async function imageCommand(client: ApiClient, sub: string | undefined, args: st
       return 0;
     default:
       throw new UsageError(`unknown image command "${sub ?? ''}"`);
+  }
+}
+
+interface DiscoveredView {
+  mac: string;
+  firmware?: string;
+  ip?: string;
+  vendorClassId?: string;
+  firstSeen: string;
+  lastSeen: string;
+  requests: number;
+}
+
+async function discoveredCommand(client: ApiClient, sub: string | undefined, args: string[], values: Record<string, unknown>): Promise<number> {
+  const list = async () => (await client.request<{ discovered: DiscoveredView[] }>('GET', '/discovered')).discovered;
+  switch (sub) {
+    case 'list': {
+      const rows = (await list()).map((m) => [m.mac, m.firmware ?? '?', m.ip ?? '-', m.vendorClassId ?? '-', String(m.requests), m.lastSeen.slice(0, 19).replace('T', ' ')]);
+      const header = ['MAC', 'FIRMWARE', 'ADDRESS', 'VENDOR CLASS', 'REQUESTS', 'LAST SEEN (UTC)'];
+      const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+      for (const row of [header, ...rows]) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+      if (rows.length === 0) console.log('(none: every machine that network-booted is enrolled)');
+      return 0;
+    }
+    case 'enroll': {
+      const mac = need(args[0], 'discovered enroll needs a MAC').toLowerCase().replace(/-/g, ':');
+      const name = need(args[1], 'discovered enroll needs a node name after the MAC');
+      const machine = (await list()).find((m) => m.mac === mac);
+      if (!machine) throw new UsageError(`${mac} is not a discovered machine (shoal discovered list)`);
+      const node = await client.request<NodeView>('POST', '/nodes', nodeBody(name, [mac], values, 'discovered enroll', { firmware: machine.firmware }));
+      console.log(`enrolled ${mac} as ${node.name} (${node.id})`);
+      return 0;
+    }
+    case 'rm':
+      await client.request('DELETE', `/discovered/${enc(need(args[0], 'discovered rm needs a MAC'))}`);
+      console.log(`forgot ${args[0]}`);
+      return 0;
+    default:
+      throw new UsageError(`unknown discovered command "${sub ?? ''}"`);
   }
 }
 

@@ -8,6 +8,7 @@ import { createLogger } from '../../src/log.js';
 import type { ExecutorOptions } from '../../src/engine/executor.js';
 import { SimRack, type SimOptions } from '../../modules/sim/sim.js';
 import type { NodeSpec } from '../../src/domain/node.js';
+import type { ShoalModule } from '../../src/engine/module.js';
 
 export interface TestAppliance {
   appliance: Appliance;
@@ -17,11 +18,13 @@ export interface TestAppliance {
   close(): Promise<void>;
 }
 
-export async function startTestAppliance(opts: { sim?: SimOptions; engine?: Partial<ExecutorOptions>; dataDir?: string } = {}): Promise<TestAppliance> {
+export async function startTestAppliance(
+  opts: { sim?: SimOptions; engine?: Partial<ExecutorOptions>; dataDir?: string; /** Loaded after the simulated rack. */ modules?: ShoalModule[] } = {},
+): Promise<TestAppliance> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shoal-test-'));
   const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 }, engine: opts.engine as never });
   const sim = new SimRack(opts.sim ?? {});
-  const appliance = await Appliance.start(config, { modules: [sim], log: createLogger('silent') });
+  const appliance = await Appliance.start(config, { modules: [sim, ...(opts.modules ?? [])], log: createLogger('silent') });
   return {
     appliance,
     sim,
