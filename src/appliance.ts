@@ -78,7 +78,8 @@ export class Appliance {
       await module.start?.(host);
       app.use(router);
     }
-    app.use(createApiApp({ state, engine, token, log, moduleApis }));
+    const modulePaths = Object.assign({}, ...modules.map((m) => m.openapi ?? {})) as Record<string, Record<string, unknown>>;
+    app.use(createApiApp({ state, engine, token, log, moduleApis, modulePaths }));
     app.use(createWebRouter());
 
     const server = await new Promise<Server>((resolve, reject) => {

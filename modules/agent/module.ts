@@ -5,6 +5,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ZodType } from 'zod';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
 import {
@@ -59,6 +60,14 @@ export interface AgentStatus {
 
 export class AgentModule implements ShoalModule {
   readonly name = 'agent';
+  readonly openapi = {
+    '/agents': {
+      get: {
+        summary: 'Every node whose agent said hello: boot id, image digest, addresses, last heartbeat, whether it is lost',
+        responses: { 200: openApiParts.ok('the agents'), 401: openApiParts.problem },
+      },
+    },
+  };
   readonly drivers: FacetDriver[];
   private host: ModuleHost | undefined;
   private tokens: BootTokenStore | undefined;

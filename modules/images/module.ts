@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { ImageCatalog, ImageInfo } from '../../src/contracts/services.js';
 import type { ModuleHost, ShoalModule } from '../../src/engine/module.js';
 import { HttpProblem, sendProblem } from '../../src/api/problem.js';
+import { openApiParts } from '../../src/api/openapi.js';
 import { artifactsOf, IMAGE_NAME, IMAGE_REF, IMAGE_VERSION } from './manifest.js';
 import { extractFlatTar, TarError } from './tar.js';
 import { ImageStore, ImageStoreError, imageInfo, refOf, type StoredImage } from './store.js';
@@ -38,11 +39,39 @@ const STATUS_OF: Record<ImageStoreError['kind'], [number, string]> = {
   'not-found': [404, 'Not found'],
 };
 
+const { problem, ok, path } = openApiParts;
+const imageRef = path('ref', 'name@version, e.g. compute@2');
+
+/** The operator routes below, for /api/v1/openapi.json. */
+const OPENAPI: Record<string, Record<string, unknown>> = {
+  '/images': {
+    get: { summary: 'Stored images with digest, size and the nodes that want each', responses: { 200: ok('the images'), 401: problem } },
+    post: {
+      summary: 'Import the image in a directory on the appliance host (its image.json and files), verifying every digest',
+      requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(ImportBodySchema, { io: 'input' }) } } },
+      responses: { 200: ok('already stored, unchanged'), 201: ok('imported'), 400: problem, 401: problem, 409: problem, 422: problem },
+    },
+  },
+  '/images/upload': {
+    post: {
+      summary: 'Upload an image from the operator\'s machine: a flat tar of image.json and the files it names',
+      parameters: [{ name: 'ref', in: 'query', required: true, description: 'name@version the tar holds', schema: { type: 'string' } }],
+      requestBody: { required: true, content: { 'application/x-tar': { schema: { type: 'string', format: 'binary' } } } },
+      responses: { 200: ok('already stored, unchanged'), 201: ok('imported'), 400: problem, 401: problem, 409: problem, 415: problem, 422: problem },
+    },
+  },
+  '/images/{ref}': {
+    get: { summary: 'One stored image', parameters: [imageRef], responses: { 200: ok('the image'), 401: problem, 404: problem } },
+    delete: { summary: 'Remove an image no node wants (409 names the nodes that do)', parameters: [imageRef], responses: { 204: { description: 'removed' }, 401: problem, 404: problem, 409: problem } },
+  },
+};
+
 export function createModule(options: Record<string, unknown> = {}): ShoalModule {
   const parsed = ImagesOptionsSchema.parse(options);
 
   return {
     name: 'images',
+    openapi: OPENAPI,
     async start(host: ModuleHost) {
       const store = await ImageStore.open(host.dataDir);
       for (const problem of await store.damaged()) host.log.error({ problem }, 'stored image is damaged; remove and import it again');

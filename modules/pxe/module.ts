@@ -13,6 +13,7 @@ import { TftpServer, directoryResolver } from './tftp/index.js';
 import { localBootScript, networkBootScript, type BootPlan } from './script.js';
 import { DiscoveredStore } from './discovered.js';
 import { HttpProblem } from '../../src/api/problem.js';
+import { openApiParts } from '../../src/api/openapi.js';
 
 const MAC_PATTERN = /^[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}$/i;
 
@@ -41,6 +42,21 @@ const IN_PROGRESS = new Set(['armed', 'dhcp', 'loader']);
 
 export class PxeModule implements ShoalModule {
   readonly name = 'pxe';
+  readonly openapi = {
+    '/discovered': {
+      get: {
+        summary: 'Machines that network-booted but are not in the inventory; enroll one with POST /nodes and its MAC',
+        responses: { 200: openApiParts.ok('the discovered machines'), 401: openApiParts.problem },
+      },
+    },
+    '/discovered/{mac}': {
+      delete: {
+        summary: 'Forget a discovered machine',
+        parameters: [openApiParts.path('mac', 'e.g. 52:54:00:12:34:56')],
+        responses: { 204: { description: 'forgotten' }, 400: openApiParts.problem, 401: openApiParts.problem, 404: openApiParts.problem },
+      },
+    },
+  };
   readonly drivers: FacetDriver[];
   private host: ModuleHost | undefined;
   private plans = new Map<NodeId, BootPlan>();

@@ -22,6 +22,8 @@ export interface ApiDeps {
   log: Logger;
   /** Operator routes of modules, served under /api/v1 behind the same token. */
   moduleApis?: express.Router[];
+  /** The OpenAPI path items of those routes. */
+  modulePaths?: Record<string, Record<string, unknown>>;
 }
 
 const EventQuerySchema = z
@@ -39,7 +41,7 @@ const ListQuerySchema = z
   })
   .strict();
 
-export function createApiApp({ state, engine, token, log, moduleApis = [] }: ApiDeps): express.Router {
+export function createApiApp({ state, engine, token, log, moduleApis = [], modulePaths = {} }: ApiDeps): express.Router {
   const router = express.Router();
   const api = express.Router();
   const executor = engine.executor;
@@ -247,7 +249,7 @@ export function createApiApp({ state, engine, token, log, moduleApis = [] }: Api
   });
 
   api.get('/openapi.json', (_req, res) => {
-    res.json(openApiDocument());
+    res.json(openApiDocument(modulePaths));
   });
 
   for (const moduleApi of moduleApis) api.use(moduleApi);

@@ -12,7 +12,14 @@ const rolloutId = { name: 'id', in: 'path', required: true, description: 'rollou
 const rollout = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Rollout' } } } });
 const rolloutAction = (summary: string) => ({ summary, parameters: [rolloutId], responses: { 200: rollout('the rollout'), 401: problem, 404: problem, 409: problem } });
 
-export function openApiDocument(): Record<string, unknown> {
+/** The shared pieces a module's path items use. */
+export const openApiParts = {
+  problem,
+  ok,
+  path: (name: string, description: string) => ({ name, in: 'path', required: true, description, schema: { type: 'string' } }),
+};
+
+export function openApiDocument(modulePaths: Record<string, Record<string, unknown>> = {}): Record<string, unknown> {
   const nodeOp = (summary: string, extra: Record<string, unknown> = {}) => ({
     summary,
     parameters: [nodeRef],
@@ -67,6 +74,7 @@ export function openApiDocument(): Record<string, unknown> {
       },
     },
     paths: {
+      ...modulePaths,
       '/nodes': {
         get: {
           summary: 'List nodes with their phase; filter by label selector and phase',

@@ -56,6 +56,12 @@ export interface ShoalModule {
   /** Facets beyond the standard ones that this module declares. */
   facets?: FacetDefinition[];
   drivers?: FacetDriver[];
+  /**
+   * OpenAPI path items of the operator routes the module serves on `host.api`, keyed by their path
+   * under /api/v1 (e.g. `/images/{ref}`); merged into /api/v1/openapi.json. `#/components/schemas/Problem`
+   * is there to refer to.
+   */
+  openapi?: Record<string, Record<string, unknown>>;
   start?(host: ModuleHost): Promise<void> | void;
   stop?(): Promise<void> | void;
 }
