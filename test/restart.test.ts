@@ -1,35 +1,17 @@
 // The appliance killed with SIGKILL in the middle of provisioning, then started again on the same
 // data directory: nothing written is lost and every node converges.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { killChildAppliances, startChildAppliance } from './support/child-appliance.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const children: ChildProcess[] = [];
 let dataDir: string | undefined;
 
 afterEach(() => {
-  for (const c of children.splice(0)) c.kill('SIGKILL');
+  killChildAppliances();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
-
-function startAppliance(configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /appliance at (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.on('exit', (code) => reject(new Error(`appliance exited with ${code}: ${err.slice(-2000)}`)));
-  });
-}
 
 describe('restart after SIGKILL', () => {
   it('loses nothing and converges every node', async () => {
@@ -47,7 +29,7 @@ describe('restart after SIGKILL', () => {
         '',
       ].join('\n'),
     );
-    const first = await startAppliance(configPath);
+    const first = await startChildAppliance(configPath);
     const { readFileSync } = await import('node:fs');
     const token = readFileSync(join(dataDir, 'data', 'api-token'), 'utf8').trim();
     const call = async (url: string, method: string, path: string, body?: string) => {
@@ -71,7 +53,7 @@ describe('restart after SIGKILL', () => {
     first.child.kill('SIGKILL');
     await new Promise((r) => first.child.once('exit', r));
 
-    const second = await startAppliance(configPath);
+    const second = await startChildAppliance(configPath);
     const afterRestart = (await call(second.url, 'GET', '/events?after=0&limit=10000')).events as { rev: number }[];
     // Everything acknowledged before the kill is still there, in the same order.
     expect(afterRestart.slice(0, before.length).map((e) => e.rev)).toEqual(before.map((e) => e.rev));

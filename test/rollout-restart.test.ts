@@ -1,35 +1,17 @@
 // A rollout with the appliance killed (SIGKILL) half way: started again on the same data directory,
 // the rollout is still there, with its nodes' progress, and goes on to the end within its budget.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { killChildAppliances, startChildAppliance } from './support/child-appliance.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const children: ChildProcess[] = [];
 let dataDir: string | undefined;
 
 afterEach(() => {
-  for (const c of children.splice(0)) c.kill('SIGKILL');
+  killChildAppliances();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
-
-function startAppliance(configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /appliance at (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.on('exit', (code) => reject(new Error(`appliance exited with ${code}: ${err.slice(-2000)}`)));
-  });
-}
 
 async function waitFor<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms: number, what: string): Promise<T> {
   const deadline = Date.now() + ms;
@@ -57,7 +39,7 @@ describe('rollout across a restart after SIGKILL', () => {
         '',
       ].join('\n'),
     );
-    const first = await startAppliance(configPath);
+    const first = await startChildAppliance(configPath);
     const token = readFileSync(join(dataDir, 'data', 'api-token'), 'utf8').trim();
     const call = async (url: string, method: string, path: string, body?: unknown) => {
       const res = await fetch(`${url}/api/v1${path}`, {
@@ -84,7 +66,7 @@ describe('rollout across a restart after SIGKILL', () => {
     await new Promise((r) => first.child.once('exit', r));
     expect(before.body.counts.done).toBeLessThan(12);
 
-    const second = await startAppliance(configPath);
+    const second = await startChildAppliance(configPath);
     const events = async () => (await call(second.url, 'GET', '/events?after=0&limit=10000')).body.events as { rev: number; kind: string; nodeId: string | null; facet: string; old: string | null; new: string; writer: string }[];
     const restartRev = (await events()).at(-1)!.rev;
     const after = await call(second.url, 'GET', `/rollouts/${id}`);

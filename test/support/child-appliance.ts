@@ -1,0 +1,29 @@
+// The appliance as its own process (`shoal serve --config FILE` under tsx), for tests that kill it
+// with SIGKILL and start it again on the same data directory.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const children: ChildProcess[] = [];
+
+/** Resolves once the appliance prints the URL it serves; rejects with its stderr if it exits first. */
+export function startChildAppliance(configPath: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /appliance at (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.on('exit', (code) => reject(new Error(`appliance exited with ${code}: ${err.slice(-2000)}`)));
+  });
+}
+
+/** Kills every appliance started so far (call in afterEach). */
+export function killChildAppliances(): void {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+}
