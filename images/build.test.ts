@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hasCommand, requirements, skipUnless } from '../test/support/environment.js';
+import { requirements, skipUnless } from '../test/support/environment.js';
 import { buildImages, prepareInputs, type BuiltImage } from './builder.js';
 import { DEFAULT_CACHE_DIR, ensureImages } from './catalog.js';
 import { DebianToolError } from './debian.js';

@@ -9,11 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { simSpecs, startTestAppliance, until, type TestAppliance } from '../test/support/appliance.js';
 import { requirements, skipUnless } from '../test/support/environment.js';
-import { SimRack, ZERO_LATENCY } from '../modules/sim/sim.js';
-import { Appliance } from '../src/appliance.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/log.js';
-import type { ShoalModule } from '../src/engine/module.js';
+import { ZERO_LATENCY } from '../modules/sim/sim.js';
 import { createModule as createImagesModule } from '../modules/images/index.js';
 import { createModule as createPxeModule } from '../modules/pxe/index.js';
 import { writeFakeImage } from '../modules/images/fake-image.js';
@@ -55,29 +51,6 @@ function scratchDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-web-'));
   scratch.push(dir);
   return dir;
-}
-
-/** Like startTestAppliance, with more modules after the simulated rack (images, pxe). */
-async function startWithModules(modules: ShoalModule[]): Promise<TestAppliance> {
-  const dataDir = scratchDir();
-  const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 } });
-  const sim = new SimRack({ latencies: WATCHABLE });
-  const appliance = await Appliance.start(config, { modules: [sim, ...modules], log: createLogger('silent') });
-  return {
-    appliance,
-    sim,
-    dataDir,
-    async api(method, path, body, headers = {}) {
-      const res = await fetch(`${appliance.url}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${appliance.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-    },
-    close: () => appliance.stop(),
-  };
 }
 
 /** An image directory packed as an operator would: `tar -C DIR -cf FILE .` (GNU tar, with "./"). */
@@ -226,7 +199,7 @@ describe.skipIf(skip)('dashboard', () => {
   });
 
   it.skipIf(noTar)('uploads an image with progress, lists its size, digest and nodes, and removes it only when no node wants it', async () => {
-    t = await startWithModules([createImagesModule()]);
+    t = await startTestAppliance({ sim: { latencies: WATCHABLE }, modules: [createImagesModule()] });
     const { state } = t.appliance;
     const nodes = await state.addNodes(simSpecs(3).map((spec) => ({ spec })), 'test');
     const work = scratchDir();
@@ -327,7 +300,7 @@ describe.skipIf(skip)('dashboard', () => {
 
   it('lists machines that network-boot unknown, enrolls one as a node and dismisses another', async () => {
     const pxe = createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' });
-    t = await startWithModules([pxe]);
+    t = await startTestAppliance({ sim: { latencies: WATCHABLE }, modules: [pxe] });
     const url = t.appliance.url;
     // Unknown MACs asking for their iPXE script are recorded as discovered.
     const boot = async (mac: string) => expect((await fetch(`${url}/boot/${mac}.ipxe`)).status).toBe(200);
