@@ -52,7 +52,7 @@ export interface ShoalEvent {
   rev: number;
   at: number;
   nodeId: string | null;
-  kind: 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance';
+  kind: 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance' | 'rollout';
   facet: string;
   old: string | null;
   new: string | null;
