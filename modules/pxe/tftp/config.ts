@@ -28,6 +28,13 @@ export const TftpServerConfigSchema = z.strictObject({
   retries: z.number().int().min(0).max(50).default(5),
   /** Concurrent transfers; a request beyond it is refused ("server busy") instead of exhausting descriptors. */
   maxTransfers: z.number().int().min(1).max(65_536).default(512),
+  /**
+   * Memory for whole files kept to serve many clients from one read (loaders, kernels);
+   * least recently used files are dropped first. 0 turns the cache off.
+   */
+  cacheMaxBytes: z.number().int().min(0).default(128 << 20),
+  /** Files larger than this are never cached; they are read in chunks for each transfer. */
+  cacheMaxFileBytes: z.number().int().min(0).default(32 << 20),
 });
 
 export type TftpServerConfigInput = z.input<typeof TftpServerConfigSchema>;

@@ -1,7 +1,8 @@
 // What a requested name refers to. The server asks a resolver, so the engine can serve
 // virtual files (a per-node script, a file from the image store) as well as a directory.
-// Files are read in place through a descriptor; nothing is loaded whole into memory.
-import { constants, type promises as fsPromises } from 'node:fs';
+// Files are read through a descriptor; a file that names its version (`cacheKey`) may be
+// kept whole in the server's bounded content cache and served from memory (see cache.ts).
+import { constants, type BigIntStats, type promises as fsPromises } from 'node:fs';
 import { open, readlink, realpath } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 
@@ -13,6 +14,13 @@ export interface TftpPeer {
 /** Bytes to serve. `size` is fixed up front: it answers tsize and decides where the last block ends. */
 export interface TftpSource {
   readonly size: number;
+  /** All `size` bytes, when they are already in memory: a transfer slices its blocks from here and never calls read. */
+  readonly contents?: Buffer;
+  /**
+   * Which file this is (`id`) and which version of it (`version`, changing whenever its bytes
+   * may have): a source that has one may be served from the server's content cache.
+   */
+  readonly cacheKey?: { id: string; version: string };
   /** Copies up to `length` bytes from file position `position` into `target` at `targetOffset`; returns how many. */
   read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number>;
   close(): Promise<void>;
@@ -36,10 +44,11 @@ export interface TftpResolver {
   resolve(request: TftpReadRequest): Promise<TftpResolution>;
 }
 
-/** Serves bytes already in memory (small generated files). */
+/** Serves bytes already in memory (small generated files, cached files). */
 export function bufferSource(data: Uint8Array): TftpSource {
   return {
     size: data.length,
+    contents: Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
     async read(target, targetOffset, length, position) {
       const end = Math.min(data.length, position + length);
       if (position >= end) return 0;
@@ -50,9 +59,11 @@ export function bufferSource(data: Uint8Array): TftpSource {
   };
 }
 
-function fileSource(handle: fsPromises.FileHandle, size: number): TftpSource {
+function fileSource(handle: fsPromises.FileHandle, stat: BigIntStats): TftpSource {
   return {
-    size,
+    size: Number(stat.size),
+    // Another inode is another file; a write changes ctime (and mtime, and maybe the size).
+    cacheKey: { id: `${stat.dev}:${stat.ino}`, version: `${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}` },
     async read(target, targetOffset, length, position) {
       const { bytesRead } = await handle.read(target, targetOffset, length, position);
       return bytesRead;
@@ -89,12 +100,12 @@ export async function openRegularFile(path: string, confineTo?: string): Promise
         return { kind: 'denied', reason: `resolves to ${opened}, outside the root ${confineTo}` };
       }
     }
-    const stat = await handle.stat();
+    const stat = await handle.stat({ bigint: true });
     if (!stat.isFile()) {
       await handle.close();
       return { kind: 'denied', reason: 'not a regular file' };
     }
-    return { kind: 'source', source: fileSource(handle, stat.size) };
+    return { kind: 'source', source: fileSource(handle, stat) };
   } catch (error) {
     await handle.close();
     throw error;

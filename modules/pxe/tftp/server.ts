@@ -6,13 +6,20 @@
 //
 // netascii requests are served byte for byte like octet: boot files are binary, and
 // translating line ends would make tsize lie.
-import { createSocket, type Socket } from 'node:dgram';
+//
+// Files up to `cacheMaxFileBytes` are read once into a bounded content cache and served to
+// every client from memory (cache.ts); the cache checks each file's version on every request.
+import type { Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { decodePacket, encodeError, ErrorCode, Opcode, type RequestPacket } from './codec.js';
+import { ContentCache } from './cache.js';
 import { parseTftpServerConfig, type TftpServerConfig, type TftpServerConfigInput } from './config.js';
 import { negotiateOptions } from './options.js';
-import { directoryResolver, openRegularFile, type TftpPeer, type TftpResolver, type TftpSource } from './resolver.js';
+import { bufferSource, directoryResolver, openRegularFile, type TftpPeer, type TftpResolver, type TftpSource } from './resolver.js';
+import { bindUdp, openTransferSocket } from './socket.js';
 import { ReadTransfer, type TransferObservation } from './transfer.js';
+
+export { TftpBindError } from './socket.js';
 
 export type TftpLogEvent =
   /** Refused with access violation: traversal, a symlink out of the root, permissions, a write request. */
@@ -22,6 +29,10 @@ export type TftpLogEvent =
   /** Refused for another reason: unsupported mode, server busy. */
   | 'refused'
   | 'option-ignored'
+  /** A transfer ended without the file delivered: timeout, client gone or aborting, read failure, shutdown. */
+  | 'transfer-failed'
+  /** A client read the OACK's tsize and ended the transfer there (OVMF does, then asks again): not a failure. */
+  | 'probe'
   /** A resolver or socket failed; the client got error 0. */
   | 'internal';
 
@@ -36,66 +47,9 @@ export interface TftpLogEntry {
 export interface TftpServerHooks {
   /** Defaults to a directory resolver over `config.root`. */
   resolver?: TftpResolver;
-  /** Every transfer reports `start`, then exactly one of `complete` or `error`. */
+  /** Every transfer reports `start`, then exactly one of `complete`, `probe` or `error`. */
   onTransfer?: (observation: TransferObservation) => void;
   onLog?: (entry: TftpLogEntry) => void;
-}
-
-/** Starting failed: the port is taken, privileged, or the address is not local. */
-export class TftpBindError extends Error {
-  override readonly name = 'TftpBindError';
-  constructor(
-    message: string,
-    readonly code: string | undefined,
-  ) {
-    super(message);
-  }
-}
-
-function bindErrorMessage(error: NodeJS.ErrnoException, address: string, port: number): string {
-  const where = `${address}:${port}`;
-  switch (error.code) {
-    case 'EADDRINUSE':
-      return `TFTP port ${where} is already in use (is another TFTP server, e.g. tftpd-hpa, running?)`;
-    case 'EACCES':
-      return `TFTP port ${where} needs root or CAP_NET_BIND_SERVICE`;
-    case 'EADDRNOTAVAIL':
-      return `TFTP address ${address} is not an address of this host`;
-    default:
-      return `cannot bind TFTP ${where}: ${error.message}`;
-  }
-}
-
-function bindUdp(address: string, port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    // No reuseAddr: a second server on the same port must fail loudly, not share requests.
-    const socket = createSocket({ type: 'udp4', reuseAddr: false });
-    const onError = (error: NodeJS.ErrnoException) => {
-      socket.close();
-      reject(new TftpBindError(bindErrorMessage(error, address, port), error.code));
-    };
-    socket.once('error', onError);
-    socket.bind({ address, port, exclusive: true }, () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
-  });
-}
-
-/** A socket on a fresh port of `address`, connected to the client so the kernel drops datagrams from any other TID. */
-async function openTransferSocket(address: string, client: TftpPeer): Promise<Socket> {
-  const socket = await bindUdp(address, 0);
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => {
-      socket.close();
-      reject(error);
-    };
-    socket.once('error', onError);
-    socket.connect(client.port, client.address, () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
-  });
 }
 
 export class TftpServer {
@@ -103,6 +57,8 @@ export class TftpServer {
   private readonly resolver: TftpResolver;
   private listener: Socket | undefined;
   private readonly transfers = new Set<ReadTransfer>();
+  private readonly cache: ContentCache | undefined;
+
   /** Requests between arrival and their transfer's start; they count against maxTransfers too. */
   private resolving = 0;
   private closing = false;
@@ -116,6 +72,7 @@ export class TftpServer {
     if (hooks.resolver) this.resolver = hooks.resolver;
     else if (this.config.root !== undefined) this.resolver = directoryResolver(this.config.root);
     else throw new TypeError('TftpServer needs config.root or a resolver');
+    if (this.config.cacheMaxBytes > 0) this.cache = new ContentCache(this.config.cacheMaxBytes, this.config.cacheMaxFileBytes);
   }
 
   /** Binds the listening socket; rejects with TftpBindError. Resolves to the bound address (the real port when 0 was asked). */
@@ -157,7 +114,20 @@ export class TftpServer {
     }
   }
 
+  /** Files in the content cache, their bytes, and how often a request found its file there. */
+  get cacheStats() {
+    return this.cache?.stats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0 };
+  }
+
   private observe(observation: TransferObservation): void {
+    const { client, path } = observation;
+    if (observation.event === 'probe') {
+      const { code, message } = observation.clientError ?? { code: 0, message: '' };
+      this.log({ level: 'debug', event: 'probe', message: `client read the size (${observation.size} bytes) and ended with error ${code} ${JSON.stringify(message)}`, client, path });
+    } else if (observation.event === 'error' && observation.failure) {
+      const { kind, message } = observation.failure;
+      this.log({ level: kind === 'shutdown' ? 'info' : 'warn', event: 'transfer-failed', message: `${kind}: ${message} (${observation.bytes} of ${observation.size} bytes acknowledged)`, client, path });
+    }
     try {
       this.hooks.onTransfer?.(observation);
     } catch (error) {
@@ -231,10 +201,34 @@ export class TftpServer {
       this.refuse(client, ErrorCode.NOT_DEFINED, 'Internal error');
       return;
     }
+    const cached = source.contents === undefined ? this.cache?.contents(source) : undefined;
+    if (cached !== undefined) {
+      try {
+        const contents = await cached;
+        await source.close().catch(() => undefined);
+        source = bufferSource(contents);
+      } catch (error) {
+        await source.close().catch(() => undefined);
+        this.log({ level: 'error', event: 'internal', message: `reading failed: ${String(error)}`, client, path });
+        this.refuse(client, ErrorCode.NOT_DEFINED, 'Internal error');
+        return;
+      }
+    }
 
     const negotiated = negotiateOptions(request.options, this.config, source.size);
     for (const ignored of negotiated.ignored) {
       this.log({ level: 'debug', event: 'option-ignored', message: `${ignored.name}=${ignored.value}: ${ignored.reason}`, client, path });
+    }
+    const parameters = {
+      blockSize: negotiated.blockSize,
+      windowSize: negotiated.windowSize,
+      timeoutMs: negotiated.timeoutMs ?? this.config.timeoutMs,
+      retries: this.config.retries,
+      oack: negotiated.accepted,
+    };
+    if (this.closing) {
+      await source.close().catch(() => undefined);
+      return;
     }
     let socket: Socket;
     try {
@@ -252,17 +246,15 @@ export class TftpServer {
       path,
       client,
       requestedAt,
-      parameters: {
-        blockSize: negotiated.blockSize,
-        windowSize: negotiated.windowSize,
-        timeoutMs: negotiated.timeoutMs ?? this.config.timeoutMs,
-        retries: this.config.retries,
-        oack: negotiated.accepted,
-      },
+      parameters,
       observe: (observation) => this.observe(observation),
     });
+    this.track(transfer);
+    transfer.start();
+  }
+
+  private track(transfer: ReadTransfer): void {
     this.transfers.add(transfer);
     void transfer.done.then(() => this.transfers.delete(transfer));
-    transfer.start();
   }
 }
