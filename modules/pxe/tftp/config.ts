@@ -1,5 +1,6 @@
 // The TFTP server's configuration: parsed and checked once, at construction, so a
 // transfer never meets an impossible block size or timeout.
+import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from './codec.js';
@@ -35,6 +36,16 @@ export const TftpServerConfigSchema = z.strictObject({
   cacheMaxBytes: z.number().int().min(0).default(128 << 20),
   /** Files larger than this are never cached; they are read in chunks for each transfer. */
   cacheMaxFileBytes: z.number().int().min(0).default(32 << 20),
+  /**
+   * Worker threads that run transfers of cached files (threads.ts), started with the first
+   * such transfer; one per core by default, at most 4. 0 runs every transfer on the main thread.
+   */
+  transferThreads: z
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .default(() => Math.min(4, availableParallelism())),
 });
 
 export type TftpServerConfigInput = z.input<typeof TftpServerConfigSchema>;

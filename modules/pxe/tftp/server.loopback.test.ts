@@ -1,6 +1,6 @@
 // The server end to end on loopback with a client written here (no external tools): a second
 // server on a taken port, and OVMF's boot sequence (RRQ with tsize, read the OACK, ERROR 8,
-// request again with windowsize 4).
+// request again with windowsize 4), on the main thread and on transfer threads.
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,10 +91,10 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses to start on a port another server holds, with the reason, and leaves that server working', async () => {
-    const first = new TftpServer({ address: '127.0.0.1', port: 0, root: dir });
+    const first = new TftpServer({ address: '127.0.0.1', port: 0, root: dir, transferThreads: 0 });
     const { port } = await first.start();
     try {
-      const second = new TftpServer({ address: '127.0.0.1', port, root: dir });
+      const second = new TftpServer({ address: '127.0.0.1', port, root: dir, transferThreads: 0 });
       const error = await second.start().then(
         () => undefined,
         (e: unknown) => e,
@@ -122,8 +122,8 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
     }
   });
 
-  {
-    describe('transfers', () => {
+  for (const threads of [0, 2]) {
+    describe(threads === 0 ? 'transfers on the main thread' : `transfers on ${threads} transfer threads`, () => {
       let server: TftpServer;
       let port: number;
       const transfers: TransferObservation[] = [];
@@ -131,10 +131,11 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
 
       beforeAll(async () => {
         server = new TftpServer(
-          { address: '127.0.0.1', port: 0, root: dir, timeoutMs: 300, retries: 2 },
+          { address: '127.0.0.1', port: 0, root: dir, transferThreads: threads, timeoutMs: 300, retries: 2 },
           { onTransfer: (o) => transfers.push(o), onLog: (l) => logs.push(l) },
         );
         port = (await server.start()).port;
+        await server.warmUp();
       });
       afterAll(async () => {
         await server.close();
@@ -161,6 +162,8 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
         expect(transfers[3]).toMatchObject({ bytes: file.length, size: file.length });
         expect(logs.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
         expect(logs.map((l) => l.event)).toContain('probe');
+        // Where they ran: the threads when there are any, else the main thread.
+        expect(server.transferStats).toEqual(threads === 0 ? { mainThread: 2, threads: 0, threadsReady: 0 } : { mainThread: 0, threads: 2, threadsReady: threads });
         // Both requests were served from one read of the file.
         expect(server.cacheStats).toMatchObject({ entries: 1, misses: 1 });
         expect(server.cacheStats.hits).toBeGreaterThanOrEqual(1);

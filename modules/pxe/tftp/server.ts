@@ -9,6 +9,7 @@
 //
 // Files up to `cacheMaxFileBytes` are read once into a bounded content cache and served to
 // every client from memory (cache.ts); the cache checks each file's version on every request.
+// Transfers of those files run on transfer threads (threads.ts) when there are any.
 import type { Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { decodePacket, encodeError, ErrorCode, Opcode, type RequestPacket } from './codec.js';
@@ -17,6 +18,7 @@ import { parseTftpServerConfig, type TftpServerConfig, type TftpServerConfigInpu
 import { negotiateOptions } from './options.js';
 import { bufferSource, directoryResolver, openRegularFile, type TftpPeer, type TftpResolver, type TftpSource } from './resolver.js';
 import { bindUdp, openTransferSocket } from './socket.js';
+import { isShared, TransferThreads, type RunningTransfer } from './threads.js';
 import { ReadTransfer, type TransferObservation } from './transfer.js';
 
 export { TftpBindError } from './socket.js';
@@ -56,9 +58,10 @@ export class TftpServer {
   readonly config: TftpServerConfig;
   private readonly resolver: TftpResolver;
   private listener: Socket | undefined;
-  private readonly transfers = new Set<ReadTransfer>();
+  private readonly transfers = new Set<RunningTransfer>();
   private readonly cache: ContentCache | undefined;
-
+  private readonly threads: TransferThreads | undefined;
+  private readonly started = { mainThread: 0, threads: 0 };
   /** Requests between arrival and their transfer's start; they count against maxTransfers too. */
   private resolving = 0;
   private closing = false;
@@ -73,6 +76,19 @@ export class TftpServer {
     else if (this.config.root !== undefined) this.resolver = directoryResolver(this.config.root);
     else throw new TypeError('TftpServer needs config.root or a resolver');
     if (this.config.cacheMaxBytes > 0) this.cache = new ContentCache(this.config.cacheMaxBytes, this.config.cacheMaxFileBytes);
+    if (this.config.transferThreads > 0) {
+      this.threads = new TransferThreads(this.config.transferThreads, (message) =>
+        this.log({ level: 'error', event: 'internal', message, client: { address: '', port: 0 } }),
+      );
+    }
+  }
+
+  /**
+   * Starts the transfer threads now rather than with the first transfer, and waits until they
+   * are ready (or failed to start, leaving transfers on the main thread).
+   */
+  async warmUp(): Promise<void> {
+    await this.threads?.warmUp();
   }
 
   /** Binds the listening socket; rejects with TftpBindError. Resolves to the bound address (the real port when 0 was asked). */
@@ -103,7 +119,7 @@ export class TftpServer {
     const listenerClosed = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
     const transfers = [...this.transfers];
     for (const transfer of transfers) transfer.abort();
-    await Promise.all([listenerClosed, ...transfers.map((t) => t.done)]);
+    await Promise.all([listenerClosed, ...transfers.map((t) => t.done), this.threads?.close()]);
   }
 
   private log(entry: TftpLogEntry): void {
@@ -112,6 +128,11 @@ export class TftpServer {
     } catch {
       // A broken log hook must not take transfers down with it.
     }
+  }
+
+  /** Transfers started so far, by where they ran; and transfer threads ready now. */
+  get transferStats(): { mainThread: number; threads: number; threadsReady: number } {
+    return { ...this.started, threadsReady: this.threads?.readyThreads ?? 0 };
   }
 
   /** Files in the content cache, their bytes, and how often a request found its file there. */
@@ -230,6 +251,25 @@ export class TftpServer {
       await source.close().catch(() => undefined);
       return;
     }
+    const onThread =
+      source.contents !== undefined && isShared(source.contents)
+        ? this.threads?.start(
+            { address: this.config.address, client, path, requestedAtEpochMs: performance.timeOrigin + requestedAt, parameters, contents: source.contents },
+            (observation) => this.observe(observation),
+          )
+        : undefined;
+    if (onThread !== undefined) {
+      const started = await onThread;
+      if (!started.ok) {
+        if (this.closing) return;
+        this.log({ level: 'error', event: 'internal', message: `no transfer socket: ${started.message}`, client, path });
+        this.refuse(client, ErrorCode.NOT_DEFINED, 'Internal error');
+        return;
+      }
+      this.started.threads++;
+      this.track(started.transfer);
+      return;
+    }
     let socket: Socket;
     try {
       if (this.closing) throw new Error('server is shutting down');
@@ -249,11 +289,12 @@ export class TftpServer {
       parameters,
       observe: (observation) => this.observe(observation),
     });
+    this.started.mainThread++;
     this.track(transfer);
     transfer.start();
   }
 
-  private track(transfer: ReadTransfer): void {
+  private track(transfer: RunningTransfer): void {
     this.transfers.add(transfer);
     void transfer.done.then(() => this.transfers.delete(transfer));
   }
