@@ -12,10 +12,11 @@ import { requirements, skipUnless } from '../test/support/environment.js';
 import { buildImages, prepareInputs, type BuiltImage } from './builder.js';
 import { DEFAULT_CACHE_DIR, ensureImages } from './catalog.js';
 import { DebianToolError } from './debian.js';
-import { parseManifest } from './manifest.js';
+import { parseStoredManifest } from '../modules/images/manifest.js';
+import { imageDigest, parseManifest } from './manifest.js';
 import { KERNEL_MODULES } from './recipes.js';
 
-const REFS = ['compute@1', 'compute@2'];
+const REFS = ['compute@1', 'compute@2', 'compute@3'];
 const CACHE_DIR = process.env.SHOAL_IMAGE_CACHE ?? DEFAULT_CACHE_DIR;
 const SELFTEST_TIMEOUT_MS = 120_000;
 
@@ -51,7 +52,7 @@ describe.skipIf(skip)('node image build', () => {
 
   let first: BuiltImage[] = [];
 
-  it('is reproducible: two builds give the same bytes, and the two images differ', { timeout: 180_000 }, async () => {
+  it('is reproducible: two builds give the same bytes, and the three images differ', { timeout: 180_000 }, async () => {
     let started = performance.now();
     first = await buildImages(REFS, { outDir: tempDir(), cacheDir: CACHE_DIR });
     console.log(`[images] first build of ${REFS.join(', ')} (warm package cache): ${seconds(performance.now() - started)}`);
@@ -66,17 +67,35 @@ describe.skipIf(skip)('node image build', () => {
       expect(sha256(image.kernelPath)).toBe(image.manifest.kernel.sha256);
       expect(sha256(image.initrdPath)).toBe(image.manifest.initrd.sha256);
       expect(sha256(again.initrdPath)).toBe(sha256(image.initrdPath));
+      if (image.rootfsPath) {
+        expect(sha256(image.rootfsPath)).toBe(image.manifest.rootfs!.sha256);
+        expect(sha256(again.rootfsPath!)).toBe(sha256(image.rootfsPath));
+      }
       expect(parseManifest(readFileSync(join(image.dir, 'image.json'), 'utf8'), image.dir)).toEqual(image.manifest);
     }
-    const [one, two] = first;
-    expect([one!.manifest.name, one!.manifest.version, two!.manifest.version]).toEqual(['compute', '1', '2']);
-    expect(one!.manifest.digest).not.toBe(two!.manifest.digest);
-    expect(one!.manifest.initrd.sha256).not.toBe(two!.manifest.initrd.sha256);
+    const [one, two, three] = first;
+    expect([one!.manifest.name, one!.manifest.version, two!.manifest.version, three!.manifest.version]).toEqual(['compute', '1', '2', '3']);
+    expect(new Set(first.map((i) => i.manifest.digest)).size).toBe(3);
+    expect(new Set(first.map((i) => i.manifest.initrd.sha256)).size).toBe(3);
     expect(one!.manifest.kernel.sha256).toBe(two!.manifest.kernel.sha256);
+    // Only compute@3 has a root filesystem.
+    expect(first.map((i) => Boolean(i.manifest.rootfs))).toEqual([false, false, true]);
+    expect(first.map((i) => Boolean(i.rootfsPath))).toEqual([false, false, true]);
+  });
+
+  it('covers the root filesystem in the digest, as the image store computes it', () => {
+    for (const image of first) {
+      const m = image.manifest;
+      expect(m.digest).toBe(imageDigest(m.kernel.sha256, m.initrd.sha256, m.cmdline, m.rootfs?.sha256));
+      // The store accepts the manifest (it checks the digest itself) with the root filesystem in it.
+      expect(parseStoredManifest(readFileSync(join(image.dir, 'image.json'), 'utf8'), image.dir).rootfs).toEqual(m.rootfs);
+    }
+    const three = first[2]!.manifest;
+    expect(three.digest).not.toBe(imageDigest(three.kernel.sha256, three.initrd.sha256, three.cmdline));
   });
 
   it('puts busybox, /init, the agent, the NIC and power-button modules and the image marker in the initramfs', () => {
-    expect(first).toHaveLength(2);
+    expect(first).toHaveLength(3);
     for (const image of first) {
       const cpio = gunzipSync(readFileSync(image.initrdPath));
       const listing = execFileSync('busybox', ['cpio', '-t'], { input: cpio, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).split('\n');
@@ -90,6 +109,32 @@ describe.skipIf(skip)('node image build', () => {
       expect(readFileSync(join(dir, 'etc/shoal-image'), 'utf8')).toContain(`image=${image.ref}\n`);
       expect(readFileSync(join(dir, 'usr/bin/shoal-agent'), 'utf8')).toBe(readFileSync(new URL('./agent/shoal-agent.sh', import.meta.url), 'utf8'));
     }
+  });
+
+  it('puts the same system, and the marker that says it is the root filesystem, in compute@3\'s rootfs.tar.gz', () => {
+    const image = first[2]!;
+    const tar = gunzipSync(readFileSync(image.rootfsPath!));
+    const listing = execFileSync('busybox', ['tar', '-t', '-v', '-f', '-'], { input: tar, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim().split('\n');
+    const paths = listing.map((l) => l.replace(/ -> .*/, '').split(/\s+/).at(-1)!);
+    for (const path of ['init', 'bin/busybox', 'bin/sh', 'usr/bin/shoal-agent', 'etc/udhcpc.script', 'etc/shoal-modules', 'etc/shoal-image', 'etc/shoal-rootfs', 'etc/acpi/PWRF/00000080', 'proc/', 'sys/', 'dev/', 'tmp/']) {
+      expect(paths).toContain(path);
+    }
+    for (const module of KERNEL_MODULES) expect(paths.some((p) => p.endsWith(`/${module}.ko`))).toBe(true);
+    // Owned by root, one fixed time (SOURCE_DATE_EPOCH 0), in sorted order.
+    for (const line of listing) expect(line).toMatch(/ 0\/0 .* 1970-01-01 /);
+    expect(paths).toEqual([...paths].sort());
+
+    const dir = tempDir();
+    execFileSync('busybox', ['tar', '-x', '-f', '-', 'init', 'etc/shoal-rootfs', 'etc/shoal-image', 'usr/bin/shoal-agent'], { input: tar, cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] });
+    expect(readFileSync(join(dir, 'etc/shoal-rootfs'), 'utf8')).toBe('rootfs=compute@3\n');
+    expect(readFileSync(join(dir, 'etc/shoal-image'), 'utf8')).toContain('image=compute@3\n');
+    expect(readFileSync(join(dir, 'init'), 'utf8')).toBe(readFileSync(new URL('./initramfs/init.sh', import.meta.url), 'utf8'));
+    expect(readFileSync(join(dir, 'usr/bin/shoal-agent'), 'utf8')).toBe(readFileSync(new URL('./agent/shoal-agent.sh', import.meta.url), 'utf8'));
+
+    // The initramfs has the mount point, and not the marker: /init there still has to switch root.
+    const initramfs = execFileSync('busybox', ['cpio', '-t'], { input: gunzipSync(readFileSync(image.initrdPath)), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).split('\n');
+    expect(initramfs).toContain('newroot');
+    expect(initramfs).not.toContain('etc/shoal-rootfs');
   });
 
   it('ensureImages returns the same images, with their files, from the shared cache', { timeout: 180_000 }, async () => {

@@ -1,5 +1,6 @@
 // Builds node images from Debian packages: the Debian kernel as it ships, and a gzip'd newc
-// initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent.
+// initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent;
+// for recipes that ask for one, a gzip'd tar root filesystem holding the same and a marker.
 // Same inputs give the same bytes: entries are sorted, owned by root, stamped with one fixed
 // time (SOURCE_DATE_EPOCH, default 0), and the gzip header carries no time or name.
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,12 +12,15 @@ import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePa
 import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
 import { writeNewc, type CpioEntry } from './newc.js';
 import { findRecipe, imageRef, KERNEL_MODULES, type ImageRecipe } from './recipes.js';
+import { writeTar, type TarEntry } from './tar.js';
 
 export interface BuiltImage {
   ref: string;
   dir: string;
   kernelPath: string;
   initrdPath: string;
+  /** The root filesystem, for recipes that have one. */
+  rootfsPath?: string;
   manifest: ImageManifest;
 }
 
@@ -40,6 +44,7 @@ export interface BuildInputs {
 
 const KERNEL_FILE = 'vmlinuz';
 const INITRD_FILE = 'initrd.img';
+const ROOTFS_FILE = 'rootfs.tar.gz';
 const MANIFEST_FILE = 'image.json';
 
 function sourceDateEpochFromEnv(): number {
@@ -81,7 +86,8 @@ function shoalImageFile(recipe: ImageRecipe, release: string): string {
   );
 }
 
-async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
+/** What both the initramfs and a root filesystem hold: busybox, /init, the agent, the modules, the image marker. */
+async function systemEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
   const release = kernelRelease(inputs.kernelPackage);
   const here = (path: string) => readFile(new URL(path, import.meta.url));
   const files: CpioEntry[] = [
@@ -92,21 +98,38 @@ async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, module
     { kind: 'file', path: 'usr/bin/shoal-agent', mode: 0o755, data: await here('./agent/shoal-agent.sh') },
     { kind: 'file', path: 'bin/busybox', mode: 0o755, data: await readFile(join(inputs.busyboxTree, 'bin/busybox')) },
     { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
-    // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
-    { kind: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 },
     { kind: 'file', path: 'etc/shoal-image', mode: 0o644, data: Buffer.from(shoalImageFile(recipe, release)) },
     { kind: 'file', path: 'etc/shoal-modules', mode: 0o644, data: Buffer.from(modulePaths.map((p) => `/${p}\n`).join('')) },
   ];
   for (const path of modulePaths) files.push({ kind: 'file', path, mode: 0o644, data: await readFile(join(inputs.kernelTree, path)) });
+  return files;
+}
 
-  // Mount points and the directories busybox --install fills, plus every parent of a file.
-  const dirs = new Set(['bin', 'dev', 'etc', 'proc', 'root', 'run', 'sbin', 'sys', 'tmp', 'usr', 'usr/bin', 'usr/sbin']);
+/** `files` plus the mount points and the directories busybox --install fills, plus every parent of a file. */
+function withDirectories(files: CpioEntry[], extraDirs: string[] = []): CpioEntry[] {
+  const dirs = new Set(['bin', 'dev', 'etc', 'proc', 'root', 'run', 'sbin', 'sys', 'tmp', 'usr', 'usr/bin', 'usr/sbin', ...extraDirs]);
   for (const entry of files) {
     const parts = entry.path.split('/');
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
   }
   const dirEntries: CpioEntry[] = [...dirs].map((path) => ({ kind: 'dir', path, mode: path === 'tmp' ? 0o1777 : 0o755 }));
   return [...dirEntries, ...files];
+}
+
+async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
+  const files = await systemEntries(recipe, inputs, modulePaths);
+  // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
+  files.push({ kind: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 });
+  // Where a root filesystem is unpacked before switch_root (shoal.rootfs=URL).
+  return withDirectories(files, ['newroot']);
+}
+
+/** The root filesystem: the same system as the initramfs, plus the marker that says /init runs from it. */
+async function rootfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<TarEntry[]> {
+  const files = await systemEntries(recipe, inputs, modulePaths);
+  // The workload's marker: /init, seeing it, knows it already switched root and says so on the console.
+  files.push({ kind: 'file', path: 'etc/shoal-rootfs', mode: 0o644, data: Buffer.from(`rootfs=${imageRef(recipe)}\n`) });
+  return withDirectories(files);
 }
 
 /** Moves a finished build into `<outDir>/<ref>`, unless an identical image is already there. */
@@ -134,17 +157,24 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
   const cpio = writeNewc(await initramfsEntries(recipe, inputs, modulePaths), sourceDateEpoch);
   // Node's gzip header has mtime 0 and no file name: the same archive always gzips the same.
   const initrd = gzipSync(cpio, { level: 9 });
+  let rootfs: Buffer | undefined;
+  if (recipe.rootfs) {
+    progress(`${ref}: writing root filesystem`);
+    rootfs = gzipSync(writeTar(await rootfsEntries(recipe, inputs, modulePaths), sourceDateEpoch), { level: 9 });
+  }
 
   const kernelSha256 = sha256(kernel);
   const initrdSha256 = sha256(initrd);
+  const rootfsSha256 = rootfs && sha256(rootfs);
   const manifest: ImageManifest = {
     name: recipe.name,
     version: recipe.version,
     arch: 'x86_64',
     kernel: { file: KERNEL_FILE, sha256: kernelSha256, size: kernel.length },
     initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
+    ...(rootfs && rootfsSha256 ? { rootfs: { file: ROOTFS_FILE, sha256: rootfsSha256, size: rootfs.length } } : {}),
     cmdline: recipe.cmdline,
-    digest: imageDigest(kernelSha256, initrdSha256, recipe.cmdline),
+    digest: imageDigest(kernelSha256, initrdSha256, recipe.cmdline, rootfsSha256),
     builtFrom: {
       kernelPackage: { name: inputs.kernelPackage.name, version: inputs.kernelPackage.version },
       busyboxPackage: { name: inputs.busyboxPackage.name, version: inputs.busyboxPackage.version },
@@ -163,13 +193,21 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
   try {
     await writeFile(join(stagingDir, KERNEL_FILE), kernel);
     await writeFile(join(stagingDir, INITRD_FILE), initrd);
+    if (rootfs) await writeFile(join(stagingDir, ROOTFS_FILE), rootfs);
     await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
     await install(stagingDir, finalDir, manifestText);
   } finally {
     await rm(stagingDir, { recursive: true, force: true });
   }
-  progress(`${ref}: initrd ${initrd.length} bytes, ${manifest.digest}`);
-  return { ref, dir: finalDir, kernelPath: join(finalDir, KERNEL_FILE), initrdPath: join(finalDir, INITRD_FILE), manifest };
+  progress(`${ref}: initrd ${initrd.length} bytes${rootfs ? `, rootfs ${rootfs.length} bytes` : ''}, ${manifest.digest}`);
+  return {
+    ref,
+    dir: finalDir,
+    kernelPath: join(finalDir, KERNEL_FILE),
+    initrdPath: join(finalDir, INITRD_FILE),
+    ...(rootfs ? { rootfsPath: join(finalDir, ROOTFS_FILE) } : {}),
+    manifest,
+  };
 }
 
 /**

@@ -13,6 +13,8 @@ export const ImageManifest = z.object({
   arch: z.literal('x86_64'),
   kernel: artifact,
   initrd: artifact,
+  /** A root filesystem (gzip'd tar) the initramfs fetches and switches into; only some images have one. */
+  rootfs: artifact.optional(),
   /** Base kernel arguments; boot configuration appends the shoal.* ones. */
   cmdline: z.string(),
   /** "sha256:" + hex; see `imageDigest`. */
@@ -41,10 +43,13 @@ export function parseManifest(text: string, source: string): ImageManifest {
 }
 
 /**
- * One digest for everything that decides what a node boots: the kernel, the initramfs and the
- * base command line. Two images with the same digest boot identically.
+ * One digest for everything that decides what a node boots: the kernel, the initramfs, the root
+ * image if there is one, and the base command line. Two images with the same digest boot
+ * identically. The root image is one more line before the cmdline (as the image store computes
+ * it, modules/images/manifest.ts), so images without one keep the digest they always had.
  */
-export function imageDigest(kernelSha256: string, initrdSha256: string, cmdline: string): string {
-  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\ncmdline ${cmdline}\n`;
+export function imageDigest(kernelSha256: string, initrdSha256: string, cmdline: string, rootfsSha256?: string): string {
+  const rootfs = rootfsSha256 ? `rootfs ${rootfsSha256}\n` : '';
+  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}cmdline ${cmdline}\n`;
   return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
 }

@@ -1,6 +1,7 @@
 // The node images Shoal knows how to build. Every image is the same Debian kernel, busybox
 // and agent; what tells them apart is /etc/shoal-image, which the agent reports as
-// `bakedImage` so the appliance can tell which image really booted.
+// `bakedImage` so the appliance can tell which image really booted. An image may also have a
+// root filesystem that its initramfs fetches and switches into.
 
 /** A Debian kernel module, loaded in this order: each one's dependencies come before it. */
 export const KERNEL_MODULES = [
@@ -26,6 +27,12 @@ export interface ImageRecipe {
   description: string;
   /** Base kernel arguments; the appliance appends shoal.url, shoal.node, shoal.token, shoal.image. */
   cmdline: string;
+  /**
+   * Also build a root filesystem (rootfs.tar.gz: busybox, /init, the agent, the modules and the
+   * /etc/shoal-rootfs marker). Booted with shoal.rootfs=URL, the initramfs fetches it, unpacks
+   * it into a tmpfs and switch_roots into it; the agent then runs from there.
+   */
+  rootfs?: boolean;
 }
 
 const IMAGE_REF = /^([a-z][a-z0-9-]*)@([0-9A-Za-z][0-9A-Za-z.+-]*)$/;
@@ -46,6 +53,13 @@ export const RECIPES: readonly ImageRecipe[] = [
     version: '2',
     description: 'Compute node, second release: same agent, new release marker (exercises image changes)',
     cmdline: 'console=ttyS0 quiet',
+  },
+  {
+    name: 'compute',
+    version: '3',
+    description: 'Compute node, third release: the initramfs fetches a root filesystem and switches into it; the agent runs there',
+    cmdline: 'console=ttyS0 quiet',
+    rootfs: true,
   },
 ];
 

@@ -2,21 +2,30 @@
 # /init of a Shoal node image, PID 1 in the initramfs: mounts the kernel filesystems, loads
 # the NIC drivers listed in /etc/shoal-modules (the Debian kernel builds them as modules and
 # has no in-kernel IP autoconfiguration), gets an address by DHCP and runs the agent.
+# With shoal.rootfs=URL on the kernel command line it first fetches that root filesystem (a
+# gzip'd tar), checks it against shoal.rootfs_sha256=, unpacks it into a tmpfs and switch_roots
+# into it. The root filesystem has this same script as /init (and /etc/shoal-rootfs): run again
+# there, it finds the kernel filesystems moved in and the modules loaded, and runs the agent.
 # PID 1 must never exit (the kernel panics), hence the loops.
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t devtmpfs devtmpfs /dev
+[ -e /proc/self ] || /bin/busybox mount -t proc proc /proc
+[ -d /sys/class ] || /bin/busybox mount -t sysfs sysfs /sys
+[ -e /dev/null ] || /bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox --install -s
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "shoal-init: $*"; }
+# The last value of shoal.NAME= on the kernel command line, or nothing.
+arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^shoal\.$1=//p" | tail -n 1; }
 
 image=$(sed -n 's/^image=//p' /etc/shoal-image)
 log "image $image, kernel $(uname -r)"
+[ -e /etc/shoal-rootfs ] && log "switched root: running from the root filesystem of $(sed -n 's/^rootfs=//p' /etc/shoal-rootfs)"
 
 failed_modules=
 while read -r module; do
-  insmod "$module" || failed_modules="$failed_modules ${module##*/}"
+  name=${module##*/}
+  [ -d "/sys/module/${name%.ko}" ] && continue # loaded before switch_root
+  insmod "$module" || failed_modules="$failed_modules $name"
 done < /etc/shoal-modules
 [ -n "$failed_modules" ] && log "modules that failed to load:$failed_modules"
 
@@ -25,12 +34,12 @@ acpid -c /etc/acpi -l /dev/null
 
 # Image self-test (shoal.selftest=1): proves the kernel boots this initramfs and accepts its
 # modules, with no network at all, then powers off so the tester sees QEMU exit.
-if grep -qw 'shoal.selftest=1' /proc/cmdline; then
+if [ "$(arg selftest)" = 1 ]; then
   if [ -z "$failed_modules" ]; then echo "SHOAL-SELFTEST-OK $image"; else echo "SHOAL-SELFTEST-FAIL $image:$failed_modules"; fi
   poweroff -f
 fi
 
-node=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^shoal\.node=//p' | tail -n 1)
+node=$(arg node)
 [ -n "$node" ] && hostname "$node"
 ip link set lo up
 
@@ -49,6 +58,47 @@ until dhcp_any_interface; do
   log "no DHCP lease on any interface; trying again in 5s"
   sleep 5
 done
+
+# fetch_rootfs URL [SHA256]: the root filesystem unpacked on a tmpfs at /newroot, or 1 with the
+# reason on the console.
+fetch_rootfs() {
+  archive=/tmp/rootfs.tar.gz
+  rm -f "$archive"
+  log "fetching root filesystem $1"
+  started=$(cut -d ' ' -f 1 /proc/uptime)
+  timeout 300 wget -O "$archive" "$1" # busybox wget has no timeout of its own
+  status=$?
+  [ "$status" = 0 ] || { log "root filesystem download failed (wget exit status $status)"; return 1; }
+  log "fetched $(wc -c < "$archive") bytes in $(awk -v s="$started" '{ printf "%.1f", $1 - s }' /proc/uptime)s"
+  if [ -n "$2" ]; then
+    actual=$(sha256sum "$archive" | cut -d ' ' -f 1)
+    [ "$actual" = "$2" ] || { log "root filesystem has sha256 $actual, expected $2"; return 1; }
+    log "root filesystem sha256 verified"
+  fi
+  mount -t tmpfs -o mode=0755 shoal-root /newroot || { log "cannot mount a tmpfs on /newroot"; return 1; }
+  if ! tar -x -z -f "$archive" -C /newroot || [ ! -x /newroot/init ]; then
+    log "root filesystem did not unpack into a tree with /init"
+    umount /newroot
+    return 1
+  fi
+  rm -f "$archive"
+}
+
+rootfs=$(arg rootfs)
+if [ -n "$rootfs" ] && [ ! -e /etc/shoal-rootfs ]; then
+  delay=2
+  until fetch_rootfs "$rootfs" "$(arg rootfs_sha256)"; do
+    log "trying the root filesystem again in ${delay}s"
+    sleep "$delay"
+    delay=$((delay * 2))
+    [ "$delay" -gt 60 ] && delay=60
+  done
+  # Processes left here would keep the old, emptied root: the new /init starts its own.
+  killall udhcpc acpid
+  for fs in /dev /proc /sys; do mount -o move "$fs" "/newroot$fs"; done
+  log "switching root to /newroot"
+  exec switch_root /newroot /init
+fi
 
 while :; do
   sh /usr/bin/shoal-agent
