@@ -12,6 +12,7 @@ import type { ImageInfo } from '../../src/contracts/services.js';
 import type { ShoalModule } from '../../src/engine/module.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { createModule } from './index.js';
+import { networkBootScript } from './script.js';
 
 const IMAGE: ImageInfo = {
   ref: 'compute@1',
@@ -80,6 +81,8 @@ describe('pxe module', () => {
     expect(script.split('\n')[0]).toBe('#!ipxe');
     expect(script).toContain(`kernel http://10.213.0.1:8080/boot/${MAC}/vmlinuz initrd=initrd.img console=ttyS0 quiet shoal.url=http://10.213.0.1:8080 shoal.node=${node.id} shoal.token=token-1 shoal.image=compute@1`);
     expect(script).toContain(`initrd --name initrd.img http://10.213.0.1:8080/boot/${MAC}/initrd.img`);
+    // No root filesystem in this image: the initramfs runs the agent itself.
+    expect(script).not.toContain('shoal.rootfs');
     expect(boot()?.value).toBe('loader');
   });
 
@@ -145,5 +148,24 @@ describe('pxe module', () => {
     appliance.engine.executor.stop();
     const script = await (await get(`/boot/${MAC}.ipxe`)).text();
     expect(script).toContain('shoal.token=token-2');
+  });
+});
+
+describe('networkBootScript', () => {
+  const script = (image: ImageInfo) =>
+    networkBootScript({ advertiseUrl: 'http://10.213.0.1:8080/', mac: '52:54:00:ab:cd:01', nodeId: 'n1', plan: { kind: 'network', image: image.ref, token: 't0k' }, image });
+  const kernelLine = (text: string) => text.split('\n').find((line) => line.startsWith('kernel '))!;
+
+  it('adds the root filesystem and its sha256 to the kernel command line when the image has one', () => {
+    const sha256 = 'ab'.repeat(32);
+    const withRootfs: ImageInfo = { ...IMAGE, ref: 'compute@3', version: '3', rootfs: { sha256, size: 1289461, path: '/images/compute/3/rootfs.tar.gz' } };
+    expect(kernelLine(script(withRootfs))).toBe(
+      'kernel http://10.213.0.1:8080/boot/52:54:00:ab:cd:01/vmlinuz initrd=initrd.img console=ttyS0 quiet shoal.url=http://10.213.0.1:8080 shoal.node=n1 shoal.token=t0k ' +
+        `shoal.image=compute@3 shoal.rootfs=http://10.213.0.1:8080/images/compute/3/rootfs.tar.gz shoal.rootfs_sha256=${sha256}`,
+    );
+  });
+
+  it('leaves them out when it has none', () => {
+    expect(kernelLine(script(IMAGE))).toMatch(/ shoal\.image=compute@1$/);
   });
 });

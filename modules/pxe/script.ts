@@ -8,7 +8,11 @@ export interface NetworkBootPlan {
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 
-/** Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. */
+/**
+ * Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. An
+ * image with a root filesystem also gets shoal.rootfs (the image store's URL for it, which the
+ * initramfs fetches and switches into) and shoal.rootfs_sha256 (which it checks first).
+ */
 export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
   const base = o.advertiseUrl.replace(/\/$/, '');
   const args = [
@@ -19,6 +23,7 @@ export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId
     `shoal.node=${o.nodeId}`,
     `shoal.token=${o.plan.token}`,
     `shoal.image=${o.image.ref}`,
+    ...(o.image.rootfs ? [`shoal.rootfs=${base}${o.image.rootfs.path}`, `shoal.rootfs_sha256=${o.image.rootfs.sha256}`] : []),
   ].filter(Boolean);
   return [
     '#!ipxe',
