@@ -1,37 +1,56 @@
 #!/usr/bin/env bash
-# Makes DIR a fresh Debian 12 root standing in for a head node: minbase plus what every real head
-# node has (systemd) and what the test needs to run the playbook inside it (ansible-core, with
-# python3-apt for the apt module; nftables so the firewall drop-in is exercised). ipxe is left out
-# on purpose: the role installs it.
-# debootstrap takes minutes, so the result is cached as a tarball keyed by the package list; later
-# runs unpack it in seconds. The mirror is the one apt on this machine already uses.
-# Usage: debian-root.sh DIR
+# Fills DIR with a fresh Debian 12 root that stands in for a head node in the role's test: minbase
+# plus what every real head node has and the role expects (systemd; python3 with python3-apt for
+# ansible's apt module; nftables, so the firewall tasks run for real). ipxe is left out on purpose:
+# the role installs it.
+#
+# debootstrap takes minutes, so its result is cached as a tarball keyed by everything that shapes
+# it (suite, variant, mirror, package list); later runs unpack it in seconds. The mirror is the one
+# apt on this machine already uses. Usage: debian-root.sh DIR
 set -euo pipefail
 root=${1:?usage: debian-root.sh DIR}
-include=systemd,python3-apt,ansible-core,nftables,ca-certificates
-cache_dir=${SHOAL_TEST_CACHE:-/var/cache/shoal-test}
-cache=$cache_dir/debootstrap-bookworm-$(printf '%s' "$include" | sha256sum | cut -c1-12).tar
+suite=bookworm
+packages=(systemd python3-apt nftables)
 
 mirror_from_apt_sources() {
-  # deb822 sources (URIs:) first, then one-line sources (deb URL bookworm …).
+  # deb822 sources (URIs:) first, then one-line sources (deb URL bookworm ...).
   local sources
   sources=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-  awk '/^URIs:/ && $2 ~ /debian\/?$/ { print $2; exit }' <<<"$sources" | grep . ||
-    awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' <<<"$sources" | grep . ||
+  awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' <<<"$sources" | grep . ||
+    awk '$1 == "deb" && $3 == "'"$suite"'" { print $2; exit }' <<<"$sources" | grep . ||
     { echo "debian-root: no Debian mirror in apt's sources" >&2; return 1; }
 }
 
-mkdir -p "$root"
+mirror=$(mirror_from_apt_sources)
+cache_dir=${SHOAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shoal}/ansible-root
+key=$(printf '%s\n' "layout 1" "$suite" minbase "$mirror" "${packages[@]}" | sha256sum | cut -c1-16)
+cache=$cache_dir/$suite-$key.tar
+mkdir -p "$cache_dir" "$root"
+
+# One builder at a time; a second test run waits for the first one's tarball instead of racing it.
+exec 9>"$cache_dir/.lock"
+flock 9
 if [ ! -f "$cache" ]; then
-  mirror=$(mirror_from_apt_sources)
-  mkdir -p "$cache_dir"
+  echo "debian-root: debootstrap $suite from $mirror with ${packages[*]} (cached as $cache afterwards)" >&2
   build=$(mktemp -d "$cache_dir/build.XXXXXX")
-  trap 'rm -rf "$build"' EXIT
-  debootstrap --variant=minbase --include="$include" bookworm "$build" "$mirror" >&2
-  rm -rf "$build"/var/cache/apt/archives/*.deb
-  tar -C "$build" -cf "$cache.partial" .
+  trap 'rm -rf --one-file-system "$build"' EXIT
+  # debootstrap mounts /proc and /sys inside the target; in a private mount namespace no mount can
+  # outlive it, even when it fails, so removing the build tree never reaches the host's /proc.
+  unshare --mount --propagation private -- \
+    debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" "$suite" "$build" "$mirror" 2>&1 | while IFS= read -r line; do printf '%(%T)T %s\n' -1 "$line"; done >"$build.log" ||
+    { tail -n 40 "$build.log" >&2; rm -f "$build.log"; exit 1; }
+  mv "$build.log" "$cache_dir/last-build.log"
+  # The downloaded .debs are not needed again; the package lists stay, so apt in the root works.
+  rm -f "$build"/var/cache/apt/archives/*.deb
+  # mktemp made the build directory 0700; as the root's / it must be traversable by every user.
+  chmod 0755 "$build"
+  tar -C "$build" --numeric-owner -cf "$cache.partial" .
   mv "$cache.partial" "$cache"
+  # Roots of an older package list or mirror are never read again.
+  find "$cache_dir" -maxdepth 1 -name "$suite-*.tar" ! -name "$(basename "$cache")" -delete
 fi
-tar -C "$root" -xf "$cache"
+flock -u 9
+tar -C "$root" --numeric-owner -xf "$cache"
+chmod 0755 "$root"
 # Name resolution for apt inside the root, as on a configured head node.
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
