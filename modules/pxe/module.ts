@@ -32,7 +32,15 @@ export const PxeOptionsSchema = z
       .strict()
       .optional(),
     /** TFTP for firmware that needs its iPXE binary that way. */
-    tftp: z.object({ address: z.ipv4(), port: z.number().int().min(0).max(65535).default(69) }).strict().optional(),
+    tftp: z
+      .object({
+        address: z.ipv4(),
+        port: z.number().int().min(0).max(65535).default(69),
+        /** Worker threads for transfers (default one per core, at most 4; 0: all on the main thread). */
+        transferThreads: z.number().int().min(0).max(16).optional(),
+      })
+      .strict()
+      .optional(),
     ipxeDir: z.string().default('/usr/lib/ipxe'),
   })
   .strict();
@@ -140,7 +148,11 @@ export class PxeModule implements ShoalModule {
     }
     if (this.options.tftp) {
       this.tftp = new TftpServer(
-        { address: this.options.tftp.address, port: this.options.tftp.port },
+        {
+          address: this.options.tftp.address,
+          port: this.options.tftp.port,
+          ...(this.options.tftp.transferThreads !== undefined ? { transferThreads: this.options.tftp.transferThreads } : {}),
+        },
         {
           resolver: directoryResolver(this.options.ipxeDir),
           onTransfer: (o) => {
