@@ -24,7 +24,9 @@ try {
     try {
       factory.createModule(entry.options);
     } catch (err) {
-      throw new Error(`module "${entry.name}" rejects its options: ${err.message}`);
+      // A zod error lists its issues; one line each reads better than its JSON.
+      const reasons = Array.isArray(err.issues) ? err.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ') : err.message;
+      throw new Error(`module "${entry.name}" rejects its options: ${reasons}`);
     }
     if (entry.name === 'pxe' && entry.options.dhcp) {
       const { parseDhcpServerConfig } = await import(`${release}/dist/modules/pxe/dhcp/config.js`);
