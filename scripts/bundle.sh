@@ -129,7 +129,11 @@ EOF
   if (page.status !== 200 || !(await page.text()).includes("<script")) fail(`served no dashboard at / (${page.status})`);
   child.removeAllListeners("exit");
   child.kill("SIGTERM");
-  await new Promise((resolve) => child.on("exit", resolve));
+  const stopped = await new Promise((resolve) => {
+    const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(false)), 15_000);
+    child.on("exit", () => (clearTimeout(timer), resolve(true)));
+  });
+  if (!stopped) { console.error(`bundle: the staged appliance did not stop within 15 s of SIGTERM\n${out}${err}`); process.exit(1); }
   console.error(`bundle: the staged appliance answered at ${url} (API and dashboard)`);
 ' "$tree" "$stage/config.yaml" "$stage/data")
 
