@@ -40,13 +40,15 @@ interface SimMachine {
   nextBoot: { kind: 'network'; image: string } | { kind: 'disk' } | null;
   /** The boot under way, if any: hardware goes on booting while the appliance restarts. */
   booting: { kind: 'network'; image: string } | { kind: 'disk' } | null;
+  /** What the booted node runs (an image ref, or local-disk) while its agent is up; null otherwise. */
+  running: string | null;
   powerOnFailures: number;
   bootHangs: number;
   /** Cancels the boot or agent timers under way. */
   generation: number;
 }
 
-type StoredMachine = Pick<SimMachine, 'power' | 'nextBoot' | 'booting'>;
+type StoredMachine = Pick<SimMachine, 'power' | 'nextBoot' | 'booting' | 'running'>;
 
 export interface SimOptions {
   latencies?: Partial<SimLatencies>;
@@ -86,10 +88,22 @@ export class SimRack implements ShoalModule {
       // first start: every machine as configured
     }
     for (const [id, m] of Object.entries(stored)) {
-      const machine: SimMachine = { ...m, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      const machine: SimMachine = { ...m, running: m.running ?? null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
       this.machines.set(id, machine);
       if (machine.power === 'on' && machine.booting) this.boot(id, machine, machine.booting);
+      // A node that finished booting while the appliance was down (or before its last observations
+      // were committed) is still up: its agent's next heartbeat says so.
+      else if (machine.power === 'on' && machine.running) this.heartbeatAfterRestart(id, machine, machine.running);
     }
+  }
+
+  private heartbeatAfterRestart(id: NodeId, m: SimMachine, running: string): void {
+    const generation = m.generation;
+    this.after(this.latency.bootStageMs, () => {
+      if (m.generation !== generation || m.power !== 'on') return;
+      this.observe(id, 'image', running);
+      this.observe(id, 'run', 'ready');
+    });
   }
 
   stop(): void {
@@ -109,12 +123,15 @@ export class SimRack implements ShoalModule {
         break;
       case 'dies':
         m.generation++;
+        m.running = null;
+        this.save();
         this.after(this.latency.lostAfterMs, () => this.observe(id, 'run', 'lost', 'agent silent'));
         break;
       case 'power-off':
         m.generation++;
         m.power = 'off';
         m.booting = null;
+        m.running = null;
         this.save();
         // The BMC poll notices a moment later.
         this.after(this.latency.probeMs, () => this.observe(id, 'power', 'off'));
@@ -130,7 +147,7 @@ export class SimRack implements ShoalModule {
   private machine(id: NodeId): SimMachine {
     let m = this.machines.get(id);
     if (!m) {
-      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, running: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
       this.machines.set(id, m);
     }
     return m;
@@ -164,6 +181,7 @@ export class SimRack implements ShoalModule {
         await this.wait(this.latency.powerMs, signal);
         m.power = 'off';
         m.booting = null;
+        m.running = null;
         m.generation++;
         this.save();
         this.observe(id, 'power', 'off');
@@ -207,6 +225,7 @@ export class SimRack implements ShoalModule {
     const plan = resume ?? m.nextBoot;
     if (plan?.kind === 'network') m.nextBoot = null;
     m.booting = plan;
+    m.running = null;
     this.save();
     const hangs = m.bootHangs > 0;
     if (hangs) m.bootHangs--;
@@ -219,14 +238,16 @@ export class SimRack implements ShoalModule {
     const next = (i: number) => {
       if (m.generation !== generation || m.power !== 'on') return;
       const stage = stages[i];
-      if (!stage) {
+      // The boot is over when its last stage (the agent's hello) happens: saved before it is observed.
+      if (!stage || i === stages.length - 1) {
         m.booting = null;
+        m.running = plan?.kind === 'network' ? plan.image : plan?.kind === 'disk' ? 'local-disk' : null;
         this.save();
-        return;
       }
+      if (!stage) return;
       if (hangs && stage[0] === 'boot' && stage[1] === 'kernel') return;
       this.observe(id, stage[0], stage[1]);
-      this.after(this.latency.bootStageMs, () => next(i + 1));
+      if (i < stages.length - 1) this.after(this.latency.bootStageMs, () => next(i + 1));
     };
     this.after(this.latency.bootStageMs, () => next(0));
   }
@@ -235,7 +256,7 @@ export class SimRack implements ShoalModule {
   private save(): void {
     if (!this.statePath) return;
     const stored: Record<NodeId, StoredMachine> = {};
-    for (const [id, m] of this.machines) stored[id] = { power: m.power, nextBoot: m.nextBoot, booting: m.booting };
+    for (const [id, m] of this.machines) stored[id] = { power: m.power, nextBoot: m.nextBoot, booting: m.booting, running: m.running };
     writeFileSync(`${this.statePath}.tmp`, JSON.stringify(stored));
     renameSync(`${this.statePath}.tmp`, this.statePath);
   }
