@@ -1,10 +1,10 @@
 // The appliance killed with SIGKILL in the middle of provisioning, then started again on the same
 // data directory: nothing written is lost and every node converges.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killChildAppliances, startChildAppliance } from './support/child-appliance.js';
+import { killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
 
 let dataDir: string | undefined;
 
@@ -16,21 +16,8 @@ afterEach(() => {
 describe('restart after SIGKILL', () => {
   it('loses nothing and converges every node', async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'shoal-restart-'));
-    const configPath = join(dataDir, 'config.yaml');
-    writeFileSync(
-      configPath,
-      [
-        `dataDir: ${join(dataDir, 'data')}`,
-        'api: { listen: 127.0.0.1, port: 0 }',
-        'log: { level: warn }',
-        'modules:',
-        '  - name: sim',
-        '    options: { persist: true, latencies: { probeMs: 20, powerMs: 300, armMs: 20, bootStageMs: 200, drainMs: 50, lostAfterMs: 1000 } }',
-        '',
-      ].join('\n'),
-    );
+    const configPath = writeSimApplianceConfig(dataDir, 200);
     const first = await startChildAppliance(configPath);
-    const { readFileSync } = await import('node:fs');
     const token = readFileSync(join(dataDir, 'data', 'api-token'), 'utf8').trim();
     const call = async (url: string, method: string, path: string, body?: string) => {
       const res = await fetch(`${url}/api/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/yaml' }, ...(body ? { body } : {}) });
@@ -64,6 +51,10 @@ describe('restart after SIGKILL', () => {
       if (view.counts.converged === 20 || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 200));
     }
+    const behind = view.nodes
+      .filter((n: any) => n.phase !== 'converged')
+      .map((n: any) => `${n.name} ${n.phase} ${JSON.stringify(n.observed)} step=${JSON.stringify(n.step)} ${n.reason ?? ''}`);
+    expect(behind, 'nodes not converged 60 s after the restart').toEqual([]);
     expect(view.counts).toMatchObject({ converged: 20, failed: 0 });
     for (const n of view.nodes) {
       expect(n.desired).toEqual({ power: 'on', image: 'compute@1' });
