@@ -1,10 +1,10 @@
 // A rollout with the appliance killed (SIGKILL) half way: started again on the same data directory,
 // the rollout is still there, with its nodes' progress, and goes on to the end within its budget.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killChildAppliances, startChildAppliance } from './support/child-appliance.js';
+import { killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
 
 let dataDir: string | undefined;
 
@@ -26,19 +26,7 @@ async function waitFor<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms:
 describe('rollout across a restart after SIGKILL', () => {
   it('keeps its progress and goes on to the end, never more than maxUnavailable under way', async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'shoal-rollout-restart-'));
-    const configPath = join(dataDir, 'config.yaml');
-    writeFileSync(
-      configPath,
-      [
-        `dataDir: ${join(dataDir, 'data')}`,
-        'api: { listen: 127.0.0.1, port: 0 }',
-        'log: { level: warn }',
-        'modules:',
-        '  - name: sim',
-        '    options: { persist: true, latencies: { probeMs: 20, powerMs: 300, armMs: 20, bootStageMs: 150, drainMs: 50, lostAfterMs: 1000 } }',
-        '',
-      ].join('\n'),
-    );
+    const configPath = writeSimApplianceConfig(dataDir, 150);
     const first = await startChildAppliance(configPath);
     const token = readFileSync(join(dataDir, 'data', 'api-token'), 'utf8').trim();
     const call = async (url: string, method: string, path: string, body?: unknown) => {

@@ -1,6 +1,7 @@
 // The appliance as its own process (`shoal serve --config FILE` under tsx), for tests that kill it
 // with SIGKILL and start it again on the same data directory.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -26,4 +27,25 @@ export function startChildAppliance(configPath: string): Promise<{ child: ChildP
 /** Kills every appliance started so far (call in afterEach). */
 export function killChildAppliances(): void {
   for (const c of children.splice(0)) c.kill('SIGKILL');
+}
+
+/**
+ * Writes `dir/config.yaml` for an appliance on loopback with a persisted simulated rack (its
+ * hardware outlives the appliance's crash) and its store in `dir/data`; returns the path.
+ */
+export function writeSimApplianceConfig(dir: string, bootStageMs: number): string {
+  const path = join(dir, 'config.yaml');
+  writeFileSync(
+    path,
+    [
+      `dataDir: ${join(dir, 'data')}`,
+      'api: { listen: 127.0.0.1, port: 0 }',
+      'log: { level: warn }',
+      'modules:',
+      '  - name: sim',
+      `    options: { persist: true, latencies: { probeMs: 20, powerMs: 300, armMs: 20, bootStageMs: ${bootStageMs}, drainMs: 50, lostAfterMs: 1000 } }`,
+      '',
+    ].join('\n'),
+  );
+  return path;
 }
