@@ -55,6 +55,8 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
     expect(kernel, 'boot=kernel observed').toBeDefined();
     expect(readyAt, 'run=ready observed').toBeDefined();
     timings.push([`${label}: kernel fetched → ready (appliance event log)`, readyAt!.at - kernel!.at]);
+    // The agent prints that its hello was accepted after the appliance accepted it: the console can lag.
+    await vm.waitForConsole(/shoal-agent: hello accepted/, { since: mark, timeoutMs: 60_000 });
     return vm.console().slice(mark);
   }
 
