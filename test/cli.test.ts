@@ -1,31 +1,16 @@
 // The `shoal` command against a running appliance, as an operator types it.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runShoal } from './support/cli.js';
 import { startTestAppliance, type TestAppliance } from './support/appliance.js';
 import { createModule as createPxeModule } from '../modules/pxe/index.js';
 
-const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
 let t: TestAppliance;
 let dir: string;
 
-async function shoal(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['bin/shoal.js', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, SHOAL_URL: t.appliance.url, SHOAL_TOKEN: t.appliance.token },
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const shoal = (...args: string[]) => runShoal(t.appliance, args, 60_000);
 
 beforeAll(async () => {
   t = await startTestAppliance({

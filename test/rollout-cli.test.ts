@@ -1,27 +1,11 @@
 // `shoal rollout …` against a running appliance, as an operator types it.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runShoal } from './support/cli.js';
 import { simSpecs, startTestAppliance, until, type TestAppliance } from './support/appliance.js';
 
-const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
 let t: TestAppliance;
 
-async function shoal(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['bin/shoal.js', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, SHOAL_URL: t.appliance.url, SHOAL_TOKEN: t.appliance.token },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const shoal = (...args: string[]) => runShoal(t.appliance, args, 120_000);
 
 beforeAll(async () => {
   t = await startTestAppliance({ sim: { latencies: { probeMs: 5, powerMs: 40, armMs: 5, bootStageMs: 40, drainMs: 20, lostAfterMs: 200 } } });
