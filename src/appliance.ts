@@ -16,6 +16,7 @@ import type { ModuleHost, ShoalModule } from './engine/module.js';
 import { createApiApp } from './api/app.js';
 import { createWebRouter } from './api/web.js';
 import { ServiceRegistry } from './contracts/services.js';
+import { runBounded } from './deadline.js';
 
 export interface ApplianceOptions {
   /** Modules built by the caller (tests); otherwise they are loaded from the configuration. */
@@ -110,16 +111,25 @@ export class Appliance {
     return `http://${host}:${address.port}`;
   }
 
-  async stop(): Promise<void> {
-    this.engine.executor.stop();
-    for (const server of [this.server, this.socketServer]) {
-      if (!server) continue;
+  /**
+   * Stops the engine, the API servers, the modules (last started, first stopped) and the store,
+   * each within its own deadline, so one that hangs neither blocks the rest nor the caller.
+   * Resolves with what overran or failed (also logged); empty when everything stopped cleanly.
+   */
+  async stop(): Promise<string[]> {
+    const closeServer = (server: Server) => () => {
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
-    for (const module of [...this.modules].reverse()) await module.stop?.();
-    await this.state.flush();
-    await this.store.close();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    };
+    const problems = await runBounded([
+      ['the executor to stop', 5_000, () => this.engine.executor.stop()],
+      ...[this.server, this.socketServer].filter((s): s is Server => s !== undefined).map((server, i) => [i === 0 ? 'the API server to close' : 'the API socket to close', 5_000, closeServer(server)] as const),
+      ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
+      ['the observations to be committed', 10_000, () => this.state.flush()],
+      ['the store to close', 5_000, () => this.store.close()],
+    ]);
+    for (const problem of problems) this.log.warn({ problem }, 'stopping the appliance: a step did not finish');
+    return problems;
   }
 }
 

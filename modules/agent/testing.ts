@@ -148,7 +148,7 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
       });
       return { status: res.status, text: await res.text(), contentType: res.headers.get('content-type') };
     },
-    stop: () => appliance.stop(),
+    stop: async () => void (await appliance.stop()),
     async close() {
       await appliance.stop();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });

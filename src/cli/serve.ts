@@ -17,8 +17,8 @@ export async function serve(values: { config?: string | undefined; data?: string
   const appliance = await Appliance.start(config);
   const stop = async (signal: string) => {
     appliance.log.info({ signal }, 'stopping');
-    await appliance.stop();
-    process.exit(0);
+    const problems = await appliance.stop();
+    process.exit(problems.length === 0 ? 0 : 1);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));

@@ -49,8 +49,9 @@ export async function startTestAppliance(
       return { status: res.status, body: parsed, headers: res.headers };
     },
     async close() {
-      await appliance.stop();
+      const problems = await appliance.stop();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (problems.length > 0) throw new Error(`the test appliance did not stop cleanly: ${problems.join('; ')}`);
     },
   };
 }
