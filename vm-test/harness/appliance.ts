@@ -3,13 +3,13 @@
 // namespace) reaches that API through a loopback port forwarded to the socket, so nothing listens
 // on an address outside the namespace except 127.0.0.1.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ApiClient } from '../../src/cli/client.js';
 import type { BuiltImage } from '../../images/catalog.js';
-import type { Lab, TrackedProcess } from './lab.js';
-import { isAlive, pollUntil } from './processes.js';
+import type { Lab } from './lab.js';
+import { SocketForward } from './forward.js';
+import { isAlive, pollUntil, pollUntilAsync, stopProcess, type TrackedProcess } from './processes.js';
 import type { IpmiBmc } from './ipmi-bmc.js';
 import type { RedfishBmc } from './redfish-bmc.js';
 import type { Vm } from './vm.js';
@@ -50,7 +50,7 @@ export class LabAppliance {
   /** How VMs reach it: the iPXE scripts and the agent use this. */
   readonly advertiseUrl: string;
   private process: TrackedProcess | undefined;
-  private forwarder: Server | undefined;
+  private forwarder: SocketForward | undefined;
   private client: ApiClient | undefined;
   /** Loopback URL of the forwarded API, for tools outside the namespace (CLI, browser). */
   url = '';
@@ -105,13 +105,27 @@ export class LabAppliance {
     await this.launch();
   }
 
+  /**
+   * SIGTERM, then SIGKILL if the appliance has not exited after 15 s; then every connection
+   * through the forward is destroyed rather than waited for (a client's keep-alive or an SSE
+   * stream would hold the forwarder open). Bounded: it throws, naming what overran, instead of
+   * hanging the suite's teardown.
+   */
   async stop(): Promise<void> {
+    const problems: string[] = [];
     const pid = this.process?.pid;
     if (pid !== undefined && isAlive(pid)) {
       process.kill(pid, 'SIGTERM');
-      await pollUntil('the appliance to stop', 15_000, () => (isAlive(pid) ? undefined : true)).catch(() => process.kill(pid, 'SIGKILL'));
+      const exited = await pollUntil('the appliance to exit on SIGTERM', 15_000, () => (isAlive(pid) ? undefined : true)).catch((err: Error) => {
+        problems.push(`${err.message}; killed`);
+        return false;
+      });
+      if (!exited && !stopProcess(pid, 0)) problems.push(`the appliance (pid ${pid}) survived SIGKILL`);
     }
-    await new Promise<void>((resolve) => (this.forwarder ? this.forwarder.close(() => resolve()) : resolve()));
+    const forwarder = this.forwarder;
+    this.forwarder = undefined;
+    await forwarder?.close().catch((err: Error) => problems.push(err.message));
+    if (problems.length > 0) throw new Error(`LabAppliance.stop: ${problems.join('; ')} (log: ${this.logFile})`);
   }
 
   /** Enrolls a VM as a node behind its BMC, with the lab address the DHCP server reserves for it. */
@@ -198,28 +212,12 @@ export class LabAppliance {
       return existsSync(this.socketPath) && existsSync(join(this.dataDir, 'api-token')) ? true : undefined;
     });
     this.client = new ApiClient({ url: this.url, dataDir: this.dataDir });
-    await pollUntil('the appliance to answer', 30_000, async () => (await this.api.request('GET', '/nodes').then(() => true, () => undefined)));
+    await pollUntilAsync('the appliance to answer', 30_000, () => this.api.request('GET', '/nodes').then(() => true, () => undefined));
   }
 
   /** A loopback port whose connections are piped to the API socket (which outlives appliance restarts by path). */
   private async forward(): Promise<void> {
-    this.forwarder = createServer((client) => {
-      const upstream = createConnection(this.socketPath);
-      client.pipe(upstream).pipe(client);
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', close);
-      upstream.on('error', close);
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.forwarder!.once('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'EADDRINUSE' ? new Error(`127.0.0.1:${this.options.forwardPort} is in use; pick another port`) : err),
-      );
-      this.forwarder!.listen(this.options.forwardPort ?? 0, '127.0.0.1', resolve);
-    });
-    const address = this.forwarder.address() as { port: number };
-    this.url = `http://127.0.0.1:${address.port}`;
+    this.forwarder = await SocketForward.listen(this.socketPath, this.options.forwardPort);
+    this.url = this.forwarder.url;
   }
 }

@@ -53,8 +53,11 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
   }, 10 * MINUTE);
 
   afterAll(async () => {
-    await appliance?.stop();
-    lab?.close();
+    try {
+      await appliance?.stop();
+    } finally {
+      lab?.close();
+    }
     console.log(`scenario timings:\n${timings.map(([step, ms]) => `  ${(ms / 1000).toFixed(1).padStart(7)} s  ${step}`).join('\n')}`);
   });
 

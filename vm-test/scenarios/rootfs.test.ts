@@ -31,8 +31,11 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
   }, 10 * MINUTE);
 
   afterAll(async () => {
-    await appliance?.stop();
-    lab?.close();
+    try {
+      await appliance?.stop();
+    } finally {
+      lab?.close();
+    }
     console.log(`rootfs timings:\n${timings.map(([step, ms]) => `  ${(ms / 1000).toFixed(1).padStart(7)} s  ${step}`).join('\n')}`);
   });
 
