@@ -5,8 +5,8 @@
 // resets it over QMP, and logs each command so tests can check what the BMC really did.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab, RunResult, TrackedProcess } from './lab.js';
-import { isAlive, pollUntil, shellQuote, stopProcess } from './processes.js';
+import type { Lab, RunResult } from './lab.js';
+import { isAlive, pollUntil, shellQuote, stopProcess, type TrackedProcess } from './processes.js';
 import type { Vm } from './vm.js';
 
 export interface IpmiBmcOptions {

@@ -3,14 +3,14 @@
 // runs inside the namespace, is tracked by PID and is stopped by close(), which also runs on
 // SIGINT/SIGTERM and process exit. Namespaces a crashed run left behind are swept at the
 // next Lab.create().
-import { execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Netns } from '../../test/support/netns.js';
-import { isAlive, sleep, stopProcess } from './processes.js';
-import { Vm, type VmOptions } from './vm.js';
+import { isAlive, sleep, stopProcess, type TrackedProcess } from './processes.js';
+import { Vm, type VmHost, type VmOptions } from './vm.js';
 
 /** Every namespace and temp dir a lab makes is named `shlab-<owner pid>-<random>`. */
 export const labPrefix = 'shlab';
@@ -23,14 +23,6 @@ export interface RunResult {
   stderr: string;
 }
 
-export interface TrackedProcess {
-  label: string;
-  pid: number;
-  child: ChildProcess;
-  /** stdout and stderr of the process, appended. */
-  logFile: string;
-}
-
 export interface PacketCapture {
   /** Resolves with tcpdump's one-line summaries once `count` packets matched; kills tcpdump and rejects at the deadline. */
   packets(timeoutMs: number): Promise<string[]>;
@@ -40,7 +32,7 @@ export interface PacketCapture {
 const openLabs = new Set<Lab>();
 let exitHandlersInstalled = false;
 
-export class Lab {
+export class Lab implements VmHost {
   readonly bridge = 'br0';
   /** The head node's IPv4 address on the bridge: where the appliance and BMC emulators listen. */
   readonly headIPv4: string;

@@ -1,6 +1,15 @@
 // Process helpers for the lab. Cleanup must work from a signal or `exit` handler, where
 // nothing asynchronous runs any more, so stopping a process here is synchronous.
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+
+export interface TrackedProcess {
+  label: string;
+  pid: number;
+  child: ChildProcess;
+  /** stdout and stderr of the process, appended. */
+  logFile: string;
+}
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
@@ -74,6 +83,18 @@ export async function pollUntil<T>(what: string, timeoutMs: number, probe: () =>
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = probe();
+    if (value instanceof Promise) throw new Error(`pollUntil(${what}): the probe returned a promise, which is never undefined; use pollUntilAsync`);
+    if (value !== undefined) return value;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** pollUntil for a probe that answers asynchronously (an HTTP request): each probe is awaited before the next. */
+export async function pollUntilAsync<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);

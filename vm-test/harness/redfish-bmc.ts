@@ -5,8 +5,8 @@
 // lab.run) can reach.
 import { readFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab, TrackedProcess } from './lab.js';
-import { isAlive, pollUntil, shellQuote, stopProcess } from './processes.js';
+import type { Lab } from './lab.js';
+import { isAlive, pollUntil, shellQuote, stopProcess, type TrackedProcess } from './processes.js';
 import type { Vm } from './vm.js';
 
 const emulatorEntry = new URL('../redfish-bmc/main.ts', import.meta.url).pathname;

@@ -4,8 +4,7 @@
 // (start()) or an IpmiBmc's chassis script did.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab } from './lab.js';
-import { commandLine, isAlive, pollUntil, shellQuote, sleep, stopProcess } from './processes.js';
+import { commandLine, isAlive, pollUntil, shellQuote, sleep, stopProcess, type TrackedProcess } from './processes.js';
 import { Qmp } from './qmp.js';
 
 export type Firmware = 'bios' | 'uefi';
@@ -19,6 +18,14 @@ export interface DirectBoot {
 
 /** `pxe`: network first; `default`: the firmware's own order; or a kernel and initrd given to QEMU (no firmware boot). */
 export type VmBoot = 'pxe' | 'default' | DirectBoot;
+
+/** What a VM needs of the lab it runs in (the lab implements it; vm.ts does not import lab.ts). */
+export interface VmHost {
+  /** The lab's temp dir: the VM keeps its console, QMP socket and firmware variables under it. */
+  readonly dir: string;
+  /** Starts a process in the lab's namespace, tracked and stopped with the lab. */
+  spawn(label: string, command: string, args: string[]): TrackedProcess;
+}
 
 export interface VmOptions {
   name: string;
@@ -66,7 +73,7 @@ export class Vm {
   private readonly firstSeen = new Map<number, number>();
 
   constructor(
-    private readonly lab: Lab,
+    private readonly lab: VmHost,
     index: number,
     readonly tap: string,
     options: VmOptions,
