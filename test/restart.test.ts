@@ -4,12 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
+import { killAndWait, killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
 
 let dataDir: string | undefined;
 
-afterEach(() => {
-  killChildAppliances();
+afterEach(async () => {
+  await killChildAppliances();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -37,8 +37,7 @@ describe('restart after SIGKILL', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     const before = (await call(first.url, 'GET', '/events?after=0&limit=10000')).events as { rev: number }[];
-    first.child.kill('SIGKILL');
-    await new Promise((r) => first.child.once('exit', r));
+    await killAndWait(first.child);
 
     const second = await startChildAppliance(configPath);
     const afterRestart = (await call(second.url, 'GET', '/events?after=0&limit=10000')).events as { rev: number }[];

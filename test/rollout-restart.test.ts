@@ -4,12 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
+import { killAndWait, killChildAppliances, startChildAppliance, writeSimApplianceConfig } from './support/child-appliance.js';
 
 let dataDir: string | undefined;
 
-afterEach(() => {
-  killChildAppliances();
+afterEach(async () => {
+  await killChildAppliances();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -50,8 +50,7 @@ describe('rollout across a restart after SIGKILL', () => {
     const id = started.body.id as string;
     // Killed once the first nodes are done, with others under way.
     const before = await waitFor(() => call(first.url, 'GET', `/rollouts/${id}`), (r) => r.body.counts.done >= 3, 90_000, 'three nodes done');
-    first.child.kill('SIGKILL');
-    await new Promise((r) => first.child.once('exit', r));
+    await killAndWait(first.child);
     expect(before.body.counts.done).toBeLessThan(12);
 
     const second = await startChildAppliance(configPath);
