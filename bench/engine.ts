@@ -9,6 +9,8 @@ import Database from 'better-sqlite3';
 import { ClusterState } from '../src/state/cluster-state.js';
 import { SqliteStore } from '../src/state/sqlite-store.js';
 import { Engine } from '../src/engine/engine.js';
+import { DesiredVocabulary } from '../src/engine/desired.js';
+import { standardFacets } from '../src/facets/standard.js';
 import { ServiceRegistry } from '../src/contracts/services.js';
 import { createLogger } from '../src/log.js';
 import { SimRack, ZERO_LATENCY } from '../modules/sim/sim.js';
@@ -41,9 +43,10 @@ try {
     commits++;
     return events;
   };
-  const state = await ClusterState.open(store);
+  const desired = new DesiredVocabulary(standardFacets);
+  const state = await ClusterState.open(store, { checkDesired: desired.check });
   const sim = new SimRack({ latencies: ZERO_LATENCY });
-  const engine = new Engine(state, [sim], { limits: { 'power.on': count } }, createLogger('warn'));
+  const engine = new Engine(state, { definitions: standardFacets, desired }, [sim], { limits: { 'power.on': count } }, createLogger('warn'));
   sim.start({
     nodes: () => state.list(),
     node: (id) => state.node(id),

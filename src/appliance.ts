@@ -12,6 +12,8 @@ import { createLogger } from './log.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import { ClusterState } from './state/cluster-state.js';
 import { Engine } from './engine/engine.js';
+import { DesiredVocabulary } from './engine/desired.js';
+import { standardFacets } from './facets/standard.js';
 import type { ModuleHost, ShoalModule } from './engine/module.js';
 import { createApiApp } from './api/app.js';
 import { createWebRouter } from './api/web.js';
@@ -42,11 +44,14 @@ export class Appliance {
     const log = options.log ?? createLogger(config.log.level);
     mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
     const token = apiToken(config.dataDir);
-    const store = new SqliteStore(join(config.dataDir, 'shoal.db'));
-    const state = await ClusterState.open(store);
-    state.on('error', (err) => log.error({ err }, 'committing observations failed'));
     const modules = options.modules ?? (await loadModules(config));
-    const engine = new Engine(state, modules, config.engine, log);
+    // The standard facets and those the modules declare: what the engine plans over and operators may desire.
+    const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
+    const desired = new DesiredVocabulary(definitions);
+    const store = new SqliteStore(join(config.dataDir, 'shoal.db'));
+    const state = await ClusterState.open(store, { checkDesired: desired.check });
+    state.on('error', (err) => log.error({ err }, 'committing observations failed'));
+    const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
     log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
 
     const app = express();
@@ -99,7 +104,7 @@ export class Appliance {
       });
       chmodSync(path, 0o660);
     }
-    engine.executor.start();
+    engine.start();
     const appliance = new Appliance(config, log, store, state, engine, modules, token, server, socketServer);
     log.info({ url: appliance.url, nodes: state.size, revision: state.revision }, 'appliance started');
     return appliance;
@@ -122,7 +127,7 @@ export class Appliance {
       return new Promise<void>((resolve) => server.close(() => resolve()));
     };
     const problems = await runBounded([
-      ['the executor to stop', 5_000, () => this.engine.executor.stop()],
+      ['the engine to stop', 5_000, () => this.engine.stop()],
       ...[this.server, this.socketServer].filter((s): s is Server => s !== undefined).map((server, i) => [i === 0 ? 'the API server to close' : 'the API socket to close', 5_000, closeServer(server)] as const),
       ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
       ['the observations to be committed', 10_000, () => this.state.flush()],

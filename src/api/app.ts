@@ -6,9 +6,8 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { nodeSpecFromInput, parseSelector, formatBmcUrl, type NodeRecord } from '../domain/node.js';
-import { DesiredPatchSchema } from '../domain/state.js';
 import type { Engine } from '../engine/engine.js';
-import { RolloutInputSchema, RolloutRejected } from '../engine/rollout.js';
+import { rolloutInputSchema, RolloutRejected } from '../engine/rollout.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import { exportInventory, parseInventory } from '../state/inventory.js';
 import type { ShoalEvent } from '../state/store.js';
@@ -109,7 +108,7 @@ export function createApiApp({ state, engine, token, log, moduleApis = [], modul
 
   api.patch('/nodes/:ref/desired', async (req, res) => {
     const node = state.resolve(req.params.ref);
-    const patch = DesiredPatchSchema.parse(req.body);
+    const patch = engine.desired.parsePatch(req.body);
     await state.setDesired(node.id, patch, writerOf(req));
     res.json(nodeView(node));
   });
@@ -155,7 +154,7 @@ export function createApiApp({ state, engine, token, log, moduleApis = [], modul
 
   // Rolling changes over a label selector, at most maxUnavailable nodes at a time (src/engine/rollout.ts).
   api.post('/rollouts', async (req, res) => {
-    const input = RolloutInputSchema.parse(req.body);
+    const input = rolloutInputSchema(engine.desired).parse(req.body);
     try {
       const rollout = await engine.rollouts.create(input, writerOf(req));
       res.status(201).location(`/api/v1/rollouts/${rollout.id}`).json({ ...rollout, revision: state.revision });
@@ -234,7 +233,7 @@ export function createApiApp({ state, engine, token, log, moduleApis = [], modul
 
   api.post('/inventory', async (req, res) => {
     if (typeof req.body !== 'string') throw new HttpProblem(415, 'Unsupported body', 'send the inventory as YAML (content-type application/yaml)');
-    const rows = parseInventory(req.body);
+    const rows = parseInventory(req.body, (raw) => engine.desired.parsePatch(raw));
     const writer = writerOf(req);
     const nodes = await state.addNodes(
       rows.map((r) => ({ spec: r.spec, ...(r.bmcPassword !== undefined ? { bmcPassword: r.bmcPassword } : {}) })),
@@ -249,7 +248,7 @@ export function createApiApp({ state, engine, token, log, moduleApis = [], modul
   });
 
   api.get('/openapi.json', (_req, res) => {
-    res.json(openApiDocument(modulePaths));
+    res.json(openApiDocument(engine.desired, modulePaths));
   });
 
   for (const moduleApi of moduleApis) api.use(moduleApi);

@@ -2,8 +2,8 @@
 // validate them, so the document cannot drift from what the API accepts.
 import { z } from 'zod';
 import { NodeInputSchema } from '../domain/node.js';
-import { DesiredPatchSchema } from '../domain/state.js';
-import { RolloutInputSchema } from '../engine/rollout.js';
+import type { DesiredVocabulary } from '../engine/desired.js';
+import { rolloutInputSchema } from '../engine/rollout.js';
 
 const problem = { description: 'An error, as application/problem+json', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
@@ -19,7 +19,7 @@ export const openApiParts = {
   path: (name: string, description: string) => ({ name, in: 'path', required: true, description, schema: { type: 'string' } }),
 };
 
-export function openApiDocument(modulePaths: Record<string, Record<string, unknown>> = {}): Record<string, unknown> {
+export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<string, Record<string, unknown>> = {}): Record<string, unknown> {
   const nodeOp = (summary: string, extra: Record<string, unknown> = {}) => ({
     summary,
     parameters: [nodeRef],
@@ -35,8 +35,8 @@ export function openApiDocument(modulePaths: Record<string, Record<string, unkno
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token in the data directory, file api-token' } },
       schemas: {
         NodeInput: z.toJSONSchema(NodeInputSchema, { io: 'input' }),
-        DesiredPatch: z.toJSONSchema(DesiredPatchSchema, { io: 'input' }),
-        RolloutInput: z.toJSONSchema(RolloutInputSchema, { io: 'input' }),
+        DesiredPatch: z.toJSONSchema(desired.patchSchema, { io: 'input' }),
+        RolloutInput: z.toJSONSchema(rolloutInputSchema(desired), { io: 'input' }),
         Rollout: {
           type: 'object',
           properties: {

@@ -1,45 +1,32 @@
 // Desired and observed state: the two sources of truth per node (DESIGN.md, idea 1).
-import { z } from 'zod';
-import { ValidationError, type FacetName, type FacetValue, type NodeId } from './node.js';
+import { ValidationError, type FacetName, type FacetValue } from './node.js';
 
-const IMAGE_REF = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9._-]{0,31}$/;
+/** What an operator asks of a node: a value per facet. Facets left out are "don't care". Which facets
+ * can be desired, and with which values, is declared by the facets themselves (src/engine/desired.ts). */
+export type DesiredState = Partial<Record<FacetName, string>>;
 
-/** What an operator may ask of a node. Facets left out are "don't care". */
-export const DesiredPatchSchema = z
-  .object({
-    power: z.enum(['on', 'off']).nullable(),
-    boot: z.enum(['network', 'disk']).nullable(),
-    run: z.enum(['ready']).nullable(),
-    image: z.string().regex(IMAGE_REF, 'an image is name@version, e.g. compute@2').nullable(),
-  })
-  .partial()
-  .strict()
-  .refine((d) => Object.keys(d).length > 0, 'the patch sets no facet; use power, boot, run or image')
-  .refine((d) => !(d.power === 'off' && d.run === 'ready'), 'power=off contradicts run=ready');
 /** A patch: a value sets a facet, null clears it back to "don't care". */
-export type DesiredPatch = z.infer<typeof DesiredPatchSchema>;
-
-export type DesiredState = Partial<Record<'power' | 'boot' | 'run' | 'image', string>>;
+export type DesiredPatch = Partial<Record<FacetName, string | null>>;
 
 export function applyDesiredPatch(current: DesiredState, patch: DesiredPatch): DesiredState {
   const next: DesiredState = { ...current };
-  for (const [facet, value] of Object.entries(patch) as [keyof DesiredState, string | null][]) {
+  for (const [facet, value] of Object.entries(patch)) {
     if (value === null) delete next[facet];
-    else next[facet] = value;
+    else if (value !== undefined) next[facet] = value;
   }
-  if (next.power === 'off' && next.run === 'ready') throw new ValidationError('power=off contradicts run=ready');
   return next;
 }
 
-/** `power=on image=compute@2 boot=-` → a patch (`-` clears). Used by the CLI. */
+/** `power=on image=compute@2 boot=-` → a patch (`-` clears), checked by the appliance it is sent to. Used by the CLI. */
 export function parseDesiredAssignments(args: string[]): DesiredPatch {
-  const raw: Record<string, string | null> = {};
+  const patch: DesiredPatch = {};
   for (const arg of args) {
-    const m = /^([a-z]+)=(.*)$/.exec(arg);
+    const m = /^([a-z][a-z0-9_-]*)=(.*)$/.exec(arg);
     if (!m) throw new ValidationError(`"${arg}" is not facet=value (e.g. power=on, image=compute@2, boot=- to clear)`);
-    raw[m[1]!] = m[2] === '-' ? null : m[2]!;
+    patch[m[1]!] = m[2] === '-' ? null : m[2]!;
   }
-  return DesiredPatchSchema.parse(raw);
+  if (Object.keys(patch).length === 0) throw new ValidationError('no facet=value given (e.g. power=on, image=compute@2)');
+  return patch;
 }
 
 export interface Observation {
@@ -51,9 +38,3 @@ export interface Observation {
 }
 
 export type ObservedState = Record<FacetName, Observation>;
-
-export interface NodeStateView {
-  id: NodeId;
-  desired: DesiredState;
-  observed: ObservedState;
-}

@@ -1,11 +1,12 @@
-// Assembles the engine from the registered modules: composes their facets with the standard ones,
-// lints the composed graph (refusing to start on a broken machine), and routes each step to the
-// module that owns its facet for that node.
+// Assembles the engine from the facets and modules it is given: composes the facets, lints the
+// composed graph (refusing to start on a broken machine or a driver missing a step's handler), and
+// routes each step to the module that owns its facet for that node. Which facets exist is the
+// caller's choice (src/appliance.ts): the engine imports none.
 import type { Logger } from 'pino';
 import type { NodeRecord } from '../domain/node.js';
 import type { ClusterState } from '../state/cluster-state.js';
-import { standardFacets, standardTarget } from '../facets/standard.js';
 import { Executor, type ExecutorOptions, DEFAULT_EXECUTOR_OPTIONS } from './executor.js';
+import type { DesiredVocabulary } from './desired.js';
 import type { FacetDefinition } from './facet.js';
 import { FacetGraph } from './graph.js';
 import { lintGraph, type LintReport } from './lint.js';
@@ -21,17 +22,21 @@ export class Engine {
   readonly metrics: EngineMetrics;
   readonly lint: LintReport;
   readonly definitions: FacetDefinition[];
+  /** What an operator may desire of these facets, and the target each desired state asks for. */
+  readonly desired: DesiredVocabulary;
   /** Rolling changes over groups of nodes, within a max-unavailable budget. */
   readonly rollouts: RolloutController;
   private readonly drivers: FacetDriver[];
 
   constructor(
     readonly state: ClusterState,
+    facets: { definitions: FacetDefinition[]; desired: DesiredVocabulary },
     readonly modules: ShoalModule[],
     options: Partial<ExecutorOptions>,
     log: Logger,
   ) {
-    this.definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
+    this.definitions = facets.definitions;
+    this.desired = facets.desired;
     this.graph = new FacetGraph(this.definitions);
     this.lint = lintGraph(this.graph, this.definitions);
     if (this.lint.problems.length > 0) {
@@ -46,13 +51,24 @@ export class Engine {
       this.graph,
       this.planner,
       this.definitions,
-      standardTarget,
+      (desired) => this.desired.target(desired),
       { driverFor: (node, facet) => this.driverFor(node, facet) },
       { ...DEFAULT_EXECUTOR_OPTIONS, ...options, limits: { ...DEFAULT_EXECUTOR_OPTIONS.limits, ...options.limits } },
       this.metrics,
       log.child({ component: 'executor' }),
     );
-    this.rollouts = new RolloutController(state, this.executor, log.child({ component: 'rollouts' }));
+    this.rollouts = new RolloutController(state, this.executor, this.desired, log.child({ component: 'rollouts' }));
+  }
+
+  /** Starts planning and running nodes, then the rollouts that follow their phases. */
+  start(): void {
+    this.executor.start();
+    this.rollouts.start();
+  }
+
+  stop(): void {
+    this.rollouts.stop();
+    this.executor.stop();
   }
 
   driverFor(node: NodeRecord, facet: string): FacetDriver | undefined {

@@ -3,8 +3,10 @@
 // when the new plan still starts with it. A step not confirmed in time is recorded as its failure
 // value (silence is an observation), and the node follows the plan from there (the recovery path)
 // after an exponential backoff, until its retry budget is spent and it is held with the reason.
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { FacetValue, NodeId, NodeRecord } from '../domain/node.js';
+import type { DesiredState } from '../domain/state.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { StepName, Target, FacetDefinition } from './facet.js';
 import type { FacetGraph } from './graph.js';
@@ -63,13 +65,24 @@ interface Runtime {
   lastError?: string;
   desiredKey: string;
   phase: NodePhase;
+  /** The plan had no step left when last evaluated. */
+  idle: boolean;
 }
 
 export interface DriverRegistry {
   driverFor(node: NodeRecord, facet: string): FacetDriver | undefined;
 }
 
-export class Executor {
+export interface ExecutorEvents {
+  /**
+   * A node's phase changed, or whether it has steps left to take (a frozen node with nothing to do
+   * is up; one with steps is not); undefined when the node left the inventory. Emitted after the
+   * node was evaluated, so `status()` already says what changed.
+   */
+  phase: [NodeId, NodePhase | undefined];
+}
+
+export class Executor extends EventEmitter<ExecutorEvents> {
   private readonly runtimes = new Map<NodeId, Runtime>();
   private readonly dirty = new Set<NodeId>();
   private drainScheduled = false;
@@ -82,12 +95,14 @@ export class Executor {
     private readonly graph: FacetGraph,
     private readonly planner: Planner,
     private readonly definitions: FacetDefinition[],
-    private readonly target: (desired: ReturnType<ClusterState['desired']>) => Target,
+    private readonly target: (desired: DesiredState) => Target,
     private readonly drivers: DriverRegistry,
     private readonly options: ExecutorOptions,
     private readonly metrics: EngineMetrics,
     private readonly log: Logger,
   ) {
+    super();
+    this.setMaxListeners(0);
     this.slots = new Slots((key) => (key.startsWith('bmc:') ? 1 : (options.limits[key.slice('step:'.length)] ?? Infinity)));
   }
 
@@ -193,7 +208,7 @@ export class Executor {
   private runtime(id: NodeId): Runtime {
     let rt = this.runtimes.get(id);
     if (!rt) {
-      rt = { failures: 0, notBefore: 0, desiredKey: '', phase: 'converging' };
+      rt = { failures: 0, notBefore: 0, desiredKey: '', phase: 'converging', idle: false };
       this.runtimes.set(id, rt);
     }
     return rt;
@@ -206,7 +221,7 @@ export class Executor {
       const rt = this.runtimes.get(id);
       if (rt?.inflight) this.finish(id, rt, 'superseded');
       if (rt?.retryTimer) clearTimeout(rt.retryTimer);
-      this.runtimes.delete(id);
+      if (this.runtimes.delete(id)) this.emit('phase', id, undefined);
       return;
     }
     const rt = this.runtime(id);
@@ -227,14 +242,14 @@ export class Executor {
     const first = plan.steps[0];
     if (rt.inflight) {
       if (first?.step === rt.inflight.step) {
-        rt.phase = this.phaseOf(id, plan, rt);
+        this.setPhase(id, rt, plan);
         return;
       }
       const info = this.graph.step(rt.inflight.step);
       const confirmed = info.confirms.includes(this.state.observed(id)[info.facet]?.value ?? '');
       this.finish(id, rt, confirmed ? 'confirmed' : 'superseded');
     }
-    rt.phase = this.phaseOf(id, plan, rt);
+    this.setPhase(id, rt, plan);
     if (rt.phase !== 'converging' || !first) {
       if (rt.phase === 'converged') {
         rt.failures = 0;
@@ -260,7 +275,7 @@ export class Executor {
       driver = this.drivers.driverFor(node, info.facet);
       if (!driver) {
         this.state.setHold(node.id, `no module owns the ${info.facet} facet of this node (BMC ${node.bmc.scheme}://)`, 'engine');
-        rt.phase = 'failed';
+        this.setPhase(node.id, rt, undefined, 'failed');
         return;
       }
       slots = [`step:${step}`];
@@ -338,6 +353,15 @@ export class Executor {
       // Only facets whose stored value is what the planner sees; abstracted values are not facts.
       if (settled[i] !== vector[i] && raw === vector[i]) this.state.observe(id, d.name, settled[i]!, 'implied');
     });
+  }
+
+  /** Records the node's phase (from `plan`, unless given) and tells listeners when it or the node's idleness changed. */
+  private setPhase(id: NodeId, rt: Runtime, plan: Plan | undefined, phase: NodePhase = this.phaseOf(id, plan!, rt)): void {
+    const idle = plan ? plan.steps.length === 0 : rt.idle;
+    if (rt.phase === phase && rt.idle === idle) return;
+    rt.phase = phase;
+    rt.idle = idle;
+    this.emit('phase', id, phase);
   }
 
   private phaseOf(id: NodeId, plan: Plan, rt: Runtime | undefined): NodePhase {

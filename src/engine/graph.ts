@@ -1,9 +1,9 @@
 // Composes the facet machines into one parallel xstate machine per node kind and compiles it, once
 // at start-up, into a transition table over every combination of facet values. Planning and the
 // lint then run on the table: xstate decides the semantics, the table makes 10,000 nodes cheap.
-import { createMachine, transition, type AnyStateMachine } from 'xstate';
+import { setup, transition, type AnyStateMachine } from 'xstate';
 import type { FacetName, FacetValue } from '../domain/node.js';
-import type { FacetDefinition, StepName, StepSpec, Target } from './facet.js';
+import type { FacetDefinition, GuardName, StepName, StepSpec, Target } from './facet.js';
 
 /** A composed state: one value per facet, in `FacetGraph.facets` order. */
 export type StateVector = readonly FacetValue[];
@@ -46,7 +46,8 @@ export class FacetGraph {
       if (this.stepIndex.has(s.name)) throw new Error(`step ${s.name} is declared by two facets`);
       this.stepIndex.set(s.name, s);
     }
-    this.machine = createMachine({
+    const guards = collectGuards(definitions);
+    this.machine = setup({ guards: guards as never }).createMachine({
       id: 'node',
       type: 'parallel',
       states: Object.fromEntries(
@@ -58,7 +59,7 @@ export class FacetGraph {
           },
         ]),
       ),
-    } as Parameters<typeof createMachine>[0]);
+    } as never) as unknown as AnyStateMachine;
     this.compile();
   }
 
@@ -83,7 +84,7 @@ export class FacetGraph {
   }
 
   private compile(): void {
-    const product = (lists: FacetValue[][]): FacetValue[][] =>
+    const product = (lists: (readonly FacetValue[])[]): FacetValue[][] =>
       lists.reduce<FacetValue[][]>((acc, values) => acc.flatMap((prefix) => values.map((v) => [...prefix, v])), [[]]);
     for (const vector of product(this.definitions.map((d) => d.values))) {
       this.index.set(this.key(vector), this.states.length);
@@ -125,4 +126,31 @@ export class FacetGraph {
     }
     return true;
   }
+}
+
+/**
+ * The guards of every facet by name, refusing a name declared twice and a transition that names a
+ * guard no facet declares (xstate would only find out when it first evaluated it).
+ */
+function collectGuards(definitions: FacetDefinition[]): Record<GuardName, unknown> {
+  const guards: Record<GuardName, unknown> = {};
+  const declaredBy = new Map<GuardName, string>();
+  for (const d of definitions) {
+    for (const [name, guard] of Object.entries(d.guards ?? {})) {
+      const other = declaredBy.get(name);
+      if (other) throw new Error(`guard ${name} is declared by facets ${other} and ${d.name}`);
+      declaredBy.set(name, d.name);
+      guards[name] = guard;
+    }
+  }
+  for (const d of definitions) {
+    for (const [value, state] of Object.entries(d.states)) {
+      const transitions = [...Object.values(state?.on ?? {}), ...(state?.always ? [state.always] : [])].flatMap((t) => (Array.isArray(t) ? t : [t]));
+      for (const t of transitions) {
+        const guard = typeof t === 'object' && t !== null ? (t as { guard?: unknown }).guard : undefined;
+        if (typeof guard === 'string' && !declaredBy.has(guard)) throw new Error(`facet ${d.name}: ${value} names guard ${guard}, which no facet declares`);
+      }
+    }
+  }
+  return guards;
 }

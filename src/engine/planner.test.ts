@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { stateIn } from 'xstate';
 import { FacetGraph } from './graph.js';
 import { lintGraph } from './lint.js';
 import { Planner } from './planner.js';
 import type { FacetDefinition } from './facet.js';
-import { standardFacets, standardTarget, bootFacet, imageFacet } from '../facets/standard.js';
+import { standardFacets, bootFacet, imageFacet } from '../facets/standard.js';
+import { DesiredVocabulary } from './desired.js';
 import type { DesiredState } from '../domain/state.js';
 
 const graph = new FacetGraph(standardFacets);
+const vocabulary = new DesiredVocabulary(standardFacets);
+const standardTarget = (desired: DesiredState) => vocabulary.target(desired);
 const planner = new Planner(graph);
 const steps = (vector: string[], desired: DesiredState) => planner.plan(vector, standardTarget(desired)).steps.map((s) => s.step);
 
@@ -110,7 +112,7 @@ describe('start-up lint', () => {
         'firmware.flash': { kind: 'action', confirms: ['current'], timeoutMs: 1000, failsTo: 'bricked', explain: 'flash' },
       },
       states: {
-        unknown: { on: { 'firmware.flash': { target: 'current', guard: stateIn({ power: 'on' }) } } },
+        unknown: { on: { 'firmware.flash': { target: 'current', guard: 'powerOn' } } },
         current: {},
         flashing: {},
         bricked: {},

@@ -1,7 +1,11 @@
 // The rollout's arithmetic and its input schema; the control loop is tested against the simulated
 // rack in test/rollout.test.ts.
 import { describe, expect, it } from 'vitest';
-import { includesPatch, resolveMaxUnavailable, RolloutInputSchema } from './rollout.js';
+import { standardFacets } from '../facets/standard.js';
+import { DesiredVocabulary } from './desired.js';
+import { includesPatch, resolveMaxUnavailable, rolloutInputSchema } from './rollout.js';
+
+const RolloutInputSchema = rolloutInputSchema(new DesiredVocabulary(standardFacets));
 
 describe('rollout input and arithmetic', () => {
   it('resolves maxUnavailable as a count or a percentage of the group, rounded down, at least 1', () => {

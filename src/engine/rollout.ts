@@ -10,15 +10,17 @@
 // target are done at once. The group is the nodes the selector matched when the rollout started;
 // nodes of another rollout still under way (running, paused or failed) cannot be in it.
 //
-// Progress is driven by the cluster state's change events, never by polling. Everything the rollout
-// decides is a `rollout` fact in the event log (so it is on the event stream, and the rollout picks
-// up where it was after a restart); starting a node writes its `in-progress` record and its new
-// desired state in one transaction.
+// Progress is driven by the executor's phase changes, which it emits once it has evaluated a node,
+// so the controller reads a settled status and never polls. Everything the rollout decides is a
+// `rollout` record in the event log (so it is on the event stream, and the rollout picks up where it
+// was after a restart); starting a node writes its `in-progress` record and its new desired state in
+// one transaction.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseSelector, type NodeId, type NodeRecord } from '../domain/node.js';
-import { applyDesiredPatch, DesiredPatchSchema, type DesiredPatch, type DesiredState } from '../domain/state.js';
+import type { DesiredPatch, DesiredState } from '../domain/state.js';
 import { ConflictError, NotFoundError, type ClusterState } from '../state/cluster-state.js';
+import type { DesiredVocabulary } from './desired.js';
 import type { Executor, NodePhase, NodeStatus } from './executor.js';
 
 export const MaxUnavailableSchema = z.union([
@@ -26,14 +28,17 @@ export const MaxUnavailableSchema = z.union([
   z.string().regex(/^(100|[1-9][0-9]?)%$/, 'maxUnavailable is a node count (an integer ≥ 1) or a percentage of the group, from "1%" to "100%"'),
 ]);
 
-export const RolloutInputSchema = z
-  .object({
-    selector: z.string().trim().min(1, 'a rollout needs a label selector, e.g. role=compute,rack=r1'),
-    desired: DesiredPatchSchema,
-    maxUnavailable: MaxUnavailableSchema,
-  })
-  .strict();
-export type RolloutInput = z.infer<typeof RolloutInputSchema>;
+/** A rollout request, with the desired patch checked against the facets that can be desired. */
+export function rolloutInputSchema(desired: DesiredVocabulary) {
+  return z
+    .object({
+      selector: z.string().trim().min(1, 'a rollout needs a label selector, e.g. role=compute,rack=r1'),
+      desired: desired.patchSchema,
+      maxUnavailable: MaxUnavailableSchema,
+    })
+    .strict();
+}
+export type RolloutInput = z.infer<ReturnType<typeof rolloutInputSchema>>;
 
 export type RolloutStatus = 'running' | 'paused' | 'failed' | 'done' | 'cancelled';
 export type RolloutNodeState = 'pending' | 'in-progress' | 'done' | 'failed';
@@ -106,34 +111,46 @@ export interface RolloutView {
   nodes?: RolloutNodeView[];
 }
 
-/** How many consecutive turns a node may wait for the executor to confirm a finished plan. */
-const SETTLE_TURNS = 100;
-
 export class RolloutController {
   private readonly rollouts = new Map<string, Rollout>();
   /** The rollouts still under way (running, paused, failed) that each node belongs to. */
   private readonly memberOf = new Map<NodeId, Set<Rollout>>();
-  private readonly settling = new Map<NodeId, number>();
-  private passScheduled = false;
+  private pass: NodeJS.Immediate | undefined;
+  private running = false;
   private seq = 0;
 
   constructor(
     private readonly state: ClusterState,
     private readonly executor: Executor,
+    private readonly desired: DesiredVocabulary,
     private readonly log: Logger,
   ) {
     this.load();
-    state.on('node', (id) => {
-      const rollouts = this.memberOf.get(id);
-      if (!rollouts) return;
-      for (const r of rollouts) r.dirty.add(id);
-      this.schedulePass();
-    });
-    state.on('appliance', () => {
-      for (const r of this.underWay()) r.everyone = true;
-      this.schedulePass();
-    });
   }
+
+  /** Starts following the executor's phase changes; rollouts still under way go on. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.executor.on('phase', this.onPhase);
+    for (const r of this.underWay()) r.everyone = true;
+    if (this.underWay().length > 0) this.schedulePass();
+  }
+
+  /** Stops following the executor; nothing is decided until start() again. */
+  stop(): void {
+    this.running = false;
+    this.executor.off('phase', this.onPhase);
+    if (this.pass) clearImmediate(this.pass);
+    this.pass = undefined;
+  }
+
+  private readonly onPhase = (id: NodeId): void => {
+    const rollouts = this.memberOf.get(id);
+    if (!rollouts) return;
+    for (const r of rollouts) r.dirty.add(id);
+    this.schedulePass();
+  };
 
   // ---- operator calls
 
@@ -156,7 +173,7 @@ export class RolloutController {
     }
     const refused = nodes.flatMap((n) => {
       try {
-        applyDesiredPatch(this.state.desired(n.id), input.desired);
+        this.desired.apply(this.state.desired(n.id), input.desired);
         return [];
       } catch (err) {
         return [`${n.name}: ${(err as Error).message}`];
@@ -174,7 +191,7 @@ export class RolloutController {
       createdBy: writer,
     };
     const r = newRollout(id, spec, 'running');
-    this.state.recordRollout(null, id, null, 'running', JSON.stringify(spec), writer);
+    this.state.record('rollout', null, id, null, 'running', JSON.stringify(spec), writer);
     for (const n of nodes) {
       const member: Member = { id: n.id, name: n.name, state: 'pending' };
       const status = this.executor.status(n.id);
@@ -186,7 +203,7 @@ export class RolloutController {
       r.members.set(n.id, member);
       r.order.push(n.id);
       if (member.state !== 'done') r.notDone++;
-      this.state.recordRollout(n.id, id, null, member.state, member.reason ?? null, writer);
+      this.state.record('rollout', n.id, id, null, member.state, member.reason ?? null, writer);
     }
     // Claimed now, so that a second request in the meantime sees the conflict; driven once durable.
     this.claim(r);
@@ -258,15 +275,13 @@ export class RolloutController {
   // ---- the control loop
 
   private schedulePass(): void {
-    if (this.passScheduled) return;
-    this.passScheduled = true;
-    // Once per turn, for all the turn's events. A node whose last step the executor has yet to
-    // confirm (it evaluates in a turn of its own) is looked at again a turn later: settleLater.
-    setImmediate(() => this.pass());
+    if (this.pass || !this.running) return;
+    // Once per turn, for all the turn's phase changes.
+    this.pass = setImmediate(() => this.runPass());
   }
 
-  private pass(): void {
-    this.passScheduled = false;
+  private runPass(): void {
+    this.pass = undefined;
     for (const r of this.underWay()) {
       try {
         this.advance(r);
@@ -299,7 +314,6 @@ export class RolloutController {
     }
     const status = this.executor.status(id);
     const converged = status.phase === 'converged';
-    this.settleLater(r, id, status.phase === 'converging' && status.plan.reachable && status.plan.steps.length === 0);
     const hasChange = this.hasChange(r, id);
     const writer = `rollout:${r.id}`;
     switch (m.state) {
@@ -326,7 +340,7 @@ export class RolloutController {
     // Nodes down already cost nothing to change: they count against the budget either way.
     for (const id of [...r.unavailable]) {
       const m = r.members.get(id);
-      if (m?.state === 'pending') this.start(r, m);
+      if (m?.state === 'pending') this.startMember(r, m);
       if (r.status !== 'running') return;
     }
     while (r.unavailable.size < r.spec.limit && r.cursor < r.order.length) {
@@ -334,18 +348,18 @@ export class RolloutController {
       const m = r.members.get(id);
       if (m?.state === 'pending') {
         this.evaluate(r, id);
-        if (m.state === 'pending') this.start(r, m);
+        if (m.state === 'pending') this.startMember(r, m);
         if (r.status !== 'running') return;
       }
       if (m?.state !== 'pending') r.cursor++;
     }
   }
 
-  private start(r: Rollout, m: Member): void {
+  private startMember(r: Rollout, m: Member): void {
     const writer = `rollout:${r.id}`;
     const desired = this.state.desired(m.id);
     try {
-      applyDesiredPatch(desired, r.spec.desired);
+      this.desired.apply(desired, r.spec.desired);
     } catch (err) {
       this.setMember(r, m, 'failed', `the change cannot apply: ${(err as Error).message}`, writer);
       return;
@@ -358,27 +372,11 @@ export class RolloutController {
     }
   }
 
-  /**
-   * A node whose plan is done but whose last step the executor has not confirmed yet is converged
-   * a turn later, without another change event: look again then.
-   */
-  private settleLater(r: Rollout, id: NodeId, settling: boolean): void {
-    if (!settling) {
-      this.settling.delete(id);
-      return;
-    }
-    const turns = (this.settling.get(id) ?? 0) + 1;
-    this.settling.set(id, turns);
-    if (turns > SETTLE_TURNS) return;
-    r.dirty.add(id);
-    this.schedulePass();
-  }
-
   // ---- records
 
   private setMember(r: Rollout, m: Member, state: RolloutNodeState, reason: string | undefined, writer: string): void {
     if (m.state === state && m.reason === reason) return;
-    this.state.recordRollout(m.id, r.id, m.state, state, reason ?? null, writer);
+    this.state.record('rollout', m.id, r.id, m.state, state, reason ?? null, writer);
     r.notDone += (m.state === 'done' ? 1 : 0) - (state === 'done' ? 1 : 0);
     m.state = state;
     if (reason === undefined) delete m.reason;
@@ -390,7 +388,7 @@ export class RolloutController {
 
   private setStatus(r: Rollout, status: RolloutStatus, writer: string): void {
     if (r.status === status) return;
-    this.state.recordRollout(null, r.id, r.status, status, JSON.stringify(r.spec), writer);
+    this.state.record('rollout', null, r.id, r.status, status, JSON.stringify(r.spec), writer);
     r.status = status;
     this.log.info({ rollout: r.id, status }, 'rollout status');
     if (TERMINAL.includes(status)) this.release(r);
@@ -398,7 +396,7 @@ export class RolloutController {
 
   private load(): void {
     const byNode: { nodeId: NodeId; rollout: string; state: RolloutNodeState; reason: string | null }[] = [];
-    for (const f of this.state.loadedRollouts()) {
+    for (const f of this.state.loadedRecords('rollout')) {
       this.seq = Math.max(this.seq, Number(/^ro-(\d+)$/.exec(f.facet)?.[1] ?? 0));
       if (f.nodeId === null) this.rollouts.set(f.facet, newRollout(f.facet, JSON.parse(f.detail!) as RolloutSpec, f.value as RolloutStatus));
       else byNode.push({ nodeId: f.nodeId, rollout: f.facet, state: f.value as RolloutNodeState, reason: f.detail });
@@ -418,10 +416,7 @@ export class RolloutController {
       this.claim(r);
       r.everyone = true;
     }
-    if (this.underWay().length > 0) {
-      this.log.info({ rollouts: this.underWay().map((r) => `${r.id} (${r.status})`) }, 'rollouts resumed from the store');
-      this.schedulePass();
-    }
+    if (this.underWay().length > 0) this.log.info({ rollouts: this.underWay().map((r) => `${r.id} (${r.status})`) }, 'rollouts resumed from the store');
   }
 
   // ---- helpers
@@ -499,7 +494,7 @@ export function resolveMaxUnavailable(value: number | string, groupSize: number)
 
 /** Whether the desired state already says what the patch says (null: the facet is unset). */
 export function includesPatch(desired: DesiredState, patch: DesiredPatch): boolean {
-  return (Object.entries(patch) as [keyof DesiredState, string | null | undefined][]).every(([facet, value]) =>
+  return Object.entries(patch).every(([facet, value]) =>
     value === null ? desired[facet] === undefined : value === undefined || desired[facet] === value,
   );
 }

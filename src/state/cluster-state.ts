@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
-import type { Change, Fact, ShoalEvent, StateStore } from './store.js';
+import type { Change, Fact, RecordKind, ShoalEvent, StateStore } from './store.js';
 
 export class ConflictError extends Error {}
 
@@ -27,6 +27,14 @@ export interface ClusterStateEvents {
   error: [unknown];
 }
 
+export interface ClusterStateOptions {
+  /** Refuses a desired state whose facets contradict each other (throws); given by whoever knows the facets. */
+  checkDesired?: (next: DesiredState) => void;
+}
+
+/** Fact kinds kept as opaque records for the components that own them. */
+const RECORD_KINDS = new Set<string>(['rollout'] satisfies RecordKind[]);
+
 export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly nodes = new Map<NodeId, NodeRecord>();
   private readonly ids = new Map<string, NodeId>();
@@ -37,18 +45,22 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly frozenNodes = new Set<NodeId>();
   private readonly secrets = new Map<NodeId, string>();
   private frozen = false;
-  private readonly rollouts: Fact[] = [];
+  /** Records of kinds the state layer does not interpret (e.g. rollouts), by kind, as loaded at start-up. */
+  private readonly records = new Map<string, Fact[]>();
   private pending: Change[] = [];
   private flushing: Promise<ShoalEvent[]> | undefined;
   revision = 0;
 
-  private constructor(private readonly store: StateStore) {
+  private constructor(
+    private readonly store: StateStore,
+    private readonly options: ClusterStateOptions,
+  ) {
     super();
     this.setMaxListeners(0);
   }
 
-  static async open(store: StateStore): Promise<ClusterState> {
-    const state = new ClusterState(store);
+  static async open(store: StateStore, options: ClusterStateOptions = {}): Promise<ClusterState> {
+    const state = new ClusterState(store, options);
     const { facts, rev } = await store.load();
     state.revision = rev;
     for (const f of facts) {
@@ -57,9 +69,9 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     for (const f of facts) {
       const id = f.nodeId;
       if (f.kind === 'appliance' && f.facet === 'freeze') state.frozen = f.value === 'true';
-      if (f.kind === 'rollout' && (!id || state.nodes.has(id))) state.rollouts.push(f);
+      if (RECORD_KINDS.has(f.kind) && (!id || state.nodes.has(id))) state.records.set(f.kind, [...(state.records.get(f.kind) ?? []), f]);
       if (!id || !state.nodes.has(id)) continue;
-      if (f.kind === 'desired') state.desiredOf(id)[f.facet as keyof DesiredState] = f.value;
+      if (f.kind === 'desired') state.desiredOf(id)[f.facet] = f.value;
       if (f.kind === 'observed') state.observedOf(id)[f.facet] = { value: f.value, ...(f.detail ? { detail: f.detail } : {}), at: f.at, source: 'store' };
       if (f.kind === 'secret') state.secrets.set(id, f.value);
       if (f.kind === 'engine' && f.facet === 'hold') state.holds.set(id, f.value);
@@ -113,9 +125,9 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     return this.secrets.get(id);
   }
 
-  /** The rollout records as loaded at start-up; the rollout controller rebuilds its state from them. */
-  loadedRollouts(): readonly Fact[] {
-    return this.rollouts;
+  /** The records of one kind as loaded at start-up; their owner (e.g. the rollout controller) rebuilds its state from them. */
+  loadedRecords(kind: RecordKind): readonly Fact[] {
+    return this.records.get(kind) ?? [];
   }
 
   events(query: Parameters<StateStore['events']>[0]): Promise<ShoalEvent[]> {
@@ -189,7 +201,8 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   async setDesired(id: NodeId, patch: DesiredPatch, writer: string): Promise<DesiredState> {
     const before = this.desired(id);
     const after = applyDesiredPatch(before, patch);
-    for (const facet of new Set([...Object.keys(before), ...Object.keys(after)]) as Set<keyof DesiredState>) {
+    this.options.checkDesired?.(after);
+    for (const facet of new Set([...Object.keys(before), ...Object.keys(after)])) {
       if (before[facet] !== after[facet]) this.pending.push({ nodeId: id, kind: 'desired', facet, old: before[facet] ?? null, value: after[facet] ?? null, writer });
     }
     this.desiredByNode.set(id, after);
@@ -242,11 +255,12 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   }
 
   /**
-   * A rollout's record (node null: the rollout itself), committed with the next batch: with the
-   * desired change written right after it in the same turn, in one transaction.
+   * A record the state layer keeps but does not interpret (node null: about no one node), keyed by
+   * `key` within its kind; committed with the next batch, so a desired change written right after
+   * it in the same turn joins the same transaction.
    */
-  recordRollout(nodeId: NodeId | null, rollout: string, old: string | null, value: string, detail: string | null, writer: string): void {
-    this.pending.push({ nodeId, kind: 'rollout', facet: rollout, old, value, detail, writer });
+  record(kind: RecordKind, nodeId: NodeId | null, key: string, old: string | null, value: string, detail: string | null, writer: string): void {
+    this.pending.push({ nodeId, kind, facet: key, old, value, detail, writer });
     this.scheduleFlush();
   }
 

@@ -3,7 +3,7 @@
 import { isMap, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
 import { formatBmcUrl, nodeSpecFromInput, type NodeRecord, type NodeSpec } from '../domain/node.js';
-import { DesiredPatchSchema, type DesiredPatch, type DesiredState } from '../domain/state.js';
+import type { DesiredPatch, DesiredState } from '../domain/state.js';
 
 export interface InventoryRow {
   spec: NodeSpec;
@@ -18,7 +18,8 @@ export class InventoryError extends Error {
   }
 }
 
-export function parseInventory(text: string): InventoryRow[] {
+/** Parses an inventory file; `parseDesired` validates each row's desired patch against the facets that can be desired. */
+export function parseInventory(text: string, parseDesired: (raw: unknown) => DesiredPatch): InventoryRow[] {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const lineAt = (offset: number | undefined) => (offset === undefined ? 1 : lineCounter.linePos(offset).line);
@@ -43,7 +44,7 @@ export function parseInventory(text: string): InventoryRow[] {
       const { spec, bmcPassword } = nodeSpecFromInput(input);
       const row: InventoryRow = { spec, line };
       if (bmcPassword !== undefined) row.bmcPassword = bmcPassword;
-      if (desired !== undefined) row.desired = DesiredPatchSchema.parse(desired);
+      if (desired !== undefined) row.desired = parseDesired(desired);
       const seen = names.get(spec.name);
       if (seen) throw new Error(`node ${spec.name} is listed twice (first on line ${seen})`);
       names.set(spec.name, line);

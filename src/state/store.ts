@@ -9,11 +9,12 @@ import type { NodeId } from '../domain/node.js';
  * - `secret`: a node's BMC password; its value never enters the event log.
  * - `engine`: what the executor holds about a node (`hold`: the reason it stopped trying).
  * - `appliance`: appliance-wide settings (`freeze`).
- * - `rollout`: a rolling change (src/engine/rollout.ts); facet is the rollout id. Without a node:
- *   its status, with its spec as JSON in detail. With a node: that node's progress in it, and why
- *   it failed in detail.
+ * - records (`RecordKind`): facts the state layer keeps for a component that interprets them; facet
+ *   is the record's key. `rollout` (src/engine/rollout.ts): facet is the rollout id; without a node,
+ *   its status with its spec as JSON in detail; with a node, that node's progress and why it failed.
  */
-export type FactKind = 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance' | 'rollout';
+export type RecordKind = 'rollout';
+export type FactKind = 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance' | RecordKind;
 
 export interface Change {
   nodeId: NodeId | null;
