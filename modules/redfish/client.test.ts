@@ -135,6 +135,14 @@ describe('discovery and authentication', () => {
     await expect(RedfishClient.connect(configFor(basicOnly, { password: 'wrong' }))).rejects.toThrow(RedfishAuthError);
   });
 
+  it('closes without error when the BMC has already expired the session (it answers 401)', async () => {
+    const { bmc } = await bmcWith();
+    const client = await RedfishClient.connect(configFor(bmc));
+    bmc.dropSessions();
+    await expect(client.close()).resolves.toBeUndefined();
+    expect(bmc.requests.at(-1)).toMatchObject({ method: 'DELETE', path: '/redfish/v1/SessionService/Sessions/1' });
+  });
+
   it('logs in again, once for concurrent calls, when the BMC has dropped the session', async () => {
     const { bmc, machine } = await bmcWith();
     const client = await connect(configFor(bmc));

@@ -135,6 +135,8 @@ const redfishErrorSchema = z.object({ error: z.object({ message: z.string().opti
 
 /** Statuses with which a BMC says it has no session login; Basic auth is tried instead. */
 const sessionsRefusedStatuses: ReadonlySet<number> = new Set([404, 405, 501, 503]);
+/** Statuses with which a BMC answers the logout of a session it has already dropped. */
+const sessionGoneStatuses: ReadonlySet<number> = new Set([401, 404]);
 
 interface Session {
   token: string;
@@ -289,8 +291,9 @@ export class RedfishClient {
       path: session.path,
       headers: { 'X-Auth-Token': session.token },
     });
-    // A session the BMC already dropped (timeout) is as closed as one we deleted.
-    if (reply.status !== 404) expectSuccess(reply, `DELETE ${session.path}`);
+    // A session the BMC already dropped (timeout) is as closed as one we deleted: it answers 404
+    // for the resource, or 401 because the token it was dropped with no longer authenticates.
+    if (!sessionGoneStatuses.has(reply.status)) expectSuccess(reply, `DELETE ${session.path}`);
   }
 
   // --- internals ---
