@@ -1,7 +1,8 @@
 // The Redfish module: owns the power facet of nodes whose BMC is redfish:// (HTTPS) or
 // redfish+http:// (emulators), through our Redfish client.
+import type { Logger } from 'pino';
 import { z } from 'zod';
-import { BmcPowerModule, type BmcConnector, type BmcSession } from '../../src/engine/bmc-power.js';
+import { BmcPowerModule, type BmcConnector, type BmcPowerState, type BmcSession } from '../../src/engine/bmc-power.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { RedfishClient, type RedfishPowerState } from './client.js';
 
@@ -18,7 +19,7 @@ const RedfishModuleOptionsSchema = z
   .strict();
 
 /** Transitions count as where they come from: a step is confirmed only once the BMC says On/Off. */
-const POWER: Record<RedfishPowerState, 'on' | 'off'> = { On: 'on', PoweringOff: 'on', Paused: 'on', Off: 'off', PoweringOn: 'off' };
+const POWER: Record<RedfishPowerState, BmcPowerState> = { On: 'on', PoweringOff: 'on', Paused: 'on', Off: 'off', PoweringOn: 'off' };
 
 export class RedfishConnector implements BmcConnector {
   constructor(private readonly options: z.infer<typeof RedfishModuleOptionsSchema>) {}
@@ -27,7 +28,7 @@ export class RedfishConnector implements BmcConnector {
     return node.bmc.scheme === 'redfish' || node.bmc.scheme === 'redfish+http';
   }
 
-  async connect(node: NodeRecord, password: string | undefined): Promise<BmcSession> {
+  async connect(node: NodeRecord, password: string | undefined, log: Logger): Promise<BmcSession> {
     const { bmc } = node;
     const username = bmc.username ?? this.options.defaultUsername;
     const secret = password ?? this.options.defaultPassword;
@@ -41,16 +42,20 @@ export class RedfishConnector implements BmcConnector {
       requestTimeoutMs: this.options.requestTimeoutMs,
     });
     return {
-      powerState: async () => POWER[await client.getPowerState()],
+      powerState: async () => {
+        const state = await client.getPowerState();
+        return state === undefined ? 'unknown' : POWER[state];
+      },
       powerOn: async () => void (await client.reset('on')),
       softOff: async () => void (await client.reset('graceful-off')),
       forceOff: async () => void (await client.reset('off')),
-      setNextBoot: (device, firmware) =>
-        client.setBootOverride({
-          target: device === 'pxe' ? 'Pxe' : 'Hdd',
-          enabled: 'Once',
-          ...(firmware === 'auto' ? {} : { mode: firmware === 'uefi' ? 'UEFI' : 'Legacy' }),
-        }),
+      setNextBoot: async (device, firmware) => {
+        const mode = firmware === 'auto' ? undefined : firmware === 'uefi' ? 'UEFI' : 'Legacy';
+        const set = await client.setBootOverride({ target: device === 'pxe' ? 'Pxe' : 'Hdd', enabled: 'Once', ...(mode ? { mode } : {}) });
+        if (mode && set.mode === undefined) {
+          log.info({ node: node.name, mode }, 'BMC has no BootSourceOverrideMode; next boot set without a mode (the machine boots in the mode it is set to)');
+        }
+      },
       close: () => client.close(),
     };
   }

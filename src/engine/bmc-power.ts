@@ -6,8 +6,11 @@ import type { Logger } from 'pino';
 import type { NodeId, NodeRecord } from '../domain/node.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from './module.js';
 
+/** What a BMC says of power; `unknown` when it answered without saying (Redfish PowerState is optional). */
+export type BmcPowerState = 'on' | 'off' | 'unknown';
+
 export interface BmcSession {
-  powerState(): Promise<'on' | 'off'>;
+  powerState(): Promise<BmcPowerState>;
   powerOn(): Promise<void>;
   /** ACPI shutdown request: the OS powers the machine off. */
   softOff(): Promise<void>;
@@ -18,8 +21,11 @@ export interface BmcSession {
 
 export interface BmcConnector {
   claims(node: NodeRecord): boolean;
-  /** Opens (or reuses) a session; rejects with a clear error on bad credentials or no answer. */
-  connect(node: NodeRecord, password: string | undefined): Promise<BmcSession>;
+  /**
+   * Opens (or reuses) a session; rejects with a clear error on bad credentials or no answer. The
+   * session logs to `log` what it did differently from what was asked (e.g. a boot mode left out).
+   */
+  connect(node: NodeRecord, password: string | undefined, log: Logger): Promise<BmcSession>;
   /** Releases what the connector shares between sessions (a socket), after every session closed. */
   close?(): Promise<void>;
 }
@@ -81,10 +87,9 @@ export class BmcPowerModule implements ShoalModule {
   }
 
   private async perform({ step, node, bmcPassword, signal }: StepRequest): Promise<void> {
-    const observe = (value: 'on' | 'off') => this.host!.observe(node.id, 'power', value);
     switch (step) {
       case 'power.probe':
-        observe(await this.withSession(node, bmcPassword, (s) => s.powerState()));
+        this.observePower(node.id, await this.withSession(node, bmcPassword, (s) => s.powerState()));
         return;
       case 'power.on': {
         const boot = this.host!.observed(node.id).boot?.value;
@@ -126,7 +131,7 @@ export class BmcPowerModule implements ShoalModule {
       if (signal.aborted || this.stopped) return;
       try {
         const state = await this.withSession(node, password, (s) => s.powerState());
-        this.host!.observe(node.id, 'power', state);
+        this.observePower(node.id, state);
         if (state === want) return;
         await each?.();
       } catch (err) {
@@ -150,12 +155,16 @@ export class BmcPowerModule implements ShoalModule {
     const node = this.host?.node(id);
     if (!node || !this.connector.claims(node)) return this.forget(id);
     try {
-      const state = await this.withSession(node, this.host!.bmcPassword(id), (s) => s.powerState());
-      this.host!.observe(id, 'power', state);
+      this.observePower(id, await this.withSession(node, this.host!.bmcPassword(id), (s) => s.powerState()));
     } catch (err) {
       this.host!.observe(id, 'power', 'error', (err as Error).message);
     }
     if (this.host?.node(id)) this.schedulePoll(id, this.jitter(this.options.pollMs));
+  }
+
+  private observePower(id: NodeId, state: BmcPowerState): void {
+    if (state === 'unknown') this.host!.observe(id, 'power', 'unknown', 'the BMC answered without a power state');
+    else this.host!.observe(id, 'power', state);
   }
 
   private forget(id: NodeId): void {
@@ -173,7 +182,7 @@ export class BmcPowerModule implements ShoalModule {
     try {
       let session = this.sessions.get(node.id);
       if (!session) {
-        session = this.connector.connect(node, password);
+        session = this.connector.connect(node, password, this.log!);
         this.sessions.set(node.id, session);
       }
       try {
