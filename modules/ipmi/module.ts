@@ -21,6 +21,7 @@ const IpmiModuleOptionsSchema = z
     pollMs: z.number().int().positive().optional(),
     fastPollMs: z.number().int().positive().optional(),
     gracefulOffMs: z.number().int().positive().optional(),
+    forcedOffMs: z.number().int().positive().optional(),
     maxConcurrent: z.number().int().positive().optional(),
   })
   .strict();
@@ -73,6 +74,7 @@ export function createModule(options: Record<string, unknown>): BmcPowerModule {
     ...(parsed.pollMs ? { pollMs: parsed.pollMs } : {}),
     ...(parsed.fastPollMs ? { fastPollMs: parsed.fastPollMs } : {}),
     ...(parsed.gracefulOffMs ? { gracefulOffMs: parsed.gracefulOffMs } : {}),
+    ...(parsed.forcedOffMs ? { forcedOffMs: parsed.forcedOffMs } : {}),
     ...(parsed.maxConcurrent ? { maxConcurrent: parsed.maxConcurrent } : {}),
   });
 }

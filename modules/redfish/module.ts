@@ -14,12 +14,13 @@ const RedfishModuleOptionsSchema = z
     pollMs: z.number().int().positive().optional(),
     fastPollMs: z.number().int().positive().optional(),
     gracefulOffMs: z.number().int().positive().optional(),
+    forcedOffMs: z.number().int().positive().optional(),
     maxConcurrent: z.number().int().positive().optional(),
   })
   .strict();
 
-/** Transitions count as where they come from: a step is confirmed only once the BMC says On/Off. */
-const POWER: Record<RedfishPowerState, BmcPowerState> = { On: 'on', PoweringOff: 'on', Paused: 'on', Off: 'off', PoweringOn: 'off' };
+/** A paused system is powered (its CPUs are halted, not off). */
+const POWER: Record<RedfishPowerState, BmcPowerState> = { On: 'on', PoweringOff: 'powering-off', Paused: 'on', Off: 'off', PoweringOn: 'powering-on' };
 
 export class RedfishConnector implements BmcConnector {
   constructor(private readonly options: z.infer<typeof RedfishModuleOptionsSchema>) {}
@@ -67,6 +68,7 @@ export function createModule(options: Record<string, unknown>): BmcPowerModule {
     ...(parsed.pollMs ? { pollMs: parsed.pollMs } : {}),
     ...(parsed.fastPollMs ? { fastPollMs: parsed.fastPollMs } : {}),
     ...(parsed.gracefulOffMs ? { gracefulOffMs: parsed.gracefulOffMs } : {}),
+    ...(parsed.forcedOffMs ? { forcedOffMs: parsed.forcedOffMs } : {}),
     ...(parsed.maxConcurrent ? { maxConcurrent: parsed.maxConcurrent } : {}),
   });
 }
