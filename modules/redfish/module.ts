@@ -3,21 +3,13 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BmcPowerModule, type BmcConnector, type BmcPowerState, type BmcSession } from '../../src/engine/bmc-power.js';
+import { BmcModuleOptionsSchema, bmcPowerOptionsOf, resolveBmcCredentials } from '../../src/contracts/bmc.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { RedfishClient, type RedfishPowerState } from './client.js';
 
-const RedfishModuleOptionsSchema = z
-  .object({
-    defaultUsername: z.string().optional(),
-    defaultPassword: z.string().optional(),
-    requestTimeoutMs: z.number().int().positive().default(10_000),
-    pollMs: z.number().int().positive().optional(),
-    fastPollMs: z.number().int().positive().optional(),
-    gracefulOffMs: z.number().int().positive().optional(),
-    forcedOffMs: z.number().int().positive().optional(),
-    maxConcurrent: z.number().int().positive().optional(),
-  })
-  .strict();
+const RedfishModuleOptionsSchema = BmcModuleOptionsSchema.extend({
+  requestTimeoutMs: z.number().int().positive().default(10_000),
+}).strict();
 
 /** A paused system is powered (its CPUs are halted, not off). */
 const POWER: Record<RedfishPowerState, BmcPowerState> = { On: 'on', PoweringOff: 'powering-off', Paused: 'on', Off: 'off', PoweringOn: 'powering-on' };
@@ -31,14 +23,11 @@ export class RedfishConnector implements BmcConnector {
 
   async connect(node: NodeRecord, password: string | undefined, log: Logger): Promise<BmcSession> {
     const { bmc } = node;
-    const username = bmc.username ?? this.options.defaultUsername;
-    const secret = password ?? this.options.defaultPassword;
-    if (!username || secret === undefined) throw new Error(`no Redfish credentials for ${node.name}: put the user in its BMC URL and set its BMC password`);
+    const credentials = resolveBmcCredentials('Redfish', node, password, this.options);
     const host = bmc.host.includes(':') ? `[${bmc.host}]` : bmc.host;
     const client = await RedfishClient.connect({
       url: `${bmc.scheme}://${host}${bmc.port ? `:${bmc.port}` : ''}${bmc.path ?? ''}`,
-      username,
-      password: secret,
+      ...credentials,
       insecure: bmc.insecure ?? false,
       requestTimeoutMs: this.options.requestTimeoutMs,
     });
@@ -64,11 +53,5 @@ export class RedfishConnector implements BmcConnector {
 
 export function createModule(options: Record<string, unknown>): BmcPowerModule {
   const parsed = RedfishModuleOptionsSchema.parse(options);
-  return new BmcPowerModule('redfish', new RedfishConnector(parsed), {
-    ...(parsed.pollMs ? { pollMs: parsed.pollMs } : {}),
-    ...(parsed.fastPollMs ? { fastPollMs: parsed.fastPollMs } : {}),
-    ...(parsed.gracefulOffMs ? { gracefulOffMs: parsed.gracefulOffMs } : {}),
-    ...(parsed.forcedOffMs ? { forcedOffMs: parsed.forcedOffMs } : {}),
-    ...(parsed.maxConcurrent ? { maxConcurrent: parsed.maxConcurrent } : {}),
-  });
+  return new BmcPowerModule('redfish', new RedfishConnector(parsed), bmcPowerOptionsOf(parsed));
 }

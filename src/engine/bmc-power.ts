@@ -3,6 +3,7 @@
 // polling with jitter (faster while a step waits), the next boot device before power-on, graceful
 // then forced power-off, and a global cap on BMC sessions in use at once.
 import type { Logger } from 'pino';
+import type { BmcPowerOptions } from '../contracts/bmc.js';
 import type { NodeId, NodeRecord } from '../domain/node.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from './module.js';
 
@@ -39,19 +40,6 @@ export interface BmcConnector {
   connect(node: NodeRecord, password: string | undefined, log: Logger): Promise<BmcSession>;
   /** Releases what the connector shares between sessions (a socket), after every session closed. */
   close?(): Promise<void>;
-}
-
-export interface BmcPowerOptions {
-  /** Power poll of a node no step waits on. */
-  pollMs: number;
-  /** Power poll while a power step waits for confirmation. */
-  fastPollMs: number;
-  /** How long a graceful power-off may take before it is forced. */
-  gracefulOffMs: number;
-  /** How long a forced power-off may take to show before it is sent again. */
-  forcedOffMs: number;
-  /** BMC sessions in use at once, across all nodes of this module. */
-  maxConcurrent: number;
 }
 
 export const DEFAULT_BMC_POWER_OPTIONS: BmcPowerOptions = { pollMs: 30_000, fastPollMs: 1_000, gracefulOffMs: 60_000, forcedOffMs: 20_000, maxConcurrent: 32 };
