@@ -3,7 +3,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { BmcPowerModule, type BmcConnector, type BmcSession } from '../../src/engine/bmc-power.js';
+import { BmcPowerModule, type BmcConnector, type BmcSession } from '../../src/drivers/bmc-power.js';
 import { BmcModuleOptionsSchema, bmcPowerOptionsOf, resolveBmcCredentials } from '../../src/contracts/bmc.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { IpmiClient } from './client.js';

@@ -2,7 +2,7 @@
 // redfish+http:// (emulators), through our Redfish client.
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { BmcPowerModule, type BmcConnector, type BmcPowerState, type BmcSession } from '../../src/engine/bmc-power.js';
+import { BmcPowerModule, type BmcConnector, type BmcPowerState, type BmcSession } from '../../src/drivers/bmc-power.js';
 import { BmcModuleOptionsSchema, bmcPowerOptionsOf, resolveBmcCredentials } from '../../src/contracts/bmc.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { RedfishClient, type RedfishPowerState } from './client.js';

@@ -7,7 +7,7 @@ import type { NodeRecord } from '../domain/node.js';
 
 const milliseconds = z.number().int().positive();
 
-/** The BMC power driver's timing and concurrency (src/engine/bmc-power.ts has the defaults). */
+/** The BMC power driver's timing and concurrency (src/drivers/bmc-power.ts has the defaults). */
 export const BmcPowerOptionsSchema = z.object({
   /** Power poll of a node no step waits on. */
   pollMs: milliseconds,

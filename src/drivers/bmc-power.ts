@@ -1,11 +1,13 @@
 // The power facet for any BMC protocol. A protocol module (IPMI, Redfish) supplies a connector that
 // opens sessions to one node's BMC; this driver does the rest the same way for all of them: steps,
 // polling with jitter (faster while a step waits), the next boot device before power-on, graceful
-// then forced power-off, and a global cap on BMC sessions in use at once.
+// then forced power-off, and a global cap on BMC sessions in use at once. It is a driver the BMC
+// modules share, not part of the engine: its session cap is its own, beside the engine's per-step
+// and per-BMC action slots (src/engine/slots.ts).
 import type { Logger } from 'pino';
 import type { BmcPowerOptions } from '../contracts/bmc.js';
 import type { NodeId, NodeRecord } from '../domain/node.js';
-import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from './module.js';
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../engine/module.js';
 
 /**
  * What a BMC says of power. `powering-on`/`powering-off`: a change under way, to be waited for

@@ -6,7 +6,7 @@ import { createLogger } from '../log.js';
 import type { NodeRecord } from '../domain/node.js';
 import type { ObservedState } from '../domain/state.js';
 import { BmcPowerModule, type BmcConnector, type BmcPowerState, type BmcSession } from './bmc-power.js';
-import type { ModuleHost, StepRequest } from './module.js';
+import type { ModuleHost, StepRequest } from '../engine/module.js';
 
 const node: NodeRecord = {
   id: 'n1',
