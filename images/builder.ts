@@ -174,7 +174,7 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
     initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
     ...(rootfs && rootfsSha256 ? { rootfs: { file: ROOTFS_FILE, sha256: rootfsSha256, size: rootfs.length } } : {}),
     cmdline: recipe.cmdline,
-    digest: imageDigest(kernelSha256, initrdSha256, recipe.cmdline, rootfsSha256),
+    digest: imageDigest({ kernelSha256, initrdSha256, rootfsSha256, cmdline: recipe.cmdline }),
     builtFrom: {
       kernelPackage: { name: inputs.kernelPackage.name, version: inputs.kernelPackage.version },
       busyboxPackage: { name: inputs.busyboxPackage.name, version: inputs.busyboxPackage.version },

@@ -1,7 +1,9 @@
 // image.json: what a built image is, written next to its vmlinuz and initrd.img. The image
-// store (modules/images) and the vm-test harness read it; parse it with `parseManifest`.
-import { createHash } from 'node:crypto';
+// store (modules/images) and the vm-test harness read it; parse it with `parseManifest`. Its
+// digest is defined in src/contracts/image-digest.ts, which the image store uses as well.
 import { z } from 'zod';
+
+export { imageDigest } from '../src/contracts/image-digest.js';
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const artifact = z.object({ file: z.string().regex(/^[A-Za-z0-9._-]+$/), sha256: sha256Hex, size: z.number().int().positive() });
@@ -40,16 +42,4 @@ export function parseManifest(text: string, source: string): ImageManifest {
   const result = ImageManifest.safeParse(json);
   if (!result.success) throw new Error(`${source}: not an image manifest: ${z.prettifyError(result.error)}`);
   return result.data;
-}
-
-/**
- * One digest for everything that decides what a node boots: the kernel, the initramfs, the root
- * image if there is one, and the base command line. Two images with the same digest boot
- * identically. The root image is one more line before the cmdline (as the image store computes
- * it, modules/images/manifest.ts), so images without one keep the digest they always had.
- */
-export function imageDigest(kernelSha256: string, initrdSha256: string, cmdline: string, rootfsSha256?: string): string {
-  const rootfs = rootfsSha256 ? `rootfs ${rootfsSha256}\n` : '';
-  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}cmdline ${cmdline}\n`;
-  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
 }

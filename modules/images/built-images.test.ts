@@ -67,7 +67,7 @@ describe.skipIf(skip)('images module with images built from Debian packages', { 
     ]);
     for (const image of built) {
       const m = image.manifest;
-      expect(m.digest).toBe(imageDigest(m.kernel.sha256, m.initrd.sha256, m.cmdline));
+      expect(m.digest).toBe(imageDigest({ kernelSha256: m.kernel.sha256, initrdSha256: m.initrd.sha256, rootfsSha256: m.rootfs?.sha256, cmdline: m.cmdline }));
     }
     // Same kernel package, different recipe: the kernel blob is stored once.
     expect(compute1.manifest.kernel.sha256).toBe(compute2.manifest.kernel.sha256);

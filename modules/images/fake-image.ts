@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { manifestDigest, type StoredManifest } from './manifest.js';
+import { imageDigest } from '../../src/contracts/image-digest.js';
+import type { StoredManifest } from './manifest.js';
 
 export interface FakeImage {
   dir: string;
@@ -28,7 +29,7 @@ export function writeFakeImage(dir: string, opts: { name: string; version: strin
     initrd,
     ...(rootfs ? { rootfs } : {}),
     cmdline,
-    digest: manifestDigest(kernel.sha256, initrd.sha256, rootfs?.sha256, cmdline),
+    digest: imageDigest({ kernelSha256: kernel.sha256, initrdSha256: initrd.sha256, rootfsSha256: rootfs?.sha256, cmdline }),
   };
   writeFileSync(join(dir, 'image.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return { dir, manifest };

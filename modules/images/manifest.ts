@@ -1,8 +1,9 @@
 // image.json as the image store reads it. The format is the one images/manifest.ts writes
-// (images/README.md); it is restated here because a module depends on src/ only. The store
-// accepts a superset: an optional root image, arm64, and no `builtFrom` (hand-made images).
-import { createHash } from 'node:crypto';
+// (images/README.md); its schema is restated here because a module depends on src/ only, and its
+// digest is the one both compute (src/contracts/image-digest.ts). The store accepts a superset:
+// arm64 and no `builtFrom` (hand-made images).
 import { z } from 'zod';
+import { imageDigest } from '../../src/contracts/image-digest.js';
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -39,7 +40,7 @@ export const StoredManifestSchema = z
   .superRefine((m, ctx) => {
     const files = [m.kernel.file, m.initrd.file, ...(m.rootfs ? [m.rootfs.file] : [])];
     if (new Set(files).size !== files.length) ctx.addIssue({ code: 'custom', path: ['initrd', 'file'], message: 'kernel, initrd and rootfs need distinct file names' });
-    const expected = manifestDigest(m.kernel.sha256, m.initrd.sha256, m.rootfs?.sha256, m.cmdline);
+    const expected = imageDigest({ kernelSha256: m.kernel.sha256, initrdSha256: m.initrd.sha256, rootfsSha256: m.rootfs?.sha256, cmdline: m.cmdline });
     if (m.digest !== expected) ctx.addIssue({ code: 'custom', path: ['digest'], message: `does not match the kernel, initrd and cmdline (expected ${expected})` });
   });
 export type StoredManifest = z.infer<typeof StoredManifestSchema>;
@@ -54,17 +55,6 @@ export function artifactsOf(m: StoredManifest): { role: ArtifactRole; artifact: 
     { role: 'initrd', artifact: m.initrd },
     ...(m.rootfs ? [{ role: 'rootfs' as const, artifact: m.rootfs }] : []),
   ];
-}
-
-/**
- * The digest a node's image is known by: images/manifest.ts `imageDigest` for kernel, initrd and
- * cmdline. A root image, which that format does not have yet, is one more line before the
- * cmdline, so images without one keep exactly the documented digest.
- */
-export function manifestDigest(kernelSha256: string, initrdSha256: string, rootfsSha256: string | undefined, cmdline: string): string {
-  const rootfs = rootfsSha256 ? `rootfs ${rootfsSha256}\n` : '';
-  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}cmdline ${cmdline}\n`;
-  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
 }
 
 /** Validates an image.json's text; the message names the source and every bad field. */

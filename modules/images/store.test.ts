@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { imageDigest, parseManifest } from '../../images/manifest.js';
 import { writeFakeImage } from './fake-image.js';
-import { manifestDigest, parseStoredManifest } from './manifest.js';
+import { parseStoredManifest } from './manifest.js';
 import { ImageStore, ImageStoreError, imageInfo } from './store.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -34,11 +34,9 @@ describe('image store', () => {
     return err as ImageStoreError;
   };
 
-  it('computes the digest images/manifest.ts defines, and reads the manifests it writes', () => {
+  it('reads the manifests images/manifest.ts writes, and checks their digest', () => {
     const k = 'a'.repeat(64);
     const i = 'b'.repeat(64);
-    expect(manifestDigest(k, i, undefined, 'console=ttyS0')).toBe(imageDigest(k, i, 'console=ttyS0'));
-    expect(manifestDigest(k, i, 'c'.repeat(64), 'console=ttyS0')).not.toBe(imageDigest(k, i, 'console=ttyS0'));
     const built = {
       name: 'compute',
       version: '1',
@@ -46,7 +44,7 @@ describe('image store', () => {
       kernel: { file: 'vmlinuz', sha256: k, size: 10 },
       initrd: { file: 'initrd.img', sha256: i, size: 20 },
       cmdline: 'console=ttyS0 quiet',
-      digest: imageDigest(k, i, 'console=ttyS0 quiet'),
+      digest: imageDigest({ kernelSha256: k, initrdSha256: i, cmdline: 'console=ttyS0 quiet' }),
       builtFrom: { kernelPackage: { name: 'linux-image-x', version: '1' }, busyboxPackage: { name: 'busybox-static', version: '1' }, kernelRelease: 'x', modules: [], sourceDateEpoch: 0 },
     };
     const text = JSON.stringify(built);

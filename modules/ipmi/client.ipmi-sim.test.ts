@@ -150,12 +150,13 @@ describe.skipIf(skip)('IpmiClient against ipmi_sim, checked with ipmitool', () =
     await expect(ipmitool({ ...bmc, password: 'not-the-password' }, 'power', 'status')).rejects.toThrow();
   });
 
-  it('fails with an authentication error carrying the BMC status for an unknown user', async () => {
+  it('fails with an authentication error naming the BMC status for an unknown user', async () => {
     const stranger = new IpmiClient(options(bmc, { username: 'mallory' }));
     const error = await stranger.getChassisStatus().catch((e: unknown) => e);
     await stranger.close();
     expect(error).toBeInstanceOf(IpmiAuthenticationError);
-    expect((error as IpmiAuthenticationError).status).toBe(0x0d); // unauthorized name
+    expect((error as IpmiAuthenticationError).status).toBe(0x0d);
+    expect((error as IpmiAuthenticationError).message).toBe('IPMI authentication failed at rakp2: unauthorized name (RMCP+ status 0x0d)');
   });
 
   it('refuses calls after close()', async () => {

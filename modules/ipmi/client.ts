@@ -53,6 +53,7 @@ import {
   type PrivilegeName,
 } from './commands.js';
 import {
+  describeRmcpPlusStatus,
   IpmiAuthenticationError,
   IpmiClosedError,
   IpmiCompletionCodeError,
@@ -108,7 +109,7 @@ type RmcpPlusPacket = Extract<InboundPacket, { format: 'rmcp+' }>;
 
 function sessionSetupError(stage: 'open-session' | 'rakp2' | 'rakp4', status: number): IpmiError {
   return CREDENTIAL_STATUSES.has(status)
-    ? new IpmiAuthenticationError(stage, status, `BMC status 0x${status.toString(16).padStart(2, '0')}`)
+    ? new IpmiAuthenticationError(stage, status, describeRmcpPlusStatus(status))
     : new IpmiSessionError(stage, status);
 }
 

@@ -49,8 +49,11 @@ export const RMCP_PLUS_STATUS: Readonly<Record<number, string>> = {
   0x12: 'illegal or unrecognized parameter',
 };
 
+/** The status's name from the spec and its code, e.g. "unauthorized name (RMCP+ status 0x0d)". */
 export function describeRmcpPlusStatus(status: number): string {
-  return RMCP_PLUS_STATUS[status] ?? `unknown RMCP+ status 0x${status.toString(16).padStart(2, '0')}`;
+  const code = `RMCP+ status 0x${status.toString(16).padStart(2, '0')}`;
+  const name = RMCP_PLUS_STATUS[status];
+  return name === undefined ? `unknown ${code}` : `${name} (${code})`;
 }
 
 /**

@@ -3,27 +3,19 @@
 import { lookup } from 'node:dns/promises';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { BmcPowerModule, type BmcConnector, type BmcSession } from '../../src/engine/bmc-power.js';
+import { BmcPowerModule, type BmcConnector, type BmcSession } from '../../src/drivers/bmc-power.js';
+import { BmcModuleOptionsSchema, bmcPowerOptionsOf, resolveBmcCredentials } from '../../src/contracts/bmc.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { IpmiClient } from './client.js';
 import { IpmiTransport } from './transport.js';
 
-const IpmiModuleOptionsSchema = z
-  .object({
-    /** Address the module's UDP socket binds: the head node's address on the BMC network. */
-    bindAddress: z.string().default('0.0.0.0'),
-    timeoutMs: z.number().int().positive().default(2_000),
-    retries: z.number().int().min(0).max(10).default(3),
-    cipherSuite: z.union([z.literal(3), z.literal(17), z.literal('auto')]).default('auto'),
-    /** Used when a node's BMC URL names no user / the node has no password of its own. */
-    defaultUsername: z.string().optional(),
-    defaultPassword: z.string().optional(),
-    pollMs: z.number().int().positive().optional(),
-    fastPollMs: z.number().int().positive().optional(),
-    gracefulOffMs: z.number().int().positive().optional(),
-    maxConcurrent: z.number().int().positive().optional(),
-  })
-  .strict();
+const IpmiModuleOptionsSchema = BmcModuleOptionsSchema.extend({
+  /** Address the module's UDP socket binds: the head node's address on the BMC network. */
+  bindAddress: z.string().default('0.0.0.0'),
+  timeoutMs: z.number().int().positive().default(2_000),
+  retries: z.number().int().min(0).max(10).default(3),
+  cipherSuite: z.union([z.literal(3), z.literal(17), z.literal('auto')]).default('auto'),
+}).strict();
 
 export class IpmiConnector implements BmcConnector {
   private transport: Promise<IpmiTransport> | undefined;
@@ -35,17 +27,14 @@ export class IpmiConnector implements BmcConnector {
   }
 
   async connect(node: NodeRecord, password: string | undefined): Promise<BmcSession> {
-    const username = node.bmc.username ?? this.options.defaultUsername;
-    const secret = password ?? this.options.defaultPassword;
-    if (!username || secret === undefined) throw new Error(`no IPMI credentials for ${node.name}: put the user in its BMC URL and set its BMC password`);
+    const credentials = resolveBmcCredentials('IPMI', node, password, this.options);
     // Replies are matched on the sender's address, so the client needs the BMC's literal IPv4.
     const host = isIPv4(node.bmc.host) ? node.bmc.host : (await lookup(node.bmc.host, { family: 4 })).address;
     this.transport ??= IpmiTransport.open(this.options.bindAddress);
     const client = new IpmiClient({
       host,
       ...(node.bmc.port ? { port: node.bmc.port } : {}),
-      username,
-      password: secret,
+      ...credentials,
       timeoutMs: this.options.timeoutMs,
       retries: this.options.retries,
       cipherSuite: this.options.cipherSuite,
@@ -68,11 +57,5 @@ export class IpmiConnector implements BmcConnector {
 
 export function createModule(options: Record<string, unknown>): BmcPowerModule {
   const parsed = IpmiModuleOptionsSchema.parse(options);
-  const connector = new IpmiConnector(parsed);
-  return new BmcPowerModule('ipmi', connector, {
-    ...(parsed.pollMs ? { pollMs: parsed.pollMs } : {}),
-    ...(parsed.fastPollMs ? { fastPollMs: parsed.fastPollMs } : {}),
-    ...(parsed.gracefulOffMs ? { gracefulOffMs: parsed.gracefulOffMs } : {}),
-    ...(parsed.maxConcurrent ? { maxConcurrent: parsed.maxConcurrent } : {}),
-  });
+  return new BmcPowerModule('ipmi', new IpmiConnector(parsed), bmcPowerOptionsOf(parsed));
 }

@@ -135,6 +135,14 @@ describe('discovery and authentication', () => {
     await expect(RedfishClient.connect(configFor(basicOnly, { password: 'wrong' }))).rejects.toThrow(RedfishAuthError);
   });
 
+  it('closes without error when the BMC has already expired the session (it answers 401)', async () => {
+    const { bmc } = await bmcWith();
+    const client = await RedfishClient.connect(configFor(bmc));
+    bmc.dropSessions();
+    await expect(client.close()).resolves.toBeUndefined();
+    expect(bmc.requests.at(-1)).toMatchObject({ method: 'DELETE', path: '/redfish/v1/SessionService/Sessions/1' });
+  });
+
   it('logs in again, once for concurrent calls, when the BMC has dropped the session', async () => {
     const { bmc, machine } = await bmcWith();
     const client = await connect(configFor(bmc));
@@ -155,6 +163,17 @@ describe('power', () => {
     expect(await client.getPowerState()).toBe('On');
     await machine.forceOff();
     expect(await client.getPowerState()).toBe('Off');
+  });
+
+  it('connects to a system without PowerState (optional in the schema), reads it as unknown and still sets its boot', async () => {
+    for (const lacks of ['omit', 'null'] as const) {
+      const machine = new FakeMachine();
+      const { bmc } = await bmcWith({ systems: [{ id: '1', machine, lacks: { PowerState: lacks } }] }, machine);
+      const client = await connect(configFor(bmc));
+      expect(await client.getPowerState()).toBeUndefined();
+      await client.setBootOverride({ target: 'Pxe', enabled: 'Once' });
+      expect(machine.bootOverride).toMatchObject({ target: 'Pxe', enabled: 'Once' });
+    }
   });
 
   it('maps each intent to its preferred ResetType when everything is allowed', async () => {
@@ -226,6 +245,23 @@ describe('boot override', () => {
     await client.reset('on');
     expect(machine.boots).toEqual([{ target: 'Pxe', enabled: 'Once', mode: 'UEFI' }]);
     expect(await client.getBootOverride()).toEqual({ target: 'None', enabled: 'Disabled', mode: 'UEFI' });
+  });
+
+  it('returns what it set: the mode too where the system has BootSourceOverrideMode', async () => {
+    const { bmc } = await bmcWith();
+    const client = await connect(configFor(bmc));
+    expect(await client.setBootOverride({ target: 'Pxe', enabled: 'Once', mode: 'UEFI' })).toEqual({ target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
+  });
+
+  it('sets target and enabled alone on a system without BootSourceOverrideMode (absent or null), and returns that it left the mode out', async () => {
+    for (const lacks of ['omit', 'null'] as const) {
+      const machine = new FakeMachine();
+      const { bmc } = await bmcWith({ systems: [{ id: '1', machine, lacks: { BootSourceOverrideMode: lacks } }] }, machine);
+      const client = await connect(configFor(bmc));
+      expect(await client.setBootOverride({ target: 'Pxe', enabled: 'Once', mode: 'UEFI' })).toEqual({ target: 'Pxe', enabled: 'Once' });
+      expect(machine.bootOverride).toMatchObject({ target: 'Pxe', enabled: 'Once' });
+      expect(await client.getBootOverride()).toEqual({ target: 'Pxe', enabled: 'Once', mode: undefined });
+    }
   });
 
   it('sends If-Match with the ETag it read when the BMC requires it', async () => {

@@ -59,7 +59,7 @@ export const resetPreferences: Record<PowerIntent, readonly ResetType[]> = {
 export const bootOverrideRequestSchema = z.strictObject({
   target: z.enum(['Pxe', 'Hdd']),
   enabled: z.enum(['Once', 'Continuous']),
-  /** Left as the BMC has it when absent. */
+  /** Left as the BMC has it when absent, and on a system without BootSourceOverrideMode. */
   mode: z.enum(['UEFI', 'Legacy']).optional(),
 });
 export type BootOverrideRequest = z.infer<typeof bootOverrideRequestSchema>;
@@ -92,7 +92,8 @@ const resetActionSchema = z.object({
 
 const computerSystemSchema = z.object({
   '@odata.etag': z.string().optional(),
-  PowerState: z.enum(redfishPowerStates),
+  // Optional in the ComputerSystem schema: some BMCs leave it out or null (e.g. while a reset runs).
+  PowerState: z.enum(redfishPowerStates).nullable().optional(),
   Boot: z
     .object({
       BootSourceOverrideTarget: z.string().nullable().optional(),
@@ -135,6 +136,8 @@ const redfishErrorSchema = z.object({ error: z.object({ message: z.string().opti
 
 /** Statuses with which a BMC says it has no session login; Basic auth is tried instead. */
 const sessionsRefusedStatuses: ReadonlySet<number> = new Set([404, 405, 501, 503]);
+/** Statuses with which a BMC answers the logout of a session it has already dropped. */
+const sessionGoneStatuses: ReadonlySet<number> = new Set([401, 404]);
 
 interface Session {
   token: string;
@@ -193,8 +196,9 @@ export class RedfishClient {
     return this.session ? 'session' : 'basic';
   }
 
-  async getPowerState(): Promise<RedfishPowerState> {
-    return (await this.readSystem()).system.PowerState;
+  /** Undefined when the system reports no PowerState (absent or null): the power state is unknown. */
+  async getPowerState(): Promise<RedfishPowerState | undefined> {
+    return (await this.readSystem()).system.PowerState ?? undefined;
   }
 
   async getBootOverride(): Promise<BootOverrideState> {
@@ -232,8 +236,10 @@ export class RedfishClient {
   /**
    * Sets the next boot device. Reads the system first for its allowed values and ETag, sends
    * If-Match when there is one, and on 412 (someone else changed the system) reads and tries once more.
+   * Returns what it set: without `mode` when the system has no BootSourceOverrideMode (absent or
+   * null), since such a BMC has no mode to choose and refuses the property.
    */
-  async setBootOverride(input: BootOverrideRequest): Promise<void> {
+  async setBootOverride(input: BootOverrideRequest): Promise<BootOverrideRequest> {
     const parsed = bootOverrideRequestSchema.safeParse(input);
     if (!parsed.success) throw new RedfishUsageError(`invalid boot override: ${z.prettifyError(parsed.error)}`);
     const request = parsed.data;
@@ -247,18 +253,21 @@ export class RedfishClient {
           `${this.systemPath} allows boot targets ${allowedTargets.join(', ')}, not ${request.target}`,
         );
       }
-      if (request.mode !== undefined) {
+      const hasMode = boot.BootSourceOverrideMode !== undefined && boot.BootSourceOverrideMode !== null;
+      const mode = hasMode ? request.mode : undefined;
+      if (mode !== undefined) {
         const allowedModes = boot['BootSourceOverrideMode@Redfish.AllowableValues'];
-        // Without the property the BMC cannot choose a mode; booting the other mode silently would be worse than failing.
-        if (boot.BootSourceOverrideMode === undefined || (allowedModes && !allowedModes.includes(request.mode))) {
-          throw new RedfishActionNotSupportedError(`${this.systemPath} cannot set boot mode ${request.mode}`);
+        // A BMC that has modes but not this one would boot the other one: worse than failing.
+        if (allowedModes && !allowedModes.includes(mode)) {
+          throw new RedfishActionNotSupportedError(`${this.systemPath} allows boot modes ${allowedModes.join(', ')}, not ${mode}`);
         }
       }
+      const sent: BootOverrideRequest = { target: request.target, enabled: request.enabled, ...(mode === undefined ? {} : { mode }) };
       const patch: Record<string, string> = {
-        BootSourceOverrideTarget: request.target,
-        BootSourceOverrideEnabled: request.enabled,
+        BootSourceOverrideTarget: sent.target,
+        BootSourceOverrideEnabled: sent.enabled,
       };
-      if (request.mode !== undefined) patch['BootSourceOverrideMode'] = request.mode;
+      if (sent.mode !== undefined) patch['BootSourceOverrideMode'] = sent.mode;
       const reply = await this.call(
         {
           method: 'PATCH',
@@ -273,7 +282,7 @@ export class RedfishClient {
         throw new RedfishHttpError(`PATCH ${this.systemPath}: ETag still stale after re-reading (412 twice)`, 412);
       }
       await this.completion(reply, 'boot override');
-      return;
+      return sent;
     }
   }
 
@@ -289,8 +298,9 @@ export class RedfishClient {
       path: session.path,
       headers: { 'X-Auth-Token': session.token },
     });
-    // A session the BMC already dropped (timeout) is as closed as one we deleted.
-    if (reply.status !== 404) expectSuccess(reply, `DELETE ${session.path}`);
+    // A session the BMC already dropped (timeout) is as closed as one we deleted: it answers 404
+    // for the resource, or 401 because the token it was dropped with no longer authenticates.
+    if (!sessionGoneStatuses.has(reply.status)) expectSuccess(reply, `DELETE ${session.path}`);
   }
 
   // --- internals ---

@@ -3,7 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../test/support/appliance.js';
 import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
@@ -11,7 +12,52 @@ import { createLogger } from '../../src/log.js';
 import { parseBmcUrl } from '../../src/domain/node.js';
 import { startRedfishBmc, type RedfishBmc } from '../../vm-test/redfish-bmc/emulator.js';
 import { FakeMachine } from '../../vm-test/redfish-bmc/fake-machine.js';
-import { createModule } from './module.js';
+import type { NodeRecord } from '../../src/domain/node.js';
+import type { EmulatedSystemConfig } from '../../vm-test/redfish-bmc/emulator.js';
+import { createModule, RedfishConnector } from './module.js';
+
+describe('Redfish sessions on BMCs that leave out optional ComputerSystem properties', () => {
+  const closing: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const close of closing.splice(0).reverse()) await close();
+  });
+
+  /** A session to an emulated BMC whose system lacks `lacks`, and the JSON lines it logged. */
+  const sessionTo = async (lacks: EmulatedSystemConfig['lacks']) => {
+    const machine = new FakeMachine();
+    const bmc = await startRedfishBmc({ username: 'admin', password: 'secret', systems: [{ id: '1', machine, lacks }] });
+    closing.push(() => bmc.close());
+    const node: NodeRecord = {
+      id: 'n1',
+      name: 'rf-lacking',
+      macs: ['52:54:00:dd:01:01'],
+      bmc: parseBmcUrl(`redfish+http://admin@127.0.0.1:${bmc.port}/redfish/v1/Systems/1`).address,
+      arch: 'x86_64',
+      firmware: 'uefi',
+      labels: {},
+    };
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => lines.push(...chunk.toString().trim().split('\n')));
+    const session = await new RedfishConnector({ requestTimeoutMs: 2000 }).connect(node, 'secret', createLogger('info', stream));
+    closing.push(() => session.close());
+    return { session, machine, logged: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
+  };
+
+  it('reads a system without PowerState (absent or null) as unknown', async () => {
+    for (const lacks of ['omit', 'null'] as const) {
+      const { session } = await sessionTo({ PowerState: lacks });
+      expect(await session.powerState()).toBe('unknown');
+    }
+  });
+
+  it('sets the next boot of a UEFI node without a mode where the system has no BootSourceOverrideMode, and logs that', async () => {
+    const { session, machine, logged } = await sessionTo({ BootSourceOverrideMode: 'omit' });
+    await session.setNextBoot('pxe', 'uefi');
+    expect(machine.bootOverride).toMatchObject({ target: 'Pxe', enabled: 'Once' });
+    expect(logged()).toContainEqual(expect.objectContaining({ node: 'rf-lacking', mode: 'UEFI', msg: expect.stringMatching(/no BootSourceOverrideMode/) }));
+  });
+});
 
 describe('Redfish module in the appliance', { timeout: 60_000 }, () => {
   let appliance: Appliance;

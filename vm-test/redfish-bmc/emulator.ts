@@ -36,7 +36,15 @@ export interface EmulatedSystemConfig {
   machine: EmulatedMachine;
   /** ResetType values advertised and accepted; all of `emulatedResetTypes` when absent. */
   resetTypes?: readonly EmulatedResetType[];
+  /**
+   * Optional ComputerSystem properties this system leaves out of its resource ('omit') or
+   * reports as null, as some BMCs do. Without BootSourceOverrideMode it also refuses a PATCH
+   * that sets the mode (400 PropertyUnknown), and keeps no mode of its own.
+   */
+  lacks?: Partial<Record<OptionalSystemProperty, 'omit' | 'null'>>;
 }
+
+export type OptionalSystemProperty = 'PowerState' | 'BootSourceOverrideMode';
 
 /**
  * - `none`: no ETag, If-Match ignored (BMCs without ETag support).
@@ -257,6 +265,13 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
       },
       Actions: { '#ComputerSystem.Reset': resetAction },
     };
+    const lacks = system.config.lacks ?? {};
+    const boot = body['Boot'] as Record<string, unknown>;
+    if (lacks.PowerState === 'omit') delete body['PowerState'];
+    if (lacks.PowerState === 'null') body['PowerState'] = null;
+    if (lacks.BootSourceOverrideMode !== undefined) delete boot['BootSourceOverrideMode@Redfish.AllowableValues'];
+    if (lacks.BootSourceOverrideMode === 'omit') delete boot['BootSourceOverrideMode'];
+    if (lacks.BootSourceOverrideMode === 'null') boot['BootSourceOverrideMode'] = null;
     if (etagPolicy === 'none') return { body, etag: undefined };
     const digest = createHash('sha256').update(`${system.revision}:${JSON.stringify(body)}`).digest('hex');
     const etag = `"${digest.slice(0, 16)}"`;
@@ -373,6 +388,9 @@ export async function startRedfishBmc(options: RedfishBmcOptions): Promise<Redfi
 
   async function handleSystemPatch(req: IncomingMessage, res: ServerResponse, system: SystemState): Promise<void> {
     const patch = parseBody(systemPatchBody, await readJson(req));
+    if (patch.Boot.BootSourceOverrideMode !== undefined && system.config.lacks?.BootSourceOverrideMode !== undefined) {
+      throw new HttpError(400, 'Base.1.8.PropertyUnknown', 'BootSourceOverrideMode is not a property of this system');
+    }
     options.beforeSystemPatch?.(system.config.id);
     if (etagPolicy !== 'none') {
       const ifMatch = req.headers['if-match'];

@@ -1,13 +1,30 @@
 // The power facet for any BMC protocol. A protocol module (IPMI, Redfish) supplies a connector that
 // opens sessions to one node's BMC; this driver does the rest the same way for all of them: steps,
 // polling with jitter (faster while a step waits), the next boot device before power-on, graceful
-// then forced power-off, and a global cap on BMC sessions in use at once.
+// then forced power-off, and a global cap on BMC sessions in use at once. It is a driver the BMC
+// modules share, not part of the engine: its session cap is its own, beside the engine's per-step
+// and per-BMC action slots (src/engine/slots.ts).
 import type { Logger } from 'pino';
+import type { BmcPowerOptions } from '../contracts/bmc.js';
 import type { NodeId, NodeRecord } from '../domain/node.js';
-import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from './module.js';
+import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../engine/module.js';
+
+/**
+ * What a BMC says of power. `powering-on`/`powering-off`: a change under way, to be waited for
+ * rather than asked for again. `unknown`: it answered without saying (Redfish PowerState is optional).
+ */
+export type BmcPowerState = 'on' | 'off' | 'powering-on' | 'powering-off' | 'unknown';
+
+/** A change under way counts as where it comes from: a step is confirmed only once it is done. */
+const OBSERVED_POWER: Record<Exclude<BmcPowerState, 'unknown'>, 'on' | 'off'> = {
+  on: 'on',
+  off: 'off',
+  'powering-on': 'off',
+  'powering-off': 'on',
+};
 
 export interface BmcSession {
-  powerState(): Promise<'on' | 'off'>;
+  powerState(): Promise<BmcPowerState>;
   powerOn(): Promise<void>;
   /** ACPI shutdown request: the OS powers the machine off. */
   softOff(): Promise<void>;
@@ -18,24 +35,16 @@ export interface BmcSession {
 
 export interface BmcConnector {
   claims(node: NodeRecord): boolean;
-  /** Opens (or reuses) a session; rejects with a clear error on bad credentials or no answer. */
-  connect(node: NodeRecord, password: string | undefined): Promise<BmcSession>;
+  /**
+   * Opens (or reuses) a session; rejects with a clear error on bad credentials or no answer. The
+   * session logs to `log` what it did differently from what was asked (e.g. a boot mode left out).
+   */
+  connect(node: NodeRecord, password: string | undefined, log: Logger): Promise<BmcSession>;
   /** Releases what the connector shares between sessions (a socket), after every session closed. */
   close?(): Promise<void>;
 }
 
-export interface BmcPowerOptions {
-  /** Power poll of a node no step waits on. */
-  pollMs: number;
-  /** Power poll while a power step waits for confirmation. */
-  fastPollMs: number;
-  /** How long a graceful power-off may take before it is forced. */
-  gracefulOffMs: number;
-  /** BMC sessions in use at once, across all nodes of this module. */
-  maxConcurrent: number;
-}
-
-export const DEFAULT_BMC_POWER_OPTIONS: BmcPowerOptions = { pollMs: 30_000, fastPollMs: 1_000, gracefulOffMs: 60_000, maxConcurrent: 32 };
+export const DEFAULT_BMC_POWER_OPTIONS: BmcPowerOptions = { pollMs: 30_000, fastPollMs: 1_000, gracefulOffMs: 60_000, forcedOffMs: 20_000, maxConcurrent: 32 };
 
 export class BmcPowerModule implements ShoalModule {
   readonly drivers: FacetDriver[];
@@ -81,10 +90,9 @@ export class BmcPowerModule implements ShoalModule {
   }
 
   private async perform({ step, node, bmcPassword, signal }: StepRequest): Promise<void> {
-    const observe = (value: 'on' | 'off') => this.host!.observe(node.id, 'power', value);
     switch (step) {
       case 'power.probe':
-        observe(await this.withSession(node, bmcPassword, (s) => s.powerState()));
+        this.observePower(node.id, await this.withSession(node, bmcPassword, (s) => s.powerState()));
         return;
       case 'power.on': {
         const boot = this.host!.observed(node.id).boot?.value;
@@ -94,23 +102,37 @@ export class BmcPowerModule implements ShoalModule {
           if (boot === 'disk') await s.setNextBoot('disk', node.firmware);
           if ((await s.powerState()) === 'off') await s.powerOn();
         });
+        // Sent once: a BMC slow to show the change is waited for, not asked again.
         this.pollUntil(node, bmcPassword, 'on', signal);
         return;
       }
       case 'power.off': {
+        // A retried step may follow a request that timed out but was carried out: read before sending.
+        const before = await this.withSession(node, bmcPassword, (s) => s.powerState());
+        this.observePower(node.id, before);
+        if (before === 'off') return;
         // A node whose OS stopped answering (lost, hung) will not honour the power button either.
         const run = this.host!.observed(node.id).run?.value;
+        let forcedAt: number | undefined;
         if (run === 'lost' || run === 'hung') {
           this.log?.info({ node: node.name, run }, 'node is not answering; forcing power off');
+          forcedAt = Date.now();
           await this.withSession(node, bmcPassword, (s) => s.forceOff());
-          this.pollUntil(node, bmcPassword, 'off', signal);
-          return;
+        } else if (before !== 'powering-off') {
+          await this.withSession(node, bmcPassword, (s) => s.softOff());
         }
-        await this.withSession(node, bmcPassword, (s) => s.softOff());
-        const deadline = Date.now() + this.options.gracefulOffMs;
-        this.pollUntil(node, bmcPassword, 'off', signal, async () => {
-          if (Date.now() < deadline) return;
-          this.log?.info({ node: node.name }, 'graceful power-off took too long; forcing');
+        const gracefulDeadline = Date.now() + this.options.gracefulOffMs;
+        this.pollUntil(node, bmcPassword, 'off', signal, async (state) => {
+          // A change under way, or a BMC that cannot tell: wait rather than ask again.
+          if (state !== 'on') return;
+          const now = Date.now();
+          if (now < (forcedAt === undefined ? gracefulDeadline : forcedAt + this.options.forcedOffMs)) return;
+          // This reading, taken just now, still says on: the forced off (even one that timed out) did not happen.
+          this.log?.info(
+            { node: node.name },
+            forcedAt === undefined ? 'graceful power-off took too long; forcing' : `forced power-off not seen within ${this.options.forcedOffMs} ms; forcing again`,
+          );
+          forcedAt = now;
           await this.withSession(node, bmcPassword, (s) => s.forceOff());
         });
         return;
@@ -120,15 +142,24 @@ export class BmcPowerModule implements ShoalModule {
     }
   }
 
-  /** Polls fast until the BMC reports `want` or the step ends (confirmed, superseded or timed out). */
-  private pollUntil(node: NodeRecord, password: string | undefined, want: 'on' | 'off', signal: AbortSignal, each?: () => Promise<void>): void {
+  /**
+   * Polls fast until the BMC reports `want` or the step ends (confirmed, superseded or timed out);
+   * `each` sees every other reading, one at a time.
+   */
+  private pollUntil(
+    node: NodeRecord,
+    password: string | undefined,
+    want: 'on' | 'off',
+    signal: AbortSignal,
+    each?: (state: BmcPowerState) => Promise<void>,
+  ): void {
     const tick = async () => {
       if (signal.aborted || this.stopped) return;
       try {
         const state = await this.withSession(node, password, (s) => s.powerState());
-        this.host!.observe(node.id, 'power', state);
+        this.observePower(node.id, state);
         if (state === want) return;
-        await each?.();
+        await each?.(state);
       } catch (err) {
         this.log?.warn({ node: node.name, err: (err as Error).message }, 'power poll failed');
       }
@@ -150,12 +181,16 @@ export class BmcPowerModule implements ShoalModule {
     const node = this.host?.node(id);
     if (!node || !this.connector.claims(node)) return this.forget(id);
     try {
-      const state = await this.withSession(node, this.host!.bmcPassword(id), (s) => s.powerState());
-      this.host!.observe(id, 'power', state);
+      this.observePower(id, await this.withSession(node, this.host!.bmcPassword(id), (s) => s.powerState()));
     } catch (err) {
       this.host!.observe(id, 'power', 'error', (err as Error).message);
     }
     if (this.host?.node(id)) this.schedulePoll(id, this.jitter(this.options.pollMs));
+  }
+
+  private observePower(id: NodeId, state: BmcPowerState): void {
+    if (state === 'unknown') this.host!.observe(id, 'power', 'unknown', 'the BMC answered without a power state');
+    else this.host!.observe(id, 'power', OBSERVED_POWER[state]);
   }
 
   private forget(id: NodeId): void {
@@ -173,7 +208,7 @@ export class BmcPowerModule implements ShoalModule {
     try {
       let session = this.sessions.get(node.id);
       if (!session) {
-        session = this.connector.connect(node, password);
+        session = this.connector.connect(node, password, this.log!);
         this.sessions.set(node.id, session);
       }
       try {
