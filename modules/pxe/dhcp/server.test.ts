@@ -278,6 +278,30 @@ describe('DhcpServer in full mode', () => {
     expect(offer!.packet.yiaddr).not.toBe('10.0.0.100');
   });
 
+  it("ignores a DECLINE for an address that is not the sender's own offer or lease (a forged one)", async () => {
+    await dora(h, '02:00:00:00:00:01');
+    await h.transport.exchange(request('02:00:00:00:00:02', MessageType.DISCOVER));
+    // Neither a MAC with another offer nor one the server never saw may take 10.0.0.100 away.
+    for (const forger of ['02:00:00:00:00:02', '02:00:00:00:00:66']) {
+      await h.transport.exchange(request(forger, MessageType.DECLINE, { serverId: SERVER, requestedIp: '10.0.0.100' }));
+    }
+    expect(h.server.counters).toMatchObject({ declines: 0, ignored: 2 });
+    expect(h.leases.get('02:00:00:00:00:01')?.ip).toBe('10.0.0.100');
+    // The holder's renewal is still ACKed, and the forger's own offer still stands.
+    const [renewal] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.REQUEST, {}, { ciaddr: '10.0.0.100' }), 'unicast');
+    expect(renewal!.packet.options.messageType).toBe(MessageType.ACK);
+    const [selected] = await h.transport.exchange(request('02:00:00:00:00:02', MessageType.REQUEST, { serverId: SERVER, requestedIp: '10.0.0.101' }));
+    expect(selected!.packet.options.messageType).toBe(MessageType.ACK);
+  });
+
+  it('honours a DECLINE of the address the server offered that MAC', async () => {
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
+    await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DECLINE, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    expect(h.server.counters.declines).toBe(1);
+    const [next] = await h.transport.exchange(request('02:00:00:00:00:02', MessageType.DISCOVER, { requestedIp: offer!.packet.yiaddr }));
+    expect(next!.packet.yiaddr).not.toBe(offer!.packet.yiaddr);
+  });
+
   it('INFORM: an ACK with configuration, no address and no lease time, to ciaddr', async () => {
     const [ack] = await h.transport.exchange(request('02:00:00:00:00:07', MessageType.INFORM, {}, { ciaddr: '10.0.0.7' }), 'unicast');
     expect(ack).toMatchObject({ address: '10.0.0.7', port: 68 });

@@ -380,14 +380,18 @@ export class DhcpServer {
     const ip = request.options.requestedIp;
     this.emit({ type: 'decline', mac, ip, arch: kind.arch, isIpxe: kind.isIpxe });
     const serverId = request.options.serverId;
-    if (!ip || (serverId !== undefined && serverId !== this.config.interface.address)) {
+    const lease = this.deps.leases.get(mac);
+    // Only the address we gave this MAC: DECLINE carries no proof, so anyone else's would let any
+    // host on the segment take a working client's address (its next renewal would be NAKed).
+    const ownAddress = ip !== undefined && (this.offersByMac.get(mac)?.ip === ip || lease?.ip === ip);
+    if (!ownAddress || (serverId !== undefined && serverId !== this.config.interface.address)) {
       this.counters.ignored += 1;
       return;
     }
     // The address answered ARP for someone else: keep it out of the pool for a lease time.
     this.declinedUntil.set(ip, this.now() + this.config.leaseSeconds * 1000);
     this.forgetOffer(mac);
-    if (this.deps.leases.get(mac)?.ip === ip) this.deps.leases.delete(mac);
+    if (lease?.ip === ip) this.deps.leases.delete(mac);
     this.counters.declines += 1;
   }
 
