@@ -302,6 +302,23 @@ describe('DhcpServer in full mode', () => {
     expect(next!.packet.yiaddr).not.toBe(offer!.packet.yiaddr);
   });
 
+  it('keeps only pool addresses out after a DECLINE, so the declined table is bounded by the pools', async () => {
+    // Reserved addresses are outside the pool: a DECLINE drops the lease, but there is nothing to hold back.
+    for (let n = 0; n < 200; n++) {
+      const mac = `52:54:00:dd:00:${n.toString(16).padStart(2, '0')}`;
+      const ip = `10.0.0.${(n % 90) + 2}`;
+      h.book.reservations.clear();
+      h.book.reservations.set(mac, { ip });
+      await dora(h, mac);
+      await h.transport.exchange(request(mac, MessageType.DECLINE, { serverId: SERVER, requestedIp: ip }));
+    }
+    expect(h.server.counters.declines).toBe(200);
+    expect(h.server.declinedCount).toBe(0);
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
+    await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DECLINE, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    expect(h.server.declinedCount).toBe(1);
+  });
+
   it('INFORM: an ACK with configuration, no address and no lease time, to ciaddr', async () => {
     const [ack] = await h.transport.exchange(request('02:00:00:00:00:07', MessageType.INFORM, {}, { ciaddr: '10.0.0.7' }), 'unicast');
     expect(ack).toMatchObject({ address: '10.0.0.7', port: 68 });

@@ -165,6 +165,11 @@ export class DhcpServer {
     this.now = deps.now ?? Date.now;
   }
 
+  /** Addresses held out of the pools after a DECLINE; at most the pools' size. */
+  get declinedCount(): number {
+    return this.declinedUntil.size;
+  }
+
   /** Binds the sockets; rejects with DhcpBindError (EADDRINUSE) when another server holds port 67. */
   async start(): Promise<void> {
     if (this.started) throw new Error('DHCP server already started');
@@ -388,8 +393,10 @@ export class DhcpServer {
       this.counters.ignored += 1;
       return;
     }
-    // The address answered ARP for someone else: keep it out of the pool for a lease time.
-    this.declinedUntil.set(ip, this.now() + this.config.leaseSeconds * 1000);
+    // The address answered ARP for someone else: keep it out of the pool for a lease time. Only
+    // pool addresses: a reservation is given whatever the table says, so an entry for one would
+    // never be read nor freed, and the table stays bounded by the pools' size.
+    if (this.subnets.some((s) => inPool(s, ip))) this.declinedUntil.set(ip, this.now() + this.config.leaseSeconds * 1000);
     this.forgetOffer(mac);
     if (lease?.ip === ip) this.deps.leases.delete(mac);
     this.counters.declines += 1;
