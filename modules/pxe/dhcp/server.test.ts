@@ -19,6 +19,8 @@ import type { Arrival, DhcpTransport, InboundDatagram } from './transport.js';
 
 interface Sent {
   packet: DhcpPacket;
+  /** The reply as it went on the wire. */
+  wire: Buffer;
   address: string;
   port: number;
 }
@@ -32,7 +34,7 @@ class FakeTransport implements DhcpTransport {
   async send(data: Buffer, address: string, port: number): Promise<void> {
     const parsed = parseDhcpPacket(data);
     if (!parsed.ok) throw parsed.error;
-    this.sent.push({ packet: parsed.packet, address, port });
+    this.sent.push({ packet: parsed.packet, wire: data, address, port });
   }
   async close(): Promise<void> {
     this.handler = undefined;
@@ -317,6 +319,18 @@ describe('DhcpServer in full mode', () => {
     const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
     await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DECLINE, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
     expect(h.server.declinedCount).toBe(1);
+  });
+
+  it('sends T1 (58) and T2 (59) at 0.5 and 0.875 of the lease in OFFER and ACK, and neither in an INFORM reply', async () => {
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER, { parameterRequestList: [1, 3, 51, 58, 59] }));
+    const [ack] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.REQUEST, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    // 600 s lease: T1 300 s (0x012c), T2 525 s (0x020d), each a 4-byte option after the lease time.
+    const times = Buffer.from('3304000002583a040000012c3b040000020d', 'hex');
+    for (const reply of [offer!, ack!]) expect(reply.wire.includes(times), reply.wire.toString('hex')).toBe(true);
+    expect(ack!.packet.options).toMatchObject({ leaseSeconds: 600, renewalSeconds: 300, rebindingSeconds: 525 });
+    const [inform] = await h.transport.exchange(request('02:00:00:00:00:07', MessageType.INFORM, {}, { ciaddr: '10.0.0.7' }), 'unicast');
+    expect(inform!.packet.options).not.toHaveProperty('renewalSeconds');
+    expect(inform!.packet.options).not.toHaveProperty('rebindingSeconds');
   });
 
   it('INFORM: an ACK with configuration, no address and no lease time, to ciaddr', async () => {

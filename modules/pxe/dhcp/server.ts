@@ -414,6 +414,8 @@ export class DhcpServer {
     // RFC 2131 3.4: configuration only, no address and no lease time.
     const reply = this.reply(request, MessageType.ACK, subnet, ZERO, undefined);
     delete reply.options.leaseSeconds;
+    delete reply.options.renewalSeconds;
+    delete reply.options.rebindingSeconds;
     this.applyBoot(reply, decideBoot(kind, mac, this.config), kind, true);
     this.counters.informs += 1;
     this.send(reply, request);
@@ -571,6 +573,9 @@ export class DhcpServer {
     reply.yiaddr = ip;
     const o = reply.options;
     o.leaseSeconds = this.config.leaseSeconds;
+    // RFC 2131 4.4.5's defaults, sent rather than left to the client so every client renews alike.
+    o.renewalSeconds = Math.floor(this.config.leaseSeconds * 0.5);
+    o.rebindingSeconds = Math.floor(this.config.leaseSeconds * 0.875);
     o.subnetMask = subnet.mask;
     o.broadcastAddress = subnet.broadcastAddress;
     if (subnet.config.router) o.routers = [subnet.config.router];
