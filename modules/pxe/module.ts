@@ -155,6 +155,7 @@ export class PxeModule implements ShoalModule {
         },
         {
           resolver: directoryResolver(this.options.ipxeDir),
+          onLog: ({ level, event, message, client, path }) => host.log[level]({ event, client, path }, `tftp: ${message}`),
           onTransfer: (o) => {
             if (o.event !== 'start') return;
             const lease = this.leases?.getByIp(o.client.address);
