@@ -14,7 +14,8 @@ import {
 } from './codec.js';
 import { DhcpConfigError, type DhcpServerConfigInput } from './config.js';
 import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from './leases.js';
-import { DhcpServer, type AddressBook, type DhcpEvent, type Reservation, type UnknownClientInfo } from './server.js';
+import type { AddressBook, DhcpEvent, Reservation, UnknownClientInfo } from './handler.js';
+import { DhcpServer } from './server.js';
 import type { Arrival, DhcpTransport, InboundDatagram } from './transport.js';
 
 interface Sent {
