@@ -96,6 +96,8 @@ describe('pxe module', () => {
     expect(res.headers.get('location')).toBe('/images/compute/1/vmlinuz');
     expect(boot()?.value).toBe('kernel');
     expect((await get(`/boot/${MAC}/initrd.img`)).headers.get('location')).toBe('/images/compute/1/initrd.img');
+    // The MAC as any route takes it: upper case and '-' separators too.
+    expect((await get(`/boot/${MAC.toUpperCase().replaceAll(':', '-')}/initrd.img`)).headers.get('location')).toBe('/images/compute/1/initrd.img');
     expect((await get(`/boot/${MAC}/passwd`)).status).toBe(404);
   });
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
-import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
 import { localBootScript, networkBootScript, type BootPlan } from './script.js';
@@ -16,7 +16,13 @@ import { PxeMetrics } from './metrics.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 
-const MAC_PATTERN = /^[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}$/i;
+const NORMALIZED_MAC = /^(?:[0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+/** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
+function macFromUrl(raw: string): string | undefined {
+  const mac = normalizeMac(raw);
+  return NORMALIZED_MAC.test(mac) ? mac : undefined;
+}
 
 export const PxeOptionsSchema = z
   .object({
@@ -109,21 +115,23 @@ export class PxeModule implements ShoalModule {
       res.json({ discovered: machines.filter((m) => !host.byMac(m.mac)) });
     });
     host.api.delete('/discovered/:mac', (req, res) => {
-      const mac = req.params.mac.toLowerCase().replace(/-/g, ':');
-      if (!MAC_PATTERN.test(mac)) throw new HttpProblem(400, 'Invalid MAC', `"${req.params.mac}" is not a MAC address like 52:54:00:12:34:56`);
+      const mac = macFromUrl(req.params.mac);
+      if (!mac) throw new HttpProblem(400, 'Invalid MAC', `"${req.params.mac}" is not a MAC address like 52:54:00:12:34:56`);
       if (!discovered.remove(mac)) throw new HttpProblem(404, 'Not found', `${mac} is not a discovered machine; GET /api/v1/discovered lists them`);
       res.status(204).end();
     });
     host.http.get('/boot/:file', (req, res) => {
-      const mac = /^([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})\.ipxe$/i.exec(req.params.file)?.[1]?.toLowerCase().replace(/-/g, ':');
+      const name = /^(.*)\.ipxe$/.exec(req.params.file)?.[1];
+      const mac = name === undefined ? undefined : macFromUrl(name);
       if (!mac) {
-        metrics.bootFile('script', 'not-found');
+        if (name !== undefined) metrics.bootFile('script', 'not-found');
         return void res.status(404).type('text/plain').send('not a boot script\n');
       }
       res.type('text/plain').send(this.script(mac));
     });
     host.http.get('/boot/:mac/:file', (req, res) => {
-      const node = host.byMac(req.params.mac.toLowerCase());
+      const mac = macFromUrl(req.params.mac);
+      const node = mac === undefined ? undefined : host.byMac(mac);
       const plan = node && this.plans.get(node.id);
       const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
       const route = req.params.file === 'vmlinuz' ? 'kernel' : req.params.file === 'initrd.img' ? 'initrd' : undefined;
