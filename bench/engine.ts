@@ -61,6 +61,7 @@ try {
     http: undefined as never,
     api: undefined as never,
     services: new ServiceRegistry(),
+    metrics: engine.metrics.registry,
   });
 
   const specs: NodeSpec[] = Array.from({ length: count }, (_, i) => ({

@@ -79,6 +79,7 @@ export class Appliance {
         http: router,
         api,
         services,
+        metrics: engine.metrics.registry,
       };
       mkdirSync(host.dataDir, { recursive: true });
       await module.start?.(host);

@@ -1,6 +1,7 @@
 // The pxe module's boot facet inside a real appliance: arming mints a token and a plan, the iPXE
 // script carries what the agent needs, and each HTTP request seen moves the boot facet forward.
 // (DHCP and TFTP are tested with real clients in their own folders; QEMU boots are vm-test's.)
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,10 @@ import { createLogger } from '../../src/log.js';
 import type { ImageInfo } from '../../src/contracts/services.js';
 import type { ShoalModule } from '../../src/engine/module.js';
 import type { NodeRecord } from '../../src/domain/node.js';
-import { createModule } from './index.js';
+import { startTestAppliance } from '../../test/support/appliance.js';
+import { MessageType, chaddrFromMac, serializeDhcpPacket } from './dhcp/codec.js';
+import type { DhcpTransport, InboundDatagram } from './dhcp/index.js';
+import { createModule, PxeModule, PxeOptionsSchema } from './index.js';
 import { networkBootScript } from './script.js';
 
 const IMAGE: ImageInfo = {
@@ -92,6 +96,8 @@ describe('pxe module', () => {
     expect(res.headers.get('location')).toBe('/images/compute/1/vmlinuz');
     expect(boot()?.value).toBe('kernel');
     expect((await get(`/boot/${MAC}/initrd.img`)).headers.get('location')).toBe('/images/compute/1/initrd.img');
+    // The MAC as any route takes it: upper case and '-' separators too.
+    expect((await get(`/boot/${MAC.toUpperCase().replaceAll(':', '-')}/initrd.img`)).headers.get('location')).toBe('/images/compute/1/initrd.img');
     expect((await get(`/boot/${MAC}/passwd`)).status).toBe(404);
   });
 
@@ -167,5 +173,84 @@ describe('networkBootScript', () => {
 
   it('leaves them out when it has none', () => {
     expect(kernelLine(script(IMAGE))).toMatch(/ shoal\.image=compute@1$/);
+  });
+});
+
+/** The DHCP server's sockets replaced by a pair of hands: no port 67, no broadcast. */
+class HandTransport implements DhcpTransport {
+  sent = 0;
+  private onDatagram: ((d: InboundDatagram) => void) | undefined;
+  async open(onDatagram: (d: InboundDatagram) => void): Promise<void> {
+    this.onDatagram = onDatagram;
+  }
+  async send(): Promise<void> {
+    this.sent++;
+  }
+  async close(): Promise<void> {
+    this.onDatagram = undefined;
+  }
+  discover(mac: string): void {
+    const packet = serializeDhcpPacket({
+      op: 1, htype: 1, hlen: 6, hops: 0, xid: 7, secs: 0, flags: 0,
+      ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
+      chaddr: chaddrFromMac(mac), sname: '', file: '',
+      options: { messageType: MessageType.DISCOVER, clientArch: [7], vendorClassId: 'PXEClient:Arch:00007:UNDI:003000' },
+    });
+    this.onDatagram!({ data: packet, from: { address: '0.0.0.0', port: 68 }, arrival: 'broadcast' });
+  }
+}
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+describe('pxe module metrics', () => {
+  it('serves its DHCP, TFTP and boot-file counters at /metrics', async () => {
+    const ipxeDir = mkdtempSync(join(tmpdir(), 'shoal-pxe-ipxe-'));
+    const transport = new HandTransport();
+    const tftpPort = await freeUdpPort();
+    const pxe = new PxeModule(
+      PxeOptionsSchema.parse({
+        advertiseUrl: 'http://127.0.0.1:8080',
+        dhcp: { interface: { name: 'lo', address: '127.0.0.1' }, subnets: [{ cidr: '127.0.0.0/24', pool: { start: '127.0.0.100', end: '127.0.0.110' } }] },
+        tftp: { address: '127.0.0.1', port: tftpPort, transferThreads: 0 },
+        ipxeDir,
+      }),
+      { dhcpTransport: transport },
+    );
+    const t = await startTestAppliance({ modules: [pxe] });
+    try {
+      transport.discover('52:54:00:77:00:01');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(transport.sent).toBe(1);
+
+      const client = createSocket('udp4');
+      await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', resolve));
+      const refusal = new Promise<Buffer>((resolve) => client.once('message', resolve));
+      client.send(Buffer.from('\0\x01absent.efi\0octet\0', 'latin1'), tftpPort, '127.0.0.1');
+      expect((await refusal).readUInt16BE(2)).toBe(1); // ERROR: file not found
+      client.close();
+
+      await fetch(`${t.appliance.url}/boot/52:54:00:77:00:02.ipxe`);
+      const metrics = await t.api('GET', '/metrics');
+      expect(metrics.status).toBe(200);
+      const lines = (metrics.body as string).split('\n');
+      expect(lines).toEqual(
+        expect.arrayContaining([
+          'shoal_dhcp_received_total 1',
+          'shoal_dhcp_offers_total 1',
+          'shoal_dhcp_foreign_server_total 0',
+          'shoal_tftp_refused_total{reason="not-found"} 1',
+          'shoal_pxe_boot_files_total{route="script",outcome="local"} 1',
+        ]),
+      );
+    } finally {
+      await t.close();
+      rmSync(ipxeDir, { recursive: true, force: true });
+    }
   });
 });

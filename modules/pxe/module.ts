@@ -7,15 +7,22 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
-import type { NodeId, NodeRecord } from '../../src/domain/node.js';
-import { DhcpServer, SqliteLeaseStore, type LeaseStore } from './dhcp/index.js';
+import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
+import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
 import { localBootScript, networkBootScript, type BootPlan } from './script.js';
 import { DiscoveredStore } from './discovered.js';
+import { PxeMetrics } from './metrics.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 
-const MAC_PATTERN = /^[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}$/i;
+const NORMALIZED_MAC = /^(?:[0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+/** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
+function macFromUrl(raw: string): string | undefined {
+  const mac = normalizeMac(raw);
+  return NORMALIZED_MAC.test(mac) ? mac : undefined;
+}
 
 export const PxeOptionsSchema = z
   .object({
@@ -48,6 +55,12 @@ export type PxeOptions = z.infer<typeof PxeOptionsSchema>;
 
 const IN_PROGRESS = new Set(['armed', 'dhcp', 'loader']);
 
+/** Stand-ins for what the module otherwise opens itself, so tests need no privileged sockets. */
+export interface PxeModuleDeps {
+  /** Replaces the DHCP server's UDP sockets on the provisioning interface. */
+  dhcpTransport?: DhcpTransport;
+}
+
 export class PxeModule implements ShoalModule {
   readonly name = 'pxe';
   readonly openapi = {
@@ -74,13 +87,18 @@ export class PxeModule implements ShoalModule {
   private leases: LeaseStore | undefined;
   private db: Database.Database | undefined;
   private discovered: DiscoveredStore | undefined;
+  private metrics: PxeMetrics | undefined;
 
-  constructor(private readonly options: PxeOptions) {
+  constructor(
+    private readonly options: PxeOptions,
+    private readonly deps: PxeModuleDeps = {},
+  ) {
     this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', perform: (request) => this.perform(request) }];
   }
 
   async start(host: ModuleHost): Promise<void> {
     this.host = host;
+    const metrics = (this.metrics = new PxeMetrics(host.metrics));
     this.plansPath = join(host.dataDir, 'boot-plans.json');
     try {
       this.plans = new Map(Object.entries(JSON.parse(readFileSync(this.plansPath, 'utf8')) as Record<NodeId, BootPlan>));
@@ -97,23 +115,34 @@ export class PxeModule implements ShoalModule {
       res.json({ discovered: machines.filter((m) => !host.byMac(m.mac)) });
     });
     host.api.delete('/discovered/:mac', (req, res) => {
-      const mac = req.params.mac.toLowerCase().replace(/-/g, ':');
-      if (!MAC_PATTERN.test(mac)) throw new HttpProblem(400, 'Invalid MAC', `"${req.params.mac}" is not a MAC address like 52:54:00:12:34:56`);
+      const mac = macFromUrl(req.params.mac);
+      if (!mac) throw new HttpProblem(400, 'Invalid MAC', `"${req.params.mac}" is not a MAC address like 52:54:00:12:34:56`);
       if (!discovered.remove(mac)) throw new HttpProblem(404, 'Not found', `${mac} is not a discovered machine; GET /api/v1/discovered lists them`);
       res.status(204).end();
     });
     host.http.get('/boot/:file', (req, res) => {
-      const mac = /^([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})\.ipxe$/i.exec(req.params.file)?.[1]?.toLowerCase().replace(/-/g, ':');
-      if (!mac) return void res.status(404).type('text/plain').send('not a boot script\n');
+      const name = /^(.*)\.ipxe$/.exec(req.params.file)?.[1];
+      const mac = name === undefined ? undefined : macFromUrl(name);
+      if (!mac) {
+        if (name !== undefined) metrics.bootFile('script', 'not-found');
+        return void res.status(404).type('text/plain').send('not a boot script\n');
+      }
       res.type('text/plain').send(this.script(mac));
     });
     host.http.get('/boot/:mac/:file', (req, res) => {
-      const node = host.byMac(req.params.mac.toLowerCase());
+      const mac = macFromUrl(req.params.mac);
+      const node = mac === undefined ? undefined : host.byMac(mac);
       const plan = node && this.plans.get(node.id);
       const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
-      const file = req.params.file === 'vmlinuz' ? image?.kernel : req.params.file === 'initrd.img' ? image?.initrd : undefined;
-      if (!node || !file) return void res.status(404).type('text/plain').send('no such boot file for this node\n');
-      if (req.params.file === 'vmlinuz') this.progress(node, 'kernel');
+      const route = req.params.file === 'vmlinuz' ? 'kernel' : req.params.file === 'initrd.img' ? 'initrd' : undefined;
+      const file = route === 'kernel' ? image?.kernel : route === 'initrd' ? image?.initrd : undefined;
+      // A file name that is neither is not counted: its label would be whatever a client sent.
+      if (!node || !file) {
+        if (route) metrics.bootFile(route, 'not-found');
+        return void res.status(404).type('text/plain').send('no such boot file for this node\n');
+      }
+      metrics.bootFile(route!, 'redirected');
+      if (route === 'kernel') this.progress(node, 'kernel');
       res.redirect(302, file.path);
     });
     if (this.options.dhcp) {
@@ -142,8 +171,10 @@ export class PxeModule implements ShoalModule {
             if (!node && e.type === 'ack' && e.ip) discovered.leased(e.mac, e.ip);
           },
           onUnknownClient: (mac, info) => discovered.seen(mac, info),
+          ...(this.deps.dhcpTransport ? { transport: this.deps.dhcpTransport } : {}),
         },
       );
+      metrics.watchDhcp(this.dhcp.counters);
       await this.dhcp.start();
     }
     if (this.options.tftp) {
@@ -155,7 +186,12 @@ export class PxeModule implements ShoalModule {
         },
         {
           resolver: directoryResolver(this.options.ipxeDir),
+          onLog: ({ level, event, message, client, path }) => {
+            metrics.tftpLog(event);
+            host.log[level]({ event, client, path }, `tftp: ${message}`);
+          },
           onTransfer: (o) => {
+            metrics.tftpTransfer(o);
             if (o.event !== 'start') return;
             const lease = this.leases?.getByIp(o.client.address);
             const node = lease && host.byMac(lease.mac);
@@ -198,14 +234,20 @@ export class PxeModule implements ShoalModule {
     if (!node) {
       // Seen here first where another DHCP server handed out the address (proxy or external DHCP).
       this.discovered?.seen(mac, { arch: undefined, isIpxe: true });
-      return localBootScript(`${mac} is not enrolled`);
+      return this.localBoot(`${mac} is not enrolled`);
     }
     const plan = this.plans.get(node.id);
-    if (plan?.kind !== 'network') return localBootScript(`${node.name} is set to boot from disk`);
+    if (plan?.kind !== 'network') return this.localBoot(`${node.name} is set to boot from disk`);
     const image = host.services.get('images')?.get(plan.image);
-    if (!image) return localBootScript(`image ${plan.image} is no longer in the store`);
+    if (!image) return this.localBoot(`image ${plan.image} is no longer in the store`);
     this.progress(node, 'loader');
+    this.metrics?.bootFile('script', 'network');
     return networkBootScript({ advertiseUrl: this.options.advertiseUrl, mac, nodeId: node.id, plan, image });
+  }
+
+  private localBoot(reason: string): string {
+    this.metrics?.bootFile('script', 'local');
+    return localBootScript(reason);
   }
 
   /** Boot progress only moves forward from an armed network boot; a disk boot is never turned into "dhcp". */

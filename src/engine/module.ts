@@ -2,6 +2,7 @@
 // claims: it performs their steps and reports what it observes. It never writes desired state.
 import type { Router } from 'express';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { FacetName, NodeId, NodeRecord } from '../domain/node.js';
 import type { DesiredState, ObservedState } from '../domain/state.js';
 import type { FacetDefinition, StepName } from './facet.js';
@@ -49,6 +50,8 @@ export interface ModuleHost {
   api: Router;
   /** Services modules provide to each other (image catalog, boot tokens). */
   services: ServiceRegistry;
+  /** The appliance's Prometheus registry, served at /metrics; a module registers its own metrics here. */
+  metrics: Registry;
 }
 
 export interface ShoalModule {

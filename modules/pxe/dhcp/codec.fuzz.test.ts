@@ -60,6 +60,8 @@ function randomPacket(g: Gen): DhcpPacket {
   if (maybe()) o.serverId = g.ip();
   if (maybe()) o.requestedIp = g.ip();
   if (maybe()) o.leaseSeconds = g.int(0xffffffff);
+  if (maybe()) o.renewalSeconds = g.int(0xffffffff);
+  if (maybe()) o.rebindingSeconds = g.int(0xffffffff);
   if (maybe()) o.subnetMask = g.ip();
   if (maybe()) o.routers = Array.from({ length: 1 + g.int(3) }, () => g.ip());
   if (maybe()) o.dnsServers = Array.from({ length: 1 + g.int(70) }, () => g.ip()); // may exceed 255 bytes

@@ -107,6 +107,13 @@ describe('DHCP codec, captured-shape packets', () => {
     expect(again).toEqual(first);
   });
 
+  it('reads and writes the renewal (58) and rebinding (59) times as 4-byte seconds', () => {
+    const p = parsed(rawRequest('52:54:00:aa:bb:08', tlv(53, '05') + tlv(51, '00000e10') + tlv(58, '00000708') + tlv(59, '00000c4e') + 'ff'));
+    expect(p.options).toMatchObject({ leaseSeconds: 3600, renewalSeconds: 1800, rebindingSeconds: 3150 });
+    expect(serializeDhcpPacket(p).includes(Buffer.from('330400000e103a04000007083b0400000c4e', 'hex'))).toBe(true);
+    expect(parseDhcpPacket(rawRequest('52:54:00:aa:bb:08', tlv(58, '0708') + 'ff')).ok).toBe(false);
+  });
+
   it('reads options from sname and file when option 52 overloads them, file first', () => {
     const file = Buffer.from(tlv(12, hex('node07')) + tlv(60, hex('PXEClient')) + 'ff', 'hex');
     const sname = Buffer.from(tlv(12, hex('-a')) + 'ff', 'hex');

@@ -43,6 +43,8 @@ export const OptionCode = {
   SERVER_ID: 54,
   PARAMETER_REQUEST_LIST: 55,
   MAX_MESSAGE_SIZE: 57,
+  RENEWAL_TIME: 58,
+  REBINDING_TIME: 59,
   VENDOR_CLASS_ID: 60,
   CLIENT_ID: 61,
   TFTP_SERVER_NAME: 66,
@@ -75,6 +77,10 @@ export interface DhcpOptions {
   serverId?: string;
   requestedIp?: string;
   leaseSeconds?: number;
+  /** T1 (option 58): when the client starts renewing with this server. */
+  renewalSeconds?: number;
+  /** T2 (option 59): when the client starts asking any server. */
+  rebindingSeconds?: number;
   subnetMask?: string;
   routers?: string[];
   dnsServers?: string[];
@@ -319,6 +325,14 @@ function decodeOptions(parts: Map<number, Buffer[]>): DhcpOptions {
         expectLength(code, data, data.length === 4, '4');
         o.leaseSeconds = data.readUInt32BE(0);
         break;
+      case OptionCode.RENEWAL_TIME:
+        expectLength(code, data, data.length === 4, '4');
+        o.renewalSeconds = data.readUInt32BE(0);
+        break;
+      case OptionCode.REBINDING_TIME:
+        expectLength(code, data, data.length === 4, '4');
+        o.rebindingSeconds = data.readUInt32BE(0);
+        break;
       case OptionCode.SUBNET_MASK:
         o.subnetMask = readAddress(code, data);
         break;
@@ -555,6 +569,8 @@ function writeOptions(o: DhcpOptions): Buffer {
   if (o.messageType !== undefined) w.u8(OptionCode.MESSAGE_TYPE, o.messageType);
   if (o.serverId !== undefined) w.addresses(OptionCode.SERVER_ID, [o.serverId]);
   if (o.leaseSeconds !== undefined) w.u32(OptionCode.LEASE_TIME, o.leaseSeconds);
+  if (o.renewalSeconds !== undefined) w.u32(OptionCode.RENEWAL_TIME, o.renewalSeconds);
+  if (o.rebindingSeconds !== undefined) w.u32(OptionCode.REBINDING_TIME, o.rebindingSeconds);
   if (o.subnetMask !== undefined) w.addresses(OptionCode.SUBNET_MASK, [o.subnetMask]);
   if (o.routers !== undefined) w.addresses(OptionCode.ROUTERS, o.routers);
   if (o.dnsServers !== undefined) w.addresses(OptionCode.DNS_SERVERS, o.dnsServers);

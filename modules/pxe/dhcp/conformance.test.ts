@@ -136,12 +136,15 @@ exit 0
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('udhcpc gets the reserved address, router, mask and lease time, and the lease is persisted', async () => {
+  it('udhcpc gets the reserved address, router, mask, lease time and the T1/T2 it asks for, and the lease is persisted', async () => {
     const mac = '02:00:00:88:00:21';
     setClientMac(mac);
-    clientNs.run('udhcpc', ['-f', '-q', '-n', '-i', CLIENT_IF, '-t', '4', '-T', '2', '-s', join(dir, 'hook.sh')]);
+    // -O: udhcpc asks for the renewal (58) and rebinding (59) times and hands them to the hook as hex.
+    clientNs.run('udhcpc', ['-f', '-q', '-n', '-i', CLIENT_IF, '-t', '4', '-T', '2', '-O', '58', '-O', '59', '-s', join(dir, 'hook.sh')]);
     const env = readEnv(join(dir, `${mac.replaceAll(':', '-')}.env`));
     expect(env).toMatchObject({ ip: '10.88.0.21', router: '10.88.0.254', subnet: '255.255.255.0', lease: '900', serverid: SERVER_IP, dns: '10.88.0.53' });
+    // RFC 2131 4.4.5 defaults: T1 = 0.5 and T2 = 0.875 of the 900 s lease, 450 and 787 s.
+    expect({ opt58: env?.opt58, opt59: env?.opt59 }).toEqual({ opt58: '000001c2', opt59: '00000313' });
     const row = leaseRow(mac);
     expect(row?.ip).toBe('10.88.0.21');
     expect(row!.expiresAt).toBeGreaterThan(Date.now() + 800_000);
@@ -170,13 +173,20 @@ exit 0
     }
   });
 
-  it('dhclient gets a pool lease with router and lease time, and dhclient -r releases it', async () => {
+  it('dhclient gets a pool lease with router, lease time and T1/T2, and dhclient -r releases it', async () => {
     const mac = '02:00:00:88:00:50';
     setClientMac(mac);
     const args = ['-sf', join(dir, 'hook.sh'), '-lf', join(dir, 'dhclient.leases'), '-pf', join(dir, 'dhclient.pid'), CLIENT_IF];
     clientNs.run('timeout', ['30', 'dhclient', '-1', ...args]);
     const env = readEnv(join(dir, `${mac.replaceAll(':', '-')}.env`));
-    expect(env).toMatchObject({ new_routers: '10.88.0.254', new_subnet_mask: '255.255.255.0', new_dhcp_lease_time: '900', new_dhcp_server_identifier: SERVER_IP });
+    expect(env).toMatchObject({
+      new_routers: '10.88.0.254',
+      new_subnet_mask: '255.255.255.0',
+      new_dhcp_lease_time: '900',
+      new_dhcp_renewal_time: '450',
+      new_dhcp_rebinding_time: '787',
+      new_dhcp_server_identifier: SERVER_IP,
+    });
     expect(env?.new_ip_address).toMatch(/^10\.88\.0\.1\d\d$/);
     expect(leaseRow(mac)?.ip).toBe(env?.new_ip_address);
     clientNs.run('timeout', ['30', 'dhclient', '-r', ...args]);

@@ -1,6 +1,7 @@
 // The DHCP server's public surface, for the engine's boot facet.
 export { DhcpServer } from './server.js';
-export type { AddressBook, DhcpCounters, DhcpEvent, DhcpEventType, DhcpServerDeps, Reservation, UnknownClientInfo } from './server.js';
+export type { DhcpServerDeps } from './server.js';
+export type { AddressBook, DhcpCounters, DhcpEvent, DhcpEventType, Reservation, UnknownClientInfo } from './handler.js';
 export { DhcpConfigError, parseDhcpServerConfig } from './config.js';
 export type { DhcpServerConfig, DhcpServerConfigInput } from './config.js';
 export { MemoryLeaseStore, SqliteLeaseStore } from './leases.js';

@@ -13,7 +13,8 @@ import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { parseDhcpServerConfig } from './config.js';
 import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from './leases.js';
-import { DhcpServer, type AddressBook, type Reservation } from './server.js';
+import type { AddressBook, Reservation } from './handler.js';
+import { DhcpServer } from './server.js';
 
 const SpecSchema = z.object({
   config: z.unknown(),

@@ -14,11 +14,14 @@ import {
 } from './codec.js';
 import { DhcpConfigError, type DhcpServerConfigInput } from './config.js';
 import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from './leases.js';
-import { DhcpServer, type AddressBook, type DhcpEvent, type Reservation, type UnknownClientInfo } from './server.js';
+import type { AddressBook, DhcpEvent, Reservation, UnknownClientInfo } from './handler.js';
+import { DhcpServer } from './server.js';
 import type { Arrival, DhcpTransport, InboundDatagram } from './transport.js';
 
 interface Sent {
   packet: DhcpPacket;
+  /** The reply as it went on the wire. */
+  wire: Buffer;
   address: string;
   port: number;
 }
@@ -32,7 +35,7 @@ class FakeTransport implements DhcpTransport {
   async send(data: Buffer, address: string, port: number): Promise<void> {
     const parsed = parseDhcpPacket(data);
     if (!parsed.ok) throw parsed.error;
-    this.sent.push({ packet: parsed.packet, address, port });
+    this.sent.push({ packet: parsed.packet, wire: data, address, port });
   }
   async close(): Promise<void> {
     this.handler = undefined;
@@ -276,6 +279,59 @@ describe('DhcpServer in full mode', () => {
     expect(h.leases.list()).toEqual([]);
     const [offer] = await h.transport.exchange(request('02:00:00:00:00:02', MessageType.DISCOVER, { requestedIp: '10.0.0.100' }));
     expect(offer!.packet.yiaddr).not.toBe('10.0.0.100');
+  });
+
+  it("ignores a DECLINE for an address that is not the sender's own offer or lease (a forged one)", async () => {
+    await dora(h, '02:00:00:00:00:01');
+    await h.transport.exchange(request('02:00:00:00:00:02', MessageType.DISCOVER));
+    // Neither a MAC with another offer nor one the server never saw may take 10.0.0.100 away.
+    for (const forger of ['02:00:00:00:00:02', '02:00:00:00:00:66']) {
+      await h.transport.exchange(request(forger, MessageType.DECLINE, { serverId: SERVER, requestedIp: '10.0.0.100' }));
+    }
+    expect(h.server.counters).toMatchObject({ declines: 0, ignored: 2 });
+    expect(h.leases.get('02:00:00:00:00:01')?.ip).toBe('10.0.0.100');
+    // The holder's renewal is still ACKed, and the forger's own offer still stands.
+    const [renewal] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.REQUEST, {}, { ciaddr: '10.0.0.100' }), 'unicast');
+    expect(renewal!.packet.options.messageType).toBe(MessageType.ACK);
+    const [selected] = await h.transport.exchange(request('02:00:00:00:00:02', MessageType.REQUEST, { serverId: SERVER, requestedIp: '10.0.0.101' }));
+    expect(selected!.packet.options.messageType).toBe(MessageType.ACK);
+  });
+
+  it('honours a DECLINE of the address the server offered that MAC', async () => {
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
+    await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DECLINE, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    expect(h.server.counters.declines).toBe(1);
+    const [next] = await h.transport.exchange(request('02:00:00:00:00:02', MessageType.DISCOVER, { requestedIp: offer!.packet.yiaddr }));
+    expect(next!.packet.yiaddr).not.toBe(offer!.packet.yiaddr);
+  });
+
+  it('keeps only pool addresses out after a DECLINE, so the declined table is bounded by the pools', async () => {
+    // Reserved addresses are outside the pool: a DECLINE drops the lease, but there is nothing to hold back.
+    for (let n = 0; n < 200; n++) {
+      const mac = `52:54:00:dd:00:${n.toString(16).padStart(2, '0')}`;
+      const ip = `10.0.0.${(n % 90) + 2}`;
+      h.book.reservations.clear();
+      h.book.reservations.set(mac, { ip });
+      await dora(h, mac);
+      await h.transport.exchange(request(mac, MessageType.DECLINE, { serverId: SERVER, requestedIp: ip }));
+    }
+    expect(h.server.counters.declines).toBe(200);
+    expect(h.server.declinedCount).toBe(0);
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER));
+    await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DECLINE, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    expect(h.server.declinedCount).toBe(1);
+  });
+
+  it('sends T1 (58) and T2 (59) at 0.5 and 0.875 of the lease in OFFER and ACK, and neither in an INFORM reply', async () => {
+    const [offer] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.DISCOVER, { parameterRequestList: [1, 3, 51, 58, 59] }));
+    const [ack] = await h.transport.exchange(request('02:00:00:00:00:01', MessageType.REQUEST, { serverId: SERVER, requestedIp: offer!.packet.yiaddr }));
+    // 600 s lease: T1 300 s (0x012c), T2 525 s (0x020d), each a 4-byte option after the lease time.
+    const times = Buffer.from('3304000002583a040000012c3b040000020d', 'hex');
+    for (const reply of [offer!, ack!]) expect(reply.wire.includes(times), reply.wire.toString('hex')).toBe(true);
+    expect(ack!.packet.options).toMatchObject({ leaseSeconds: 600, renewalSeconds: 300, rebindingSeconds: 525 });
+    const [inform] = await h.transport.exchange(request('02:00:00:00:00:07', MessageType.INFORM, {}, { ciaddr: '10.0.0.7' }), 'unicast');
+    expect(inform!.packet.options).not.toHaveProperty('renewalSeconds');
+    expect(inform!.packet.options).not.toHaveProperty('rebindingSeconds');
   });
 
   it('INFORM: an ACK with configuration, no address and no lease time, to ciaddr', async () => {

@@ -2,7 +2,7 @@
 // of RFC 2348 (blksize), 2349 (timeout, tsize) and 7440 (windowsize).
 import { describe, expect, it } from 'vitest';
 import type { TftpOption } from './codec.js';
-import { negotiateOptions } from './options.js';
+import { describeIgnored, negotiateOptions } from './options.js';
 
 const limits = { maxBlockSize: 1468, maxWindowSize: 16 };
 const opts = (...pairs: [string, string][]): TftpOption[] => pairs.map(([name, value]) => ({ name, value }));
@@ -100,5 +100,10 @@ describe('option negotiation', () => {
       { name: 'rollover', value: '0', reason: 'unknown option' },
       { name: 'x-vendor', value: '1', reason: 'unknown option' },
     ]);
+  });
+
+  it('describes what a request had ignored in one bounded line, clipping long names and values', () => {
+    const { ignored } = negotiateOptions(opts(['timeout', '0'], ['x'.repeat(5000), 'y'.repeat(5000)]), limits, 0);
+    expect(describeIgnored(ignored)).toBe(`2 options ignored: timeout=0 (timeout must be 1..255 seconds), ${'x'.repeat(32)}…=${'y'.repeat(32)}… (unknown option)`);
   });
 });

@@ -74,3 +74,16 @@ export function negotiateOptions(requested: TftpOption[], limits: NegotiationLim
   }
   return result;
 }
+
+/** Options named in full in the one log entry of a request; a request may carry thousands. */
+const LOGGED_OPTIONS = 8;
+/** Characters kept of each name and value in that entry. */
+const LOGGED_CHARACTERS = 32;
+
+/** One line for all the options a request had ignored: the first few, and how many more. */
+export function describeIgnored(ignored: IgnoredOption[]): string {
+  const clip = (text: string) => (text.length > LOGGED_CHARACTERS ? `${text.slice(0, LOGGED_CHARACTERS)}…` : text);
+  const listed = ignored.slice(0, LOGGED_OPTIONS).map((o) => `${clip(o.name)}=${clip(o.value)} (${o.reason})`);
+  const more = ignored.length > LOGGED_OPTIONS ? ` and ${ignored.length - LOGGED_OPTIONS} more` : '';
+  return `${ignored.length} option${ignored.length === 1 ? '' : 's'} ignored: ${listed.join(', ')}${more}`;
+}

@@ -169,6 +169,27 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
         expect(server.cacheStats.hits).toBeGreaterThanOrEqual(1);
       });
 
+      it('logs the options it ignores once per request, listing a bounded number of them', async () => {
+        logs.length = 0;
+        transfers.length = 0;
+        const unknown = Array.from({ length: 3000 }, (_, i) => ({ name: `x-${i}`, value: '1' }));
+        const options = [{ name: 'tsize', value: '0' }, { name: 'blksize', value: '0' }, { name: 'timeout', value: '256' }, ...unknown];
+        const client = await RawClient.open();
+        client.send(encodeRequest({ type: 'rrq', filename: 'snponly.efi', mode: 'octet', options }), port);
+        const oack = await client.next();
+        // RFC 2347: the server leaves out what it cannot honour and goes on with the rest.
+        expect(oack.packet).toEqual({ type: 'oack', options: [{ name: 'tsize', value: String(file.length) }] });
+        client.send(encodeError(8, 'User aborted the transfer'), oack.port);
+        await client.close();
+        const deadline = Date.now() + 5000;
+        while (!transfers.some((t) => t.event === 'probe') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        const ignored = logs.filter((l) => l.event === 'option-ignored');
+        expect(ignored).toHaveLength(1);
+        expect(ignored[0]).toMatchObject({ level: 'info', path: 'snponly.efi' });
+        expect(ignored[0]!.message).toMatch(/^3002 options ignored: blksize=0 \(blksize must be 8\.\.65464\), timeout=256 \(timeout must be 1\.\.255 seconds\), x-0=1 \(unknown option\), .* and 2994 more$/);
+        expect(ignored[0]!.message.length).toBeLessThan(1000);
+      });
+
       it('serves the new bytes after the file is rewritten', async () => {
         const changed = Buffer.from(file);
         changed.fill(0xab, 0, 5000);

@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { decodePacket, encodeError, ErrorCode, Opcode, type RequestPacket } from './codec.js';
 import { ContentCache } from './cache.js';
 import { parseTftpServerConfig, type TftpServerConfig, type TftpServerConfigInput } from './config.js';
-import { negotiateOptions } from './options.js';
+import { describeIgnored, negotiateOptions } from './options.js';
 import { bufferSource, directoryResolver, openRegularFile, type TftpPeer, type TftpResolver, type TftpSource } from './resolver.js';
 import { bindUdp, openTransferSocket } from './socket.js';
 import { isShared, TransferThreads, type RunningTransfer } from './threads.js';
@@ -237,8 +237,9 @@ export class TftpServer {
     }
 
     const negotiated = negotiateOptions(request.options, this.config, source.size);
-    for (const ignored of negotiated.ignored) {
-      this.log({ level: 'debug', event: 'option-ignored', message: `${ignored.name}=${ignored.value}: ${ignored.reason}`, client, path });
+    // One entry per request, however many options it carried: a request of thousands once wrote as many entries.
+    if (negotiated.ignored.length > 0) {
+      this.log({ level: 'info', event: 'option-ignored', message: describeIgnored(negotiated.ignored), client, path });
     }
     const parameters = {
       blockSize: negotiated.blockSize,
