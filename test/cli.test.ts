@@ -98,6 +98,13 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     expect(gone.stderr).toContain('not a discovered machine');
   });
 
+  it('enrolls a discovered MAC however it was pasted: dashes, capitals, blanks around it', async () => {
+    await fetch(`${t.appliance.url}/boot/52:54:00:dd:00:03.ipxe`);
+    const enroll = await shoal('discovered', 'enroll', ' 52-54-00-DD-00-03\t', 'found03', '--bmc', 'sim://found03');
+    expect(enroll.stderr).toBe('');
+    expect(enroll.stdout).toMatch(/^enrolled 52:54:00:dd:00:03 as found03 \(/);
+  });
+
   it('prints the event log', async () => {
     const events = await shoal('events', '--node', 'cli01');
     expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:cli/);

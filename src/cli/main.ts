@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { normalizeMac } from '../domain/node.js';
 import { parseDesiredAssignments } from '../domain/state.js';
 import { ApiClient, ApiError } from './client.js';
 import { serve } from './serve.js';
@@ -234,7 +235,7 @@ async function discoveredCommand(client: ApiClient, sub: string | undefined, arg
       return 0;
     }
     case 'enroll': {
-      const mac = need(args[0], 'discovered enroll needs a MAC').toLowerCase().replace(/-/g, ':');
+      const mac = normalizeMac(need(args[0], 'discovered enroll needs a MAC'));
       const name = need(args[1], 'discovered enroll needs a node name after the MAC');
       const machine = (await list()).find((m) => m.mac === mac);
       if (!machine) throw new UsageError(`${mac} is not a discovered machine (shoal discovered list)`);
