@@ -1,4 +1,6 @@
 // The `shoal` command against a running appliance, as an operator types it.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,5 +111,20 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     const events = await shoal('events', '--node', 'cli01');
     expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:cli/);
     expect(events.stdout).toMatch(/observed .* run booting → ready by sim/);
+  });
+
+  it('stops quietly when the reader of its output goes away (shoal node list | head -1)', async () => {
+    // The reader is gone before the first line is written: every write then fails with EPIPE.
+    const child = spawn(process.execPath, ['bin/shoal.js', 'node', 'list'], {
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, SHOAL_URL: t.appliance.url, SHOAL_TOKEN: t.appliance.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
+    expect(stderr).toBe('');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
   });
 });

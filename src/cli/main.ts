@@ -94,6 +94,11 @@ async function main(argv: string[]): Promise<number> {
     return command || values.help ? 0 : 2;
   }
   if (command === 'serve') return serve(values);
+  // `shoal node list | head -1`: a reader that stopped reading is no error; stop as Unix tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
   const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data });
 
   switch (command) {
