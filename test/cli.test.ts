@@ -113,6 +113,17 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     expect(events.stdout).toMatch(/observed .* run booting → ready by sim/);
   });
 
+  it('names the node of each event, a removed one too, as operators do', async () => {
+    await shoal('node', 'add', 'gone01', '--mac', '52:54:00:ee:ee:09', '--bmc', 'sim://gone01');
+    await shoal('node', 'set', 'gone01', 'image=compute@1');
+    await shoal('node', 'rm', 'gone01');
+    const { stdout } = await shoal('events');
+    expect(stdout).toMatch(/ node +gone01 spec ∅ → \{/);
+    expect(stdout).toMatch(/ desired +gone01 image ∅ → compute@1 by operator:cli/);
+    expect(stdout).toMatch(/ desired +cli01 power ∅ → on by operator:cli/);
+    expect(stdout).not.toContain(t.appliance.state.resolve('cli01').id.slice(0, 8));
+  });
+
   it('stops quietly when the reader of its output goes away (shoal node list | head -1)', async () => {
     // The reader is gone before the first line is written: every write then fails with EPIPE.
     const child = spawn(process.execPath, ['bin/shoal.js', 'node', 'list'], {

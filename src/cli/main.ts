@@ -185,6 +185,18 @@ async function nodeCommand(client: ApiClient, sub: string | undefined, args: str
   }
 }
 
+interface EventView {
+  rev: number;
+  at: number;
+  nodeId: string | null;
+  kind: string;
+  facet: string;
+  old: string | null;
+  new: string | null;
+  detail: string | null;
+  writer: string;
+}
+
 interface ImageView {
   ref: string;
   digest: string;
@@ -465,26 +477,48 @@ async function planCommand(client: ApiClient, name: string): Promise<number> {
 }
 
 async function eventsCommand(client: ApiClient, values: Record<string, unknown>): Promise<number> {
-  const print = (e: Record<string, unknown>) =>
+  const names = await nodeNames(client);
+  const print = (e: EventView) => {
+    learnNodeName(names, e);
+    const node = e.nodeId === null ? '-' : (names.get(e.nodeId) ?? e.nodeId.slice(0, 8));
     console.log(
-      `${String(e.rev).padStart(8)} ${new Date(e.at as number).toISOString()} ${String(e.kind).padEnd(8)} ${String(e.nodeId ?? '-').slice(0, 8)} ${e.facet} ${e.old ?? '∅'} → ${e.new ?? '∅'}${e.detail ? ` (${e.detail})` : ''} by ${e.writer}`,
+      `${String(e.rev).padStart(8)} ${new Date(e.at).toISOString()} ${e.kind.padEnd(8)} ${node} ${e.facet} ${e.old ?? '∅'} → ${e.new ?? '∅'}${e.detail ? ` (${e.detail})` : ''} by ${e.writer}`,
     );
+  };
   let after = Number(values.after ?? 0);
   if (!values.follow) {
     const query = new URLSearchParams({ after: String(after) });
     if (values.node) query.set('node', values.node as string);
-    const { events } = await client.request<{ events: Record<string, unknown>[] }>('GET', `/events?${query}`);
+    const { events } = await client.request<{ events: EventView[] }>('GET', `/events?${query}`);
     events.forEach(print);
     return 0;
   }
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
   await client
-    .stream(after, (e) => ((after = e.rev), print(e)), abort.signal)
+    .stream(after, (e) => ((after = e.rev), print(e as unknown as EventView)), abort.signal)
     .catch((err: Error) => {
       if (err.name !== 'AbortError') throw err;
     });
   return 0;
+}
+
+/** Node names by id: the enrolled nodes now, and from the log itself those enrolled or removed since. */
+async function nodeNames(client: ApiClient): Promise<Map<string, string>> {
+  const { nodes } = await client.request<{ nodes: NodeView[] }>('GET', '/nodes');
+  return new Map(nodes.map((n) => [n.id, n.name]));
+}
+
+/** A node event carries the node's spec as JSON: the new one, or the last one when it was removed. */
+function learnNodeName(names: Map<string, string>, e: EventView): void {
+  const spec = e.kind === 'node' && e.nodeId !== null ? (e.new ?? e.old) : null;
+  if (spec === null) return;
+  try {
+    const { name } = JSON.parse(spec) as { name?: unknown };
+    if (typeof name === 'string') names.set(e.nodeId!, name);
+  } catch {
+    // not a spec; the id stands in for the name
+  }
 }
 
 async function watchCommand(client: ApiClient, selector: unknown): Promise<number> {
