@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatZodIssues } from './domain/zod-issues.js';
 
 const ModuleEntry = z
   .object({
@@ -54,8 +55,7 @@ export function loadConfig(path: string | undefined, overrides: Partial<z.input<
   }
   const result = ConfigSchema.safeParse({ ...(raw as object), ...overrides });
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
-    throw new Error(`config${path ? ` ${path}` : ''} is invalid:\n  ${problems.join('\n  ')}`);
+    throw new Error(`config${path ? ` ${path}` : ''} is invalid:\n  ${formatZodIssues(result.error).join('\n  ')}`);
   }
   return result.data;
 }

@@ -1,4 +1,6 @@
 // The `shoal` command against a running appliance, as an operator types it.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,9 +100,42 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     expect(gone.stderr).toContain('not a discovered machine');
   });
 
+  it('enrolls a discovered MAC however it was pasted: dashes, capitals, blanks around it', async () => {
+    await fetch(`${t.appliance.url}/boot/52:54:00:dd:00:03.ipxe`);
+    const enroll = await shoal('discovered', 'enroll', ' 52-54-00-DD-00-03\t', 'found03', '--bmc', 'sim://found03');
+    expect(enroll.stderr).toBe('');
+    expect(enroll.stdout).toMatch(/^enrolled 52:54:00:dd:00:03 as found03 \(/);
+  });
+
   it('prints the event log', async () => {
     const events = await shoal('events', '--node', 'cli01');
     expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:cli/);
     expect(events.stdout).toMatch(/observed .* run booting → ready by sim/);
+  });
+
+  it('names the node of each event, a removed one too, as operators do', async () => {
+    await shoal('node', 'add', 'gone01', '--mac', '52:54:00:ee:ee:09', '--bmc', 'sim://gone01');
+    await shoal('node', 'set', 'gone01', 'image=compute@1');
+    await shoal('node', 'rm', 'gone01');
+    const { stdout } = await shoal('events');
+    expect(stdout).toMatch(/ node +gone01 spec ∅ → \{/);
+    expect(stdout).toMatch(/ desired +gone01 image ∅ → compute@1 by operator:cli/);
+    expect(stdout).toMatch(/ desired +cli01 power ∅ → on by operator:cli/);
+    expect(stdout).not.toContain(t.appliance.state.resolve('cli01').id.slice(0, 8));
+  });
+
+  it('stops quietly when the reader of its output goes away (shoal node list | head -1)', async () => {
+    // The reader is gone before the first line is written: every write then fails with EPIPE.
+    const child = spawn(process.execPath, ['bin/shoal.js', 'node', 'list'], {
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, SHOAL_URL: t.appliance.url, SHOAL_TOKEN: t.appliance.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
+    expect(stderr).toBe('');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
   });
 });

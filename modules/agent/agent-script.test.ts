@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements, skipUnless } from '../../test/support/environment.js';
 import { until } from '../../test/support/appliance.js';
 import type { NodeRecord } from '../../src/domain/node.js';
-import { DIGESTS, startAgentAppliance, type AgentTestAppliance } from './testing.js';
+import { DIGESTS, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
 
 const AGENT = new URL('../../images/agent/shoal-agent.sh', import.meta.url).pathname;
 const skip = skipUnless('agent module with the real agent', requirements({ commands: ['busybox'] }));

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../test/support/appliance.js';
 import type { NodeId } from '../../src/domain/node.js';
-import { DIGESTS, startAgentAppliance, type AgentTestAppliance } from './testing.js';
+import { DIGESTS, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
 
 const BOOT_A = '11111111-1111-4111-8111-111111111111';
 const BOOT_B = '22222222-2222-4222-8222-222222222222';

@@ -5,6 +5,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ZodType } from 'zod';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
+import { formatZodIssues } from '../../src/domain/zod-issues.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
@@ -194,8 +195,7 @@ export class AgentModule implements ShoalModule {
     }
     const parsed = schema.safeParse(req.body);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
-      return void this.refuse(req, res, 400, 'invalid body', { node: match.nodeId, issues });
+      return void this.refuse(req, res, 400, 'invalid body', { node: match.nodeId, issues: formatZodIssues(parsed.error) });
     }
     if (parsed.data.node !== match.nodeId) return void this.refuse(req, res, 401, 'token of another node', { node: match.nodeId, claimedNode: parsed.data.node });
     if (!this.host!.node(match.nodeId)) return void this.refuse(req, res, 401, 'node no longer enrolled', { node: match.nodeId });

@@ -3,7 +3,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 import { ValidationError } from '../domain/node.js';
 import { ConflictError, NotFoundError } from '../state/cluster-state.js';
-import { InventoryError, describeError } from '../state/inventory.js';
+import { formatZodIssues } from '../domain/zod-issues.js';
+import { InventoryError } from '../state/inventory.js';
 
 export class HttpProblem extends Error {
   constructor(
@@ -24,7 +25,7 @@ export function problemHandler(log: { error(obj: object, msg: string): void }) {
   return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
     if (err instanceof HttpProblem) return sendProblem(res, err.status, err.title, err.message, err.extra);
     if (err instanceof z.ZodError) {
-      return sendProblem(res, 400, 'Invalid request', describeError(err), {
+      return sendProblem(res, 400, 'Invalid request', formatZodIssues(err).join('; '), {
         errors: err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
       });
     }

@@ -1,12 +1,6 @@
-// Plain-text tables for the terminal; colour only when stdout is a terminal.
-interface Row {
-  name: string;
-  phase: string;
-  reason?: string;
-  desired: Record<string, string>;
-  observed: Record<string, { value: string; detail?: string }>;
-  step?: { name: string; waiting?: string };
-}
+// Plain-text tables for the terminal, one formatter for every listing; colour only when stdout is
+// a terminal.
+import type { NodeView } from '../api/views.js';
 
 const COLOURS: Record<string, string> = { converged: '32', converging: '36', failed: '31', blocked: '31', frozen: '34' };
 
@@ -15,9 +9,23 @@ export function phaseColour(phase: string, text: string): string {
   return code && process.stdout.isTTY ? `\x1b[${code}m${text}\x1b[0m` : text;
 }
 
-export function renderTable(rows: Row[]): string {
-  const header = ['NODE', 'PHASE', 'POWER', 'BOOT', 'RUN', 'IMAGE', 'DESIRED', 'STEP / REASON'];
-  const body = rows.map((n) => [
+/** Left-aligned columns two spaces apart under a header; the cells of one column coloured by the phase each stands for. */
+export function formatColumns(header: string[], rows: string[][], colour?: { column: number; phaseOf: (cell: string) => string }): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (cells: string[], coloured: boolean) =>
+    cells
+      .map((cell, c) => {
+        const padded = cell.padEnd(widths[c]!);
+        return coloured && c === colour?.column ? phaseColour(colour.phaseOf(cell), padded) : padded;
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(header, false), ...rows.map((r) => line(r, true))].join('\n');
+}
+
+/** The nodes as `node list` and `watch` show them: phase, the standard facets observed, desired, step or reason. */
+export function renderNodeTable(nodes: NodeView[]): string {
+  const rows = nodes.map((n) => [
     n.name,
     n.phase,
     n.observed.power?.value ?? '-',
@@ -29,8 +37,5 @@ export function renderTable(rows: Row[]): string {
       .join(' ') || '-',
     n.reason ?? (n.step ? `${n.step.waiting ? `(${n.step.waiting}) ` : ''}${n.step.name}` : ''),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[], phase?: string) =>
-    cells.map((c, i) => (i === 1 && phase ? phaseColour(phase, c.padEnd(widths[i]!)) : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  return [line(header), ...body.map((r) => line(r, r[1]))].join('\n');
+  return formatColumns(['NODE', 'PHASE', 'POWER', 'BOOT', 'RUN', 'IMAGE', 'DESIRED', 'STEP / REASON'], rows, { column: 1, phaseOf: (phase) => phase });
 }

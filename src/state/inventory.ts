@@ -4,6 +4,7 @@ import { isMap, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
 import { formatBmcUrl, nodeSpecFromInput, type NodeRecord, type NodeSpec } from '../domain/node.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
+import { formatZodIssues } from '../domain/zod-issues.js';
 
 export interface InventoryRow {
   spec: NodeSpec;
@@ -78,6 +79,6 @@ export function exportInventory(nodes: { node: NodeRecord; desired: DesiredState
 }
 
 export function describeError(err: unknown): string {
-  if (err instanceof z.ZodError) return err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+  if (err instanceof z.ZodError) return formatZodIssues(err).join('; ');
   return err instanceof Error ? err.message : String(err);
 }

@@ -5,7 +5,7 @@ import { ApiError, api, eachLimited, upload } from './api.js';
 import type { Cluster } from './cluster.js';
 import { formatBytes, shortDigest, someNames } from './format.js';
 import type { ImageArchive } from './tar.js';
-import type { DesiredPatch, DiscoveredMachine, ImageView, NodeInput, NodeView } from './types.js';
+import type { DesiredPatchInput, DiscoveredView, ImageView, NodeInput, NodeView } from '../../src/api/views.js';
 
 export interface ActionOutcome {
   message: string;
@@ -50,7 +50,7 @@ async function perNode(cluster: Cluster, nodes: NodeView[], call: (node: NodeVie
   return { message: `${verb} ${done} of ${nodes.length} node${nodes.length === 1 ? '' : 's'}.`, errors };
 }
 
-export function desiredAction(cluster: Cluster, nodes: NodeView[], patch: DesiredPatch): ActionSpec {
+export function desiredAction(cluster: Cluster, nodes: NodeView[], patch: DesiredPatchInput): ActionSpec {
   const changes = Object.entries(patch).map(([facet, value]) => {
     const current = new Set(nodes.map((n) => n.desired[facet] ?? 'unset'));
     const from = current.size === 1 ? [...current][0] : `${current.size} different values`;
@@ -177,7 +177,7 @@ export function removeImageAction(image: ImageView, wanting: string[], running: 
 const INLINE_PASSWORD = /(\/\/[^:/@\s]*):[^@/\s]*@/;
 
 /** `POST /nodes` with a discovered machine's MAC; the discovered list drops it once it is a node. */
-export function enrollAction(cluster: Cluster, machine: DiscoveredMachine, input: NodeInput, onDone: () => void): ActionSpec {
+export function enrollAction(cluster: Cluster, machine: DiscoveredView, input: NodeInput, onDone: () => void): ActionSpec {
   const labels = Object.entries(input.labels ?? {}).map(([k, v]) => `${k}=${v}`);
   const password = input.bmcPassword ? 'the password given' : INLINE_PASSWORD.test(input.bmc) ? 'the password in the URL' : undefined;
   return {
@@ -204,7 +204,7 @@ export function enrollAction(cluster: Cluster, machine: DiscoveredMachine, input
   };
 }
 
-export function dismissAction(machine: DiscoveredMachine, onDone: () => void): ActionSpec {
+export function dismissAction(machine: DiscoveredView, onDone: () => void): ActionSpec {
   return {
     title: `Dismiss ${machine.mac}`,
     changes: [`forget ${machine.mac}${machine.hostname ? ` (${machine.hostname})` : ''} as a discovered machine; it is listed again if it network-boots again`],
@@ -288,7 +288,7 @@ type Choice = '' | 'clear' | string;
 const CHOICES: Record<'power' | 'boot' | 'run', string[]> = { power: ['on', 'off'], boot: ['network', 'disk'], run: ['ready'] };
 
 /** Desired power, boot, run and image for one node or a selection; only the facets changed are sent. */
-export function DesiredForm({ nodes, onSubmit }: { nodes: NodeView[]; onSubmit: (patch: DesiredPatch) => void }) {
+export function DesiredForm({ nodes, onSubmit }: { nodes: NodeView[]; onSubmit: (patch: DesiredPatchInput) => void }) {
   const [choice, setChoice] = useState<Record<string, Choice>>({});
   const [image, setImage] = useState('');
   const patch: Record<string, string | null> = {};
@@ -302,7 +302,7 @@ export function DesiredForm({ nodes, onSubmit }: { nodes: NodeView[]; onSubmit: 
       class="desired-form"
       onSubmit={(e) => {
         e.preventDefault();
-        if (!empty) onSubmit(patch as DesiredPatch);
+        if (!empty) onSubmit(patch as DesiredPatchInput);
       }}
     >
       {(Object.keys(CHOICES) as (keyof typeof CHOICES)[]).map((facet) => (

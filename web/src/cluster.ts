@@ -5,7 +5,7 @@
 // batches (every FLUSH_MS): one by one when few changed, the whole list when many did. Whatever
 // changed is shown at the next animation frame, once per frame however many events arrived.
 import { ApiError, api, eachLimited, problemOf, storedToken } from './api.js';
-import type { NodeList, NodeView, ShoalEvent } from './types.js';
+import type { NodeList, NodeView, EventView } from '../../src/api/views.js';
 
 const FLUSH_MS = 250;
 /** Above this many touched nodes, one list read is cheaper than reading them one by one. */
@@ -32,11 +32,11 @@ export class Cluster {
   lastRev = 0;
 
   private readonly listeners = new Set<() => void>();
-  private readonly eventListeners = new Set<(events: ShoalEvent[]) => void>();
+  private readonly eventListeners = new Set<(events: EventView[]) => void>();
   private readonly dirty = new Set<string>();
   private wholeListDirty = false;
   /** Events received while snapshots are being read, replayed over each snapshot when it lands. */
-  private recent: ShoalEvent[] = [];
+  private recent: EventView[] = [];
   private readsInFlight = 0;
   private wholeListReading = false;
   private wholeListNotBefore = 0;
@@ -67,7 +67,7 @@ export class Cluster {
     return () => this.listeners.delete(listener);
   }
 
-  onEvents(listener: (events: ShoalEvent[]) => void): () => void {
+  onEvents(listener: (events: EventView[]) => void): () => void {
     this.eventListeners.add(listener);
     return () => this.eventListeners.delete(listener);
   }
@@ -112,9 +112,9 @@ export class Cluster {
           if (done) break;
           const blocks = (buffered + value).split('\n\n');
           buffered = blocks.pop() ?? '';
-          const events: ShoalEvent[] = [];
+          const events: EventView[] = [];
           for (const block of blocks) {
-            for (const line of block.split('\n')) if (line.startsWith('data: ')) events.push(JSON.parse(line.slice(6)) as ShoalEvent);
+            for (const line of block.split('\n')) if (line.startsWith('data: ')) events.push(JSON.parse(line.slice(6)) as EventView);
           }
           if (events.length > 0) this.receive(events);
         }
@@ -127,7 +127,7 @@ export class Cluster {
     }
   }
 
-  private receive(events: ShoalEvent[]): void {
+  private receive(events: EventView[]): void {
     for (const event of events) {
       this.lastRev = event.rev;
       this.apply(event);
@@ -139,7 +139,7 @@ export class Cluster {
   }
 
   /** Patches the node an event is about; phases wait for the next read. */
-  private apply(event: ShoalEvent): void {
+  private apply(event: EventView): void {
     if (event.nodeId === null) {
       if (event.kind === 'appliance' && event.facet === 'freeze') {
         this.applianceFrozen = event.new === 'true';
@@ -234,7 +234,7 @@ export class Cluster {
   }
 
   /** A snapshot may predate events already applied: the returned function replays those over it. */
-  private beginRead(): (which: (event: ShoalEvent) => boolean) => void {
+  private beginRead(): (which: (event: EventView) => boolean) => void {
     const after = this.lastRev;
     this.readsInFlight++;
     return (which) => {

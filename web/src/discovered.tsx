@@ -6,7 +6,7 @@ import { ApiError, api } from './api.js';
 import { describeError, dismissAction, enrollAction, type ActionSpec } from './actions.js';
 import type { Cluster } from './cluster.js';
 import { ago, formatTime } from './format.js';
-import type { DiscoveredMachine, NodeInput } from './types.js';
+import type { DiscoveredView, NodeInput } from '../../src/api/views.js';
 
 const POLL_MS = 3_000;
 /** src/domain/node.ts: what a node name may be. */
@@ -14,7 +14,7 @@ const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** RFC 4578 architectures that are 64-bit ARM (UEFI, UEFI HTTP boot); every other one boots x86. */
 const ARM64_ARCHS = new Set([11, 19]);
 
-type Listing = { kind: 'loading' } | { kind: 'listed'; machines: DiscoveredMachine[]; at: number } | { kind: 'no-pxe' } | { kind: 'error'; message: string };
+type Listing = { kind: 'loading' } | { kind: 'listed'; machines: DiscoveredView[]; at: number } | { kind: 'no-pxe' } | { kind: 'error'; message: string };
 
 export function DiscoveredPage({ cluster, onAction }: { cluster: Cluster; onAction: (a: ActionSpec) => void }) {
   const [listing, setListing] = useState<Listing>({ kind: 'loading' });
@@ -24,7 +24,7 @@ export function DiscoveredPage({ cluster, onAction }: { cluster: Cluster; onActi
     if (reading.current) return;
     reading.current = true;
     try {
-      const body = await api<{ discovered: DiscoveredMachine[] }>('GET', '/discovered');
+      const body = await api<{ discovered: DiscoveredView[] }>('GET', '/discovered');
       setListing({ kind: 'listed', machines: body.discovered, at: Date.now() });
     } catch (err) {
       setListing(err instanceof ApiError && err.status === 404 ? { kind: 'no-pxe' } : { kind: 'error', message: describeError(err) });
@@ -130,7 +130,7 @@ function parseLabels(raw: string): Record<string, string> | string {
   return labels;
 }
 
-function EnrollForm({ machine, onSubmit, onCancel }: { machine: DiscoveredMachine; onSubmit: (input: NodeInput) => void; onCancel: () => void }) {
+function EnrollForm({ machine, onSubmit, onCancel }: { machine: DiscoveredView; onSubmit: (input: NodeInput) => void; onCancel: () => void }) {
   const hostname = machine.hostname?.toLowerCase().split('.')[0] ?? '';
   const [name, setName] = useState(NODE_NAME.test(hostname) ? hostname : '');
   const [bmc, setBmc] = useState('');

@@ -5,7 +5,8 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Cluster } from './cluster.js';
 import { useCluster, nodeHref } from './hooks.js';
 import { imagesOf, matcher, nodeState, type Filter } from './state.js';
-import { NODE_STATES, type NodeView } from './types.js';
+import type { NodeView } from '../../src/api/views.js';
+import { NODE_STATES } from './types.js';
 import { DesiredForm, desiredAction, nodeAction, type ActionSpec } from './actions.js';
 
 const ROW_HEIGHT = 30;

@@ -8,7 +8,7 @@ import type { Cluster } from './cluster.js';
 import { formatBytes, formatTime, shortDigest } from './format.js';
 import { nodeHref, useCluster } from './hooks.js';
 import { NotATar, readImageArchive, refOfManifest, type ImageArchive } from './tar.js';
-import type { ImageView, NodeView } from './types.js';
+import type { ImageView, NodeView } from '../../src/api/views.js';
 
 /** What desired state accepts and the upload's `?ref=` asks for (modules/images/manifest.ts IMAGE_REF). */
 const IMAGE_REF = /^[a-z][a-z0-9-]{0,62}@[0-9a-z][0-9a-z.-]{0,31}$/;

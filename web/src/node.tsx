@@ -5,7 +5,8 @@ import { ApiError, api } from './api.js';
 import type { Cluster } from './cluster.js';
 import { useCluster } from './hooks.js';
 import { nodeState } from './state.js';
-import { FACETS, type NodePlan, type NodeView, type ShoalEvent, type StepStatus } from './types.js';
+import type { PlanView, NodeView, EventView, StepStatus } from '../../src/api/views.js';
+import { FACETS } from './types.js';
 import { DesiredForm, desiredAction, describeError, nodeAction, type ActionSpec } from './actions.js';
 
 /** The stages a network boot goes through, as the boot and run facets observe them. */
@@ -103,8 +104,8 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
 }
 
 /** The node's plan, re-read whenever the node changes, at most once every PLAN_REFRESH_MS. */
-function usePlan(id: string, node: NodeView | undefined): { value: NodePlan | null; error: string | null } {
-  const [value, setValue] = useState<NodePlan | null>(null);
+function usePlan(id: string, node: NodeView | undefined): { value: PlanView | null; error: string | null } {
+  const [value, setValue] = useState<PlanView | null>(null);
   const [error, setError] = useState<string | null>(null);
   // A throttle, not a debounce: a node changing all the time must still have its plan re-read,
   // and an answer is kept unless a later request has already answered or the page left the node.
@@ -116,7 +117,7 @@ function usePlan(id: string, node: NodeView | undefined): { value: NodePlan | nu
       r.lastAt = performance.now();
       const seq = ++r.sent;
       const keep = () => r.id === id && seq > r.shown && ((r.shown = seq), true);
-      api<NodePlan>('GET', `/nodes/${encodeURIComponent(id)}/plan`)
+      api<PlanView>('GET', `/nodes/${encodeURIComponent(id)}/plan`)
         .then((plan) => keep() && (setValue(plan), setError(null)))
         .catch((err) => keep() && setError(describeError(err)));
     }, Math.max(0, r.lastAt + PLAN_REFRESH_MS - performance.now()));
@@ -126,21 +127,21 @@ function usePlan(id: string, node: NodeView | undefined): { value: NodePlan | nu
 }
 
 /** The node's events: the log read once, then the live stream's events for this node. */
-function useTimeline(cluster: Cluster, id: string): { value: ShoalEvent[]; error: string | null } {
-  const [value, setValue] = useState<ShoalEvent[]>([]);
+function useTimeline(cluster: Cluster, id: string): { value: EventView[]; error: string | null } {
+  const [value, setValue] = useState<EventView[]>([]);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     let live = true;
-    let log: ShoalEvent[] = [];
+    let log: EventView[] = [];
     let loaded = false;
-    const pending: ShoalEvent[] = [];
+    const pending: EventView[] = [];
     const off = cluster.onEvents((events) => {
       const mine = events.filter((e) => e.nodeId === id);
       if (mine.length === 0) return;
       if (!loaded) pending.push(...mine);
       else setValue((log = [...log, ...mine]));
     });
-    api<{ events: ShoalEvent[] }>('GET', `/events?node=${encodeURIComponent(id)}&limit=10000`)
+    api<{ events: EventView[] }>('GET', `/events?node=${encodeURIComponent(id)}&limit=10000`)
       .then(({ events }) => {
         if (!live) return;
         const last = events.at(-1)?.rev ?? 0;
@@ -157,7 +158,7 @@ function useTimeline(cluster: Cluster, id: string): { value: ShoalEvent[]; error
   return { value, error };
 }
 
-function FacetTable({ node, plan }: { node: NodeView; plan: NodePlan | null }) {
+function FacetTable({ node, plan }: { node: NodeView; plan: PlanView | null }) {
   return (
     <table class="facets">
       <thead>
@@ -194,7 +195,7 @@ function FacetTable({ node, plan }: { node: NodeView; plan: NodePlan | null }) {
 const STEP_GAP = 150;
 
 /** The plan as a path: the observed state, each step (the current one marked), the target. */
-function PlanPath({ plan }: { plan: NodePlan }) {
+function PlanPath({ plan }: { plan: PlanView }) {
   const describe = (values: Record<string, string>) => Object.entries(values).map(([f, v]) => `${f}=${v}`);
   const target = Object.entries(plan.target).map(([f, v]) => `${f}∈{${(v ?? []).join(',')}}`);
   const points = plan.steps.length + 2;
@@ -267,7 +268,7 @@ function StateBox({ cx, lines, title }: { cx: number; lines: string[]; title: st
 }
 
 /** The stages of the latest network boot (since the last `boot=armed`), with when each was seen. */
-function BootStages({ events }: { events: ShoalEvent[] }) {
+function BootStages({ events }: { events: EventView[] }) {
   const observed = events.filter((e) => e.kind === 'observed' && (e.facet === 'boot' || e.facet === 'run'));
   let start = -1;
   for (let i = observed.length - 1; i >= 0; i--) {
@@ -294,7 +295,7 @@ function BootStages({ events }: { events: ShoalEvent[] }) {
   );
 }
 
-function Timeline({ events }: { events: ShoalEvent[] }) {
+function Timeline({ events }: { events: EventView[] }) {
   const shown = events.slice(-TIMELINE_SHOWN).reverse();
   return (
     <div class="timeline-wrap">

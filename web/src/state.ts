@@ -1,5 +1,6 @@
 // What the grid derives from the nodes: each node's state, counts per state, and the filters.
-import { NODE_STATES, type NodeState, type NodeView } from './types.js';
+import type { NodeView } from '../../src/api/views.js';
+import { NODE_STATES, type NodeState } from './types.js';
 
 /**
  * A failed node stays `failed` (the operator has to act); otherwise a node whose agent went silent

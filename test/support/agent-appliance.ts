@@ -1,6 +1,7 @@
 // What the agent module's tests run it with: a real Appliance, plus a small stand-in module for
 // the facets other modules own (power as a BMC module would, boot as the pxe module arms it,
-// and an image catalog as the images module provides it). Not part of the module itself.
+// and an image catalog as the images module provides it). Kept under test/ so the
+// release bundle (tsconfig.build.json compiles src/ and modules/) does not ship it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +12,8 @@ import { createLogger } from '../../src/log.js';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import type { ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import type { BootTokens, ImageInfo } from '../../src/contracts/services.js';
-import { createModule } from './index.js';
-import type { AgentModule } from './module.js';
+import { createModule } from '../../modules/agent/index.js';
+import type { AgentModule } from '../../modules/agent/module.js';
 
 export const DIGESTS: Record<string, string> = {
   'compute@1': 'a'.repeat(64),
