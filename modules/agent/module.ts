@@ -78,7 +78,8 @@ export class AgentModule implements ShoalModule {
   private readonly actions = new Map<NodeId, PendingAction>();
 
   constructor(private readonly options: AgentModuleOptions) {
-    this.drivers = [{ facet: 'run', claims: (node) => this.claims(node), perform: (request) => this.perform(request) }];
+    // run.boot is an await step: the hello confirms it, nothing is sent.
+    this.drivers = [{ facet: 'run', claims: (node) => this.claims(node), steps: { 'run.drain': (r) => this.ask('drain', r), 'run.reboot': (r) => this.ask('reboot', r) } }];
   }
 
   start(host: ModuleHost): void {
@@ -135,22 +136,12 @@ export class AgentModule implements ShoalModule {
     return node.bmc.scheme !== 'sim';
   }
 
-  private async perform({ step, node, signal }: StepRequest): Promise<void> {
-    switch (step) {
-      case 'run.boot':
-        // An await step: the hello confirms it; there is nothing to send.
-        return;
-      case 'run.drain':
-      case 'run.reboot': {
-        const pending: PendingAction = { action: step === 'run.drain' ? 'drain' : 'reboot' };
-        this.actions.set(node.id, pending);
-        // A step that ended stops asking: given up (superseded, timed out), or confirmed, when the agent has done it.
-        signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
-        return;
-      }
-      default:
-        throw new Error(`the agent module has no step ${step}`);
-    }
+  /** Asks the node's agent, in its next heartbeat reply, to drain or reboot. */
+  private async ask(action: PendingAction['action'], { node, signal }: StepRequest): Promise<void> {
+    const pending: PendingAction = { action };
+    this.actions.set(node.id, pending);
+    // A step that ended stops asking: given up (superseded, timed out), or confirmed, when the agent has done it.
+    signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
   }
 
   private onHello(req: Request, res: Response): void {

@@ -64,7 +64,7 @@ describe('pxe module', () => {
   });
 
   const perform = (step: string, desired: Record<string, string>) =>
-    appliance.engine.driverFor(node, 'boot')!.perform({ step, node, desired, bmcPassword: undefined, signal: new AbortController().signal });
+    appliance.engine.driverFor(node, 'boot')!.steps[step]!({ step, node, desired, bmcPassword: undefined, signal: new AbortController().signal });
   const get = (path: string) => fetch(`${appliance.url}${path}`, { redirect: 'manual' });
   const boot = () => appliance.state.observed(node.id).boot;
 

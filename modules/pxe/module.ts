@@ -93,7 +93,7 @@ export class PxeModule implements ShoalModule {
     private readonly options: PxeOptions,
     private readonly deps: PxeModuleDeps = {},
   ) {
-    this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', perform: (request) => this.perform(request) }];
+    this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', steps: { 'boot.arm': (r) => this.arm(r), 'boot.disk': (r) => this.bootFromDisk(r) } }];
   }
 
   async start(host: ModuleHost): Promise<void> {
@@ -209,14 +209,13 @@ export class PxeModule implements ShoalModule {
     this.db?.close();
   }
 
-  private async perform({ step, node, desired }: StepRequest): Promise<void> {
+  private async bootFromDisk({ node }: StepRequest): Promise<void> {
+    this.savePlan(node.id, { kind: 'disk' });
+    this.host!.observe(node.id, 'boot', 'disk');
+  }
+
+  private async arm({ node, desired }: StepRequest): Promise<void> {
     const host = this.host!;
-    if (step === 'boot.disk') {
-      this.savePlan(node.id, { kind: 'disk' });
-      host.observe(node.id, 'boot', 'disk');
-      return;
-    }
-    if (step !== 'boot.arm') throw new Error(`the pxe module has no step ${step}`);
     if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');

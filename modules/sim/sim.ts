@@ -4,7 +4,8 @@
 // the real modules implement, so the engine cannot tell the difference.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import { stepsOf, type FacetDriver, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
+import type { StepName } from '../../src/engine/facet.js';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 
 export interface SimLatencies {
@@ -73,7 +74,7 @@ export class SimRack implements ShoalModule {
   constructor(private readonly options: SimOptions = {}) {
     this.latency = { ...REALISTIC_LATENCY, ...options.latencies };
     const claims = (node: NodeRecord) => node.bmc.scheme === 'sim';
-    const driver = (facet: string): FacetDriver => ({ facet, claims, perform: (r) => this.perform(r) });
+    const driver = (facet: string): FacetDriver => ({ facet, claims, steps: stepsOf(facet, this.handlers) });
     this.drivers = [driver('power'), driver('boot'), driver('run')];
   }
 
@@ -153,71 +154,78 @@ export class SimRack implements ShoalModule {
     return m;
   }
 
-  private async perform({ step, node, desired, signal }: StepRequest): Promise<void> {
-    const m = this.machine(node.id);
-    const id = node.id;
-    switch (step) {
-      case 'power.probe':
+  /** One handler per step of the facets this module drives. */
+  private readonly handlers: Record<StepName, StepHandler> = {
+    'power.probe': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      await this.wait(this.latency.probeMs, signal);
+      this.observe(id, 'power', m.power);
+    },
+    'power.on': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      if (m.powerOnFailures > 0) {
+        m.powerOnFailures--;
         await this.wait(this.latency.probeMs, signal);
-        this.observe(id, 'power', m.power);
-        return;
-      case 'power.on':
-        if (m.powerOnFailures > 0) {
-          m.powerOnFailures--;
-          await this.wait(this.latency.probeMs, signal);
-          throw new Error('BMC refused Chassis Control power-on (simulated fault)');
-        }
-        await this.wait(this.latency.powerMs, signal);
-        if (m.power === 'off') {
-          m.power = 'on';
-          this.save();
-          this.observe(id, 'power', 'on');
-          this.boot(id, m);
-        } else {
-          this.observe(id, 'power', 'on');
-        }
-        return;
-      case 'power.off':
-        await this.wait(this.latency.powerMs, signal);
-        m.power = 'off';
-        m.booting = null;
-        m.running = null;
-        m.generation++;
-        this.save();
-        this.observe(id, 'power', 'off');
-        return;
-      case 'boot.arm': {
-        if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
-        await this.wait(this.latency.armMs, signal);
-        m.nextBoot = { kind: 'network', image: desired.image };
-        this.save();
-        this.observe(id, 'boot', 'armed', desired.image);
-        return;
+        throw new Error('BMC refused Chassis Control power-on (simulated fault)');
       }
-      case 'boot.disk':
-        await this.wait(this.latency.armMs, signal);
-        m.nextBoot = { kind: 'disk' };
+      await this.wait(this.latency.powerMs, signal);
+      if (m.power === 'off') {
+        m.power = 'on';
         this.save();
-        this.observe(id, 'boot', 'disk');
-        return;
-      case 'run.drain': {
-        this.observe(id, 'run', 'draining');
-        const generation = m.generation;
-        this.after(this.latency.drainMs, () => {
-          if (m.generation === generation) this.observe(id, 'run', 'drained');
-        });
-        return;
-      }
-      case 'run.reboot':
-        await this.wait(this.latency.probeMs, signal);
-        m.generation++;
-        this.observe(id, 'run', 'booting');
+        this.observe(id, 'power', 'on');
         this.boot(id, m);
-        return;
-      default:
-        throw new Error(`the sim module has no step ${step}`);
-    }
-  }
+      } else {
+        this.observe(id, 'power', 'on');
+      }
+    },
+    'power.off': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      await this.wait(this.latency.powerMs, signal);
+      m.power = 'off';
+      m.booting = null;
+      m.running = null;
+      m.generation++;
+      this.save();
+      this.observe(id, 'power', 'off');
+    },
+    'boot.arm': async ({ node, desired, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
+      await this.wait(this.latency.armMs, signal);
+      m.nextBoot = { kind: 'network', image: desired.image };
+      this.save();
+      this.observe(id, 'boot', 'armed', desired.image);
+    },
+    'boot.disk': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      await this.wait(this.latency.armMs, signal);
+      m.nextBoot = { kind: 'disk' };
+      this.save();
+      this.observe(id, 'boot', 'disk');
+    },
+    'run.drain': async ({ node }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      this.observe(id, 'run', 'draining');
+      const generation = m.generation;
+      this.after(this.latency.drainMs, () => {
+        if (m.generation === generation) this.observe(id, 'run', 'drained');
+      });
+    },
+    'run.reboot': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      await this.wait(this.latency.probeMs, signal);
+      m.generation++;
+      this.observe(id, 'run', 'booting');
+      this.boot(id, m);
+    },
+  };
 
   /** Firmware to agent hello, one stage at a time, unless a hang is injected or power goes. */
   private boot(id: NodeId, m: SimMachine, resume?: SimMachine['booting']): void {

@@ -108,7 +108,7 @@ async function runStep(bmc: SlowBmc, step: 'power.on' | 'power.off', options: { 
   const controller = new AbortController();
   controllers.push(controller);
   const request: StepRequest = { step, node, desired: { power: want }, bmcPassword: 'secret', signal: controller.signal };
-  await module.drivers[0]!.perform(request);
+  await module.drivers[0]!.steps[step]!(request);
   const deadline = Date.now() + 5_000;
   while (observations.at(-1)?.value !== want) {
     if (Date.now() > deadline) throw new Error(`not observed ${want}; requests: ${bmc.requests.join(', ')}`);
@@ -169,7 +169,7 @@ describe('power readings', () => {
     module.start(hostFor(observations));
     const controller = new AbortController();
     controllers.push(controller);
-    await module.drivers[0]!.perform({ step: 'power.probe', node, desired: {}, bmcPassword: 'secret', signal: controller.signal });
+    await module.drivers[0]!.steps['power.probe']!({ step: 'power.probe', node, desired: {}, bmcPassword: 'secret', signal: controller.signal });
     expect(observations.at(-1)).toEqual({ value: 'unknown', detail: 'the BMC answered without a power state' });
   });
 });

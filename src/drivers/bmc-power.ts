@@ -64,7 +64,13 @@ export class BmcPowerModule implements ShoalModule {
     options: Partial<BmcPowerOptions> = {},
   ) {
     this.options = { ...DEFAULT_BMC_POWER_OPTIONS, ...options };
-    this.drivers = [{ facet: 'power', claims: (node) => connector.claims(node), perform: (request) => this.perform(request) }];
+    this.drivers = [
+      {
+        facet: 'power',
+        claims: (node) => connector.claims(node),
+        steps: { 'power.probe': (r) => this.probe(r), 'power.on': (r) => this.powerOn(r), 'power.off': (r) => this.powerOff(r) },
+      },
+    ];
   }
 
   start(host: ModuleHost): void {
@@ -89,57 +95,51 @@ export class BmcPowerModule implements ShoalModule {
     await this.connector.close?.();
   }
 
-  private async perform({ step, node, bmcPassword, signal }: StepRequest): Promise<void> {
-    switch (step) {
-      case 'power.probe':
-        this.observePower(node.id, await this.withSession(node, bmcPassword, (s) => s.powerState()));
-        return;
-      case 'power.on': {
-        const boot = this.host!.observed(node.id).boot?.value;
-        await this.withSession(node, bmcPassword, async (s) => {
-          // The boot the plan prepared must be the one the firmware takes.
-          if (boot === 'armed') await s.setNextBoot('pxe', node.firmware);
-          if (boot === 'disk') await s.setNextBoot('disk', node.firmware);
-          if ((await s.powerState()) === 'off') await s.powerOn();
-        });
-        // Sent once: a BMC slow to show the change is waited for, not asked again.
-        this.pollUntil(node, bmcPassword, 'on', signal);
-        return;
-      }
-      case 'power.off': {
-        // A retried step may follow a request that timed out but was carried out: read before sending.
-        const before = await this.withSession(node, bmcPassword, (s) => s.powerState());
-        this.observePower(node.id, before);
-        if (before === 'off') return;
-        // A node whose OS stopped answering (lost, hung) will not honour the power button either.
-        const run = this.host!.observed(node.id).run?.value;
-        let forcedAt: number | undefined;
-        if (run === 'lost' || run === 'hung') {
-          this.log?.info({ node: node.name, run }, 'node is not answering; forcing power off');
-          forcedAt = Date.now();
-          await this.withSession(node, bmcPassword, (s) => s.forceOff());
-        } else if (before !== 'powering-off') {
-          await this.withSession(node, bmcPassword, (s) => s.softOff());
-        }
-        const gracefulDeadline = Date.now() + this.options.gracefulOffMs;
-        this.pollUntil(node, bmcPassword, 'off', signal, async (state) => {
-          // A change under way, or a BMC that cannot tell: wait rather than ask again.
-          if (state !== 'on') return;
-          const now = Date.now();
-          if (now < (forcedAt === undefined ? gracefulDeadline : forcedAt + this.options.forcedOffMs)) return;
-          // This reading, taken just now, still says on: the forced off (even one that timed out) did not happen.
-          this.log?.info(
-            { node: node.name },
-            forcedAt === undefined ? 'graceful power-off took too long; forcing' : `forced power-off not seen within ${this.options.forcedOffMs} ms; forcing again`,
-          );
-          forcedAt = now;
-          await this.withSession(node, bmcPassword, (s) => s.forceOff());
-        });
-        return;
-      }
-      default:
-        throw new Error(`${this.name} has no step ${step}`);
+  private async probe({ node, bmcPassword }: StepRequest): Promise<void> {
+    this.observePower(node.id, await this.withSession(node, bmcPassword, (s) => s.powerState()));
+  }
+
+  private async powerOn({ node, bmcPassword, signal }: StepRequest): Promise<void> {
+    const boot = this.host!.observed(node.id).boot?.value;
+    await this.withSession(node, bmcPassword, async (s) => {
+      // The boot the plan prepared must be the one the firmware takes.
+      if (boot === 'armed') await s.setNextBoot('pxe', node.firmware);
+      if (boot === 'disk') await s.setNextBoot('disk', node.firmware);
+      if ((await s.powerState()) === 'off') await s.powerOn();
+    });
+    // Sent once: a BMC slow to show the change is waited for, not asked again.
+    this.pollUntil(node, bmcPassword, 'on', signal);
+  }
+
+  private async powerOff({ node, bmcPassword, signal }: StepRequest): Promise<void> {
+    // A retried step may follow a request that timed out but was carried out: read before sending.
+    const before = await this.withSession(node, bmcPassword, (s) => s.powerState());
+    this.observePower(node.id, before);
+    if (before === 'off') return;
+    // A node whose OS stopped answering (lost, hung) will not honour the power button either.
+    const run = this.host!.observed(node.id).run?.value;
+    let forcedAt: number | undefined;
+    if (run === 'lost' || run === 'hung') {
+      this.log?.info({ node: node.name, run }, 'node is not answering; forcing power off');
+      forcedAt = Date.now();
+      await this.withSession(node, bmcPassword, (s) => s.forceOff());
+    } else if (before !== 'powering-off') {
+      await this.withSession(node, bmcPassword, (s) => s.softOff());
     }
+    const gracefulDeadline = Date.now() + this.options.gracefulOffMs;
+    this.pollUntil(node, bmcPassword, 'off', signal, async (state) => {
+      // A change under way, or a BMC that cannot tell: wait rather than ask again.
+      if (state !== 'on') return;
+      const now = Date.now();
+      if (now < (forcedAt === undefined ? gracefulDeadline : forcedAt + this.options.forcedOffMs)) return;
+      // This reading, taken just now, still says on: the forced off (even one that timed out) did not happen.
+      this.log?.info(
+        { node: node.name },
+        forcedAt === undefined ? 'graceful power-off took too long; forcing' : `forced power-off not seen within ${this.options.forcedOffMs} ms; forcing again`,
+      );
+      forcedAt = now;
+      await this.withSession(node, bmcPassword, (s) => s.forceOff());
+    });
   }
 
   /**

@@ -9,7 +9,7 @@ import { Executor, type ExecutorOptions, DEFAULT_EXECUTOR_OPTIONS } from './exec
 import type { DesiredVocabulary } from './desired.js';
 import type { FacetDefinition } from './facet.js';
 import { FacetGraph } from './graph.js';
-import { lintGraph, type LintReport } from './lint.js';
+import { lintDrivers, lintGraph, type LintReport } from './lint.js';
 import { EngineMetrics } from './metrics.js';
 import type { FacetDriver, ShoalModule } from './module.js';
 import { Planner } from './planner.js';
@@ -38,7 +38,8 @@ export class Engine {
     this.definitions = facets.definitions;
     this.desired = facets.desired;
     this.graph = new FacetGraph(this.definitions);
-    this.lint = lintGraph(this.graph, this.definitions);
+    const graphLint = lintGraph(this.graph, this.definitions);
+    this.lint = { ...graphLint, problems: [...graphLint.problems, ...lintDrivers(this.graph, modules)] };
     if (this.lint.problems.length > 0) {
       throw new Error(`the composed facet graph is unsound:\n  ${this.lint.problems.join('\n  ')}`);
     }

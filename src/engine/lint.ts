@@ -3,6 +3,7 @@
 // machine, and the appliance refuses to start with it.
 import type { FacetGraph } from './graph.js';
 import type { FacetDefinition } from './facet.js';
+import type { FacetDriver } from './module.js';
 
 export interface LintReport {
   problems: string[];
@@ -78,4 +79,29 @@ function leadsTo(graph: FacetGraph, start: number, accept: (state: number) => bo
     }
   }
   return false;
+}
+
+/**
+ * Checks each module's drivers against the composed graph: a driver for a facet no one declares, a
+ * missing handler for an action step of its facet, or a handler for a step its facet does not own
+ * (or that is an await step, which nothing fires) is a bug in that module.
+ */
+export function lintDrivers(graph: FacetGraph, modules: readonly { name: string; drivers?: readonly FacetDriver[] }[]): string[] {
+  const problems: string[] = [];
+  for (const module of modules) {
+    for (const driver of module.drivers ?? []) {
+      if (!graph.facets.includes(driver.facet)) {
+        problems.push(`module ${module.name}: a driver for facet ${driver.facet}, which no facet declares`);
+        continue;
+      }
+      const actions = graph.steps.filter((s) => s.facet === driver.facet && s.kind === 'action').map((s) => s.name);
+      for (const step of actions) {
+        if (!driver.steps[step]) problems.push(`module ${module.name}: its ${driver.facet} driver has no handler for step ${step}`);
+      }
+      for (const step of Object.keys(driver.steps)) {
+        if (!actions.includes(step)) problems.push(`module ${module.name}: its ${driver.facet} driver has a handler for ${step}, which is not an action step of ${driver.facet}`);
+      }
+    }
+  }
+  return problems;
 }

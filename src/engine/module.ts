@@ -18,16 +18,27 @@ export interface StepRequest {
   signal: AbortSignal;
 }
 
+/**
+ * Starts a step. Resolving means the command was accepted, not that the step is done: the step is
+ * done when the module observes one of its confirming values. Rejecting fails the step with the
+ * error's message as the reason an operator reads.
+ */
+export type StepHandler = (request: StepRequest) => Promise<void>;
+
 export interface FacetDriver {
   facet: FacetName;
   /** Whether this driver owns the facet for that node (e.g. by BMC scheme). */
   claims(node: NodeRecord): boolean;
-  /**
-   * Starts the step. Resolving means the command was accepted, not that the step is done: the
-   * step is done when the module observes one of its confirming values. Rejecting fails the step
-   * with the error's message as the reason an operator reads.
-   */
-  perform(request: StepRequest): Promise<void>;
+  /** A handler for each action step of the facet (await steps have none: nothing is fired). The start-up lint checks the set. */
+  steps: Partial<Record<StepName, StepHandler>>;
+}
+
+/**
+ * The handlers of one facet's steps, picked from a module's handlers by the step-naming convention
+ * `<facet>.<verb>` (for a module that drives several facets); the lint checks the result.
+ */
+export function stepsOf(facet: FacetName, handlers: Record<StepName, StepHandler>): Partial<Record<StepName, StepHandler>> {
+  return Object.fromEntries(Object.entries(handlers).filter(([step]) => step.startsWith(`${facet}.`)));
 }
 
 /** What a module sees of the appliance. */

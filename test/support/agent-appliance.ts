@@ -10,7 +10,8 @@ import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
-import type { ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import { stepsOf, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
+import type { StepName } from '../../src/engine/facet.js';
 import type { BootTokens, ImageInfo } from '../../src/contracts/services.js';
 import { createModule } from '../../modules/agent/index.js';
 import type { AgentModule } from '../../modules/agent/module.js';
@@ -35,10 +36,37 @@ export class StandInModule implements ShoalModule {
   /** Called when a node is powered off: whatever runs on it must stop. */
   onPowerOff: (id: NodeId) => void = () => {};
   private host: ModuleHost | undefined;
+  /** One handler per step of the facets this module drives. */
+  private readonly handlers: Record<StepName, StepHandler> = {
+    'power.probe': async ({ node }) => {
+      const host = this.host!;
+      host.observe(node.id, 'power', this.power.get(node.id) ?? 'off');
+    },
+    'power.on': async ({ node }) => {
+      const host = this.host!;
+      this.power.set(node.id, 'on');
+      host.observe(node.id, 'power', 'on');
+      // An armed boot is served as the node powers on (the pxe module sees the kernel fetched);
+      // that spends the arming, so the next power-on needs a new one, with a new token.
+      if (host.observed(node.id).boot?.value === 'armed') host.observe(node.id, 'boot', 'kernel');
+    },
+    'power.off': async ({ node }) => {
+      const host = this.host!;
+      this.power.set(node.id, 'off');
+      this.onPowerOff(node.id);
+      host.observe(node.id, 'power', 'off');
+    },
+    'boot.arm': async ({ node, desired }) => {
+      const host = this.host!;
+      if (!desired.image) throw new Error('no desired image to arm');
+      this.armedTokens.set(node.id, this.bootTokens().issue(node.id, desired.image));
+      host.observe(node.id, 'boot', 'armed', desired.image);
+    },
+  };
   readonly drivers = ['power', 'boot'].map((facet) => ({
     facet,
     claims: (node: NodeRecord) => node.bmc.scheme === 'ipmi',
-    perform: (request: StepRequest) => this.perform(request),
+    steps: stepsOf(facet, this.handlers),
   }));
 
   start(host: ModuleHost): void {
@@ -58,34 +86,6 @@ export class StandInModule implements ShoalModule {
     return tokens;
   }
 
-  private async perform({ step, node, desired }: StepRequest): Promise<void> {
-    const host = this.host!;
-    switch (step) {
-      case 'power.probe':
-        host.observe(node.id, 'power', this.power.get(node.id) ?? 'off');
-        return;
-      case 'power.on':
-        this.power.set(node.id, 'on');
-        host.observe(node.id, 'power', 'on');
-        // An armed boot is served as the node powers on (the pxe module sees the kernel fetched);
-        // that spends the arming, so the next power-on needs a new one, with a new token.
-        if (host.observed(node.id).boot?.value === 'armed') host.observe(node.id, 'boot', 'kernel');
-        return;
-      case 'power.off':
-        this.power.set(node.id, 'off');
-        this.onPowerOff(node.id);
-        host.observe(node.id, 'power', 'off');
-        return;
-      case 'boot.arm': {
-        if (!desired.image) throw new Error('no desired image to arm');
-        this.armedTokens.set(node.id, this.bootTokens().issue(node.id, desired.image));
-        host.observe(node.id, 'boot', 'armed', desired.image);
-        return;
-      }
-      default:
-        throw new Error(`the stand-in module has no step ${step}`);
-    }
-  }
 }
 
 export interface AgentTestAppliance {
