@@ -9,7 +9,7 @@ import { ApiClient } from '../../src/cli/client.js';
 import type { BuiltImage } from '../../images/catalog.js';
 import type { Lab } from './lab.js';
 import { SocketForward } from './forward.js';
-import { isAlive, pollUntil, pollUntilAsync, stopProcess, type TrackedProcess } from './processes.js';
+import { isAlive, killProcess, pollUntil, pollUntilAsync, type TrackedProcess } from './processes.js';
 import type { IpmiBmc } from './ipmi-bmc.js';
 import type { RedfishBmc } from './redfish-bmc.js';
 import type { Vm } from './vm.js';
@@ -93,10 +93,13 @@ export class LabAppliance {
     return this.process?.logFile ?? join(this.lab.dir, 'shoal.log');
   }
 
-  /** The appliance killed with SIGKILL: no shutdown of any kind, as a crash or power loss. */
+  /**
+   * The appliance killed with SIGKILL: no shutdown of any kind, as a crash or power loss. Returns
+   * once it is gone (a restart right after found it still dying).
+   */
   kill(): void {
     const pid = this.process?.pid;
-    if (pid !== undefined && isAlive(pid)) process.kill(pid, 'SIGKILL');
+    if (pid !== undefined && !killProcess(pid)) throw new Error(`the appliance (pid ${pid}) survived SIGKILL for 2 s`);
   }
 
   /** Starts the appliance again on the same data directory and configuration. */
@@ -120,7 +123,7 @@ export class LabAppliance {
         problems.push(`${err.message}; killed`);
         return false;
       });
-      if (!exited && !stopProcess(pid, 0)) problems.push(`the appliance (pid ${pid}) survived SIGKILL`);
+      if (!exited && !killProcess(pid)) problems.push(`the appliance (pid ${pid}) survived SIGKILL`);
     }
     const forwarder = this.forwarder;
     this.forwarder = undefined;

@@ -52,6 +52,13 @@ export function stopProcess(pid: number, graceMs = 1_000): boolean {
   return waitGone(pid, 2_000);
 }
 
+/** SIGKILL, then waits until the process is gone, at most `ms`; false if it is still there. */
+export function killProcess(pid: number, ms = 2_000): boolean {
+  if (!isAlive(pid)) return true;
+  signal(pid, 'SIGKILL');
+  return waitGone(pid, ms);
+}
+
 function signal(pid: number, name: NodeJS.Signals): void {
   try {
     process.kill(pid, name);
