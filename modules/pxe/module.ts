@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
 import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
@@ -53,7 +54,6 @@ export const PxeOptionsSchema = z
   .strict();
 export type PxeOptions = z.infer<typeof PxeOptionsSchema>;
 
-const IN_PROGRESS = new Set(['armed', 'dhcp', 'loader']);
 
 /** Stand-ins for what the module otherwise opens itself, so tests need no privileged sockets. */
 export interface PxeModuleDeps {
@@ -250,11 +250,12 @@ export class PxeModule implements ShoalModule {
   }
 
   /** Boot progress only moves forward from an armed network boot; a disk boot is never turned into "dhcp". */
-  private progress(node: NodeRecord, stage: 'dhcp' | 'loader' | 'kernel'): void {
-    const current = this.host!.observed(node.id).boot?.value;
-    if (current === undefined || !IN_PROGRESS.has(current)) return;
-    const order = ['armed', 'dhcp', 'loader', 'kernel'];
-    if (order.indexOf(stage) > order.indexOf(current)) this.host!.observe(node.id, 'boot', stage);
+  private progress(node: NodeRecord, stage: (typeof NETWORK_BOOT_STAGES)[number]): void {
+    const order: readonly string[] = NETWORK_BOOT_STAGES;
+    const current = order.indexOf(this.host!.observed(node.id).boot?.value ?? '');
+    // Only an armed boot under way (not yet at its kernel) moves on, and only forward.
+    if (current < 0 || current === order.length - 1) return;
+    if (order.indexOf(stage) > current) this.host!.observe(node.id, 'boot', stage);
   }
 
   private savePlan(id: NodeId, plan: BootPlan): void {
