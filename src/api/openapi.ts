@@ -120,6 +120,7 @@ export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<
       '/rollouts/{id}/pause': { post: rolloutAction('Pause a running rollout: nodes under way finish, no new node starts') },
       '/rollouts/{id}/resume': { post: rolloutAction('Resume a paused or failed rollout (its failed nodes released first, e.g. POST /nodes/{ref}/retry)') },
       '/rollouts/{id}/cancel': { post: rolloutAction('Cancel a rollout for good: nodes not started keep their desired state') },
+      '/desired-facets': { get: { summary: 'The facets an operator can desire, each with the values or the pattern it accepts', responses: { 200: ok('desirable facets'), 401: problem } } },
       '/graph': { get: { summary: 'The composed facet graph: facets, steps, edges, lint', responses: { 200: ok('graph'), 401: problem } } },
       '/events': {
         get: {

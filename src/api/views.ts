@@ -28,6 +28,15 @@ export type ObservedView = z.infer<typeof ObservedViewSchema>;
 /** The body of PATCH /nodes/{ref}/desired: a value sets a facet, null clears it. */
 export type DesiredPatchInput = Partial<Record<string, string | null>>;
 
+/** A facet an operator can desire (GET /desired-facets): a list of values, or a pattern with what it means. */
+export const DesirableFacetSchema = z.union([
+  z.strictObject({ facet: z.string(), values: z.array(z.string()) }),
+  z.strictObject({ facet: z.string(), pattern: z.string(), describe: z.string() }),
+]);
+export type DesirableFacet = z.infer<typeof DesirableFacetSchema>;
+export const DesirableFacetListSchema = z.strictObject({ facets: z.array(DesirableFacetSchema) });
+export type DesirableFacetList = z.infer<typeof DesirableFacetListSchema>;
+
 /** The step a node is on: under way, or waiting for a concurrency slot or a retry backoff. */
 export const StepStatusSchema = z.strictObject({
   name: z.string(),

@@ -62,6 +62,11 @@ export class DesiredVocabulary {
     return target;
   }
 
+  /** Each desirable facet with what it accepts, in registration order (for forms and documents). */
+  describe(): Array<{ facet: FacetName; values: string[] } | { facet: FacetName; pattern: string; describe: string }> {
+    return [...this.specs].map(([facet, { accepts }]) => ('pattern' in accepts ? { facet, pattern: accepts.pattern.source, describe: accepts.describe } : { facet, values: [...accepts] }));
+  }
+
   private conflict(desired: DesiredState): string | undefined {
     for (const [facet, spec] of this.specs) {
       const value = desired[facet];

@@ -1,11 +1,12 @@
 // Operator actions. Each one is described first (what it will change, on which nodes), runs only
 // once confirmed, and reports every API error with the API's own words.
+import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { ApiError, api, eachLimited, upload } from './api.js';
 import type { Cluster } from './cluster.js';
 import { formatBytes, shortDigest, someNames } from './format.js';
 import type { ImageArchive } from './tar.js';
-import type { DesiredPatchInput, DiscoveredView, ImageView, NodeInput, NodeView } from '../../src/api/views.js';
+import type { DesirableFacet, DesiredPatchInput, DiscoveredView, ImageView, NodeInput, NodeView } from '../../src/api/views.js';
 
 export interface ActionOutcome {
   message: string;
@@ -284,17 +285,23 @@ export function ConfirmAction({ spec, onClose }: { spec: ActionSpec; onClose: ()
   );
 }
 
-type Choice = '' | 'clear' | string;
-const CHOICES: Record<'power' | 'boot' | 'run', string[]> = { power: ['on', 'off'], boot: ['network', 'disk'], run: ['ready'] };
+type Choice = '' | 'clear' | 'set' | string;
 
-/** Desired power, boot, run and image for one node or a selection; only the facets changed are sent. */
-export function DesiredForm({ nodes, onSubmit }: { nodes: NodeView[]; onSubmit: (patch: DesiredPatchInput) => void }) {
+/**
+ * Desired state for one node or a selection, one field per facet the appliance says can be desired
+ * (a choice of values, or free text for a pattern such as an image ref); only the facets changed are sent.
+ */
+export function DesiredForm({ facets, nodes, onSubmit }: { facets: DesirableFacet[]; nodes: NodeView[]; onSubmit: (patch: DesiredPatchInput) => void }) {
   const [choice, setChoice] = useState<Record<string, Choice>>({});
-  const [image, setImage] = useState('');
+  const [text, setText] = useState<Record<string, string>>({});
   const patch: Record<string, string | null> = {};
-  for (const facet of Object.keys(CHOICES)) if (choice[facet]) patch[facet] = choice[facet] === 'clear' ? null : choice[facet]!;
-  if (choice.image === 'clear') patch.image = null;
-  if (choice.image === 'set' && image.trim()) patch.image = image.trim();
+  for (const f of facets) {
+    const picked = choice[f.facet];
+    if (!picked) continue;
+    if (picked === 'clear') patch[f.facet] = null;
+    else if ('values' in f) patch[f.facet] = picked;
+    else if (text[f.facet]?.trim()) patch[f.facet] = text[f.facet]!.trim();
+  }
   const empty = Object.keys(patch).length === 0;
   const pick = (facet: string, value: Choice) => setChoice({ ...choice, [facet]: value });
   return (
@@ -305,29 +312,36 @@ export function DesiredForm({ nodes, onSubmit }: { nodes: NodeView[]; onSubmit: 
         if (!empty) onSubmit(patch as DesiredPatchInput);
       }}
     >
-      {(Object.keys(CHOICES) as (keyof typeof CHOICES)[]).map((facet) => (
-        <label key={facet}>
-          {facet}
-          <select name={facet} value={choice[facet] ?? ''} onChange={(e) => pick(facet, e.currentTarget.value)}>
-            <option value="">unchanged</option>
-            {CHOICES[facet].map((v) => (
-              <option key={v} value={v}>
-                {v}
-              </option>
-            ))}
-            <option value="clear">unset (don't care)</option>
-          </select>
-        </label>
-      ))}
-      <label>
-        image
-        <select name="image-mode" value={choice.image ?? ''} onChange={(e) => pick('image', e.currentTarget.value)}>
-          <option value="">unchanged</option>
-          <option value="set">set to…</option>
-          <option value="clear">unset (don't care)</option>
-        </select>
-      </label>
-      {choice.image === 'set' && <input name="image" placeholder="name@version, e.g. compute@2" value={image} onInput={(e) => setImage(e.currentTarget.value)} />}
+      {facets.map((f) =>
+        'values' in f ? (
+          <label key={f.facet}>
+            {f.facet}
+            <select name={f.facet} value={choice[f.facet] ?? ''} onChange={(e) => pick(f.facet, e.currentTarget.value)}>
+              <option value="">unchanged</option>
+              {f.values.map((v) => (
+                <option key={v} value={v}>
+                  {v}
+                </option>
+              ))}
+              <option value="clear">unset (don't care)</option>
+            </select>
+          </label>
+        ) : (
+          <Fragment key={f.facet}>
+            <label>
+              {f.facet}
+              <select name={`${f.facet}-mode`} value={choice[f.facet] ?? ''} onChange={(e) => pick(f.facet, e.currentTarget.value)}>
+                <option value="">unchanged</option>
+                <option value="set">set to…</option>
+                <option value="clear">unset (don't care)</option>
+              </select>
+            </label>
+            {choice[f.facet] === 'set' && (
+              <input name={f.facet} placeholder={f.describe} title={f.describe} value={text[f.facet] ?? ''} onInput={(e) => setText({ ...text, [f.facet]: e.currentTarget.value })} />
+            )}
+          </Fragment>
+        ),
+      )}
       <button type="submit" disabled={empty}>
         Set desired{nodes.length > 1 ? ` of ${nodes.length} nodes` : ''}…
       </button>

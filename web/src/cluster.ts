@@ -5,7 +5,7 @@
 // batches (every FLUSH_MS): one by one when few changed, the whole list when many did. Whatever
 // changed is shown at the next animation frame, once per frame however many events arrived.
 import { ApiError, api, eachLimited, problemOf, storedToken } from './api.js';
-import type { NodeList, NodeView, EventView } from '../../src/api/views.js';
+import type { DesirableFacet, DesirableFacetList, NodeList, NodeView, EventView } from '../../src/api/views.js';
 
 const FLUSH_MS = 250;
 /** Above this many touched nodes, one list read is cheaper than reading them one by one. */
@@ -30,6 +30,8 @@ export class Cluster {
   applianceFrozen: boolean | null = null;
   /** Revision of the last event received; the stream resumes after it. */
   lastRev = 0;
+  /** The facets an operator can desire on this appliance (standard ones and modules'), with what each accepts. */
+  desirable: DesirableFacet[] = [];
 
   private readonly listeners = new Set<() => void>();
   private readonly eventListeners = new Set<(events: EventView[]) => void>();
@@ -47,6 +49,7 @@ export class Cluster {
 
   /** Reads every node, then follows the event stream from the list's revision. */
   async start(): Promise<void> {
+    this.desirable = (await api<DesirableFacetList>('GET', '/desired-facets')).facets;
     await this.readWholeList();
     void this.follow();
     this.timers.push(setInterval(() => void this.flush(), FLUSH_MS));

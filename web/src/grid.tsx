@@ -79,7 +79,7 @@ export function Grid({ cluster, filter, setFilter, onAction }: { cluster: Cluste
       {selection.length > 0 && (
         <div class="selection-bar">
           <b>{selection.length} selected</b>
-          <DesiredForm nodes={selection} onSubmit={(patch) => onAction(desiredAction(cluster, selection, patch))} />
+          <DesiredForm facets={cluster.desirable} nodes={selection} onSubmit={(patch) => onAction(desiredAction(cluster, selection, patch))} />
           <button type="button" onClick={() => onAction(nodeAction(cluster, selection, 'freeze'))}>
             Freeze
           </button>

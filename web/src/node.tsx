@@ -43,7 +43,7 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
           <h2>Desired and observed</h2>
           <FacetTable node={node} plan={plan.value} />
           <h2>Actions</h2>
-          <DesiredForm nodes={[node]} onSubmit={(patch) => onAction(desiredAction(cluster, [node], patch))} />
+          <DesiredForm facets={cluster.desirable} nodes={[node]} onSubmit={(patch) => onAction(desiredAction(cluster, [node], patch))} />
           <div class="buttons">
             {node.frozen ? (
               <button type="button" onClick={() => onAction(nodeAction(cluster, [node], 'thaw'))}>

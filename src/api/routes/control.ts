@@ -1,7 +1,7 @@
 // The engine's side of a node and of the appliance: the plan and why, releasing a failed node,
 // freezing and thawing, and the compiled facet graph.
 import type express from 'express';
-import type { FrozenView, PlanView } from '../views.js';
+import type { DesirableFacetList, FrozenView, PlanView } from '../views.js';
 import { nodeViewOf, writerOf, type RouteContext } from './context.js';
 
 export function registerControlRoutes(api: express.Router, ctx: RouteContext): void {
@@ -44,6 +44,11 @@ export function registerControlRoutes(api: express.Router, ctx: RouteContext): v
       res.json(view);
     });
   }
+
+  api.get('/desired-facets', (_req, res) => {
+    const list: DesirableFacetList = { facets: engine.desired.describe() };
+    res.json(list);
+  });
 
   api.get('/graph', (_req, res) => {
     const g = engine.graph;
