@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { ServiceRegistry } from '../../src/contracts/services.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
-import { writeFakeImage, type FakeImage } from './fake-image.js';
+import { writeFakeImage, type FakeImage } from '../../test/support/fake-image.js';
 import { createModule } from './module.js';
 
 const run = promisify(execFile);
