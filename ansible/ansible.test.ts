@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { requirements, skipUnless, type Requirement } from '../test/support/environment.js';
-import { writeFakeImage } from '../modules/images/fake-image.js';
+import { writeFakeImage } from '../test/support/fake-image.js';
 
 const run = promisify(execFile);
 const ansibleDir = dirname(fileURLToPath(import.meta.url));

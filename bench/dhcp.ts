@@ -93,7 +93,7 @@ const ours: ServerUnderTest = {
       leaseDb: join(dir, 'shoal-leases.db'),
     };
     writeFileSync(join(dir, 'shoal.json'), JSON.stringify(spec));
-    const child = ns.spawn('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/serve.ts'), join(dir, 'shoal.json')], { cwd: ROOT, stdio: 'ignore' });
+    const child = ns.spawn('npx', ['tsx', join(ROOT, 'test/support/dhcp-serve.ts'), join(dir, 'shoal.json')], { cwd: ROOT, stdio: 'ignore' });
     await waitForUdp67(ns, child, 'shoal');
   },
 };

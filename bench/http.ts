@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { requirements } from '../test/support/environment.js';
-import { writeFakeImage } from '../modules/images/fake-image.js';
+import { writeFakeImage } from '../test/support/fake-image.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const HOST = '127.0.0.1';

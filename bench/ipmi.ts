@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { requirements } from '../test/support/environment.js';
 import { IpmiClient } from '../modules/ipmi/client.js';
 import { IpmiTransport } from '../modules/ipmi/transport.js';
-import { startIpmiSim, type SimulatedBmc } from '../modules/ipmi/ipmi-sim.js';
+import { startIpmiSim, type SimulatedBmc } from '../test/support/ipmi-sim.js';
 
 const run = promisify(execFile);
 const IPMITOOL_PARALLELISM = 2;

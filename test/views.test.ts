@@ -10,7 +10,7 @@ import * as views from '../src/api/views.js';
 import { createModule as createPxeModule } from '../modules/pxe/index.js';
 import { createModule as createImagesModule } from '../modules/images/index.js';
 import { createModule as createAgentModule } from '../modules/agent/index.js';
-import { writeFakeImage } from '../modules/images/fake-image.js';
+import { writeFakeImage } from './support/fake-image.js';
 import { startTestAppliance, until, type TestAppliance } from './support/appliance.js';
 
 let t: TestAppliance;

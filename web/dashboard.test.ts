@@ -12,7 +12,7 @@ import { requirements, skipUnless } from '../test/support/environment.js';
 import { ZERO_LATENCY } from '../modules/sim/sim.js';
 import { createModule as createImagesModule } from '../modules/images/index.js';
 import { createModule as createPxeModule } from '../modules/pxe/index.js';
-import { writeFakeImage } from '../modules/images/fake-image.js';
+import { writeFakeImage } from '../test/support/fake-image.js';
 
 const WEB = import.meta.dirname;
 const ROOT = join(WEB, '..');

@@ -8,6 +8,7 @@ import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { formatZodIssues } from '../../src/domain/zod-issues.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
+import { AgentMetrics } from './metrics.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
 import {
   DrainedReportSchema,
@@ -72,6 +73,7 @@ export class AgentModule implements ShoalModule {
   readonly drivers: FacetDriver[];
   private host: ModuleHost | undefined;
   private tokens: BootTokenStore | undefined;
+  private metrics: AgentMetrics | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | undefined;
   private readonly liveness = new Map<NodeId, Liveness>();
@@ -84,6 +86,7 @@ export class AgentModule implements ShoalModule {
 
   start(host: ModuleHost): void {
     this.host = host;
+    this.metrics = new AgentMetrics(host.metrics);
     const tokens = new BootTokenStore(host.dataDir, host.log);
     this.tokens = tokens;
     host.services.provide('bootTokens', { issue: (nodeId, imageRef) => tokens.issue(nodeId, imageRef) });
@@ -202,6 +205,7 @@ export class AgentModule implements ShoalModule {
 
   private refuse(req: Request, res: Response, status: number, reason: string, context: Record<string, unknown>): void {
     this.host!.log.warn({ ...context, path: req.originalUrl, remote: req.socket.remoteAddress, status, reason }, 'agent report refused');
+    this.metrics!.refused(req.path, reason);
     res.status(status).type('text/plain').send(`${reason}\n`);
   }
 
@@ -245,6 +249,7 @@ export class AgentModule implements ShoalModule {
     // Every node sends this every interval: answered without express's send (ETag hashing, header
     // rewriting), work a fixed two-line reply does not need.
     const reply = formatReply(this.options.intervalSeconds, action);
+    this.metrics!.answered(res.req.path, action);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);
   }
 
@@ -275,6 +280,7 @@ export class AgentModule implements ShoalModule {
       live.lost = true;
       const silentS = Math.round((now - live.lastSeenAt) / 1000);
       host.log.warn({ node: id, silentS }, 'agent silent past its deadline');
+      this.metrics!.lost();
       host.observe(id, 'run', 'lost', `no heartbeat for ${silentS} s`);
     }
   }

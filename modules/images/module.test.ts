@@ -1,11 +1,13 @@
 // The images module inside a running appliance: the operator API with its token, the images
 // service other modules see, removal refused while nodes want an image, and the node-facing file
-// server checked with curl (full download, a range, HEAD, If-None-Match, bad paths).
+// server checked with curl (full download, a range, HEAD, If-None-Match, bad paths), and what it
+// counts of those at /metrics.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,8 +15,9 @@ import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { ServiceRegistry } from '../../src/contracts/services.js';
+import { startTestAppliance } from '../../test/support/appliance.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
-import { writeFakeImage, type FakeImage } from './fake-image.js';
+import { writeFakeImage, type FakeImage } from '../../test/support/fake-image.js';
 import { createModule } from './module.js';
 
 const run = promisify(execFile);
@@ -276,5 +279,61 @@ describe('images imported at start', { timeout: 60_000 }, () => {
   it('rejects options that are not a list of absolute paths', () => {
     expect(() => createModule({ import: ['relative'] })).toThrow(/absolute path/);
     expect(() => createModule({ imports: [] })).toThrow();
+  });
+});
+
+describe('images module metrics', { timeout: 60_000 }, () => {
+  it('serves its request, byte and Range counters at /metrics', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'shoal-images-metrics-'));
+    const kernel = randomBytes(200_000);
+    // Larger than loopback's socket buffers, so a client that stops reading leaves it unsent.
+    const rootfs = Buffer.alloc(32 * 2 ** 20, 7);
+    const image = writeFakeImage(join(work, 'compute@1'), { name: 'compute', version: '1', kernel, initrd: randomBytes(5000), rootfs });
+    const t = await startTestAppliance({ modules: [createModule({ import: [image.dir] })] });
+    // node:http, not fetch: fetch adds Cache-Control: no-cache to a conditional request, and then no 304.
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+        httpGet(`${t.appliance.url}${path}`, { headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }));
+        }).on('error', reject);
+      });
+    const lines = async () => ((await t.api('GET', '/metrics')).body as string).split('\n');
+    try {
+      expect((await get('/images/compute/1/vmlinuz')).body.length).toBe(kernel.length);
+      expect((await get('/images/compute/1/vmlinuz', { 'if-none-match': `"${sha256(kernel)}"` })).status).toBe(304);
+      expect((await get('/images/compute/1/initrd.img', { range: 'bytes=0-99' })).status).toBe(206);
+      expect((await get('/images/compute/1/initrd.img', { range: 'bytes=9000-' })).status).toBe(416);
+      expect((await get('/images/compute/1/image.json')).status).toBe(404);
+
+      // A node that goes away after the first bytes of its root image.
+      const socket = connect(Number(new URL(t.appliance.url).port), '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write('GET /images/compute/1/root.squashfs HTTP/1.1\r\nhost: x\r\n\r\n');
+      await new Promise((resolve) => socket.once('data', resolve));
+      socket.destroy();
+      const aborted = 'shoal_image_requests_total{route="rootfs",outcome="aborted"} 1';
+      for (let i = 0; i < 100 && !(await lines()).includes(aborted); i++) await new Promise((r) => setTimeout(r, 20));
+
+      expect(await lines()).toEqual(
+        expect.arrayContaining([
+          'shoal_image_requests_total{route="kernel",outcome="full"} 1',
+          'shoal_image_requests_total{route="kernel",outcome="not-modified"} 1',
+          'shoal_image_requests_total{route="initrd",outcome="partial"} 1',
+          'shoal_image_requests_total{route="initrd",outcome="unsatisfiable"} 1',
+          'shoal_image_requests_total{route="unknown",outcome="not-found"} 1',
+          aborted,
+          `shoal_image_bytes_total{route="kernel"} ${kernel.length}`,
+          'shoal_image_bytes_total{route="initrd"} 100',
+          'shoal_image_range_requests_total{outcome="partial"} 1',
+          'shoal_image_range_requests_total{outcome="unsatisfiable"} 1',
+        ]),
+      );
+      expect((await lines()).filter((l) => l.startsWith('shoal_image_bytes_total{route="rootfs"}'))).toEqual([]);
+    } finally {
+      await t.close();
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

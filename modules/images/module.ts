@@ -2,7 +2,7 @@
 // images over plain HTTP (`/images/<name>/<version>/<file>`, Range and ETag); operators list,
 // import and remove images under /api/v1/images; other modules look images up through the
 // `images` service (the boot module builds iPXE scripts from it, the agent module maps a
-// reported image to its digest).
+// reported image to its digest). What nodes fetch is counted at /metrics (metrics.ts).
 import { rm } from 'node:fs/promises';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -11,6 +11,7 @@ import type { ModuleHost, ShoalModule } from '../../src/engine/module.js';
 import { HttpProblem, sendProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import { artifactsOf, IMAGE_NAME, IMAGE_REF, IMAGE_VERSION } from './manifest.js';
+import { ImagesMetrics } from './metrics.js';
 import { extractFlatTar, TarError } from './tar.js';
 import { ImageStore, ImageStoreError, imageInfo, refOf, type StoredImage } from './store.js';
 
@@ -77,7 +78,7 @@ export function createModule(options: Record<string, unknown> = {}): ShoalModule
       for (const problem of await store.damaged()) host.log.error({ problem }, 'stored image is damaged; remove and import it again');
       for (const dir of parsed.import) await importAtStart(store, dir, host);
       host.services.provide('images', catalogOf(store));
-      serveFiles(store, host);
+      serveFiles(store, host, new ImagesMetrics(host.metrics));
       operatorApi(store, host);
       host.log.info({ images: store.list().map((i) => refOf(i.manifest)) }, 'image store open');
     },
@@ -115,12 +116,14 @@ function catalogOf(store: ImageStore): ImageCatalog {
 }
 
 /** GET|HEAD /images/<name>/<version>/<file>: only files the index names, so no path escapes. */
-function serveFiles(store: ImageStore, host: ModuleHost): void {
+function serveFiles(store: ImageStore, host: ModuleHost, metrics: ImagesMetrics): void {
   host.http.get('/images/:name/:version/:file', (req: Request, res: Response) => {
     const { name, version, file } = req.params as Record<string, string>;
     const image = IMAGE_NAME.test(name!) && IMAGE_VERSION.test(version!) ? store.get(`${name}@${version}`) : undefined;
-    const artifact = image && artifactsOf(image.manifest).find((a) => a.artifact.file === file)?.artifact;
-    if (!artifact) return sendProblem(res, 404, 'Not found', `no image file ${req.path}`);
+    const named = image && artifactsOf(image.manifest).find((a) => a.artifact.file === file);
+    const served = metrics.observe(req, res, named?.role ?? 'unknown');
+    if (!named) return sendProblem(res, 404, 'Not found', `no image file ${req.path}`);
+    const { artifact } = named;
     // The content's hash is the strongest validator there is; mtime says nothing about a blob.
     res.setHeader('ETag', `"${artifact.sha256}"`);
     res.setHeader('Content-Type', 'application/octet-stream');
@@ -130,6 +133,7 @@ function serveFiles(store: ImageStore, host: ModuleHost): void {
       if (!err || err.code === 'ECONNABORTED') return;
       if (res.headersSent) {
         host.log.error({ err, path: req.path }, 'serving an image file failed mid-stream');
+        served.failedMidStream();
         return void res.destroy();
       }
       // 416 (range outside the file) and 412 (If-Match) come back here, with their headers.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { imageDigest, parseManifest } from '../../images/manifest.js';
-import { writeFakeImage } from './fake-image.js';
+import { writeFakeImage } from '../../test/support/fake-image.js';
 import { parseStoredManifest } from './manifest.js';
 import { ImageStore, ImageStoreError, imageInfo } from './store.js';
 

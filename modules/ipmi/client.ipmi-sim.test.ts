@@ -14,7 +14,7 @@ import {
   IpmiSessionError,
   IpmiTimeoutError,
 } from './errors.js';
-import { freeUdpPort, startIpmiSim, type SimulatedBmc } from './ipmi-sim.js';
+import { freeUdpPort, startIpmiSim, type SimulatedBmc } from '../../test/support/ipmi-sim.js';
 import { IpmiTransport } from './transport.js';
 
 const run = promisify(execFile);

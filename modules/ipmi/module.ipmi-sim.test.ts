@@ -13,7 +13,7 @@ import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { parseBmcUrl, type NodeSpec } from '../../src/domain/node.js';
-import { startIpmiSim, type SimulatedBmc } from './ipmi-sim.js';
+import { startIpmiSim, type SimulatedBmc } from '../../test/support/ipmi-sim.js';
 import { createModule } from './module.js';
 
 const run = promisify(execFile);

@@ -62,6 +62,8 @@ export class StandInModule implements ShoalModule {
       this.armedTokens.set(node.id, this.bootTokens().issue(node.id, desired.image));
       host.observe(node.id, 'boot', 'armed', desired.image);
     },
+    // The engine refuses a boot driver without it; a BMC module would set the next boot device.
+    'boot.disk': async ({ node }) => void this.host!.observe(node.id, 'boot', 'disk'),
   };
   readonly drivers = ['power', 'boot'].map((facet) => ({
     facet,

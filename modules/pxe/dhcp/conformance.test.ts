@@ -1,6 +1,6 @@
 // Our server against real DHCP clients (busybox udhcpc, ISC dhclient) over a veth pair
 // between two network namespaces this test creates. The server runs as its own process
-// (serve.ts) in one namespace, the clients in the other.
+// (test/support/dhcp-serve.ts) in one namespace, the clients in the other.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,7 @@ async function until<T>(what: string, probe: () => T | undefined, deadlineMs = 1
 }
 
 function startServer(ns: Netns, specPath: string): RunningServer {
-  const child = ns.spawn('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/serve.ts'), specPath], { cwd: ROOT, stdio: 'pipe' });
+  const child = ns.spawn('npx', ['tsx', join(ROOT, 'test/support/dhcp-serve.ts'), specPath], { cwd: ROOT, stdio: 'pipe' });
   const running: RunningServer = { process: child, lines: [], stderr: [] };
   let buffered = '';
   child.stdout!.on('data', (chunk: Buffer) => {
@@ -207,7 +207,7 @@ exit 0
     ];
     writeFileSync(join(dir, 'steps.json'), JSON.stringify(steps));
     const replies = clientNs
-      .run('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/probe-client.ts'), join(dir, 'steps.json')])
+      .run('npx', ['tsx', join(ROOT, 'test/support/dhcp-probe-client.ts'), join(dir, 'steps.json')])
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { step: number; type: number; yiaddr: string });
@@ -268,7 +268,7 @@ describe.skipIf(skip)('ProxyDHCP conformance', () => {
     ];
     writeFileSync(join(dir, 'steps.json'), JSON.stringify(steps));
     const replies = clientNs
-      .run('npx', ['tsx', join(ROOT, 'modules/pxe/dhcp/probe-client.ts'), join(dir, 'steps.json')])
+      .run('npx', ['tsx', join(ROOT, 'test/support/dhcp-probe-client.ts'), join(dir, 'steps.json')])
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { step: number; type: number; yiaddr: string; siaddr: string; file: string; options: Record<string, unknown> });

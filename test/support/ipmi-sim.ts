@@ -7,8 +7,8 @@ import { createSocket } from 'node:dgram';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeIpmiRequest, encodeSessionlessV15Packet } from './codec.js';
-import { getChannelAuthCapabilities } from './commands.js';
+import { encodeIpmiRequest, encodeSessionlessV15Packet } from '../../modules/ipmi/codec.js';
+import { getChannelAuthCapabilities } from '../../modules/ipmi/commands.js';
 
 export interface SimulatedBmc {
   host: '127.0.0.1';

@@ -2,7 +2,7 @@
 // it inside a network namespace). Not the appliance's entry point: the engine embeds
 // DhcpServer itself.
 //
-//   npx tsx modules/pxe/dhcp/serve.ts SPEC.json
+//   npx tsx test/support/dhcp-serve.ts SPEC.json
 //
 // SPEC.json: { config: DhcpServerConfigInput, reservations?: {mac: {ip, hostname?}},
 //              leaseDb?: path of a SQLite file (in-memory store without it), events?: boolean }
@@ -11,10 +11,10 @@
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
-import { parseDhcpServerConfig } from './config.js';
-import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from './leases.js';
-import type { AddressBook, Reservation } from './handler.js';
-import { DhcpServer } from './server.js';
+import { parseDhcpServerConfig } from '../../modules/pxe/dhcp/config.js';
+import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from '../../modules/pxe/dhcp/leases.js';
+import type { AddressBook, Reservation } from '../../modules/pxe/dhcp/handler.js';
+import { DhcpServer } from '../../modules/pxe/dhcp/server.js';
 
 const SpecSchema = z.object({
   config: z.unknown(),
@@ -29,7 +29,7 @@ function print(line: unknown): void {
 
 async function main(): Promise<void> {
   const specPath = process.argv[2];
-  if (!specPath) throw new Error('usage: serve.ts SPEC.json');
+  if (!specPath) throw new Error('usage: dhcp-serve.ts SPEC.json');
   const spec = SpecSchema.parse(JSON.parse(readFileSync(specPath, 'utf8')));
   const reservations = new Map<string, Reservation>(Object.entries(spec.reservations));
   const reservedIps = new Set([...reservations.values()].map((r) => r.ip));

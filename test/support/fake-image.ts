@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { imageDigest } from '../../src/contracts/image-digest.js';
-import type { StoredManifest } from './manifest.js';
+import type { StoredManifest } from '../../modules/images/manifest.js';
 
 export interface FakeImage {
   dir: string;

@@ -2,7 +2,7 @@
 // cannot be made to do (a REQUEST naming another server, PXE-shaped DISCOVERs, port 4011).
 // Runs inside the test's client namespace, which needs a default route for 255.255.255.255.
 //
-//   npx tsx modules/pxe/dhcp/probe-client.ts STEPS.json
+//   npx tsx test/support/dhcp-probe-client.ts STEPS.json
 //
 // STEPS.json: [{ mac, type, options?, ciaddr?, to?: "a.b.c.d:port", awaitReply? }]
 // Sends each step in order from 0.0.0.0:68 (broadcast to port 67 unless `to`); with
@@ -11,7 +11,7 @@
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { chaddrFromMac, parseDhcpPacket, serializeDhcpPacket, type DhcpOptions } from './codec.js';
+import { chaddrFromMac, parseDhcpPacket, serializeDhcpPacket, type DhcpOptions } from '../../modules/pxe/dhcp/codec.js';
 
 const StepSchema = z.object({
   mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
