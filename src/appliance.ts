@@ -11,6 +11,7 @@ import type { ShoalConfig } from './config.js';
 import { createLogger } from './log.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import { ClusterState } from './state/cluster-state.js';
+import { UserDirectory } from './state/users.js';
 import { Engine } from './engine/engine.js';
 import { DesiredVocabulary } from './engine/desired.js';
 import { standardFacets } from './facets/standard.js';
@@ -51,6 +52,9 @@ export class Appliance {
     const store = new SqliteStore(join(config.dataDir, 'shoal.db'));
     const state = await ClusterState.open(store, { checkDesired: desired.check });
     state.on('error', (err) => log.error({ err }, 'committing observations failed'));
+    const users = new UserDirectory(state);
+    // The first-start token is the first admin's, so setups from before users keep their token.
+    if (users.size === 0) await users.add('admin', 'admin', 'appliance', token);
     const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
     log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
 
@@ -86,7 +90,7 @@ export class Appliance {
       app.use(router);
     }
     const modulePaths = Object.assign({}, ...modules.map((m) => m.openapi ?? {})) as Record<string, Record<string, unknown>>;
-    app.use(createApiApp({ state, engine, token, log, moduleApis, modulePaths }));
+    app.use(createApiApp({ state, engine, users, log, moduleApis, modulePaths }));
     app.use(createWebRouter());
 
     const server = await new Promise<Server>((resolve, reject) => {
@@ -139,7 +143,7 @@ export class Appliance {
   }
 }
 
-/** The bearer token every API call needs: made on first start, kept in the data directory. */
+/** The first admin's bearer token: made on first start, kept in the data directory. */
 function apiToken(dataDir: string): string {
   const path = join(dataDir, 'api-token');
   if (existsSync(path)) return readFileSync(path, 'utf8').trim();

@@ -109,7 +109,7 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
 
   it('prints the event log', async () => {
     const events = await shoal('events', '--node', 'cli01');
-    expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:cli/);
+    expect(events.stdout).toMatch(/desired\s+\S+ power ∅ → on by operator:admin/);
     expect(events.stdout).toMatch(/observed .* run booting → ready by sim/);
   });
 
@@ -119,8 +119,8 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     await shoal('node', 'rm', 'gone01');
     const { stdout } = await shoal('events');
     expect(stdout).toMatch(/ node +gone01 spec ∅ → \{/);
-    expect(stdout).toMatch(/ desired +gone01 image ∅ → compute@1 by operator:cli/);
-    expect(stdout).toMatch(/ desired +cli01 power ∅ → on by operator:cli/);
+    expect(stdout).toMatch(/ desired +gone01 image ∅ → compute@1 by operator:admin/);
+    expect(stdout).toMatch(/ desired +cli01 power ∅ → on by operator:admin/);
     expect(stdout).not.toContain(t.appliance.state.resolve('cli01').id.slice(0, 8));
   });
 

@@ -89,4 +89,11 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
     expect(discovered.map((m) => m.mac)).toEqual(['52:54:00:77:00:99']);
     await reply(views.AgentListSchema, 'GET', '/agents');
   });
+
+  it('users: the list, and a new user with its token', async () => {
+    const created = await reply(views.UserCreatedSchema, 'POST', '/users', { name: 'views', role: 'viewer' });
+    expect(created.token).not.toBe('');
+    const { users } = await reply(views.UserListSchema, 'GET', '/users');
+    expect(users.map((u) => u.name)).toEqual(['admin', 'views']);
+  });
 });

@@ -83,7 +83,7 @@ describe.skipIf(skip)('dashboard', () => {
     const p = await openDashboard(t, 'not-the-token');
     const alert = p.getByRole('alert');
     await alert.waitFor();
-    expect(await alert.textContent()).toBe("the bearer token is not this appliance's token");
+    expect(await alert.textContent()).toBe("the bearer token is no user's token on this appliance (removed, or never made here)");
     expect(await p.locator('[data-testid=counts]').count()).toBe(0);
     expect(await p.evaluate(() => sessionStorage.getItem('shoal.token'))).toBeNull();
     await p.screenshot({ path: join(SCREENSHOTS, 'login-refused.png') });
@@ -137,6 +137,10 @@ describe.skipIf(skip)('dashboard', () => {
     await p.locator('[data-testid=plan] .explain li.current').getByText('run.boot').waitFor({ timeout: 20_000 });
     expect(await p.locator('[data-testid=plan] .step.current text').first().textContent()).toBe('run.boot');
     expect(await p.locator('.facets tr.differs').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-facet')))).toEqual(['run', 'image']);
+    // Who asked: the page logged in with the first admin's token, and the engine's test writer set power.
+    expect(await p.locator('[data-testid=desired-by-image]').textContent()).toBe(' by operator:admin');
+    expect(await p.locator('[data-testid=desired-by-power]').textContent()).toBe(' by test');
+    expect(await p.locator('[data-testid=timeline] tr.kind-desired td:last-child').first().textContent()).toBe('operator:admin');
     await p.screenshot({ path: join(SCREENSHOTS, 'node-converging.png'), fullPage: true });
 
     // n0001 from its own page: frozen, its image changed (the plan waits), thawed, converged; all

@@ -1,9 +1,12 @@
 // The OpenAPI document of /api/v1, with request bodies generated from the same zod schemas that
-// validate them, so the document cannot drift from what the API accepts.
+// validate them, so the document cannot drift from what the API accepts. Each operation names the
+// role it needs (`x-shoal-role`), read from the same route table (roles.ts) that enforces it.
 import { z } from 'zod';
 import { NodeInputSchema } from '../domain/node.js';
 import type { DesiredVocabulary } from '../engine/desired.js';
 import { rolloutInputSchema } from '../engine/rollout.js';
+import { ROLES } from '../state/users.js';
+import { requiredRole } from './roles.js';
 
 const problem = { description: 'An error, as application/problem+json', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
@@ -11,6 +14,7 @@ const nodeRef = { name: 'ref', in: 'path', required: true, description: 'node id
 const rolloutId = { name: 'id', in: 'path', required: true, description: 'rollout id, e.g. ro-1', schema: { type: 'string' } };
 const rollout = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Rollout' } } } });
 const rolloutAction = (summary: string) => ({ summary, parameters: [rolloutId], responses: { 200: rollout('the rollout'), 401: problem, 404: problem, 409: problem } });
+const user = (description: string, schema: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${schema}` } } } });
 
 /** The shared pieces a module's path items use. */
 export const openApiParts = {
@@ -20,6 +24,23 @@ export const openApiParts = {
 };
 
 export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<string, Record<string, unknown>> = {}): Record<string, unknown> {
+  const document = baseDocument(desired, modulePaths);
+  document.paths = Object.fromEntries(
+    Object.entries(document.paths).map(([path, item]) => [
+      path,
+      Object.fromEntries(
+        Object.entries(item).map(([method, op]) => {
+          const role = requiredRole(method, path.replace(/\{[^}]+\}/g, 'x'));
+          const responses = { ...(op.responses as Record<string, unknown>), 403: problem };
+          return [method, { ...op, 'x-shoal-role': role, responses }];
+        }),
+      ),
+    ]),
+  );
+  return document;
+}
+
+function baseDocument(desired: DesiredVocabulary, modulePaths: Record<string, Record<string, unknown>>): { paths: Record<string, Record<string, Record<string, unknown>>> } & Record<string, unknown> {
   const nodeOp = (summary: string, extra: Record<string, unknown> = {}) => ({
     summary,
     parameters: [nodeRef],
@@ -32,7 +53,13 @@ export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<
     servers: [{ url: '/api/v1' }],
     security: [{ bearer: [] }],
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token in the data directory, file api-token' } },
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: `a user's token (POST /users, shoal user add), or the first admin's in the data directory, file api-token. Roles, each allowed what the ones before it are: ${ROLES.join(', ')}; each operation's x-shoal-role is the role it needs (403 otherwise)`,
+        },
+      },
       schemas: {
         NodeInput: z.toJSONSchema(NodeInputSchema, { io: 'input' }),
         DesiredPatch: z.toJSONSchema(desired.patchSchema, { io: 'input' }),
@@ -66,6 +93,19 @@ export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<
               },
             },
           },
+        },
+        UserInput: {
+          type: 'object',
+          required: ['name', 'role'],
+          additionalProperties: false,
+          properties: { name: { type: 'string', pattern: '^[a-z][a-z0-9._-]{0,31}$' }, role: { enum: [...ROLES] } },
+        },
+        User: {
+          type: 'object',
+          properties: { name: { type: 'string' }, role: { enum: [...ROLES] }, createdAt: { type: 'string', format: 'date-time' }, createdBy: { type: 'string' } },
+        },
+        UserCreated: {
+          allOf: [{ $ref: '#/components/schemas/User' }, { type: 'object', properties: { token: { type: 'string', description: 'the bearer token, shown only in this reply: the appliance keeps its SHA-256' } } }],
         },
         Problem: {
           type: 'object',
@@ -145,6 +185,21 @@ export function openApiDocument(desired: DesiredVocabulary, modulePaths: Record<
           summary: 'Import an inventory file: all rows or none; bad rows are reported with their line',
           requestBody: { required: true, content: { 'application/yaml': { schema: { type: 'string' } } } },
           responses: { 201: ok('imported'), 400: problem, 401: problem, 409: problem },
+        },
+      },
+      '/users': {
+        get: { summary: 'API users and their roles (never their tokens)', responses: { 200: ok('users'), 401: problem } },
+        post: {
+          summary: 'Add a user with a role; the reply holds its token, shown this once',
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/UserInput' } } } },
+          responses: { 201: user('the user and its token', 'UserCreated'), 400: problem, 401: problem, 409: problem },
+        },
+      },
+      '/users/{name}': {
+        delete: {
+          summary: 'Remove a user: its token is refused from now on. The last admin cannot be removed (409)',
+          parameters: [{ name: 'name', in: 'path', required: true, description: 'user name', schema: { type: 'string' } }],
+          responses: { 204: { description: 'removed' }, 401: problem, 404: problem, 409: problem },
         },
       },
     },

@@ -104,7 +104,7 @@ export const EventViewSchema = z.strictObject({
   rev: z.number().int(),
   at: z.number(),
   nodeId: z.string().nullable(),
-  kind: z.enum(['node', 'desired', 'observed', 'secret', 'engine', 'appliance', 'rollout']),
+  kind: z.enum(['node', 'desired', 'observed', 'secret', 'engine', 'appliance', 'rollout', 'user']),
   facet: z.string(),
   old: z.string().nullable(),
   new: z.string().nullable(),
@@ -211,3 +211,20 @@ export type AgentView = z.infer<typeof AgentViewSchema>;
 
 export const AgentListSchema = z.strictObject({ agents: z.array(AgentViewSchema) });
 export type AgentList = z.infer<typeof AgentListSchema>;
+
+/** An API user (src/state/users.ts); its token is never in a view, only once in UserCreated. */
+export const UserViewSchema = z.strictObject({
+  name: z.string(),
+  role: z.enum(['viewer', 'operator', 'admin']),
+  createdAt: z.string(),
+  /** The writer of the event that made it: `operator:NAME`, or `appliance` for the first admin. */
+  createdBy: z.string(),
+});
+export type UserView = z.infer<typeof UserViewSchema>;
+
+export const UserListSchema = z.strictObject({ users: z.array(UserViewSchema) });
+export type UserList = z.infer<typeof UserListSchema>;
+
+/** The reply to POST /users: the user and its token, which the appliance shows this once and keeps only as a hash. */
+export const UserCreatedSchema = UserViewSchema.extend({ token: z.string() });
+export type UserCreated = z.infer<typeof UserCreatedSchema>;

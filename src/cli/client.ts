@@ -34,7 +34,7 @@ export class ApiClient {
     try {
       res = await fetch(`${this.base}/api/v1${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, 'x-shoal-operator': 'cli', ...(body !== undefined ? { 'content-type': contentType } : {}) },
+        headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
         ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
       });
     } catch (err) {

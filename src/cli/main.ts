@@ -11,6 +11,7 @@ import { imageCommand } from './commands/image.js';
 import { exportCommand, importCommand } from './commands/inventory.js';
 import { nodeCommand } from './commands/node.js';
 import { rolloutCommand } from './commands/rollout.js';
+import { userCommand } from './commands/user.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: shoal <command> [options]
@@ -50,6 +51,12 @@ engine
   freeze [NODE] | thaw [NODE]     stop or resume new steps, for one node or the whole appliance
   events [--after REV] [--node NODE] [--follow]
   watch [--selector k=v]          a live table of nodes
+users (admin only)
+  user add NAME --role viewer|operator|admin
+                                  add an API user; prints its token this once (only its hash is kept)
+                                  viewer: reads; operator: also every write; admin: also users
+  user list                       users, their roles and who added them
+  user rm NAME                    remove a user; its token is refused from then on
 common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)`;
 
 const options = {
@@ -75,6 +82,7 @@ const options = {
   after: { type: 'string' },
   node: { type: 'string' },
   follow: { type: 'boolean' },
+  role: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -117,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
       return eventsCommand(client, values);
     case 'watch':
       return watchCommand(client, values.selector);
+    case 'user':
+      return userCommand(client, sub, rest, values);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -33,7 +33,7 @@ export interface ClusterStateOptions {
 }
 
 /** Fact kinds kept as opaque records for the components that own them. */
-const RECORD_KINDS = new Set<string>(['rollout'] satisfies RecordKind[]);
+const RECORD_KINDS = new Set<string>(['rollout', 'user'] satisfies RecordKind[]);
 
 export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly nodes = new Map<NodeId, NodeRecord>();
@@ -256,10 +256,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
 
   /**
    * A record the state layer keeps but does not interpret (node null: about no one node), keyed by
-   * `key` within its kind; committed with the next batch, so a desired change written right after
-   * it in the same turn joins the same transaction.
+   * `key` within its kind (value null: removed); committed with the next batch, so a desired change
+   * written right after it in the same turn joins the same transaction.
    */
-  record(kind: RecordKind, nodeId: NodeId | null, key: string, old: string | null, value: string, detail: string | null, writer: string): void {
+  record(kind: RecordKind, nodeId: NodeId | null, key: string, old: string | null, value: string | null, detail: string | null, writer: string): void {
     this.pending.push({ nodeId, kind, facet: key, old, value, detail, writer });
     this.scheduleFlush();
   }

@@ -1,8 +1,8 @@
 // The embedded store: one SQLite file in WAL mode. The event log is the only record of state: each
 // write is one row appended to `events` (rev is its rowid), and the current facts are the latest
 // row per (node, kind, facet), found through one index at start-up. Writing state therefore costs
-// what a raw insert costs. BMC secrets are the exception: the log records only that one was set,
-// and the value lives in `secrets`.
+// what a raw insert costs. BMC secrets and the hashes of API users' tokens are the exception: the
+// log records only that one was set, and the value lives in `secrets` or `api_users`.
 import Database from 'better-sqlite3';
 import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
 
@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS secrets (
   node_id TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_users (
+  name TEXT PRIMARY KEY,
+  token_sha256 TEXT NOT NULL
+);
 `;
 
 interface EventRow {
@@ -42,6 +46,8 @@ export class SqliteStore implements StateStore {
   private readonly insertEvent: Database.Statement;
   private readonly putSecret: Database.Statement;
   private readonly dropSecret: Database.Statement;
+  private readonly putTokenHash: Database.Statement;
+  private readonly dropTokenHash: Database.Statement;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -55,25 +61,28 @@ export class SqliteStore implements StateStore {
     );
     this.putSecret = this.db.prepare('INSERT INTO secrets (node_id, value) VALUES (?, ?) ON CONFLICT (node_id) DO UPDATE SET value = excluded.value');
     this.dropSecret = this.db.prepare('DELETE FROM secrets WHERE node_id = ?');
+    this.putTokenHash = this.db.prepare('INSERT INTO api_users (name, token_sha256) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256');
+    this.dropTokenHash = this.db.prepare('DELETE FROM api_users WHERE name = ?');
   }
 
   async load(): Promise<{ facts: Fact[]; rev: number }> {
     const latest = this.db
       .prepare(
-        `SELECT e.node_id, e.kind, e.facet, e.new, e.detail, e.rev, e.at FROM events e
+        `SELECT e.node_id, e.kind, e.facet, e.new, e.detail, e.rev, e.at, e.writer FROM events e
          JOIN (SELECT max(rev) AS rev FROM events GROUP BY node_id, kind, facet) l ON e.rev = l.rev
          ORDER BY e.rev`,
       )
-      .all() as { node_id: string | null; kind: Fact['kind']; facet: string; new: string | null; detail: string | null; rev: number; at: number }[];
+      .all() as { node_id: string | null; kind: Fact['kind']; facet: string; new: string | null; detail: string | null; rev: number; at: number; writer: string }[];
     // A removed node's facts end with its removal, whatever came before.
     const live = new Set(latest.filter((r) => r.kind === 'node' && r.new !== null).map((r) => r.node_id));
     const secrets = new Map((this.db.prepare('SELECT node_id, value FROM secrets').all() as { node_id: string; value: string }[]).map((r) => [r.node_id, r.value]));
+    const tokenHashes = new Map((this.db.prepare('SELECT name, token_sha256 FROM api_users').all() as { name: string; token_sha256: string }[]).map((r) => [r.name, r.token_sha256]));
     const facts: Fact[] = [];
     for (const r of latest) {
       if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
-      const value = r.kind === 'secret' ? secrets.get(r.node_id!) : r.new;
+      const value = r.kind === 'secret' ? secrets.get(r.node_id!) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
       if (value === undefined) continue;
-      facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at });
+      facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at, writer: r.writer });
     }
     const rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
     return { facts, rev };
@@ -93,6 +102,11 @@ export class SqliteStore implements StateStore {
         if (c.kind === 'secret') {
           if (value === null) this.dropSecret.run(c.nodeId);
           else this.putSecret.run(c.nodeId, value);
+          old = old === null ? null : REDACTED;
+          value = value === null ? null : REDACTED;
+        } else if (c.kind === 'user') {
+          if (value === null) this.dropTokenHash.run(c.facet);
+          else this.putTokenHash.run(c.facet, value);
           old = old === null ? null : REDACTED;
           value = value === null ? null : REDACTED;
         } else if (c.kind === 'node' && value === null) {

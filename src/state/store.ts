@@ -12,8 +12,11 @@ import type { NodeId } from '../domain/node.js';
  * - records (`RecordKind`): facts the state layer keeps for a component that interprets them; facet
  *   is the record's key. `rollout` (src/engine/rollout.ts): facet is the rollout id; without a node,
  *   its status with its spec as JSON in detail; with a node, that node's progress and why it failed.
+ *   `user` (src/state/users.ts): an API user; facet is the user's name, value the SHA-256 of its
+ *   token (kept out of the event log like a `secret`: the log says only that one was set), detail
+ *   its role as JSON; null removes the user.
  */
-export type RecordKind = 'rollout';
+export type RecordKind = 'rollout' | 'user';
 export type FactKind = 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance' | RecordKind;
 
 export interface Change {
@@ -49,6 +52,8 @@ export interface Fact {
   detail: string | null;
   rev: number;
   at: number;
+  /** Who wrote the event this fact comes from. */
+  writer: string;
 }
 
 export interface EventQuery {

@@ -32,7 +32,7 @@ export function onUnauthorized(listener: (err: ApiError) => void): () => void {
 }
 
 export async function api<T>(method: string, path: string, body?: unknown, token = storedToken()): Promise<T> {
-  const headers: Record<string, string> = { 'x-shoal-operator': 'dashboard' };
+  const headers: Record<string, string> = {};
   if (token !== null) headers.authorization = `Bearer ${token}`;
   let payload: string | undefined;
   if (typeof body === 'string') {
@@ -76,7 +76,6 @@ export function upload<T>(path: string, body: Blob, contentType: string, onProgr
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', `/api/v1${path}`);
-    xhr.setRequestHeader('x-shoal-operator', 'dashboard');
     const token = storedToken();
     if (token !== null) xhr.setRequestHeader('authorization', `Bearer ${token}`);
     xhr.setRequestHeader('content-type', contentType);

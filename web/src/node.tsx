@@ -41,7 +41,7 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
       <div class="columns">
         <div>
           <h2>Desired and observed</h2>
-          <FacetTable node={node} plan={plan.value} />
+          <FacetTable node={node} plan={plan.value} events={events.value} />
           <h2>Actions</h2>
           <DesiredForm facets={cluster.desirable} nodes={[node]} onSubmit={(patch) => onAction(desiredAction(cluster, [node], patch))} />
           <div class="buttons">
@@ -158,7 +158,9 @@ function useTimeline(cluster: Cluster, id: string): { value: EventView[]; error:
   return { value, error };
 }
 
-function FacetTable({ node, plan }: { node: NodeView; plan: PlanView | null }) {
+function FacetTable({ node, plan, events }: { node: NodeView; plan: PlanView | null; events: EventView[] }) {
+  // Who asked for each desired value: the writer of the latest desired event of its facet.
+  const desiredBy = new Map(events.filter((e) => e.kind === 'desired').map((e) => [e.facet, e.writer]));
   return (
     <table class="facets">
       <thead>
@@ -178,7 +180,15 @@ function FacetTable({ node, plan }: { node: NodeView; plan: PlanView | null }) {
           return (
             <tr key={facet} class={differs ? 'differs' : ''} data-facet={facet}>
               <th>{facet}</th>
-              <td>{node.desired[facet] ?? <span class="muted">don't care</span>}</td>
+              <td>
+                {node.desired[facet] ?? <span class="muted">don't care</span>}
+                {node.desired[facet] !== undefined && desiredBy.has(facet) && (
+                  <small class="muted" data-testid={`desired-by-${facet}`}>
+                    {' '}
+                    by {desiredBy.get(facet)}
+                  </small>
+                )}
+              </td>
               <td data-testid={`observed-${facet}`}>
                 {observation?.value ?? <span class="muted">nothing yet</span>}
                 {observation?.detail && <span class="muted"> ({observation.detail})</span>}

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 import { formatBmcUrl, type NodeRecord } from '../../domain/node.js';
 import type { Engine } from '../../engine/engine.js';
 import type { ClusterState } from '../../state/cluster-state.js';
+import { userOf } from '../auth.js';
 import type { NodeView } from '../views.js';
 
 export interface RouteContext {
@@ -38,6 +39,7 @@ export function queryOf(req: Request): Record<string, unknown> {
   return rest;
 }
 
+/** The writer of the events a request makes: the user its token belongs to. */
 export function writerOf(req: Request): string {
-  return `operator:${req.header('x-shoal-operator') ?? 'api'}`;
+  return `operator:${userOf(req).name}`;
 }
