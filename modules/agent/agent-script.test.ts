@@ -104,6 +104,8 @@ describe.skipIf(skip)('the agent module with the real shoal-agent.sh', { timeout
     expect(observed().image).toMatchObject({ value: 'compute@1', detail: DIGESTS['compute@1'] });
 
     // The boot token is in a root-only file, not on the command line and not in the agent's environment.
+    // Converged on the hello; the heartbeat that follows it at once comes after the file is written.
+    await until(t.appliance, () => t.agent.status(node.id)!.reports >= 2, 20_000, 'the heartbeat confirming the boot token');
     const token = readFileSync(agent.tokenFile, 'utf8').trim();
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(statSync(agent.tokenFile).mode & 0o777).toBe(0o600);
