@@ -17,9 +17,8 @@ import { parseArgs } from 'node:util';
 import { Appliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import type { ServiceRegistry } from '../src/contracts/services.js';
 import type { NodeSpec } from '../src/domain/node.js';
-import type { ShoalModule } from '../src/engine/module.js';
+import type { ModuleHost, ShoalModule } from '../src/engine/module.js';
 import { createModule } from '../modules/agent/index.js';
 
 const { values } = parseArgs({
@@ -65,8 +64,8 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-agents-'));
   try {
-    let services: ServiceRegistry | undefined;
-    const armer: ShoalModule = { name: 'bench-armer', start: (host) => void (services = host.services) };
+    let moduleHost: ModuleHost | undefined;
+    const armer: ShoalModule = { name: 'bench-armer', start: (host) => void (moduleHost = host) };
     const config = loadConfig(undefined, { dataDir: dir, api: { listen: '127.0.0.1', port: 0 } });
     const appliance = await Appliance.start(config, { modules: [createModule({ intervalSeconds }), armer], log: createLogger('warn') });
     const specs: NodeSpec[] = Array.from({ length: count }, (_, i) => ({
@@ -78,8 +77,13 @@ async function main(): Promise<void> {
       labels: {},
     }));
     const nodes = await appliance.state.addNodes(specs.map((spec) => ({ spec })), 'bench');
-    const tokens = services!.get('bootTokens')!;
-    const agents = nodes.map((n) => ({ node: n.id, token: tokens.issue(n.id, 'compute@1') }));
+    const tokens = moduleHost!.services.get('bootTokens')!;
+    // Armed as the pxe module arms a boot: a bootstrap, then boot=armed (a bootstrap counts only then).
+    const agents = nodes.map((n) => {
+      const token = tokens.issue(n.id, 'compute@1');
+      moduleHost!.observe(n.id, 'boot', 'armed', 'compute@1');
+      return { node: n.id, token };
+    });
 
     const applianceRun = await measure({ url: appliance.url, agents, intervalSeconds, measureSeconds, fresh: values.fresh });
     const ready = nodes.filter((n) => appliance.state.observed(n.id).run?.value === 'ready').length;
@@ -177,37 +181,43 @@ async function runClient(): Promise<void> {
   let measuring = false;
   let stopped = false;
 
-  const post = (path: string, token: string, body: string): Promise<number> =>
+  // The token goes first in the body (PROTOCOL.md); the reply's body is read for a hello's boot token.
+  const post = (path: string, token: string, fields: string): Promise<{ status: number; text: string }> =>
     new Promise((resolve) => {
+      const body = `{"token":"${token}",${fields.slice(1)}`;
       const req = request(`${job.url}${path}`, {
         method: 'POST',
         agent: pool ?? false,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
       });
       req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
       req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       });
-      req.on('error', () => resolve(0));
+      req.on('error', () => resolve({ status: 0, text: '' }));
       req.end(body);
     });
 
   // Each simulated agent follows PROTOCOL.md: hello until a 200 (with back-off), then heartbeats;
   // a 409 sends it back to hello.
-  job.agents.forEach(({ node, token }, i) => {
+  job.agents.forEach(({ node, token: bootstrap }, i) => {
+    // The bootstrap until a hello's reply hands out the boot token (the bare server hands out none).
+    let token = bootstrap;
     const hello = JSON.stringify({ node, bootId: bootId(i), image: 'compute@1', bakedImage: 'compute@1', kernel: '6.1.0-bench', uptime: 5, interfaces: [{ name: 'eth0', mac: '52:54:00:00:00:01', ipv4: ['10.0.0.2/24'] }] });
     const sayHello = async () => {
       if (stopped) return;
-      const status = await post('/agent/v1/hello', token, hello);
+      const { status, text } = await post('/agent/v1/hello', token, hello);
       helloStatuses[status] = (helloStatuses[status] ?? 0) + 1;
+      token = /^token=(.+)$/m.exec(text)?.[1] ?? token;
       if (status === 200) setTimeout(heartbeat, intervalMs * (0.9 + Math.random() * 0.2));
       else setTimeout(sayHello, 1_000 + Math.random() * 500);
     };
     const heartbeat = async () => {
       if (stopped) return;
       const started = performance.now();
-      const status = await post('/agent/v1/heartbeat', token, JSON.stringify({ node, bootId: bootId(i), uptime: process.uptime(), state: 'running' }));
+      const { status } = await post('/agent/v1/heartbeat', token, JSON.stringify({ node, bootId: bootId(i), uptime: process.uptime(), state: 'running' }));
       if (measuring) {
         latencies.push(performance.now() - started);
         statuses[status] = (statuses[status] ?? 0) + 1;

@@ -3,7 +3,7 @@
 // are files in a temp dir; SHOAL_POWER_CMD is always set so a reboot action cannot reach
 // the host (the tests run as root).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { readdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { release, tmpdir } from 'node:os';
@@ -25,6 +25,8 @@ type Responder = (request: AgentRequest, seen: AgentRequest[]) => Reply;
 
 class FakeAppliance {
   readonly requests: AgentRequest[] = [];
+  /** Awaited before each reply: lets a test look at the agent while its request is in flight. */
+  beforeReply: (request: AgentRequest) => Promise<void> = async () => {};
   private constructor(
     private readonly server: Server,
     public responder: Responder,
@@ -39,8 +41,10 @@ class FakeAppliance {
         const request: AgentRequest = { path: req.url ?? '', headers: req.headers, body: JSON.parse(raw) as Record<string, unknown> };
         appliance!.requests.push(request);
         const reply = appliance!.responder(request, appliance!.requests);
-        res.writeHead(reply.status, { 'content-type': 'text/plain' });
-        res.end(reply.body ?? '');
+        void appliance!.beforeReply(request).then(() => {
+          res.writeHead(reply.status, { 'content-type': 'text/plain' });
+          res.end(reply.body ?? '');
+        });
       });
     });
     appliance = new FakeAppliance(server, responder);
@@ -88,6 +92,24 @@ class RunningAgent {
           return false; // exited while we looked
         }
       });
+  }
+
+  /** The arguments and environment of every process in the agent's process group (the shell, its workload, a wget in flight). */
+  processGroupText(): string {
+    const pgid = this.child.pid!;
+    let text = '';
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        // Field 5 of stat is the process group; the command name (field 2) may hold spaces, so split after its ')'.
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
+        text += `${readFileSync(`/proc/${entry}/cmdline`, 'utf8')}\n${readFileSync(`/proc/${entry}/environ`, 'utf8')}\n`;
+      } catch {
+        // exited while we looked
+      }
+    }
+    return text;
   }
 
   /** Kills the agent's whole process group: the shell, its workload and any wget in flight. */
@@ -160,7 +182,7 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
 
     const [hello, ...rest] = appliance.requests;
     expect(hello!.path).toBe('/agent/v1/hello');
-    expect(hello!.headers.authorization).toBe('Bearer tok-123');
+    expect(hello!.body.token).toBe('tok-123');
     expect(hello!.headers['content-type']).toBe('application/json');
     expect(hello!.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, image: 'compute@1', bakedImage: 'compute@1', kernel: release() });
     expect(typeof hello!.body.uptime).toBe('number');
@@ -172,10 +194,42 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     }
     expect(rest.map((r) => r.path)).toEqual(rest.map(() => '/agent/v1/heartbeat'));
     for (const beat of rest) {
-      expect(beat.headers.authorization).toBe('Bearer tok-123');
+      // This appliance hands out no boot token, so the agent has only the bootstrap to send.
+      expect(beat.body.token).toBe('tok-123');
       expect(beat.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, state: 'running' });
       expect(typeof beat.body.uptime).toBe('number');
     }
+  });
+
+  it('trades the bootstrap for the boot token in the hello reply: kept in a root-only file, sent at once and in every report, never in an argument or the environment', async () => {
+    appliance = await FakeAppliance.start((request) => ok(request.path === '/agent/v1/hello' ? 'interval=30\naction=none\ntoken=boot-tok.456\n' : 'interval=30\naction=none\n'));
+    // What any user on the node could read in /proc while each request is in flight.
+    const inFlight: string[] = [];
+    appliance.beforeReply = async () => void inFlight.push(agent!.processGroupText());
+    const running = startAgent(cmdlineFor(appliance.url));
+    // The interval is 30 s: a heartbeat this soon is the one that confirms the new token.
+    await waitFor('the first heartbeat', () => appliance!.count('/agent/v1/heartbeat') >= 1, 10_000);
+    expect(appliance.requests.map((r) => [r.path, r.body.token])).toEqual([
+      ['/agent/v1/hello', 'tok-123'],
+      ['/agent/v1/heartbeat', 'boot-tok.456'],
+    ]);
+    const tokenFile = join(dir, 'work', 'token');
+    expect(readFileSync(tokenFile, 'utf8')).toBe('boot-tok.456\n');
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'work')).mode & 0o777).toBe(0o700);
+    expect(inFlight).toHaveLength(2);
+    for (const seen of inFlight) {
+      expect(seen).toContain('--post-file'); // the wget was caught in flight
+      expect(seen).not.toContain('boot-tok.456');
+    }
+
+    // Restarted (as /init does when it exits), the agent picks the boot token up from its file.
+    running.kill();
+    await waitFor('the agent to be gone', () => running.exitCode !== null || running.child.signalCode !== null);
+    const before = appliance.requests.length;
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('a hello from the restarted agent', () => appliance!.requests.length > before);
+    expect(appliance.requests[before]).toMatchObject({ path: '/agent/v1/hello', body: { token: 'boot-tok.456', bootId: BOOT_ID } });
   });
 
   it('backs off on 401 and keeps trying until the appliance accepts it', async () => {
@@ -207,7 +261,7 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       return drainedAt >= 0 && appliance!.requests.slice(drainedAt).some((r) => r.path === '/agent/v1/heartbeat');
     });
     const drained = appliance.requests.find((r) => r.path === '/agent/v1/drained')!;
-    expect(drained.headers.authorization).toBe('Bearer tok-123');
+    expect(drained.body.token).toBe('tok-123');
     expect(drained.body).toMatchObject({ node: 'n01', bootId: BOOT_ID, state: 'drained' });
     expect(appliance.requests.filter((r) => r.path === '/agent/v1/drained')).toHaveLength(1);
     expect(appliance.requests.at(-1)!.body.state).toBe('drained');

@@ -3,13 +3,21 @@
 # heartbeats and obeys the action in each reply. The wire protocol is in PROTOCOL.md next
 # to this file. Needs only busybox (ash, wget, awk, sed, timeout).
 #
+# The token on the kernel command line is a one-time bootstrap, readable by anyone on the node;
+# the hello trades it for this boot's token, which is kept in a root-only file and in a shell
+# variable only: never in an argument (any user reads those in /proc) or the environment. So
+# every request body, token included, goes to wget as a file (--post-file).
+#
 # Every path it reads can be overridden from the environment so tests can run it on a
 # host; SHOAL_POWER_CMD in particular keeps a "reboot" action from rebooting that host.
 
+umask 077 # the token file and request bodies: root only
 CMDLINE_FILE=${SHOAL_CMDLINE:-/proc/cmdline}
 BOOT_ID_FILE=${SHOAL_BOOT_ID:-/proc/sys/kernel/random/boot_id}
 IMAGE_FILE=${SHOAL_IMAGE_FILE:-/etc/shoal-image}
-WORK_DIR=${SHOAL_WORK_DIR:-/tmp/shoal-agent}
+WORK_DIR=${SHOAL_WORK_DIR:-/run/shoal}
+TOKEN_FILE=${SHOAL_TOKEN_FILE:-$WORK_DIR/token}
+TOKEN_CHARS='A-Za-z0-9._~+/=-'
 POWER_CMD=${SHOAL_POWER_CMD:-}
 REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
 MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
@@ -29,13 +37,13 @@ only_chars() { # VALUE ALPHABET-AS-BRACKET-EXPRESSION-BODY
 
 url=$(cmdline_value shoal.url)
 node=$(cmdline_value shoal.node)
-token=$(cmdline_value shoal.token)
+bootstrap=$(cmdline_value shoal.token)
 image=$(cmdline_value shoal.image)
 url=${url%/}
 case $url in http://*) only_chars "$url" ']A-Za-z0-9._:/[-' || url= ;; *) url= ;; esac
 only_chars "$node" 'A-Za-z0-9._-' || node=
-only_chars "$token" 'A-Za-z0-9._~+/=-' || token=
-if [ -z "$url" ] || [ -z "$node" ] || [ -z "$token" ]; then
+only_chars "$bootstrap" "$TOKEN_CHARS" || bootstrap=
+if [ -z "$url" ] || [ -z "$node" ] || [ -z "$bootstrap" ]; then
   log "kernel command line needs shoal.url=http://..., shoal.node=<id> and shoal.token=<token>; got: $(cat "$CMDLINE_FILE")"
   exit 2
 fi
@@ -46,7 +54,12 @@ if only_chars "$baked_image" 'A-Za-z0-9._@+-'; then baked_image_json="\"$baked_i
 boot_id=$(cat "$BOOT_ID_FILE")
 only_chars "$boot_id" '0-9a-f-' || { log "unreadable boot id in $BOOT_ID_FILE"; exit 2; }
 kernel=$(uname -r)
-mkdir -p "$WORK_DIR"
+mkdir -p "$WORK_DIR" && chmod 700 "$WORK_DIR"
+# This boot's token, when an earlier run of the agent got it (/init restarts the agent; /run is
+# a tmpfs, so a file here is from this boot). Until then requests carry the bootstrap.
+token=
+[ -r "$TOKEN_FILE" ] && read -r token < "$TOKEN_FILE"
+only_chars "$token" "$TOKEN_CHARS" || token=
 
 uptime_seconds() { cut -d ' ' -f 1 /proc/uptime; }
 
@@ -74,19 +87,31 @@ status_body() { # STATE
   printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"}' "$node" "$boot_id" "$(uptime_seconds)" "$1"
 }
 
-# post PATH BODY: sets $status to the HTTP status (0 when there was no complete answer)
-# and leaves a 200 reply's body in $WORK_DIR/reply.
+# post PATH BODY: sends BODY with the credential (the boot token, or the bootstrap before the
+# hello) as its first field; sets $status to the HTTP status (0 when there was no complete
+# answer) and leaves a 200 reply's body in $WORK_DIR/reply.
 post() {
   rm -f "$WORK_DIR/reply"
+  printf '{"token":"%s",%s' "${token:-$bootstrap}" "${2#\{}" > "$WORK_DIR/request"
   timeout "$REQUEST_TIMEOUT" wget -q -S -O "$WORK_DIR/reply" \
-    --header "Authorization: Bearer $token" --header 'Content-Type: application/json' \
-    --post-data "$2" "$url$1" 2>"$WORK_DIR/wget.err"
+    --header 'Content-Type: application/json' \
+    --post-file "$WORK_DIR/request" "$url$1" 2>"$WORK_DIR/wget.err"
   wget_rc=$?
   status=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$WORK_DIR/wget.err" | tail -n 1)
   if [ -z "$status" ] || { [ "$status" = 200 ] && [ "$wget_rc" != 0 ]; }; then status=0; fi
 }
 
 reply_value() { tr -d '\r' < "$WORK_DIR/reply" | sed -n "s/^$1=//p" | tail -n 1; }
+
+# The boot token a hello reply hands out: kept in the file (written whole, then renamed) and used
+# from now on. Returns 1 when the reply has none.
+keep_token() {
+  new_token=$(reply_value token)
+  [ -n "$new_token" ] || return 1
+  if ! only_chars "$new_token" "$TOKEN_CHARS"; then log "reply has a token outside the token alphabet; ignored"; return 1; fi
+  printf '%s\n' "$new_token" > "$TOKEN_FILE.new" && mv -f "$TOKEN_FILE.new" "$TOKEN_FILE" || log "cannot write $TOKEN_FILE; the token lasts only as long as this agent"
+  token=$new_token
+}
 
 backoff=1
 back_off() {
@@ -143,12 +168,23 @@ while :; do
   fi
   case $status in
     200) ;;
-    401) log "appliance rejected the token as invalid or stale (HTTP 401)"; back_off; continue ;;
+    401)
+      if [ -n "$token" ]; then log "appliance rejected the boot token as invalid or stale (HTTP 401)"; else log "appliance rejected the bootstrap token as invalid, stale or spent (HTTP 401)"; fi
+      back_off
+      continue
+      ;;
     409) log "appliance does not know this boot (HTTP 409); saying hello again"; said_hello=no; back_off; continue ;;
     0) log "no answer from $url ($(tail -n 1 "$WORK_DIR/wget.err"))"; back_off; continue ;;
     *) log "appliance answered HTTP $status"; back_off; continue ;;
   esac
-  [ "$said_hello" = no ] && log "hello accepted"
+  confirm_now=no
+  if [ "$said_hello" = no ]; then
+    log "hello accepted"
+    # The first report with the new token confirms it, and from then on the bootstrap is spent
+    # for good: send it now rather than an interval later.
+    keep_token && confirm_now=yes
+    [ -z "$token" ] && log "the appliance handed out no boot token; reports carry the bootstrap and will be refused"
+  fi
   said_hello=yes
   backoff=1
   apply_reply
@@ -157,5 +193,6 @@ while :; do
     post /agent/v1/drained "$(status_body drained)"
     if [ "$status" = 200 ]; then state=drained; log "drained"; else log "drained report failed (HTTP $status)"; fi
   fi
+  [ "$confirm_now" = yes ] && continue
   sleep "$interval"
 done

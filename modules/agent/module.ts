@@ -1,11 +1,13 @@
 // The appliance side of node agents (images/agent/PROTOCOL.md): hello, heartbeats and drained
 // reports on node-facing routes, the run and image observations they carry, silence past a
 // deadline observed as run=lost, and the run facet's drain and reboot steps delivered as the
-// action of the next reply. It provides the boot tokens the pxe module puts on kernel command lines.
+// action of the next reply. It provides the bootstrap tokens the pxe module puts on kernel command
+// lines, and trades each, once, for the boot token the agent keeps to itself.
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ZodType } from 'zod';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { formatZodIssues } from '../../src/domain/zod-issues.js';
+import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { AgentMetrics } from './metrics.js';
@@ -14,7 +16,7 @@ import {
   DrainedReportSchema,
   HelloSchema,
   StatusReportSchema,
-  bearerToken,
+  bodyToken,
   formatReply,
   type AgentAction,
   type AgentState,
@@ -37,6 +39,10 @@ export function defaultLostAfterMs(intervalSeconds: number): number {
 const RUN_OF_STATE: Record<AgentState, string> = { running: 'ready', draining: 'draining', drained: 'drained' };
 /** Run values an agent keeps alive with heartbeats: only these can go silent and become lost. */
 const LIVE_RUN = new Set(['ready', 'draining', 'drained']);
+/** Boot values of a network boot armed and not yet over: only then can its bootstrap be spent. */
+const ARMED_BOOT = new Set<string>(NETWORK_BOOT_STAGES);
+/** The observed facet a replayed bootstrap is recorded on, so the operator sees it in `shoal events` and the node's observed state. */
+export const BOOT_TOKEN_FACET = 'boot-token';
 
 interface Liveness {
   lastSeenAt: number;
@@ -153,20 +159,32 @@ export class AgentModule implements ShoalModule {
     const { match, body } = accepted;
     const host = this.host!;
     const id = match.nodeId;
-    if (match.record.bootId === null) {
-      // The first hello of a newly armed boot: the node has rebooted, so whatever was asked of the
-      // boot before it is moot.
-      this.tokens!.bind(id, body.bootId);
-      this.actions.delete(id);
-      this.logHello(match, body);
+    let bootToken: string | undefined;
+    if (match.kind === 'bootstrap') {
+      const { record } = match;
+      const firstHello = record.bootId === null;
+      // The same boot again before it ever used its boot token: the reply was lost, not stolen.
+      const lostReply = match.slot === 'current' && record.bootId === body.bootId && record.confirmedAt === null;
+      if (!firstHello && !lostReply) return this.bootstrapReplayed(req, res, match, body.bootId);
+      if (!ARMED_BOOT.has(host.observed(id).boot?.value ?? '')) return this.refuse(req, res, 401, 'boot not armed', { node: id, bootId: body.bootId });
+      bootToken = this.tokens!.spendBootstrap(id, body.bootId);
+      if (firstHello) {
+        // The node has rebooted, so whatever was asked of the boot before it is moot.
+        this.actions.delete(id);
+        this.logHello(match, body);
+      } else {
+        host.log.info({ node: id, bootId: body.bootId }, 'hello repeated with the bootstrap token before the boot token was used: a new boot token replaces it');
+      }
     } else if (match.record.bootId !== body.bootId) {
       return this.refuse(req, res, 401, 'token bound to another boot', { node: id, bootId: body.bootId });
+    } else {
+      this.tokens!.confirm(match);
     }
     const ref = body.bakedImage ?? 'unknown';
     const digest = body.bakedImage ? host.services.get('images')?.get(body.bakedImage)?.digest : undefined;
     this.heard(id);
     if (this.owns(id)) host.observe(id, 'image', ref, digest);
-    this.respond(res, id, body.bootId, 'running');
+    this.respond(res, id, body.bootId, 'running', bootToken);
   }
 
   private onStatus(req: Request, res: Response, schema: ZodType<StatusReport>): void {
@@ -174,15 +192,22 @@ export class AgentModule implements ShoalModule {
     if (!accepted) return;
     const { match, body } = accepted;
     if (match.record.bootId === null) return this.refuse(req, res, 409, 'report before hello', { node: match.nodeId, bootId: body.bootId });
+    // Reports carry the boot token; a bootstrap here is one used again after its hello.
+    if (match.kind === 'bootstrap') return this.bootstrapReplayed(req, res, match, body.bootId);
     if (match.record.bootId !== body.bootId) return this.refuse(req, res, 401, 'token bound to another boot', { node: match.nodeId, bootId: body.bootId });
+    this.tokens!.confirm(match);
     this.heard(match.nodeId);
     this.respond(res, match.nodeId, body.bootId, body.state);
   }
 
   /** Checks the token, the body and that both name the same node; answers and logs when not. */
   private accept<T extends { node: string }>(req: Request, res: Response, schema: ZodType<T>): { match: TokenMatch; body: T } | undefined {
-    const token = bearerToken(req.get('authorization'));
-    if (token === undefined) return void this.refuse(req, res, 401, 'no bearer token', {});
+    const token = bodyToken(req.body);
+    if (token === 'invalid') return void this.refuse(req, res, 400, 'invalid body', { issues: 'token: not a token string' });
+    if (token === undefined) {
+      const reason = req.get('authorization') === undefined ? 'no token' : 'token in a bearer header (an agent of protocol 1: rebuild its image)';
+      return void this.refuse(req, res, 401, reason, {});
+    }
     const match = this.tokens!.match(token);
     if (!('record' in match)) {
       return void this.refuse(req, res, 401, match.reason === 'superseded' ? 'superseded token' : 'unknown token', match.reason === 'superseded' ? { node: match.nodeId } : {});
@@ -194,6 +219,23 @@ export class AgentModule implements ShoalModule {
     if (parsed.data.node !== match.nodeId) return void this.refuse(req, res, 401, 'token of another node', { node: match.nodeId, claimedNode: parsed.data.node });
     if (!this.host!.node(match.nodeId)) return void this.refuse(req, res, 401, 'node no longer enrolled', { node: match.nodeId });
     return { match, body: parsed.data };
+  }
+
+  /**
+   * A spent bootstrap presented again: refused, logged, and recorded as an observation the operator
+   * sees, since whoever presents it read it from the script or the node and may be impersonating it.
+   */
+  private bootstrapReplayed(req: Request, res: Response, match: TokenMatch, bootId: string): void {
+    const host = this.host!;
+    const name = host.node(match.nodeId)?.name ?? match.nodeId;
+    const remote = req.socket.remoteAddress ?? 'an unknown address';
+    host.observe(
+      match.nodeId,
+      BOOT_TOKEN_FACET,
+      'replayed',
+      `node ${name}: bootstrap token spent by boot ${match.record.bootId} presented again by boot ${bootId} from ${remote}; refused. It may have been stolen (iPXE script or /proc/cmdline)`,
+    );
+    this.refuse(req, res, 401, 'bootstrap token already spent', { node: match.nodeId, bootId, spentBy: match.record.bootId });
   }
 
   /** Malformed JSON or an oversized body never reaches a handler; answer it like a bad body. */
@@ -234,7 +276,7 @@ export class AgentModule implements ShoalModule {
    * delivered to a running workload is run=draining; a reboot delivered is run=booting, and that
    * boot's later reports (it may take a moment to go) change nothing.
    */
-  private respond(res: Response, id: NodeId, bootId: string, state: AgentState): void {
+  private respond(res: Response, id: NodeId, bootId: string, state: AgentState, bootToken?: string): void {
     const pending = this.actions.get(id);
     let action: AgentAction = 'none';
     if (pending?.action === 'drain' && state === 'drained') this.actions.delete(id);
@@ -248,7 +290,7 @@ export class AgentModule implements ShoalModule {
     }
     // Every node sends this every interval: answered without express's send (ETag hashing, header
     // rewriting), work a fixed two-line reply does not need.
-    const reply = formatReply(this.options.intervalSeconds, action);
+    const reply = formatReply(this.options.intervalSeconds, action, bootToken);
     this.metrics!.answered(res.req.path, action);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);
   }

@@ -1,4 +1,4 @@
-// The wire format of images/agent/PROTOCOL.md (version 1), appliance side: request bodies as the
+// The wire format of images/agent/PROTOCOL.md (version 2), appliance side: request bodies as the
 // agent sends them, validated at the edge, and the `key=value` replies it understands.
 import { z } from 'zod';
 
@@ -42,12 +42,18 @@ export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal(
 /** The actions the appliance asks for (PROTOCOL.md also has `poweroff`; power belongs to the BMC modules). */
 export type AgentAction = 'none' | 'drain' | 'reboot';
 
-/** `Authorization: Bearer <token>` → the token, or undefined when absent or outside the alphabet. */
-export function bearerToken(header: string | undefined): string | undefined {
-  const match = header === undefined ? null : /^Bearer ([^\s]{1,512})$/.exec(header);
-  return match && TOKEN.test(match[1]!) ? match[1] : undefined;
+/**
+ * The `token` of a request body: the credential travels in the body, not a header, because busybox
+ * wget can send a body from a file but takes headers only as arguments, which any user on the node
+ * can read in /proc. Absent: undefined; present but not a token string: 'invalid'.
+ */
+export function bodyToken(body: unknown): string | undefined | 'invalid' {
+  const token = typeof body === 'object' && body !== null ? (body as { token?: unknown }).token : undefined;
+  if (token === undefined) return undefined;
+  return typeof token === 'string' && token.length <= 512 && TOKEN.test(token) ? token : 'invalid';
 }
 
-export function formatReply(intervalSeconds: number, action: AgentAction): string {
-  return `interval=${intervalSeconds}\naction=${action}\n`;
+/** A reply; `token` is the boot token, handed out only in the reply to the hello that spent a bootstrap. */
+export function formatReply(intervalSeconds: number, action: AgentAction, token?: string): string {
+  return `interval=${intervalSeconds}\naction=${action}\n${token === undefined ? '' : `token=${token}\n`}`;
 }

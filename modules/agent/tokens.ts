@@ -1,11 +1,17 @@
-// Per-boot tokens: minted when a boot is prepared, bound to the first boot that says hello with
-// one, checked on every agent report. Only sha256 hashes are kept (in memory and on disk), so
-// neither a log nor the data directory ever holds a token an agent could be impersonated with.
+// Per-boot tokens in two kinds. A *bootstrap* token is minted when a boot is armed and travels in
+// the iPXE script and on the kernel command line, where anyone on the provisioning network or the
+// node can read it; it is good for one hello while that boot is armed. That hello spends it and
+// gets the boot's *boot token*, which only the agent keeps (a root-only file) and which every later
+// report carries. Only sha256 hashes of either are kept (in memory and on disk), so neither a log
+// nor the data directory ever holds a token an agent could be impersonated with.
 //
-// Supersession: a newer token for a node retires the node's earlier ones for any *new* boot at
-// once. A token already bound to the boot that is running keeps serving that boot (and only it)
-// until the newer token's boot says hello: the appliance arms the next boot before it asks the
-// running agent to drain and reboot, and that agent must still be heard to be asked.
+// A hello repeated with the bootstrap by the same boot before its boot token was ever presented
+// is a lost reply, not a replay: it is answered with a new boot token that replaces the first.
+//
+// Supersession: a newer bootstrap for a node retires the node's earlier ones for any *new* boot at
+// once. A boot token already bound to the boot that is running keeps serving that boot (and only
+// it) until the newer bootstrap's boot says hello: the appliance arms the next boot before it asks
+// the running agent to drain and reboot, and that agent must still be heard to be asked.
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -13,28 +19,36 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { NodeId } from '../../src/domain/node.js';
 
-const TokenRecordSchema = z.object({
-  hash: z.string().regex(/^[0-9a-f]{64}$/),
+const SHA256_HEX = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** One armed boot: its bootstrap, and once a hello spent that, the boot it bound and the boot token handed to it. */
+const BootRecordSchema = z.object({
+  bootstrapHash: SHA256_HEX,
   imageRef: z.string().min(1),
   issuedAt: z.number().int(),
   bootId: z.string().nullable(),
   boundAt: z.number().int().nullable(),
+  tokenHash: SHA256_HEX.nullable(),
+  /** When the boot token was first presented: from then on no hello can spend the bootstrap again. */
+  confirmedAt: z.number().int().nullable(),
 });
-export type TokenRecord = z.infer<typeof TokenRecordSchema>;
+export type BootRecord = z.infer<typeof BootRecordSchema>;
 
 const NodeTokensSchema = z.object({
-  /** The token of the boot armed last. */
-  current: TokenRecordSchema,
-  /** The running boot's token, kept until `current` is bound; always bound itself. */
-  running: TokenRecordSchema.nullable(),
+  /** The boot armed last. */
+  current: BootRecordSchema,
+  /** The running boot, kept until `current` is bound; always bound itself. */
+  running: BootRecordSchema.nullable(),
 });
 type NodeTokens = z.infer<typeof NodeTokensSchema>;
+type Slot = keyof NodeTokens;
 
-/** Who a presented token belongs to, and which of the node's tokens it is. */
+/** Who a presented token belongs to, which of the node's boots it is of, and which kind it is. */
 export interface TokenMatch {
   nodeId: NodeId;
-  record: TokenRecord;
-  slot: 'current' | 'running';
+  record: BootRecord;
+  slot: Slot;
+  kind: 'bootstrap' | 'boot';
 }
 
 /** Why a presented token is not accepted, for the log (never the token itself). */
@@ -42,6 +56,8 @@ export type TokenMiss = { reason: 'superseded'; nodeId: NodeId } | { reason: 'un
 
 // Retired hashes are remembered only to tell "stale" from "never issued" in the log.
 const RETIRED_REMEMBERED = 100_000;
+
+const newToken = () => randomBytes(32).toString('base64url');
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -86,9 +102,10 @@ export class BootTokenStore {
     for (const [nodeId, tokens] of this.byNode) if (tokens.current.bootId !== null || tokens.running) yield nodeId;
   }
 
+  /** A bootstrap token for the node's newly armed boot of `imageRef`. */
   issue(nodeId: NodeId, imageRef: string): string {
-    const token = randomBytes(32).toString('base64url');
-    const record: TokenRecord = { hash: hashToken(token), imageRef, issuedAt: Date.now(), bootId: null, boundAt: null };
+    const bootstrap = newToken();
+    const record: BootRecord = { bootstrapHash: hashToken(bootstrap), imageRef, issuedAt: Date.now(), bootId: null, boundAt: null, tokenHash: null, confirmedAt: null };
     const previous = this.byNode.get(nodeId);
     // The running boot is whichever earlier token was bound last; an unbound earlier token dies.
     const running = previous ? (previous.current.bootId !== null ? previous.current : previous.running) : null;
@@ -96,10 +113,10 @@ export class BootTokenStore {
     this.save(nodeId, next);
     if (previous) {
       this.unindex(previous);
-      if (previous.current !== running) this.retire(previous.current.hash, nodeId);
+      if (previous.current !== running) this.retire([previous.current.bootstrapHash], nodeId);
     }
     this.index(nodeId, next);
-    return token;
+    return bootstrap;
   }
 
   match(token: string): TokenMatch | TokenMiss {
@@ -107,22 +124,44 @@ export class BootTokenStore {
     const nodeId = this.byHash.get(hash);
     const tokens = nodeId === undefined ? undefined : this.byNode.get(nodeId);
     if (nodeId !== undefined && tokens) {
-      if (tokens.current.hash === hash) return { nodeId, record: tokens.current, slot: 'current' };
-      if (tokens.running?.hash === hash) return { nodeId, record: tokens.running, slot: 'running' };
+      for (const slot of ['current', 'running'] as const) {
+        const record = tokens[slot];
+        if (record?.tokenHash === hash) return { nodeId, record, slot, kind: 'boot' };
+        if (record?.bootstrapHash === hash) return { nodeId, record, slot, kind: 'bootstrap' };
+      }
     }
     const retiredFor = this.retired.get(hash);
     return retiredFor === undefined ? { reason: 'unknown' } : { reason: 'superseded', nodeId: retiredFor };
   }
 
-  /** Binds the node's current token to the boot that said hello with it; that boot replaces the running one. */
-  bind(nodeId: NodeId, bootId: string): void {
+  /**
+   * Spends the current boot's bootstrap for `bootId` and returns that boot's new boot token. The
+   * first time it binds the boot, which replaces the running one; again (the same boot, its boot
+   * token never presented: the reply was lost) it replaces the boot token handed out before.
+   */
+  spendBootstrap(nodeId: NodeId, bootId: string): string {
     const tokens = this.byNode.get(nodeId);
-    if (!tokens || tokens.current.bootId !== null) throw new Error(`node ${nodeId} has no unbound token`);
-    const next: NodeTokens = { current: { ...tokens.current, bootId, boundAt: Date.now() }, running: null };
+    const current = tokens?.current;
+    if (!tokens || !current || current.confirmedAt !== null || (current.bootId !== null && current.bootId !== bootId)) {
+      throw new Error(`node ${nodeId} has no bootstrap that boot ${bootId} may spend`);
+    }
+    const token = newToken();
+    const next: NodeTokens = { current: { ...current, bootId, boundAt: current.boundAt ?? Date.now(), tokenHash: hashToken(token) }, running: null };
     this.save(nodeId, next);
     this.unindex(tokens);
-    if (tokens.running) this.retire(tokens.running.hash, nodeId);
+    if (tokens.running) this.retire([tokens.running.bootstrapHash, tokens.running.tokenHash], nodeId);
+    this.retire([current.tokenHash], nodeId);
     this.index(nodeId, next);
+    return token;
+  }
+
+  /** Records that a boot's token was presented (once): its bootstrap can no longer be spent. */
+  confirm(match: TokenMatch): void {
+    if (match.kind !== 'boot' || match.record.confirmedAt !== null) return;
+    const tokens = this.byNode.get(match.nodeId)!;
+    const next: NodeTokens = { ...tokens, [match.slot]: { ...match.record, confirmedAt: Date.now() } };
+    this.save(match.nodeId, next);
+    this.byNode.set(match.nodeId, next);
   }
 
   /** Forgets a node that left the inventory. */
@@ -140,17 +179,19 @@ export class BootTokenStore {
 
   private index(nodeId: NodeId, tokens: NodeTokens): void {
     this.byNode.set(nodeId, tokens);
-    this.byHash.set(tokens.current.hash, nodeId);
-    if (tokens.running) this.byHash.set(tokens.running.hash, nodeId);
+    for (const hash of hashesOf(tokens)) this.byHash.set(hash, nodeId);
   }
 
   private unindex(tokens: NodeTokens): void {
-    this.byHash.delete(tokens.current.hash);
-    if (tokens.running) this.byHash.delete(tokens.running.hash);
+    for (const hash of hashesOf(tokens)) this.byHash.delete(hash);
   }
 
-  private retire(hash: string, nodeId: NodeId): void {
-    this.retired.set(hash, nodeId);
-    if (this.retired.size > RETIRED_REMEMBERED) this.retired.delete(this.retired.keys().next().value!);
+  private retire(hashes: (string | null)[], nodeId: NodeId): void {
+    for (const hash of hashes) if (hash) this.retired.set(hash, nodeId);
+    while (this.retired.size > RETIRED_REMEMBERED) this.retired.delete(this.retired.keys().next().value!);
   }
+}
+
+function hashesOf(tokens: NodeTokens): string[] {
+  return [tokens.current, tokens.running].flatMap((r) => (r ? [r.bootstrapHash, ...(r.tokenHash ? [r.tokenHash] : [])] : []));
 }

@@ -28,7 +28,7 @@ const TFTP_REFUSALS: ReadonlySet<TftpLogEvent> = new Set(['not-found', 'denied',
 
 export type BootFileRoute = 'script' | 'kernel' | 'initrd';
 /** network: an iPXE script that boots an image; local: one that exits to the next boot device. */
-export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'not-found';
+export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'not-found' | 'rate-limited';
 
 export class PxeMetrics {
   private readonly tftpTransfers: Counter<'outcome'>;
@@ -52,7 +52,7 @@ export class PxeMetrics {
     });
     this.bootFiles = new Counter({
       name: 'shoal_pxe_boot_files_total',
-      help: 'Boot files requested over HTTP, by route (script, kernel, initrd) and outcome (network, local, redirected, not-found)',
+      help: 'Boot files requested over HTTP, by route (script, kernel, initrd) and outcome (network, local, redirected, not-found, rate-limited)',
       labelNames: ['route', 'outcome'] as const,
       registers: [registry],
     });

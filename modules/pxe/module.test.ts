@@ -2,6 +2,7 @@
 // script carries what the agent needs, and each HTTP request seen moves the boot facet forward.
 // (DHCP and TFTP are tested with real clients in their own folders; QEMU boots are vm-test's.)
 import { createSocket } from 'node:dgram';
+import { get as httpGet } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -252,5 +253,63 @@ describe('pxe module metrics', () => {
       await t.close();
       rmSync(ipxeDir, { recursive: true, force: true });
     }
+  });
+});
+
+/** GET from a chosen loopback source address (Linux routes all of 127/8 to lo), as a node behind that address would. */
+function getFrom(url: string, localAddress: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { localAddress, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('pxe module script rate limits', () => {
+  it('answers 429 with Retry-After past the per-MAC and the per-source buckets, each counted apart, and serves again once they refill', async () => {
+    const pxe = createModule({ advertiseUrl: 'http://127.0.0.1:8080', scriptRateLimit: { perMac: { burst: 2, perMinute: 60 }, perSource: { burst: 3, perMinute: 60 } } });
+    const t = await startTestAppliance({ modules: [pxe] });
+    const script = (mac: string, source: string) => getFrom(`${t.appliance.url}/boot/${mac}.ipxe`, source);
+    try {
+      // One MAC: its burst, then refused, from whichever source.
+      expect((await script('52:54:00:88:00:01', '127.0.0.2')).status).toBe(200);
+      expect((await script('52:54:00:88:00:01', '127.0.0.3')).status).toBe(200);
+      const perMac = await script('52:54:00:88:00:01', '127.0.0.4');
+      expect(perMac).toMatchObject({ status: 429, retryAfter: '1' });
+      expect(perMac.body).toMatch(/too many script requests for 52:54:00:88:00:01/);
+      // The same MAC written another way is the same MAC.
+      expect((await script('52-54-00-88-00-01', '127.0.0.4')).status).toBe(429);
+
+      // One source: its burst across MACs (127.0.0.2 spent one above), then refused for any MAC.
+      expect((await script('52:54:00:88:00:02', '127.0.0.2')).status).toBe(200);
+      expect((await script('52:54:00:88:00:03', '127.0.0.2')).status).toBe(200);
+      const perSource = await script('52:54:00:88:00:04', '127.0.0.2');
+      expect(perSource).toMatchObject({ status: 429, retryAfter: '1' });
+      expect(perSource.body).toMatch(/too many script requests from 127\.0\.0\.2/);
+      // Another source and a fresh MAC are untouched by both.
+      expect((await script('52:54:00:88:00:04', '127.0.0.5')).status).toBe(200);
+
+      // A refused request took nothing: after Retry-After, each bucket has one again.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      expect((await script('52:54:00:88:00:01', '127.0.0.6')).status).toBe(200);
+      expect((await script('52:54:00:88:00:05', '127.0.0.2')).status).toBe(200);
+
+      const metrics = ((await t.api('GET', '/metrics')).body as string).split('\n');
+      expect(metrics).toContain('shoal_pxe_boot_files_total{route="script",outcome="rate-limited"} 3');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('has defaults that let a rack behind one address boot at once, and refuses limits that could never serve', () => {
+    const defaults = PxeOptionsSchema.parse({ advertiseUrl: 'http://10.0.0.1:8080' }).scriptRateLimit;
+    expect(defaults.perSource.burst).toBeGreaterThanOrEqual(500);
+    expect(defaults.perMac.burst).toBeGreaterThanOrEqual(5);
+    expect(() => createModule({ advertiseUrl: 'http://10.0.0.1:8080', scriptRateLimit: { perMac: { burst: 0, perMinute: 6 } } })).toThrow();
+    expect(() => createModule({ advertiseUrl: 'http://10.0.0.1:8080', scriptRateLimit: { perSource: { burst: 10, perMinute: 0 } } })).toThrow();
+    expect(() => createModule({ advertiseUrl: 'http://10.0.0.1:8080', scriptRateLimit: { perHost: { burst: 10, perMinute: 10 } } })).toThrow();
   });
 });

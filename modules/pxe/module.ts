@@ -14,6 +14,7 @@ import { TftpServer, directoryResolver } from './tftp/index.js';
 import { localBootScript, networkBootScript, type BootPlan } from './script.js';
 import { DiscoveredStore } from './discovered.js';
 import { PxeMetrics } from './metrics.js';
+import { BucketOptionsSchema, RateLimiter } from './rate-limit.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 
@@ -50,6 +51,19 @@ export const PxeOptionsSchema = z
       .strict()
       .optional(),
     ipxeDir: z.string().default('/usr/lib/ipxe'),
+    /**
+     * iPXE script fetches allowed per MAC and per source address (429 with Retry-After past them).
+     * A boot fetches its script once or twice, and iPXE retries a failed fetch. The source is each
+     * node's own address even behind a DHCP relay (the relay forwards DHCP only); it is shared only
+     * behind NAT or an HTTP proxy, where a whole rack may power on at once, hence its large burst.
+     */
+    scriptRateLimit: z
+      .object({
+        perMac: BucketOptionsSchema.default({ burst: 10, perMinute: 6 }),
+        perSource: BucketOptionsSchema.default({ burst: 1000, perMinute: 3000 }),
+      })
+      .strict()
+      .default({ perMac: { burst: 10, perMinute: 6 }, perSource: { burst: 1000, perMinute: 3000 } }),
   })
   .strict();
 export type PxeOptions = z.infer<typeof PxeOptionsSchema>;
@@ -88,11 +102,15 @@ export class PxeModule implements ShoalModule {
   private db: Database.Database | undefined;
   private discovered: DiscoveredStore | undefined;
   private metrics: PxeMetrics | undefined;
+  private readonly scriptsPerMac: RateLimiter;
+  private readonly scriptsPerSource: RateLimiter;
 
   constructor(
     private readonly options: PxeOptions,
     private readonly deps: PxeModuleDeps = {},
   ) {
+    this.scriptsPerMac = new RateLimiter(options.scriptRateLimit.perMac);
+    this.scriptsPerSource = new RateLimiter(options.scriptRateLimit.perSource);
     this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', steps: { 'boot.arm': (r) => this.arm(r), 'boot.disk': (r) => this.bootFromDisk(r) } }];
   }
 
@@ -127,6 +145,19 @@ export class PxeModule implements ShoalModule {
         if (name !== undefined) metrics.bootFile('script', 'not-found');
         return void res.status(404).type('text/plain').send('not a boot script\n');
       }
+      const source = req.socket.remoteAddress ?? 'unknown';
+      const now = Date.now();
+      const macWaitMs = this.scriptsPerMac.waitMs(mac, now);
+      const sourceWaitMs = this.scriptsPerSource.waitMs(source, now);
+      if (macWaitMs > 0 || sourceWaitMs > 0) {
+        metrics.bootFile('script', 'rate-limited');
+        const [limiter, key, limit] = macWaitMs > 0 ? [this.scriptsPerMac, mac, `for ${mac}`] : [this.scriptsPerSource, source, `from ${source}`];
+        if (limiter.refused(key)) host.log.warn({ mac, source, limit: macWaitMs > 0 ? 'perMac' : 'perSource' }, 'iPXE script requests over their rate limit: refused until it refills');
+        const retryAfterS = Math.ceil(Math.max(macWaitMs, sourceWaitMs) / 1000);
+        return void res.status(429).set('retry-after', String(retryAfterS)).type('text/plain').send(`too many script requests ${limit}; retry in ${retryAfterS} s\n`);
+      }
+      this.scriptsPerMac.take(mac, now);
+      this.scriptsPerSource.take(source, now);
       res.type('text/plain').send(this.script(mac));
     });
     host.http.get('/boot/:mac/:file', (req, res) => {

@@ -4,6 +4,7 @@ import type { ImageInfo } from '../../src/contracts/services.js';
 export interface NetworkBootPlan {
   kind: 'network';
   image: string;
+  /** The boot's one-time bootstrap token (shoal.token): public to anyone who fetches the script. */
   token: string;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };

@@ -34,9 +34,10 @@ export interface ImageCatalog {
 /** Per-boot tokens: minted when a boot is prepared, checked when the booted node's agent reports. */
 export interface BootTokens {
   /**
-   * A fresh token for the node's next boot of `imageRef`. Earlier tokens of the node can no longer
-   * start a boot; the one the running boot said hello with keeps serving that boot until the new
-   * boot says hello, so the running agent can still be asked to drain and reboot.
+   * A fresh one-time bootstrap token for the node's next boot of `imageRef`, for its kernel command
+   * line; its first hello trades it for the boot's own token. Earlier bootstraps of the node can no
+   * longer start a boot; the running boot keeps its token until the new boot says hello, so the
+   * running agent can still be asked to drain and reboot.
    */
   issue(nodeId: NodeId, imageRef: string): string;
 }

@@ -31,7 +31,7 @@ function imageInfo(ref: string, digest: string): ImageInfo {
 export class StandInModule implements ShoalModule {
   readonly name = 'stand-in';
   readonly power = new Map<NodeId, 'on' | 'off'>();
-  /** The token each node's armed boot carries, as the pxe module would put it on the kernel command line. */
+  /** The bootstrap token each node's armed boot carries, as the pxe module would put it on the kernel command line. */
   readonly armedTokens = new Map<NodeId, string>();
   /** Called when a node is powered off: whatever runs on it must stop. */
   onPowerOff: (id: NodeId) => void = () => {};
@@ -57,10 +57,8 @@ export class StandInModule implements ShoalModule {
       host.observe(node.id, 'power', 'off');
     },
     'boot.arm': async ({ node, desired }) => {
-      const host = this.host!;
       if (!desired.image) throw new Error('no desired image to arm');
-      this.armedTokens.set(node.id, this.bootTokens().issue(node.id, desired.image));
-      host.observe(node.id, 'boot', 'armed', desired.image);
+      this.arm(node.id, desired.image);
     },
     // The engine refuses a boot driver without it; a BMC module would set the next boot device.
     'boot.disk': async ({ node }) => void this.host!.observe(node.id, 'boot', 'disk'),
@@ -81,6 +79,14 @@ export class StandInModule implements ShoalModule {
     });
   }
 
+  /** Arms a network boot as the pxe module does: a bootstrap token for it, then boot=armed. Returns the bootstrap. */
+  arm(id: NodeId, imageRef = 'compute@1'): string {
+    const bootstrap = this.bootTokens().issue(id, imageRef);
+    this.armedTokens.set(id, bootstrap);
+    this.host!.observe(id, 'boot', 'armed', imageRef);
+    return bootstrap;
+  }
+
   /** The boot tokens service as the pxe module finds it. */
   bootTokens(): BootTokens {
     const tokens = this.host?.services.get('bootTokens');
@@ -88,6 +94,21 @@ export class StandInModule implements ShoalModule {
     return tokens;
   }
 
+}
+
+export interface AgentReply {
+  status: number;
+  text: string;
+  contentType: string | null;
+}
+
+/** The value of `key` in a `key=value` reply (the last one wins), as the agent reads it. */
+export function replyValue(text: string, key: string): string | undefined {
+  return text
+    .split(/\r?\n/)
+    .filter((line) => line.startsWith(`${key}=`))
+    .map((line) => line.slice(key.length + 1))
+    .at(-1);
 }
 
 export interface AgentTestAppliance {
@@ -100,7 +121,8 @@ export interface AgentTestAppliance {
   /** The raw log text, to check no token ever reaches it. */
   logText(): string;
   enroll(name: string): Promise<NodeRecord>;
-  post(path: string, token: string | undefined, body: unknown): Promise<{ status: number; text: string; contentType: string | null }>;
+  /** POSTs as the agent does: `token` (when given) joins an object body; a string body is sent as it is. */
+  post(path: string, token: string | undefined, body: unknown, headers?: Record<string, string>): Promise<AgentReply>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
@@ -143,11 +165,11 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
       );
       return node!;
     },
-    async post(path, token, body) {
+    async post(path, token, body, headers = {}) {
       const res = await fetch(`${appliance.url}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: typeof body === 'string' ? body : JSON.stringify(body),
+        headers: { 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify({ ...(body as object), ...(token ? { token } : {}) }),
       });
       return { status: res.status, text: await res.text(), contentType: res.headers.get('content-type') };
     },
