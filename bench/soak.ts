@@ -75,19 +75,19 @@ interface Reply {
   body: any;
 }
 
-/** One API call; a connection refused or reset (the appliance is down) is status 0. */
-async function call(method: string, path: string, body?: unknown): Promise<Reply> {
+/** One API call; a connection refused or reset (the appliance is down) or no answer in `timeoutMs` is status 0. */
+async function call(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
   try {
     const res = await fetch(`${url}/api/v1${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, 'x-shoal-operator': 'soak', ...(body === undefined ? {} : { 'content-type': typeof body === 'string' ? 'application/yaml' : 'application/json' }) },
       ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      signal: AbortSignal.timeout(30_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
-  } catch {
-    return { status: 0, body: null };
+  } catch (err) {
+    return { status: 0, body: { error: (err as Error).message } };
   }
 }
 
@@ -194,7 +194,7 @@ async function enroll(): Promise<void> {
     const group = rack % 5 === 0 ? 'rollout' : 'direct';
     return `  - { name: s${String(i).padStart(5, '0')}, macs: ["${mac}"], bmc: "sim://s${i}", labels: { rack: r${rack}, group: ${group} }, desired: { power: "on", image: "compute@1" } }`;
   });
-  const reply = await call('POST', '/inventory', ['nodes:', ...rows, ''].join('\n'));
+  const reply = await call('POST', '/inventory', ['nodes:', ...rows, ''].join('\n'), 300_000);
   if (reply.status !== 201 || reply.body.imported !== NODES) throw new Error(`enrolling ${NODES} nodes failed: ${reply.status} ${JSON.stringify(reply.body).slice(0, 500)}`);
   await refreshNodes();
 }
