@@ -279,6 +279,13 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
     expect(statSync(tokenDest()).mode & 0o777).toBe(0o600);
   });
 
+  it('makes the key that seals BMC passwords, apart from the data directory, for the appliance user only', () => {
+    const key = statSync(inside('/etc/shoal/secret.key'));
+    expect({ size: key.size, mode: key.mode & 0o777 }).toEqual({ size: 32, mode: 0o600 });
+    const uid = readFileSync(inside('/etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('shoal:'))!.split(':')[2];
+    expect(key.uid).toBe(Number(uid));
+  });
+
   it('starts from the installed unit and config, as the shoal user, and answers its API with the token', async () => {
     firstProbe = await probe(['--enroll', 'upgrade-witness']);
     expect(firstProbe.base).toBe(`http://127.0.0.1:${API_PORT}`);
@@ -307,7 +314,7 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
   }, 8 * MINUTE);
 
   it('upgrades to a new bundle beside the old release and keeps the data directory', async () => {
-    const before = { release: current(), token: readFileSync(inside('/var/lib/shoal/api-token'), 'utf8') };
+    const before = { release: current(), token: readFileSync(inside('/var/lib/shoal/api-token'), 'utf8'), key: readFileSync(inside('/etc/shoal/secret.key')) };
     // A different bundle of the same version, as a rebuild gives: one more file in the manifest.
     const tree = join(work, 'upgrade-tree');
     mkdirSync(tree);
@@ -326,6 +333,7 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
     expect(current()).not.toBe(before.release);
     expect(currentManifest()).toMatchObject({ rebuiltForTest: true });
     expect(readFileSync(inside('/var/lib/shoal/api-token'), 'utf8')).toBe(before.token);
+    expect(readFileSync(inside('/etc/shoal/secret.key')).equals(before.key)).toBe(true);
 
     const after = await probe();
     expect(after.nodes).toEqual({ status: 200, names: ['upgrade-witness'] });

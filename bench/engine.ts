@@ -21,7 +21,7 @@ const count = Number(values.nodes);
 const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
 
 try {
-  const store = new SqliteStore(join(dir, 'shoal.db'));
+  const store = new SqliteStore(join(dir, 'shoal.db'), { keyFile: join(dir, 'secret.key') });
   // Rates are taken on CPU time as well as wall time: on a busy machine, wall time inside a commit
   // measures the scheduler as much as the code.
   let commitMs = 0;

@@ -49,7 +49,7 @@ export class Appliance {
     // The standard facets and those the modules declare: what the engine plans over and operators may desire.
     const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
     const desired = new DesiredVocabulary(definitions);
-    const store = new SqliteStore(join(config.dataDir, 'shoal.db'));
+    const store = new SqliteStore(join(config.dataDir, 'shoal.db'), { keyFile: config.secrets.keyFile ?? join(config.dataDir, 'secret.key') });
     const state = await ClusterState.open(store, { checkDesired: desired.check });
     state.on('error', (err) => log.error({ err }, 'committing observations failed'));
     const users = new UserDirectory(state);

@@ -24,6 +24,13 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    secrets: z
+      .object({
+        /** The key that seals BMC passwords in the store (default DATA/secret.key): keep it where a copy of the data directory does not go. */
+        keyFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().prefault({}),
     engine: z
       .object({

@@ -12,6 +12,7 @@ const SimOptionsSchema = z
         bootStageMs: z.number().min(0),
         drainMs: z.number().min(0),
         lostAfterMs: z.number().min(0),
+        bmcTimeoutMs: z.number().min(0),
       })
       .partial()
       .strict()

@@ -1,13 +1,15 @@
 // The simulated rack's hardware outlives the appliance (persist): a node that finished booting while
 // the appliance's last observations were not yet committed is still up after a restart, and says so
-// as a real node's agent would, by its next heartbeat.
+// as a real node's agent would, by its next heartbeat. Its BMC faults (no answer, a reply that does
+// not fit) fail the step as a real client's would, and the engine recovers; faults can be injected
+// through the API, for a rack in another process.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { simSpecs, startTestAppliance, until, type TestAppliance } from '../../test/support/appliance.js';
 
-const LATENCIES = { probeMs: 10, powerMs: 50, armMs: 10, bootStageMs: 50, drainMs: 10, lostAfterMs: 500 };
+const LATENCIES = { probeMs: 10, powerMs: 50, armMs: 10, bootStageMs: 50, drainMs: 10, lostAfterMs: 500, bmcTimeoutMs: 200 };
 
 describe('sim module across an appliance restart', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shoal-sim-'));
@@ -34,5 +36,42 @@ describe('sim module across an appliance restart', () => {
     await until(t.appliance, () => t!.appliance.state.observed(id).run?.value === 'ready', 5_000, 'ready again');
     expect(t.appliance.state.observed(id).image?.value).toBe('compute@1');
     expect(t.sim.truth(id)).toMatchObject({ power: 'on', booting: null, running: 'compute@1' });
+  });
+});
+
+describe('sim BMC faults', () => {
+  let t: TestAppliance | undefined;
+  afterAll(() => t?.close());
+
+  it('fails a BMC command that gets no answer after the timeout, or a reply that does not fit, and the node converges after', async () => {
+    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { backoffBaseMs: 10, backoffMaxMs: 20 } });
+    const [node] = await t.appliance.state.addNodes([{ spec: simSpecs(1)[0]! }], 'test');
+    const id = node!.id;
+    t.sim.inject(id, { kind: 'bmc-timeout', times: 1 });
+    t.sim.inject(id, { kind: 'bmc-wrong-reply', times: 1 });
+    const errors: string[] = [];
+    t.appliance.state.on('events', (events) => {
+      for (const e of events) if (e.nodeId === id && e.new === 'error' && e.detail) errors.push(e.detail);
+    });
+    const started = Date.now();
+    await t.appliance.state.setDesired(id, { power: 'on', image: 'compute@1' }, 'test');
+    await until(t.appliance, () => t!.appliance.engine.executor.status(id).phase === 'converged', 10_000, 'converged');
+    expect(errors).toEqual([expect.stringMatching(/BMC did not answer within 200 ms/), expect.stringMatching(/BMC reply did not match the request/)]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+  });
+
+  it('takes faults through POST /api/v1/sim/nodes/{id}/faults, refusing a bad one and changing nothing', async () => {
+    t ??= await startTestAppliance({ sim: { latencies: LATENCIES } });
+    const [node] = await t.appliance.state.addNodes([{ spec: { ...simSpecs(1, 'api')[0]!, macs: ['52:54:00:aa:00:01'] } }], 'test');
+    const id = node!.id;
+    const bad = await t.api('POST', `/api/v1/sim/nodes/${id}/faults`, { kind: 'power-on-fails', times: -1.5 });
+    expect(bad.status).toBe(400);
+    expect(bad.body.detail).toMatch(/times/);
+    expect((await t.api('POST', `/api/v1/sim/nodes/${id}/faults`, { kind: 'melts' })).status).toBe(400);
+    expect(t.sim.truth(id)).toMatchObject({ powerOnFailures: 0, bootHangs: 0, bmcTimeouts: 0, bmcWrongReplies: 0 });
+    expect((await t.api('POST', '/api/v1/sim/nodes/no-such-node/faults', { kind: 'dies' })).status).toBe(404);
+    const ok = await t.api('POST', `/api/v1/sim/nodes/${id}/faults`, { kind: 'bmc-timeout', times: 2 });
+    expect(ok).toMatchObject({ status: 200, body: { node: id, fault: { kind: 'bmc-timeout', times: 2 } } });
+    expect(t.sim.truth(id).bmcTimeouts).toBe(2);
   });
 });

@@ -4,6 +4,9 @@
 // the real modules implement, so the engine cannot tell the difference.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { HttpProblem } from '../../src/api/problem.js';
+import { openApiParts } from '../../src/api/openapi.js';
 import { stepsOf, type FacetDriver, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
 import type { StepName } from '../../src/engine/facet.js';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
@@ -20,20 +23,30 @@ export interface SimLatencies {
   drainMs: number;
   /** Silence after which a dead node's agent is reported lost. */
   lostAfterMs: number;
+  /** How long a BMC client waits for an answer that does not come (bmc-timeout), as a real client's own timeout. */
+  bmcTimeoutMs: number;
 }
 
-export const ZERO_LATENCY: SimLatencies = { probeMs: 0, powerMs: 0, armMs: 0, bootStageMs: 0, drainMs: 0, lostAfterMs: 0 };
-export const REALISTIC_LATENCY: SimLatencies = { probeMs: 150, powerMs: 2_000, armMs: 100, bootStageMs: 1_500, drainMs: 1_000, lostAfterMs: 10_000 };
+export const ZERO_LATENCY: SimLatencies = { probeMs: 0, powerMs: 0, armMs: 0, bootStageMs: 0, drainMs: 0, lostAfterMs: 0, bmcTimeoutMs: 0 };
+export const REALISTIC_LATENCY: SimLatencies = { probeMs: 150, powerMs: 2_000, armMs: 100, bootStageMs: 1_500, drainMs: 1_000, lostAfterMs: 10_000, bmcTimeoutMs: 5_000 };
 
-export type SimFault =
+const times = z.number().int().min(-1_000).max(1_000);
+/** A fault to inject, as tests and the API give it; `times` counts the commands or boots it affects (negative takes back). */
+export const SimFaultSchema = z.discriminatedUnion('kind', [
   /** The BMC refuses power-on `times` times. */
-  | { kind: 'power-on-fails'; times: number }
+  z.object({ kind: z.literal('power-on-fails'), times }).strict(),
   /** The next `times` boots stop before the agent says hello. */
-  | { kind: 'boot-hangs'; times: number }
+  z.object({ kind: z.literal('boot-hangs'), times }).strict(),
+  /** The next `times` BMC commands get no answer: each fails after bmcTimeoutMs. */
+  z.object({ kind: z.literal('bmc-timeout'), times }).strict(),
+  /** The next `times` BMC commands get a reply that does not answer them (another sequence, a bad completion code). */
+  z.object({ kind: z.literal('bmc-wrong-reply'), times }).strict(),
   /** The OS dies: the agent goes silent, power stays on. */
-  | { kind: 'dies' }
+  z.object({ kind: z.literal('dies') }).strict(),
   /** Someone pulls the power behind the appliance's back. */
-  | { kind: 'power-off' };
+  z.object({ kind: z.literal('power-off') }).strict(),
+]);
+export type SimFault = z.infer<typeof SimFaultSchema>;
 
 interface SimMachine {
   power: 'on' | 'off';
@@ -45,6 +58,8 @@ interface SimMachine {
   running: string | null;
   powerOnFailures: number;
   bootHangs: number;
+  bmcTimeouts: number;
+  bmcWrongReplies: number;
   /** Cancels the boot or agent timers under way. */
   generation: number;
 }
@@ -65,6 +80,15 @@ export interface SimOptions {
 export class SimRack implements ShoalModule {
   readonly name = 'sim';
   readonly drivers: FacetDriver[];
+  readonly openapi = {
+    '/sim/nodes/{id}/faults': {
+      post: {
+        summary: 'Inject a fault into a simulated node (tests, the soak): {kind: power-on-fails|boot-hangs|bmc-timeout|bmc-wrong-reply, times} or {kind: dies|power-off}',
+        parameters: [openApiParts.path('id', 'the node id')],
+        responses: { 200: openApiParts.ok('the fault injected'), 400: openApiParts.problem, 401: openApiParts.problem, 404: openApiParts.problem },
+      },
+    },
+  };
   private readonly latency: SimLatencies;
   private readonly machines = new Map<NodeId, SimMachine>();
   private host: ModuleHost | undefined;
@@ -80,6 +104,13 @@ export class SimRack implements ShoalModule {
 
   start(host: ModuleHost): void {
     this.host = host;
+    host.api.post('/sim/nodes/:id/faults', (req, res) => {
+      const node = host.node(req.params.id);
+      if (!node || node.bmc.scheme !== 'sim') throw new HttpProblem(404, 'Not found', `no simulated node with id "${req.params.id}"`);
+      const fault = SimFaultSchema.parse(req.body);
+      this.inject(node.id, fault);
+      res.json({ node: node.id, fault });
+    });
     if (!this.options.persist) return;
     this.statePath = join(host.dataDir, 'machines.json');
     let stored: Record<NodeId, StoredMachine> = {};
@@ -89,7 +120,7 @@ export class SimRack implements ShoalModule {
       // first start: every machine as configured
     }
     for (const [id, m] of Object.entries(stored)) {
-      const machine: SimMachine = { ...m, running: m.running ?? null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      const machine: SimMachine = { ...m, running: m.running ?? null, powerOnFailures: 0, bootHangs: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
       this.machines.set(id, machine);
       if (machine.power === 'on' && machine.booting) this.boot(id, machine, machine.booting);
       // A node that finished booting while the appliance was down (or before its last observations
@@ -122,6 +153,12 @@ export class SimRack implements ShoalModule {
       case 'boot-hangs':
         m.bootHangs += fault.times;
         break;
+      case 'bmc-timeout':
+        m.bmcTimeouts += fault.times;
+        break;
+      case 'bmc-wrong-reply':
+        m.bmcWrongReplies += fault.times;
+        break;
       case 'dies':
         m.generation++;
         m.running = null;
@@ -148,7 +185,7 @@ export class SimRack implements ShoalModule {
   private machine(id: NodeId): SimMachine {
     let m = this.machines.get(id);
     if (!m) {
-      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, running: null, powerOnFailures: 0, bootHangs: 0, generation: 0 };
+      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, running: null, powerOnFailures: 0, bootHangs: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
       this.machines.set(id, m);
     }
     return m;
@@ -159,12 +196,14 @@ export class SimRack implements ShoalModule {
     'power.probe': async ({ node, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
+      await this.bmcAnswers(m, signal);
       await this.wait(this.latency.probeMs, signal);
       this.observe(id, 'power', m.power);
     },
     'power.on': async ({ node, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
+      await this.bmcAnswers(m, signal);
       if (m.powerOnFailures > 0) {
         m.powerOnFailures--;
         await this.wait(this.latency.probeMs, signal);
@@ -183,6 +222,7 @@ export class SimRack implements ShoalModule {
     'power.off': async ({ node, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
+      await this.bmcAnswers(m, signal);
       await this.wait(this.latency.powerMs, signal);
       m.power = 'off';
       m.booting = null;
@@ -194,6 +234,7 @@ export class SimRack implements ShoalModule {
     'boot.arm': async ({ node, desired, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
+      await this.bmcAnswers(m, signal);
       if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
       await this.wait(this.latency.armMs, signal);
       m.nextBoot = { kind: 'network', image: desired.image };
@@ -203,6 +244,7 @@ export class SimRack implements ShoalModule {
     'boot.disk': async ({ node, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
+      await this.bmcAnswers(m, signal);
       await this.wait(this.latency.armMs, signal);
       m.nextBoot = { kind: 'disk' };
       this.save();
@@ -226,6 +268,20 @@ export class SimRack implements ShoalModule {
       this.boot(id, m);
     },
   };
+
+  /** A BMC command's exchange: fails as a real client would when a fault says the BMC does not answer, or answers amiss. */
+  private async bmcAnswers(m: SimMachine, signal: AbortSignal): Promise<void> {
+    if (m.bmcTimeouts > 0) {
+      m.bmcTimeouts--;
+      await this.wait(this.latency.bmcTimeoutMs, signal);
+      throw new Error(`BMC did not answer within ${this.latency.bmcTimeoutMs} ms (simulated fault)`);
+    }
+    if (m.bmcWrongReplies > 0) {
+      m.bmcWrongReplies--;
+      await this.wait(this.latency.probeMs, signal);
+      throw new Error('BMC reply did not match the request (simulated fault)');
+    }
+  }
 
   /** Firmware to agent hello, one stage at a time, unless a hang is injected or power goes. */
   private boot(id: NodeId, m: SimMachine, resume?: SimMachine['booting']): void {

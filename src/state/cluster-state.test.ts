@@ -15,12 +15,17 @@ function dbPath(): string {
   return join(dir, 'shoal.db');
 }
 
+function newStore(): SqliteStore {
+  const path = dbPath();
+  return new SqliteStore(path, { keyFile: `${path}.key` });
+}
+
 const spec = (name: string, mac: string): NodeSpec => ({ name, macs: [mac], bmc: { scheme: 'ipmi', host: '127.0.0.1', port: 623, username: 'admin' }, arch: 'x86_64', firmware: 'bios', labels: { rack: 'r1' } });
 
 describe('cluster state on SQLite', () => {
   it('keeps nodes, desired, observed, holds and freezes across a reopen', async () => {
     const path = dbPath();
-    const store = new SqliteStore(path);
+    const store = new SqliteStore(path, { keyFile: `${path}.key` });
     const state = await ClusterState.open(store);
     const [a] = await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01'), bmcPassword: 'pw' }], 'test');
     await state.setDesired(a!.id, { power: 'on', image: 'compute@1' }, 'test');
@@ -32,7 +37,7 @@ describe('cluster state on SQLite', () => {
     const rev = state.revision;
     await store.close();
 
-    const reopened = await ClusterState.open(new SqliteStore(path));
+    const reopened = await ClusterState.open(new SqliteStore(path, { keyFile: `${path}.key` }));
     expect(reopened.revision).toBe(rev);
     expect(reopened.resolve('a')).toEqual(a);
     expect(reopened.byMac('52:54:00:00:00:01')?.id).toBe(a!.id);
@@ -45,7 +50,7 @@ describe('cluster state on SQLite', () => {
   });
 
   it('logs every change with old and new value and a monotonic revision, never the secret', async () => {
-    const store = new SqliteStore(dbPath());
+    const store = newStore();
     const state = await ClusterState.open(store);
     const [a] = await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01'), bmcPassword: 'hunter2' }], 'op');
     state.observe(a!.id, 'power', 'off', 'ipmi');
@@ -65,7 +70,7 @@ describe('cluster state on SQLite', () => {
   });
 
   it('enrolls a batch all together or not at all', async () => {
-    const store = new SqliteStore(dbPath());
+    const store = newStore();
     const state = await ClusterState.open(store);
     await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01') }], 'op');
     await expect(state.addNodes([{ spec: spec('b', '52:54:00:00:00:02') }, { spec: spec('c', '52:54:00:00:00:01') }], 'op')).rejects.toThrow(ConflictError);

@@ -2,8 +2,13 @@
 // write is one row appended to `events` (rev is its rowid), and the current facts are the latest
 // row per (node, kind, facet), found through one index at start-up. Writing state therefore costs
 // what a raw insert costs. BMC secrets and the hashes of API users' tokens are the exception: the
-// log records only that one was set, and the value lives in `secrets` or `api_users`.
+// log records only that one was set, and the value lives in `secrets` (sealed with the key file,
+// secret-key.ts) or `api_users`. `store_meta` names the key the secrets were sealed with, so a
+// database opened with another key refuses to start instead of handing out blank passwords; a
+// database from before sealing has its secrets sealed at open.
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { SecretKey, SecretKeyError } from './secret-key.js';
 import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
 
 const SCHEMA = `
@@ -27,7 +32,16 @@ CREATE TABLE IF NOT EXISTS api_users (
   name TEXT PRIMARY KEY,
   token_sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 `;
+
+export interface SqliteStoreOptions {
+  /** The file holding the key that seals BMC passwords; made at first open when missing. */
+  keyFile: string;
+}
 
 interface EventRow {
   rev: number;
@@ -48,14 +62,25 @@ export class SqliteStore implements StateStore {
   private readonly dropSecret: Database.Statement;
   private readonly putTokenHash: Database.Statement;
   private readonly dropTokenHash: Database.Statement;
+  private readonly key: SecretKey;
 
-  constructor(path: string) {
+  /** Throws a SecretKeyError if the key file does not belong to the database. */
+  constructor(
+    private readonly path: string,
+    options: SqliteStoreOptions,
+  ) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     // NORMAL in WAL mode survives a crash of the process (kill -9); only an OS crash can lose the
     // last transactions, which observations re-discover anyway.
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    try {
+      this.key = this.secretKey(options.keyFile);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     this.insertEvent = this.db.prepare(
       'INSERT INTO events (at, node_id, kind, facet, old, new, detail, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
@@ -63,6 +88,41 @@ export class SqliteStore implements StateStore {
     this.dropSecret = this.db.prepare('DELETE FROM secrets WHERE node_id = ?');
     this.putTokenHash = this.db.prepare('INSERT INTO api_users (name, token_sha256) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256');
     this.dropTokenHash = this.db.prepare('DELETE FROM api_users WHERE name = ?');
+  }
+
+  /** The key for this database: the key file's, checked against the one the values were sealed with. */
+  private secretKey(keyFile: string): SecretKey {
+    const sealedWith = (this.db.prepare("SELECT value FROM store_meta WHERE name = 'secret_key_id'").get() as { value: string } | undefined)?.value;
+    if (sealedWith === undefined) {
+      const key = existsSync(keyFile) ? SecretKey.read(keyFile) : SecretKey.create(keyFile);
+      this.sealPlaintextSecrets(key);
+      return key;
+    }
+    if (!existsSync(keyFile)) {
+      throw new SecretKeyError(`the BMC passwords in ${this.path} are sealed with a key, but the key file ${keyFile} does not exist: restore it (secrets.keyFile names where it is kept); a new key could not open them`);
+    }
+    const key = SecretKey.read(keyFile);
+    if (key.id !== sealedWith) {
+      throw new SecretKeyError(`the BMC passwords in this store were sealed with another key than ${keyFile}: start with the key file that belongs to ${this.path} (secrets.keyFile), or the passwords cannot be read`);
+    }
+    return key;
+  }
+
+  /**
+   * A database from before secrets were sealed keeps them in plain text: sealed here, in one
+   * transaction with the key's id, then the file is rebuilt (VACUUM) and the WAL emptied, so no
+   * copy of the plain text survives in free pages or old WAL frames.
+   */
+  private sealPlaintextSecrets(key: SecretKey): void {
+    const rows = this.db.prepare('SELECT node_id, value FROM secrets').all() as { node_id: string; value: string }[];
+    const reseal = this.db.prepare('UPDATE secrets SET value = ? WHERE node_id = ?');
+    this.db.transaction(() => {
+      for (const r of rows) reseal.run(key.seal(r.node_id, r.value), r.node_id);
+      this.db.prepare("INSERT INTO store_meta (name, value) VALUES ('secret_key_id', ?)").run(key.id);
+    })();
+    if (rows.length === 0) return;
+    this.db.exec('VACUUM');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
   async load(): Promise<{ facts: Fact[]; rev: number }> {
@@ -80,12 +140,21 @@ export class SqliteStore implements StateStore {
     const facts: Fact[] = [];
     for (const r of latest) {
       if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
-      const value = r.kind === 'secret' ? secrets.get(r.node_id!) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
+      const value = r.kind === 'secret' ? this.openSecret(r.node_id!, secrets.get(r.node_id!)) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
       if (value === undefined) continue;
       facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at, writer: r.writer });
     }
     const rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
     return { facts, rev };
+  }
+
+  private openSecret(nodeId: string, sealed: string | undefined): string | undefined {
+    if (sealed === undefined) return undefined;
+    const plaintext = this.key.open(nodeId, sealed);
+    if (plaintext === undefined) {
+      throw new SecretKeyError(`the BMC password of node ${nodeId} does not open with the key in ${this.key.path}: it was sealed for another node, or altered`);
+    }
+    return plaintext;
   }
 
   async commit(changes: Change[]): Promise<ShoalEvent[]> {
@@ -100,8 +169,9 @@ export class SqliteStore implements StateStore {
         const detail = c.detail ?? null;
         let { old, value } = c;
         if (c.kind === 'secret') {
+          if (c.nodeId === null) throw new Error('a secret belongs to a node: the change has none');
           if (value === null) this.dropSecret.run(c.nodeId);
-          else this.putSecret.run(c.nodeId, value);
+          else this.putSecret.run(c.nodeId, this.key.seal(c.nodeId, value));
           old = old === null ? null : REDACTED;
           value = value === null ? null : REDACTED;
         } else if (c.kind === 'user') {
