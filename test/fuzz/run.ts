@@ -8,10 +8,10 @@ import { runFuzzTarget, type FuzzTarget } from './kit.js';
 import { agentFuzzTarget } from './targets/agent.js';
 import { imagesFuzzTarget } from './targets/images.js';
 import { inventoryFuzzTarget } from './targets/inventory.js';
-import { ipmiFuzzTarget } from './targets/ipmi.js';
+import { ipmiFuzzTarget, ipmiSessionFuzzTarget } from './targets/ipmi.js';
 import { redfishFuzzTarget } from './targets/redfish.js';
 
-const TARGETS: FuzzTarget[] = [ipmiFuzzTarget, redfishFuzzTarget, agentFuzzTarget, inventoryFuzzTarget, imagesFuzzTarget];
+const TARGETS: FuzzTarget[] = [ipmiFuzzTarget, ipmiSessionFuzzTarget, redfishFuzzTarget, agentFuzzTarget, inventoryFuzzTarget, imagesFuzzTarget];
 
 const { values } = parseArgs({
   options: {

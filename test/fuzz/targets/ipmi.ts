@@ -4,6 +4,7 @@
 // data of each command), then mutated at one layer: the whole datagram, or the payload inside
 // intact framing (re-checksummed or re-sealed), so the mutations reach the inner decoders.
 import { randomBytes } from 'node:crypto';
+import { IpmiClient } from '../../../modules/ipmi/client.js';
 import {
   CIPHER_SUITES,
   PayloadType,
@@ -19,7 +20,13 @@ import {
   encodeV20Packet,
   ipmiChecksum,
   openSecurePayload,
+  rakp2KeyExchangeCode,
+  rakp3KeyExchangeCode,
+  rakp4IntegrityCheckValue,
+  sessionIntegrityKey,
   type CipherSuite,
+  type RakpContext,
+  type SessionKeys,
 } from '../../../modules/ipmi/codec.js';
 import {
   closeSession,
@@ -30,8 +37,9 @@ import {
   setSessionPrivilegeLevel,
   type Command,
 } from '../../../modules/ipmi/commands.js';
-import { IpmiMalformedReplyError } from '../../../modules/ipmi/errors.js';
-import { classify, type FuzzTarget, type Gen } from '../kit.js';
+import { IpmiError, IpmiMalformedReplyError, IpmiTimeoutError } from '../../../modules/ipmi/errors.js';
+import { IpmiTransport, type Endpoint, type Exchange, type RetryPolicy } from '../../../modules/ipmi/transport.js';
+import { classify, classifyAsync, type FuzzTarget, type Gen } from '../kit.js';
 
 const COMMANDS: { command: Command<unknown>; samples: Buffer[] }[] = [
   { command: getChannelAuthCapabilities('administrator'), samples: [Buffer.from('0197040300000000', 'hex')] },
@@ -183,6 +191,139 @@ export const ipmiFuzzTarget: FuzzTarget = {
         }
         if (layer === 'outer') datagram = g.mutateBytes(datagram);
         return classify(() => decodeAll(datagram, kind, suite, command, keys), (error) => error instanceof IpmiMalformedReplyError);
+      },
+      async close() {},
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------
+// The client's own judging of replies (client.ts): a whole session set-up and command against
+// an in-memory BMC whose replies are sometimes mutated. The judges are called directly, so a
+// judge that throws anything but IpmiMalformedReplyError is a crash here (the real transport
+// would hide it as a malformed reply). The client's nonces and IVs are random, so an input
+// reproduces its mutations, not its exact bytes.
+
+/** A BMC that answers the client correctly (suite 3 or 17), as client.test.ts's FakeBmc does, without a socket. */
+class InMemoryBmc {
+  private suite: CipherSuite = CIPHER_SUITES[3];
+  private context: RakpContext | undefined;
+  private keys: SessionKeys | undefined;
+  private sequence = 1;
+  private consoleSessionId = 0;
+  private readonly guid = Buffer.alloc(16, 7);
+
+  constructor(private readonly chassisData: Buffer) {}
+
+  answer(datagram: Buffer): Buffer | undefined {
+    const packet = decodePacket(datagram);
+    if (packet.format === 'ipmi-1.5') return encodeSessionlessV15Packet(bmcResponse(packet.payload, Buffer.from('0197040300000000', 'hex')));
+    const p = packet.payload;
+    switch (packet.payloadType) {
+      case PayloadType.openSessionRequest: {
+        this.consoleSessionId = p.readUInt32LE(4);
+        this.suite = p[12] === 0x03 ? CIPHER_SUITES[17] : CIPHER_SUITES[3];
+        const response = Buffer.alloc(36);
+        response[0] = p[0]!;
+        response[2] = p[1]!;
+        p.copy(response, 4, 4, 8);
+        response.writeUInt32LE(0x1234, 8);
+        p.copy(response, 12, 8, 32);
+        return encodeV20Packet({ payloadType: PayloadType.openSessionResponse, sessionId: 0, sequence: 0, payload: response });
+      }
+      case PayloadType.rakp1: {
+        this.context = {
+          suite: this.suite,
+          consoleSessionId: this.consoleSessionId,
+          bmcSessionId: p.readUInt32LE(4),
+          consoleRandom: Buffer.from(p.subarray(8, 24)),
+          bmcRandom: Buffer.alloc(16, 3),
+          bmcGuid: this.guid,
+          role: p[24]!,
+          username: Buffer.from(p.subarray(28, 28 + p[27]!)),
+          password: Buffer.from('secret'),
+          bmcKey: undefined,
+        };
+        const header = Buffer.alloc(8);
+        header[0] = p[0]!;
+        header.writeUInt32LE(this.consoleSessionId, 4);
+        const payload = Buffer.concat([header, this.context.bmcRandom, this.guid, rakp2KeyExchangeCode(this.context)]);
+        return encodeV20Packet({ payloadType: PayloadType.rakp2, sessionId: 0, sequence: 0, payload });
+      }
+      case PayloadType.rakp3: {
+        const context = this.context;
+        if (!context || p[1] !== 0 || !rakp3KeyExchangeCode(context).equals(p.subarray(8))) return undefined;
+        const sik = sessionIntegrityKey(context);
+        this.keys = deriveSessionKeys(this.suite, sik);
+        const header = Buffer.alloc(8);
+        header[0] = p[0]!;
+        header.writeUInt32LE(context.consoleSessionId, 4);
+        return encodeV20Packet({ payloadType: PayloadType.rakp4, sessionId: 0, sequence: 0, payload: Buffer.concat([header, rakp4IntegrityCheckValue(context, sik)]) });
+      }
+      case PayloadType.ipmi: {
+        if (!this.keys) return undefined;
+        const request = openSecurePayload(packet, this.keys);
+        const isChassisStatus = request[1]! >> 2 === 0x00 && request[5] === 0x01;
+        const data = isChassisStatus ? this.chassisData : request[5] === 0x3b ? request.subarray(6, 7) : Buffer.alloc(0);
+        return encodeSecureV20Packet({ payloadType: PayloadType.ipmi, sessionId: this.consoleSessionId, sequence: this.sequence++, payload: bmcResponse(request, data) }, this.keys, Buffer.alloc(16, 1));
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  get sessionKeys(): SessionKeys | undefined {
+    return this.keys;
+  }
+}
+
+function bmcResponse(request: Buffer, data: Buffer): Buffer {
+  const header = Buffer.from([0x81, ((request[1]! >> 2) + 1) << 2]);
+  const body = Buffer.concat([Buffer.from([0x20, request[4]!, request[5]!, 0]), data]);
+  return Buffer.concat([header, Buffer.from([ipmiChecksum(header)]), body, Buffer.from([ipmiChecksum(body)])]);
+}
+
+/** An IpmiTransport stand-in that hands each request to the BMC and the (maybe mutated) reply to the judge. */
+function inMemoryTransport(g: Gen, bmc: InMemoryBmc): IpmiTransport {
+  const transport = Object.create(IpmiTransport.prototype) as IpmiTransport;
+  const fake = {
+    send: () => undefined,
+    close: async () => undefined,
+    exchange<T>(_endpoint: Endpoint, exchange: Exchange<T>, policy: RetryPolicy): Promise<T> {
+      for (let attempt = 0; attempt <= policy.retries; attempt++) {
+        let reply = bmc.answer(exchange.packet(attempt));
+        if (!reply) continue;
+        if (g.chance(0.25)) reply = g.mutateBytes(reply);
+        let verdict;
+        try {
+          verdict = exchange.judge(reply);
+        } catch (error) {
+          if (error instanceof IpmiMalformedReplyError) continue;
+          return Promise.reject(new Error(`the client's judge of ${exchange.what} threw ${String(error)} on ${reply.toString('hex')}`));
+        }
+        if (verdict.kind === 'reply') return Promise.resolve(verdict.value);
+        if (verdict.kind === 'fail') return Promise.reject(verdict.error);
+      }
+      return Promise.reject(new IpmiTimeoutError(exchange.what, policy.retries + 1, 0));
+    },
+  };
+  return Object.assign(transport, fake);
+}
+
+export const ipmiSessionFuzzTarget: FuzzTarget = {
+  name: 'ipmi sessions',
+  async open() {
+    return {
+      async one(g) {
+        const bmc = new InMemoryBmc(g.chance(0.7) ? Buffer.from([g.int(256), 0, 0]) : g.bytes(g.int(6)));
+        const client = new IpmiClient({ host: '127.0.0.1', username: 'admin', password: 'secret', retries: 3, cipherSuite: g.pick([3, 17, 'auto'] as const), transport: inMemoryTransport(g, bmc) });
+        return classifyAsync(
+          async () => {
+            await client.getChassisStatus();
+            await client.close();
+          },
+          (error) => error instanceof IpmiError,
+        );
       },
       async close() {},
     };
