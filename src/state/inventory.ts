@@ -1,6 +1,6 @@
 // Inventory files: an operator enrolls a rack at once from YAML, and gets the same shape back.
 // Every row is validated before anything is written; a bad row is reported with its line.
-import { isAlias, isMap, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
+import { isAlias, isCollection, isMap, isSeq, LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import { formatBmcUrl, nodeSpecFromInput, type NodeRecord, type NodeSpec } from '../domain/node.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
@@ -31,6 +31,14 @@ export function parseInventory(text: string, parseDesired: (raw: unknown) => Des
   if (findings.length > 0) {
     throw new InventoryError(findings.map((e) => ({ line: lineAt(e.pos[0]), message: e.message.split('\n')[0]! })));
   }
+  // A list or mapping as a key would be stringified into a key nobody wrote.
+  const collectionKeys: { line: number; message: string }[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      if (isCollection(pair.key)) collectionKeys.push({ line: lineAt(pair.key.range?.[0]), message: 'a mapping key must be a plain value, not a list or a mapping' });
+    },
+  });
+  if (collectionKeys.length > 0) throw new InventoryError(collectionKeys);
   let data: unknown;
   try {
     // Aliases resolve here, for the whole document at once: a row's toJSON() alone resolves them to

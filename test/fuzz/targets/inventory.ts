@@ -59,7 +59,7 @@ function mutateYaml(g: Gen, text: string): string {
         lines[at()] = lines[at()]!.replace(/: .*/, g.pick([': *x', ': *undefined', ': [*x, *x]']));
         break;
       case 3: // a huge scalar
-        lines[at()] = lines[at()]!.replace(/: .*/, `: ${g.pick(['a', '9', '"\\u0000', "'"])}${'a'.repeat(g.chance(0.05) ? 1_000_000 : g.pick([1000, 100_000]))}`);
+        lines[at()] = lines[at()]!.replace(/: .*/, `: ${g.pick(['a', '9', '"\\u0000', "'"])}${'a'.repeat(g.chance(0.02) ? 1_000_000 : g.chance(0.2) ? 100_000 : 1000)}`);
         break;
       case 4: // indentation damaged
         lines[at()] = g.pick(['  ', '\t', '', '    ']) + lines[at()]!.trimStart();
