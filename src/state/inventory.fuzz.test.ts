@@ -22,7 +22,7 @@ function refusal(text: string): string {
 }
 
 describe('inventory YAML fuzzing', () => {
-  it('answers 1,500 generated files with rows or an InventoryError, each within 2 s', async () => {
+  it('answers 1,500 generated files with rows or an InventoryError, each within 2 s per megabyte', async () => {
     const stats = await runFuzzTarget(inventoryFuzzTarget, { inputs: 1500, seed: 0x1a1a });
     expect(stats.crashReports).toEqual([]);
     expect(stats.accepted).toBeGreaterThan(100);
@@ -48,6 +48,12 @@ describe('inventory YAML fuzzing', () => {
   it('refuses deeply nested flow collections before the parser spends its stack and seconds on them', () => {
     const started = performance.now();
     expect(refusal(`nodes: []\ndeep: ${'['.repeat(10_000)}\n`)).toMatch(/nested deeper than/);
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('refuses a file over 4 MiB before parsing it, so the parse time has a bound', () => {
+    const started = performance.now();
+    expect(refusal(`nodes:\n  - name: "\\u0000${'a'.repeat(5 * 1024 * 1024)}\n`)).toMatch(/at most \d+ characters/);
     expect(performance.now() - started).toBeLessThan(500);
   });
 

@@ -23,6 +23,9 @@ export class InventoryError extends Error {
 export function parseInventory(text: string, parseDesired: (raw: unknown) => DesiredPatch): InventoryRow[] {
   const lineCounter = new LineCounter();
   const lineAt = (offset: number | undefined) => (offset === undefined ? 1 : lineCounter.linePos(offset).line);
+  if (text.length > MAX_INVENTORY_CHARS) {
+    throw new InventoryError([{ line: 1, message: `an inventory file is at most ${MAX_INVENTORY_CHARS} characters, this one has ${text.length}` }]);
+  }
   refuseDeepNesting(text);
   // Known tags off: !!binary, !!set, !!js/function and !foo are then unresolved, reported below.
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, resolveKnownTags: false });
@@ -85,6 +88,8 @@ export function parseInventory(text: string, parseDesired: (raw: unknown) => Des
   return rows;
 }
 
+/** 10,000 nodes fit in a quarter of this; the yaml parser takes about a second per megabyte of a long quoted scalar. */
+const MAX_INVENTORY_CHARS = 4 * 1024 * 1024;
 /** Alias uses one file may make; a rack's worth of shared labels needs far fewer. */
 const MAX_ALIAS_COUNT = 1000;
 /** Deeper flow collections ([[[...) cost the yaml parser its stack and seconds for a few kilobytes. */
