@@ -1,6 +1,6 @@
 // Inventory files: an operator enrolls a rack at once from YAML, and gets the same shape back.
 // Every row is validated before anything is written; a bad row is reported with its line.
-import { isMap, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
+import { isAlias, isCollection, isMap, isSeq, LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import { formatBmcUrl, nodeSpecFromInput, type NodeRecord, type NodeSpec } from '../domain/node.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
@@ -22,20 +22,45 @@ export class InventoryError extends Error {
 /** Parses an inventory file; `parseDesired` validates each row's desired patch against the facets that can be desired. */
 export function parseInventory(text: string, parseDesired: (raw: unknown) => DesiredPatch): InventoryRow[] {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const lineAt = (offset: number | undefined) => (offset === undefined ? 1 : lineCounter.linePos(offset).line);
-  if (doc.errors.length > 0) {
-    throw new InventoryError(doc.errors.map((e) => ({ line: lineAt(e.pos[0]), message: e.message.split('\n')[0]! })));
+  if (text.length > MAX_INVENTORY_CHARS) {
+    throw new InventoryError([{ line: 1, message: `an inventory file is at most ${MAX_INVENTORY_CHARS} characters, this one has ${text.length}` }]);
   }
-  const nodes = isMap(doc.contents) ? doc.contents.get('nodes', true) : undefined;
-  if (!isSeq(nodes)) throw new InventoryError([{ line: 1, message: 'expected a top-level "nodes:" list' }]);
+  refuseDeepNesting(text);
+  // Known tags off: !!binary, !!set, !!js/function and !foo are then unresolved, reported below.
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, resolveKnownTags: false });
+  // An unresolved tag is only a warning to the yaml package; in an inventory it is a mistake or an attack.
+  const findings = [...doc.errors, ...doc.warnings];
+  if (findings.length > 0) {
+    throw new InventoryError(findings.map((e) => ({ line: lineAt(e.pos[0]), message: e.message.split('\n')[0]! })));
+  }
+  // A list or mapping as a key would be stringified into a key nobody wrote.
+  const collectionKeys: { line: number; message: string }[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      if (isCollection(pair.key)) collectionKeys.push({ line: lineAt(pair.key.range?.[0]), message: 'a mapping key must be a plain value, not a list or a mapping' });
+    },
+  });
+  if (collectionKeys.length > 0) throw new InventoryError(collectionKeys);
+  let data: unknown;
+  try {
+    // Aliases resolve here, for the whole document at once: a row's toJSON() alone resolves them to
+    // nothing. The cap refuses alias bombs ("billion laughs") instead of expanding them.
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    throw new InventoryError([{ line: 1, message: `the aliases expand too far (at most ${MAX_ALIAS_COUNT} alias uses): ${describeError(err)}` }]);
+  }
+  const top = isMap(doc.contents) ? doc.contents.get('nodes', true) : undefined;
+  const nodes = isAlias(top) ? top.resolve(doc) : top;
+  const rawRows = (data as { nodes?: unknown } | null)?.nodes;
+  if (!isSeq(nodes) || !Array.isArray(rawRows)) throw new InventoryError([{ line: 1, message: 'expected a top-level "nodes:" list' }]);
   const problems: { line: number; message: string }[] = [];
   const rows: InventoryRow[] = [];
   const names = new Map<string, number>();
   const macs = new Map<string, number>();
-  nodes.items.forEach((item) => {
+  nodes.items.forEach((item, index) => {
     const line = lineAt((item as { range?: [number] }).range?.[0]);
-    const raw = (item as { toJSON(): unknown }).toJSON() as Record<string, unknown> | null;
+    const raw = rawRows[index] as Record<string, unknown> | null;
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
       problems.push({ line, message: 'a node row is a mapping with name, macs and bmc' });
       return;
@@ -61,6 +86,26 @@ export function parseInventory(text: string, parseDesired: (raw: unknown) => Des
   });
   if (problems.length > 0) throw new InventoryError(problems);
   return rows;
+}
+
+/** 10,000 nodes fit in a quarter of this; the yaml parser takes about a second per megabyte of a long quoted scalar. */
+const MAX_INVENTORY_CHARS = 4 * 1024 * 1024;
+/** Alias uses one file may make; a rack's worth of shared labels needs far fewer. */
+const MAX_ALIAS_COUNT = 1000;
+/** Deeper flow collections ([[[...) cost the yaml parser its stack and seconds for a few kilobytes. */
+const MAX_FLOW_DEPTH = 64;
+
+/** Refuses flow nesting deeper than MAX_FLOW_DEPTH before the parser sees it (brackets in quoted text count too). */
+function refuseDeepNesting(text: string): void {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_FLOW_DEPTH) {
+        throw new InventoryError([{ line: text.slice(0, i).split('\n').length, message: `collections nested deeper than ${MAX_FLOW_DEPTH} levels` }]);
+      }
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
 }
 
 export function exportInventory(nodes: { node: NodeRecord; desired: DesiredState }[]): string {

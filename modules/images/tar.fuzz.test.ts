@@ -1,0 +1,15 @@
+// Seeded fuzzing of the upload unpacker (test/fuzz/targets/images.ts): hostile archives are
+// refused with a TarError, and nothing is ever written outside the staging directory.
+// OCI archives are not read by the image store yet, so there is nothing of theirs to fuzz.
+import { describe, expect, it } from 'vitest';
+import { runFuzzTarget } from '../../test/fuzz/kit.js';
+import { imagesFuzzTarget } from '../../test/fuzz/targets/images.js';
+
+describe('image tar fuzzing', () => {
+  it('unpacks or refuses with a TarError 1,000 hostile archives, writing only plain files inside staging', async () => {
+    const stats = await runFuzzTarget(imagesFuzzTarget, { inputs: 1000, seed: 0x7a7 });
+    expect(stats.crashReports).toEqual([]);
+    expect(stats.accepted).toBeGreaterThan(50);
+    expect(stats.refused).toBeGreaterThan(1000);
+  });
+});
