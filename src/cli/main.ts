@@ -50,11 +50,15 @@ engine
   freeze [NODE] | thaw [NODE]     stop or resume new steps, for one node or the whole appliance
   events [--after REV] [--node NODE] [--follow]
   watch [--selector k=v]          a live table of nodes
-common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)`;
+common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)
+  an https API: --ca FILE (or SHOAL_CA) trusts a CA or certificate file; --fingerprint SHA256 (or
+  SHOAL_FINGERPRINT) pins the certificate shoal serve printed; neither: the system's CAs`;
 
 const options = {
   url: { type: 'string' },
   token: { type: 'string' },
+  ca: { type: 'string' },
+  fingerprint: { type: 'string' },
   data: { type: 'string' },
   config: { type: 'string' },
   listen: { type: 'string' },
@@ -91,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
     if (err.code !== 'EPIPE') throw err;
     process.exit(0);
   });
-  const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data });
+  const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data, ca: values.ca, fingerprint: values.fingerprint });
 
   switch (command) {
     case 'node':
