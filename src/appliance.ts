@@ -53,6 +53,8 @@ export class Appliance {
     const log = options.log ?? createLogger(config.log.level);
     mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
     const token = apiToken(config.dataDir);
+    // Before the store opens or any module starts: a bad certificate stops the start with nothing to undo.
+    const certificate = config.api.tls === 'off' ? undefined : await loadApiCertificate(config.api.tls, config.dataDir, config.api.listen);
     const modules = options.modules ?? (await loadModules(config));
     // The standard facets and those the modules declare: what the engine plans over and operators may desire.
     const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
@@ -63,8 +65,6 @@ export class Appliance {
     const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
     log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
 
-    // Loaded before anything listens or any module starts: a bad certificate stops the start.
-    const certificate = config.api.tls === 'off' ? undefined : await loadApiCertificate(config.api.tls, config.dataDir, config.api.listen);
     const boot = bootListener(config);
     if (!certificate && !['127.0.0.1', '::1', 'localhost'].includes(config.api.listen)) {
       log.warn({ listen: config.api.listen }, 'api.tls is off and the API listens beyond loopback: tokens and BMC passwords cross the network in clear');
