@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -21,6 +22,8 @@ const testScripts = join(ansibleDir, 'test');
 const MINUTE = 60_000;
 /** High and unused: the API of the appliance started in the test (in its own network namespace anyway). */
 const API_PORT = 18_467;
+/** The plain-HTTP port of the node routes. */
+const BOOT_PORT = 18_468;
 const TFTP_PORT = 18_469;
 const CHROOT_PLUGIN = '/usr/lib/python3/dist-packages/ansible_collections/community/general/plugins/connection/chroot.py';
 /** Where the test's own scripts go inside the root; not part of what the role installs. */
@@ -94,6 +97,9 @@ function headNodeRequirement(): Requirement {
 
 interface Probe {
   base: string;
+  bootBase: string;
+  fingerprint: string;
+  apiOnBootPortStatus: number;
   enrolled?: { status: number };
   nodes: { status: number; names: string[] };
   withoutTokenStatus: number;
@@ -111,6 +117,8 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
   let inventory: string;
   let firstRun: string;
   let firstProbe: Probe;
+  /** The operator's API certificate the role installs, as its SHA-256 fingerprint. */
+  let givenFingerprint: string;
   const tokenDest = () => join(work, 'credentials', 'api-token');
   const inside = (path: string) => join(root, path);
   const playbook = (extra: string[] = []) =>
@@ -144,13 +152,23 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
     // An image on the controller for the role to copy over and the appliance to import at start.
     writeFakeImage(join(work, 'images', 'probe@1'), { name: 'probe', version: '1', kernel: Buffer.from('kernel bytes'), initrd: Buffer.from('initrd bytes') });
 
+    // An operator's certificate for the API (self-signed: the probe trusts it as its own CA).
+    const tlsDir = join(work, 'tls');
+    mkdirSync(tlsDir);
+    await sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=head-test', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2', '-keyout', join(tlsDir, 'api.key'), '-out', join(tlsDir, 'api.crt')], MINUTE);
+    givenFingerprint = new X509Certificate(readFileSync(join(tlsDir, 'api.crt'))).fingerprint256;
+
     inventory = join(work, 'inventory.yml');
     const vars = {
       shoal_bundle: bundle,
       // Everything the appliance binds stays on loopback (and the test starts it in a network
-      // namespace of its own): DHCP and TFTP answer on lo only, the API on a high port.
+      // namespace of its own): DHCP and TFTP answer on lo only, the API (HTTPS, with the operator's
+      // certificate) and the node routes (plain HTTP) on high ports.
       shoal_api_listen: '127.0.0.1',
       shoal_api_port: API_PORT,
+      shoal_boot_port: BOOT_PORT,
+      shoal_tls_cert: join(tlsDir, 'api.crt'),
+      shoal_tls_key: join(tlsDir, 'api.key'),
       shoal_provisioning_interface: 'lo',
       shoal_provisioning_address: '127.0.0.1',
       shoal_provisioning_subnet: '127.0.0.0/24',
@@ -225,6 +243,13 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
     expect(statSync(inside('/etc/shoal/config.yaml')).mode & 0o777).toBe(0o640);
     expect(config).toContain('dataDir: /var/lib/shoal');
     expect(config).toContain(`port: ${API_PORT}`);
+    expect(config).toMatch(/tls:\n\s+cert: \/etc\/shoal\/tls\/api\.crt\n\s+key: \/etc\/shoal\/tls\/api\.key/);
+    expect(config).toMatch(new RegExp(`boot:\\n\\s+listen: 127\\.0\\.0\\.1\\n\\s+port: ${BOOT_PORT}`));
+    expect(config).toContain(`advertiseUrl: http://127.0.0.1:${BOOT_PORT}`);
+    // The operator's key is the appliance user's alone.
+    const key = statSync(inside('/etc/shoal/tls/api.key'));
+    expect([key.uid, key.mode & 0o777]).toEqual([Number(uid), 0o600]);
+    expect(statSync(inside('/etc/shoal/tls/api.crt')).mode & 0o777).toBe(0o644);
     expect(config).toMatch(/name: lo\n\s+address: 127\.0\.0\.1/);
     expect(config).toContain('defaultUsername: ADMIN');
     expect(config).toContain('- /var/lib/shoal/seed/probe@1');
@@ -262,10 +287,11 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
     const rules = readFileSync(inside('/etc/nftables.d/shoal.nft'), 'utf8')
       .split('\n')
       .filter((l) => l.startsWith('insert rule'));
-    expect(rules).toHaveLength(4);
+    expect(rules).toHaveLength(5);
     for (const rule of rules) expect(rule).toMatch(/^insert rule inet filter input iifname "lo" /);
     expect(rules.join('\n')).toContain('udp dport 67 accept');
     expect(rules.join('\n')).toContain(`udp dport ${TFTP_PORT} accept`);
+    expect(rules.join('\n')).toContain(`ip saddr 127.0.0.0/24 tcp dport ${BOOT_PORT} accept`);
     expect(rules.join('\n')).toContain(`ip saddr 127.0.0.0/24 tcp dport ${API_PORT} accept`);
     expect(readFileSync(inside('/etc/nftables.conf'), 'utf8')).toContain('include "/etc/nftables.d/*.nft"');
     expect(lstatSync(inside('/etc/systemd/system/sysinit.target.wants/nftables.service')).isSymbolicLink()).toBe(true);
@@ -288,7 +314,11 @@ describe.skipIf(skipUnless('ansible role on a Debian 12 root', headNodeRequireme
 
   it('starts from the installed unit and config, as the shoal user, and answers its API with the token', async () => {
     firstProbe = await probe(['--enroll', 'upgrade-witness']);
-    expect(firstProbe.base).toBe(`http://127.0.0.1:${API_PORT}`);
+    // The API over HTTPS with the operator's certificate; the node routes on plain HTTP, which has no API.
+    expect(firstProbe.base).toBe(`https://127.0.0.1:${API_PORT}`);
+    expect(firstProbe.fingerprint).toBe(givenFingerprint);
+    expect(firstProbe.bootBase).toBe(`http://127.0.0.1:${BOOT_PORT}`);
+    expect(firstProbe.apiOnBootPortStatus).toBe(404);
     expect(firstProbe.enrolled?.status).toBe(201);
     expect(firstProbe.nodes).toEqual({ status: 200, names: ['upgrade-witness'] });
     expect(firstProbe.withoutTokenStatus).toBe(401);

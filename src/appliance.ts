@@ -1,13 +1,16 @@
 // One appliance: the store, the cluster state, the modules named in the configuration, the engine
-// that drives them, and the HTTP face (operator API, module routes, metrics).
+// that drives them, and the HTTP faces: the operator API, dashboard and metrics (HTTPS when
+// api.tls is on), and the routes nodes fetch, always plain HTTP (on the API's listener when TLS is
+// off and no boot listener is configured, on a listener of their own otherwise).
 import { mkdirSync, readFileSync, writeFileSync, existsSync, rmSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Logger } from 'pino';
-import type { ShoalConfig } from './config.js';
+import { bootListener, type ShoalConfig } from './config.js';
 import { createLogger } from './log.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import { ClusterState } from './state/cluster-state.js';
@@ -20,6 +23,7 @@ import { createApiApp } from './api/app.js';
 import { createWebRouter } from './api/web.js';
 import { ServiceRegistry } from './contracts/services.js';
 import { runBounded } from './deadline.js';
+import { loadApiCertificate, type ApiCertificate } from './api/tls.js';
 
 export interface ApplianceOptions {
   /** Modules built by the caller (tests); otherwise they are loaded from the configuration. */
@@ -36,15 +40,22 @@ export class Appliance {
     readonly engine: Engine,
     readonly modules: ShoalModule[],
     readonly token: string,
+    /** The operator API (and the node routes too when there is no boot listener). */
     readonly server: Server,
     /** The same API on a unix socket (config api.socket), for local tools and port forwarders. */
     readonly socketServer: Server | undefined,
+    /** The node routes' own plain-HTTP listener (config boot, or api.tls on). */
+    readonly bootServer: Server | undefined,
+    /** The API's certificate when api.tls is on. */
+    readonly certificate: ApiCertificate | undefined,
   ) {}
 
   static async start(config: ShoalConfig, options: ApplianceOptions = {}): Promise<Appliance> {
     const log = options.log ?? createLogger(config.log.level);
     mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
     const token = apiToken(config.dataDir);
+    // Before the store opens or any module starts: a bad certificate stops the start with nothing to undo.
+    const certificate = config.api.tls === 'off' ? undefined : await loadApiCertificate(config.api.tls, config.dataDir, config.api.listen);
     const modules = options.modules ?? (await loadModules(config));
     // The standard facets and those the modules declare: what the engine plans over and operators may desire.
     const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
@@ -58,8 +69,16 @@ export class Appliance {
     const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
     log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
 
-    const app = express();
-    app.disable('x-powered-by');
+    const boot = bootListener(config);
+    if (!certificate && !['127.0.0.1', '::1', 'localhost'].includes(config.api.listen)) {
+      log.warn({ listen: config.api.listen }, 'api.tls is off and the API listens beyond loopback: tokens and BMC passwords cross the network in clear');
+    }
+
+    // What nodes fetch (module routes) and what operators use (API, metrics, dashboard).
+    const nodeApp = express();
+    nodeApp.disable('x-powered-by');
+    const operatorApp = express();
+    operatorApp.disable('x-powered-by');
     const services = new ServiceRegistry();
     const moduleApis: express.Router[] = [];
     for (const module of modules) {
@@ -87,38 +106,38 @@ export class Appliance {
       };
       mkdirSync(host.dataDir, { recursive: true });
       await module.start?.(host);
-      app.use(router);
+      nodeApp.use(router);
     }
     const modulePaths = Object.assign({}, ...modules.map((m) => m.openapi ?? {})) as Record<string, Record<string, unknown>>;
-    app.use(createApiApp({ state, engine, users, log, moduleApis, modulePaths }));
-    app.use(createWebRouter());
+    operatorApp.use(createApiApp({ state, engine, users, log, moduleApis, modulePaths }));
+    operatorApp.use(createWebRouter());
+    // Without a boot listener one plain listener answers both, node routes first as they always were.
+    const apiApp = boot ? operatorApp : express().disable('x-powered-by').use(nodeApp, operatorApp);
 
-    const server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.api.port, config.api.listen, () => resolve(s));
-      s.once('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'EADDRINUSE' ? new Error(`API port ${config.api.listen}:${config.api.port} is already in use`) : err),
-      );
-    });
+    const apiServer = certificate ? createHttpsServer({ cert: certificate.cert, key: certificate.key }, apiApp as RequestListener) : createHttpServer(apiApp);
+    const server = await listen(apiServer, `API port ${config.api.listen}:${config.api.port}`, config.api.port, config.api.listen);
+    const bootServer = boot ? await listen(createHttpServer(nodeApp), `boot port ${boot.listen}:${boot.port} (node routes)`, boot.port, boot.listen) : undefined;
     let socketServer: Server | undefined;
     if (config.api.socket) {
       const path = config.api.socket;
       rmSync(path, { force: true }); // left by an appliance that was killed
-      socketServer = await new Promise<Server>((resolve, reject) => {
-        const s = app.listen(path, () => resolve(s));
-        s.once('error', (err) => reject(new Error(`cannot listen on API socket ${path}: ${err.message}`)));
-      });
+      socketServer = await listen(createHttpServer(apiApp), `API socket ${path}`, path);
       chmodSync(path, 0o660);
     }
     engine.start();
-    const appliance = new Appliance(config, log, store, state, engine, modules, token, server, socketServer);
-    log.info({ url: appliance.url, nodes: state.size, revision: state.revision }, 'appliance started');
+    const appliance = new Appliance(config, log, store, state, engine, modules, token, server, socketServer, bootServer, certificate);
+    log.info({ url: appliance.url, bootUrl: appliance.bootUrl, fingerprint: certificate?.fingerprint, nodes: state.size, revision: state.revision }, 'appliance started');
     return appliance;
   }
 
+  /** The operator API: https:// when api.tls is on. */
   get url(): string {
-    const address = this.server.address() as AddressInfo;
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}`;
+    return urlOf(this.server, this.certificate ? 'https' : 'http');
+  }
+
+  /** Where nodes fetch scripts, kernels, images and talk to the agent module: always plain HTTP. */
+  get bootUrl(): string {
+    return this.bootServer ? urlOf(this.bootServer, 'http') : this.url;
   }
 
   /**
@@ -133,7 +152,13 @@ export class Appliance {
     };
     const problems = await runBounded([
       ['the engine to stop', 5_000, () => this.engine.stop()],
-      ...[this.server, this.socketServer].filter((s): s is Server => s !== undefined).map((server, i) => [i === 0 ? 'the API server to close' : 'the API socket to close', 5_000, closeServer(server)] as const),
+      ...(
+        [
+          ['the API server to close', this.server],
+          ['the API socket to close', this.socketServer],
+          ['the boot server to close', this.bootServer],
+        ] satisfies [string, Server | undefined][]
+      ).flatMap(([what, server]) => (server ? [[what, 5_000, closeServer(server)] as const] : [])),
       ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
       ['the observations to be committed', 10_000, () => this.state.flush()],
       ['the store to close', 5_000, () => this.store.close()],
@@ -141,6 +166,21 @@ export class Appliance {
     for (const problem of problems) this.log.warn({ problem }, 'stopping the appliance: a step did not finish');
     return problems;
   }
+}
+
+function listen(server: Server, what: string, ...where: [port: number, host: string] | [path: string]): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `${what} is already in use` : `cannot listen on ${what}: ${err.message}`)),
+    );
+    server.listen(...(where as [number, string]), () => resolve(server));
+  });
+}
+
+function urlOf(server: Server, scheme: 'http' | 'https'): string {
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${scheme}://${host}:${address.port}`;
 }
 
 /** The first admin's bearer token: made on first start, kept in the data directory. */

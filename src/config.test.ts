@@ -17,3 +17,13 @@ describe('loadConfig', () => {
     );
   });
 });
+
+describe('api.tls and the boot listener', () => {
+  it('defaults to plain HTTP with the node routes on the API listener, and refuses a boot port that is the API port', () => {
+    expect(loadConfig(undefined).api.tls).toBe('off');
+    expect(loadConfig(undefined).boot).toBeUndefined();
+    // With TLS on, the node routes get port 80 of the API's address unless told otherwise, so 80 cannot be the API's too.
+    expect(() => loadConfig(undefined, { api: { listen: '127.0.0.1', port: 80, tls: 'auto' } })).toThrow('boot.port: the node routes need a port of their own: 80 is api.port');
+    expect(() => loadConfig(undefined, { api: { listen: '127.0.0.1', port: 8443, tls: 'sometimes' as never } })).toThrow(/api\.tls/);
+  });
+});

@@ -21,6 +21,15 @@ export const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Also serve the API on this unix socket (same token), e.g. for a port forward into a network namespace. */
         socket: z.string().min(1).optional(),
+        /**
+         * HTTPS for the operator API: `auto` makes a self-signed certificate at first start (kept in
+         * DATA/tls), `{ cert, key }` uses the operator's PEM files, `off` serves plain HTTP. Off by
+         * default: the embedded defaults listen on loopback only (scripts/up, tests); a real
+         * install (the Ansible role) renders `auto` or a certificate.
+         */
+        tls: z
+          .union([z.literal('auto'), z.literal('off'), z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict()])
+          .default('off'),
       })
       .strict()
       .prefault({}),
@@ -31,6 +40,20 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * The plain-HTTP listener for what nodes fetch (iPXE scripts, kernels, images, agent calls):
+     * firmware and iPXE cannot be relied on for TLS. Without it the node routes share the API's
+     * listener, which only a plain-HTTP API can do; with api.tls on it defaults to port 80 on
+     * the API's address (UEFI HTTP boot is handed URLs without a port).
+     */
+    boot: z
+      .object({
+        /** Defaults to api.listen. */
+        listen: z.string().min(1).optional(),
+        port: z.number().int().min(0).max(65535).default(80),
+      })
+      .strict()
+      .optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().prefault({}),
     engine: z
       .object({
@@ -45,9 +68,21 @@ export const ConfigSchema = z
     /** Hardware modules, in priority order: the first that claims a node's facet owns it. */
     modules: z.array(ModuleEntry).default([{ name: 'sim', options: {} }]),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    const boot = bootListener(config);
+    if (boot && boot.port !== 0 && boot.port === config.api.port && boot.listen === config.api.listen) {
+      ctx.addIssue({ code: 'custom', path: ['boot', 'port'], message: `the node routes need a port of their own: ${boot.port} is api.port` });
+    }
+  });
 
 export type ShoalConfig = z.infer<typeof ConfigSchema>;
+
+/** Where the node routes are served: a listener of their own, or (undefined) the API's. */
+export function bootListener(config: Pick<ShoalConfig, 'api' | 'boot'>): { listen: string; port: number } | undefined {
+  if (!config.boot && config.api.tls === 'off') return undefined;
+  return { listen: config.boot?.listen ?? config.api.listen, port: config.boot?.port ?? 80 };
+}
 
 export function loadConfig(path: string | undefined, overrides: Partial<z.input<typeof ConfigSchema>> = {}): ShoalConfig {
   let raw: unknown = {};

@@ -1,10 +1,13 @@
 // Run by start-appliance.sh with the installed runtime, inside the head-node root:
 //   node probe-api.mjs CONFIG APPLIANCE_PID [--enroll NAME]
 // Reads the installed configuration with the installed release's own loader, waits for the API it
-// names, and asks what the test checks: the node list with the token and without, the images, an
-// iPXE script, the first block of an iPXE binary over TFTP, which UDP ports are bound, and the
-// appliance's user and capabilities. --enroll adds a simulated node first. Prints one JSON line.
+// names, and asks what the test checks: the node list with the token and without, the images (over
+// HTTPS, trusting only the API's own certificate), an iPXE script (plain HTTP, on the boot port),
+// whether the boot port answers for the API, the first block of an iPXE binary over TFTP, which
+// UDP ports are bound, and the appliance's user and capabilities. --enroll adds a simulated node
+// first. Prints one JSON line.
 import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { dirname } from 'node:path';
 import dgram from 'node:dgram';
 
@@ -14,8 +17,26 @@ const enroll = rest[0] === '--enroll' ? rest[1] : undefined;
 const current = dirname(dirname(process.execPath));
 const { loadConfig } = await import(`${current}/dist/src/config.js`);
 const config = loadConfig(configPath);
-const base = `http://${config.api.listen}:${config.api.port}`;
+const base = `https://${config.api.listen}:${config.api.port}`;
+const bootBase = `http://${config.boot.listen ?? config.api.listen}:${config.boot.port}`;
+const certPath = config.api.tls === 'auto' ? `${config.dataDir}/tls/api.crt` : config.api.tls.cert;
 const token = readFileSync(`${config.dataDir}/api-token`, 'utf8').trim();
+let fingerprint;
+
+/** fetch's shape over node:https, trusting the API's certificate only (read once it exists). */
+function fetchApi(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, ca: readFileSync(certPath) }, (res) => {
+      // From the first full handshake: a resumed TLS session presents no certificate.
+      fingerprint ??= res.socket.getPeerX509Certificate()?.fingerprint256;
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode, ok: res.statusCode < 300, json: async () => JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 const auth = { authorization: `Bearer ${token}` };
 const alive = () => {
   try {
@@ -29,7 +50,7 @@ const alive = () => {
 const deadline = Date.now() + 60_000;
 for (;;) {
   try {
-    await fetch(`${base}/api/v1/nodes`, { headers: auth });
+    await fetchApi(`${base}/api/v1/nodes`, { headers: auth });
     break;
   } catch (err) {
     if (!alive()) throw new Error(`the appliance exited before answering at ${base}`);
@@ -40,7 +61,7 @@ for (;;) {
 
 let enrolled;
 if (enroll) {
-  const res = await fetch(`${base}/api/v1/nodes`, {
+  const res = await fetchApi(`${base}/api/v1/nodes`, {
     method: 'POST',
     headers: { ...auth, 'content-type': 'application/json' },
     body: JSON.stringify({ name: enroll, macs: ['52:54:00:5a:00:01'], bmc: `sim://${enroll}` }),
@@ -48,13 +69,14 @@ if (enroll) {
   enrolled = { status: res.status, body: await res.json() };
 }
 
-const nodes = await fetch(`${base}/api/v1/nodes`, { headers: auth });
+const nodes = await fetchApi(`${base}/api/v1/nodes`, { headers: auth });
 const nodesBody = await nodes.json();
-const withoutToken = await fetch(`${base}/api/v1/nodes`);
-const images = await fetch(`${base}/api/v1/images`, { headers: auth });
+const withoutToken = await fetchApi(`${base}/api/v1/nodes`);
+const images = await fetchApi(`${base}/api/v1/images`, { headers: auth });
 const imagesBody = images.ok ? await images.json() : { images: [] };
-const script = await fetch(`${base}/boot/52:54:00:00:00:01.ipxe`);
+const script = await fetch(`${bootBase}/boot/52:54:00:00:00:01.ipxe`);
 const scriptText = await script.text();
+const apiOnBootPort = await fetch(`${bootBase}/api/v1/nodes`, { headers: auth });
 
 /** The first DATA block of FILE from the pxe module's TFTP server, then an ERROR to end the transfer. */
 async function tftpFirstBlock(file) {
@@ -94,6 +116,9 @@ const field = (name) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1];
 console.log(
   JSON.stringify({
     base,
+    bootBase,
+    fingerprint,
+    apiOnBootPortStatus: apiOnBootPort.status,
     enrolled,
     nodes: { status: nodes.status, names: (nodesBody.nodes ?? []).map((n) => n.name) },
     withoutTokenStatus: withoutToken.status,

@@ -57,11 +57,15 @@ users (admin only)
                                   viewer: reads; operator: also every write; admin: also users
   user list                       users, their roles and who added them
   user rm NAME                    remove a user; its token is refused from then on
-common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)`;
+common: --url URL (or SHOAL_URL), --token T (or SHOAL_TOKEN), --data DIR (where api-token is)
+  an https API: --ca FILE (or SHOAL_CA) trusts a CA or certificate file; --fingerprint SHA256 (or
+  SHOAL_FINGERPRINT) pins the certificate shoal serve printed; neither: the system's CAs`;
 
 const options = {
   url: { type: 'string' },
   token: { type: 'string' },
+  ca: { type: 'string' },
+  fingerprint: { type: 'string' },
   data: { type: 'string' },
   config: { type: 'string' },
   listen: { type: 'string' },
@@ -99,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
     if (err.code !== 'EPIPE') throw err;
     process.exit(0);
   });
-  const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data });
+  const client = new ApiClient({ url: values.url, token: values.token, dataDir: values.data, ca: values.ca, fingerprint: values.fingerprint });
 
   switch (command) {
     case 'node':

@@ -23,6 +23,12 @@ export async function serve(values: { config?: string | undefined; data?: string
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
 
+  const { certificate } = appliance;
+  if (certificate) {
+    const origin = { made: 'made now', kept: 'made at first start', operator: 'given' }[certificate.origin];
+    console.log(`shoal: API certificate ${certificate.certPath} (${origin}), SHA-256 fingerprint ${certificate.fingerprint}; the CLI trusts it with --fingerprint or --ca`);
+  }
+  if (appliance.bootServer) console.log(`shoal: node routes (iPXE, kernels, images, agents) at ${appliance.bootUrl}, plain HTTP`);
   console.log(`shoal: appliance at ${appliance.url} — data in ${config.dataDir}, token in ${config.dataDir}/api-token`);
   if (values.demo) await demo(appliance, Number(values.demo));
   return new Promise(() => {

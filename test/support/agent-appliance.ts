@@ -138,7 +138,8 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
   });
   const config = loadConfig(undefined, {
     dataDir,
-    api: { listen: '127.0.0.1', port: 0 },
+    // Plain HTTP, agent routes on the API's listener: the tests post to appliance.url.
+    api: { listen: '127.0.0.1', port: 0, tls: 'off' },
     engine: { retryBudget: 2, backoffBaseMs: 50, backoffMaxMs: 500, limits: {}, timeouts: {} },
   });
   const standIn = new StandInModule();

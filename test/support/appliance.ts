@@ -1,4 +1,6 @@
 // An appliance in the test's own process: temporary data directory, simulated rack, loopback API.
+// Plain HTTP with the node routes on the API's listener unless a test asks for TLS (api.tls) or a
+// boot listener: most tests fetch both from appliance.url.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +11,7 @@ import type { ExecutorOptions } from '../../src/engine/executor.js';
 import { SimRack, type SimOptions } from '../../modules/sim/sim.js';
 import type { NodeSpec } from '../../src/domain/node.js';
 import type { ShoalModule } from '../../src/engine/module.js';
+import type { ShoalConfig } from '../../src/config.js';
 
 export interface TestAppliance {
   appliance: Appliance;
@@ -19,10 +22,23 @@ export interface TestAppliance {
 }
 
 export async function startTestAppliance(
-  opts: { sim?: SimOptions; engine?: Partial<ExecutorOptions>; dataDir?: string; /** Loaded after the simulated rack. */ modules?: ShoalModule[] } = {},
+  opts: {
+    sim?: SimOptions;
+    engine?: Partial<ExecutorOptions>;
+    dataDir?: string;
+    /** Loaded after the simulated rack. */
+    modules?: ShoalModule[];
+    tls?: ShoalConfig['api']['tls'];
+    boot?: { port: number };
+  } = {},
 ): Promise<TestAppliance> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shoal-test-'));
-  const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 }, engine: opts.engine as never });
+  const config = loadConfig(undefined, {
+    dataDir,
+    api: { listen: '127.0.0.1', port: 0, tls: opts.tls ?? 'off' },
+    ...(opts.boot ? { boot: { listen: '127.0.0.1', ...opts.boot } } : {}),
+    engine: opts.engine as never,
+  });
   const sim = new SimRack(opts.sim ?? {});
   const appliance = await Appliance.start(config, { modules: [sim, ...(opts.modules ?? [])], log: createLogger('silent') });
   return {

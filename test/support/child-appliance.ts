@@ -10,10 +10,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const children: ChildProcess[] = [];
 
 /**
- * Resolves once the appliance prints the URL it serves; rejects with its stderr if it exits first,
- * or after `startMs` (the child is killed then, so a hung start cannot outlive the test).
+ * Resolves once the appliance prints the URL it serves (with what it printed up to then); rejects
+ * with its stderr if it exits first, or after `startMs` (the child is killed then, so a hung start
+ * cannot outlive the test).
  */
-export function startChildAppliance(configPath: string, startMs = 60_000): Promise<{ child: ChildProcess; url: string }> {
+export function startChildAppliance(configPath: string, startMs = 60_000): Promise<{ child: ChildProcess; url: string; stdout: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -26,10 +27,10 @@ export function startChildAppliance(configPath: string, startMs = 60_000): Promi
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /appliance at (http:\/\/\S+)/.exec(out);
+      const m = /appliance at (https?:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ child, url: m[1]! });
+        resolve({ child, url: m[1]!, stdout: out });
       }
     });
     child.on('exit', (code) => {
@@ -53,7 +54,7 @@ export async function killChildAppliances(): Promise<void> {
 }
 
 /**
- * Writes `dir/config.yaml` for an appliance on loopback with a persisted simulated rack (its
+ * Writes `dir/config.yaml` for a plain-HTTP appliance on loopback with a persisted simulated rack (its
  * hardware outlives the appliance's crash) and its store in `dir/data`; returns the path.
  */
 export function writeSimApplianceConfig(dir: string, bootStageMs: number): string {
@@ -62,7 +63,8 @@ export function writeSimApplianceConfig(dir: string, bootStageMs: number): strin
     path,
     [
       `dataDir: ${join(dir, 'data')}`,
-      'api: { listen: 127.0.0.1, port: 0 }',
+      // Plain HTTP, node routes on the API's port: the restart tests call one URL for both.
+      'api: { listen: 127.0.0.1, port: 0, tls: off }',
       'log: { level: warn }',
       'modules:',
       '  - name: sim',

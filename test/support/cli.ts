@@ -13,12 +13,12 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node bin/shoal.js ARGS` with the appliance's URL and token in the environment; never throws on a non-zero exit. */
-export async function runShoal(appliance: Appliance, args: string[], timeoutMs: number): Promise<CliResult> {
+/** Runs `node bin/shoal.js ARGS` with the appliance's URL and token (and `env`) in the environment; never throws on a non-zero exit. */
+export async function runShoal(appliance: Appliance, args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<CliResult> {
   try {
     const { stdout, stderr } = await run(process.execPath, ['bin/shoal.js', ...args], {
       cwd: ROOT,
-      env: { ...process.env, SHOAL_URL: appliance.url, SHOAL_TOKEN: appliance.token },
+      env: { ...process.env, SHOAL_URL: appliance.url, SHOAL_TOKEN: appliance.token, ...env },
       timeout: timeoutMs,
     });
     return { code: 0, stdout, stderr };

@@ -177,7 +177,9 @@ export class LabAppliance {
     const pool = this.options.pool ?? { start: 200, end: 220 };
     return {
       dataDir: this.dataDir,
-      api: { listen: lab.headIPv4, port: HTTP_PORT, socket: this.socketPath },
+      // Plain HTTP: the VMs fetch their boot files from the API's listener (advertiseUrl), and the
+      // test process reaches the API through the socket's loopback forward only.
+      api: { listen: lab.headIPv4, port: HTTP_PORT, socket: this.socketPath, tls: 'off' },
       log: { level: 'debug' },
       engine: { backoffBaseMs: 1_000, backoffMaxMs: 10_000, ...this.options.engine },
       modules: [
