@@ -289,7 +289,7 @@ describe('rollouts', () => {
     t = await startTestAppliance({ sim: { latencies: LATENCIES } });
     const doc = (await t.api('GET', '/api/v1/openapi.json')).body;
     expect(Object.keys(doc.paths).filter((p) => p.startsWith('/rollouts'))).toEqual(['/rollouts', '/rollouts/{id}', '/rollouts/{id}/pause', '/rollouts/{id}/resume', '/rollouts/{id}/cancel']);
-    expect(Object.keys(doc.paths['/rollouts'].post.responses)).toEqual(['201', '400', '401', '409', '422']);
+    expect(Object.keys(doc.paths['/rollouts'].post.responses)).toEqual(['201', '400', '401', '403', '409', '422']);
     const input = doc.components.schemas.RolloutInput;
     expect(input.required).toEqual(['selector', 'desired', 'maxUnavailable']);
     expect(input.additionalProperties).toBe(false);
