@@ -10,6 +10,8 @@ describe('image tar fuzzing', () => {
     const stats = await runFuzzTarget(imagesFuzzTarget, { inputs: 1000, seed: 0x7a7 });
     expect(stats.crashReports).toEqual([]);
     expect(stats.accepted).toBeGreaterThan(50);
-    expect(stats.refused).toBeGreaterThan(1000);
+    // One outcome per input, so refused is at most 1,000: about 93% of the generated archives are
+    // hostile (924 to 944 over five seeds), the rest whole images.
+    expect(stats.refused).toBeGreaterThan(800);
   });
 });
