@@ -28,7 +28,10 @@ describe('OpenAPI document', () => {
   let t: TestAppliance;
 
   beforeAll(async () => {
-    t = await startTestAppliance({ modules: [createImagesModule(), createAgentModule(), createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' })] });
+    // Node routes on a boot listener of their own, so the API listener serves the operator app
+    // itself: without one it serves an app with the node and operator apps mounted in it, and
+    // express hides a mounted app behind a wrapper function the route walk cannot look into.
+    t = await startTestAppliance({ boot: { port: 0 }, modules: [createImagesModule(), createAgentModule(), createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' })] });
   });
   afterAll(() => t?.close());
 
