@@ -114,6 +114,7 @@ function runMmdebstrap(args: string[], sourceDateEpoch: number, recipe: OsRecipe
 
 /** The recipe's root tree, from the cache or built now. Needs root: the tree keeps its packages' owners. */
 export async function ensureRootTree(recipe: OsRecipe, cacheDir: string, sourceDateEpoch: number, progress: (line: string) => void): Promise<RootTree> {
+  if (/\s/.test(cacheDir)) throw new RootTreeError(`the image cache directory ${JSON.stringify(cacheDir)} has whitespace in it, which mmdebstrap's hooks cannot take`);
   const key = treeKey(recipe, sourceDateEpoch);
   const trees = join(cacheDir, 'debian', 'trees');
   const dir = join(trees, key);
