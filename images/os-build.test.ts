@@ -71,7 +71,10 @@ describe.skipIf(skip)('OS images built by mmdebstrap', () => {
     expect(parseStoredManifest(readFileSync(join(image.dir, 'image.json'), 'utf8'), image.dir).rootfs).toEqual(m.rootfs);
 
     const listing = execFileSync('unsquashfs', ['-l', '-d', '', image.rootfsPath!], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
-    expect(listing).toContain('/sbin/init');
+    // Debian 12 has merged /usr: /sbin is a link to usr/sbin, so /sbin/init is /usr/sbin/init there.
+    const links = execFileSync('unsquashfs', ['-lls', '-d', '', image.rootfsPath!, '/sbin'], { encoding: 'utf8' });
+    expect(links).toMatch(/^l\S* .* \/sbin -> usr\/sbin$/m);
+    expect(listing).toContain('/usr/sbin/init');
     const kernels = listing.filter((p) => /^\/boot\/vmlinuz-/.test(p));
     expect(kernels).toEqual([`/boot/vmlinuz-${m.builtFrom.kernelRelease}`]);
     for (const path of ['/usr/bin/shoal-agent', '/etc/systemd/system/shoal-agent.service', '/etc/systemd/system/multi-user.target.wants/shoal-agent.service', '/etc/shoal-image', '/usr/sbin/sshd', '/usr/bin/cloud-init']) {
