@@ -1,6 +1,7 @@
 // Builds node images from Debian packages: the Debian kernel as it ships, and a gzip'd newc
 // initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent;
 // for recipes that ask for one, a gzip'd tar root filesystem holding the same and a marker.
+// Images of a real OS (os-builder.ts) reuse the initramfs parts from here.
 // Same inputs give the same bytes: entries are sorted, owned by root, stamped with one fixed
 // time (SOURCE_DATE_EPOCH, default 0), and the gzip header carries no time or name.
 import { createHash, randomBytes } from 'node:crypto';
@@ -42,19 +43,19 @@ export interface BuildInputs {
   busyboxTree: string;
 }
 
-const KERNEL_FILE = 'vmlinuz';
-const INITRD_FILE = 'initrd.img';
+export const KERNEL_FILE = 'vmlinuz';
+export const INITRD_FILE = 'initrd.img';
 const ROOTFS_FILE = 'rootfs.tar.gz';
-const MANIFEST_FILE = 'image.json';
+export const MANIFEST_FILE = 'image.json';
 
-function sourceDateEpochFromEnv(): number {
+export function sourceDateEpochFromEnv(): number {
   const raw = process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === '') return 0;
   if (!/^\d+$/.test(raw) || Number(raw) > 0xffffffff) throw new Error(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }
 
-function sha256(data: Buffer): string {
+export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
@@ -66,6 +67,14 @@ export async function prepareInputs(cacheDir: string, progress: (line: string) =
   const kernelTree = await unpackDeb(await fetchDeb(kernelPackage, cacheDir, progress), kernelPackage, cacheDir, progress);
   const busyboxTree = await unpackDeb(await fetchDeb(busyboxPackage, cacheDir, progress), busyboxPackage, cacheDir, progress);
   return { kernelPackage, kernelTree, busyboxPackage, busyboxTree };
+}
+
+/** busybox-static alone (an OS image brings its own kernel), downloaded and unpacked when not cached. */
+export async function prepareBusybox(cacheDir: string, progress: (line: string) => void = () => {}): Promise<{ busyboxPackage: DebianPackage; busyboxTree: string }> {
+  const [busyboxPackage] = await resolvePackages(['busybox-static']);
+  if (!busyboxPackage) throw new Error('apt-cache resolved no busybox-static');
+  const busyboxTree = await unpackDeb(await fetchDeb(busyboxPackage, cacheDir, progress), busyboxPackage, cacheDir, progress);
+  return { busyboxPackage, busyboxTree };
 }
 
 /** Paths (inside the kernel tree, without leading "/") of the NIC and power-button modules, in load order. */
@@ -80,15 +89,19 @@ async function findModules(kernelTree: string, release: string): Promise<string[
   });
 }
 
-function shoalImageFile(recipe: ImageRecipe, release: string): string {
+function shoalImageFile(recipe: Pick<ImageRecipe, 'name' | 'version' | 'description'>, release: string): string {
   return [`image=${imageRef(recipe)}`, `name=${recipe.name}`, `version=${recipe.version}`, `description=${recipe.description}`, `kernel=${release}`, ''].join(
     '\n',
   );
 }
 
-/** What both the initramfs and a root filesystem hold: busybox, /init, the agent, the modules, the image marker. */
-async function systemEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
-  const release = kernelRelease(inputs.kernelPackage);
+/** What an initramfs and a busybox root filesystem hold: busybox, /init, the agent, the modules (from `kernelTree`), the image marker. */
+export async function systemEntries(
+  recipe: Pick<ImageRecipe, 'name' | 'version' | 'description'>,
+  inputs: Pick<BuildInputs, 'busyboxTree' | 'kernelTree'>,
+  release: string,
+  modulePaths: string[],
+): Promise<CpioEntry[]> {
   const here = (path: string) => readFile(new URL(path, import.meta.url));
   const files: CpioEntry[] = [
     { kind: 'file', path: 'init', mode: 0o755, data: await here('./initramfs/init.sh') },
@@ -116,8 +129,13 @@ function withDirectories(files: CpioEntry[], extraDirs: string[] = []): CpioEntr
   return [...dirEntries, ...files];
 }
 
-async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<CpioEntry[]> {
-  const files = await systemEntries(recipe, inputs, modulePaths);
+export async function initramfsEntries(
+  recipe: Pick<ImageRecipe, 'name' | 'version' | 'description'>,
+  inputs: Pick<BuildInputs, 'busyboxTree' | 'kernelTree'>,
+  release: string,
+  modulePaths: string[],
+): Promise<CpioEntry[]> {
+  const files = await systemEntries(recipe, inputs, release, modulePaths);
   // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
   files.push({ kind: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 });
   // Where a root filesystem is unpacked before switch_root (shoal.rootfs=URL).
@@ -126,14 +144,14 @@ async function initramfsEntries(recipe: ImageRecipe, inputs: BuildInputs, module
 
 /** The root filesystem: the same system as the initramfs, plus the marker that says /init runs from it. */
 async function rootfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePaths: string[]): Promise<TarEntry[]> {
-  const files = await systemEntries(recipe, inputs, modulePaths);
+  const files = await systemEntries(recipe, inputs, kernelRelease(inputs.kernelPackage), modulePaths);
   // The workload's marker: /init, seeing it, knows it already switched root and says so on the console.
   files.push({ kind: 'file', path: 'etc/shoal-rootfs', mode: 0o644, data: Buffer.from(`rootfs=${imageRef(recipe)}\n`) });
   return withDirectories(files);
 }
 
 /** Moves a finished build into `<outDir>/<ref>`, unless an identical image is already there. */
-async function install(stagingDir: string, finalDir: string, manifestText: string): Promise<void> {
+export async function install(stagingDir: string, finalDir: string, manifestText: string): Promise<void> {
   const finalManifest = join(finalDir, MANIFEST_FILE);
   const sameAsInstalled = async () => existsSync(finalManifest) && (await readFile(finalManifest, 'utf8')) === manifestText;
   if (await sameAsInstalled()) return;
@@ -154,7 +172,7 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
   const modulePaths = await findModules(inputs.kernelTree, release);
 
   progress(`${ref}: writing initramfs`);
-  const cpio = writeNewc(await initramfsEntries(recipe, inputs, modulePaths), sourceDateEpoch);
+  const cpio = writeNewc(await initramfsEntries(recipe, inputs, release, modulePaths), sourceDateEpoch);
   // Node's gzip header has mtime 0 and no file name: the same archive always gzips the same.
   const initrd = gzipSync(cpio, { level: 9 });
   let rootfs: Buffer | undefined;
@@ -216,6 +234,7 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
  */
 export async function buildImages(refs: readonly string[], options: BuildOptions): Promise<BuiltImage[]> {
   const recipes = refs.map(findRecipe); // reject bad names before any download
+  if (recipes.length === 0) return [];
   const progress = options.progress ?? (() => {});
   const inputs = await prepareInputs(options.cacheDir, progress);
   const built: BuiltImage[] = [];

@@ -15,7 +15,7 @@ export const ImageManifest = z.object({
   arch: z.literal('x86_64'),
   kernel: artifact,
   initrd: artifact,
-  /** A root filesystem (gzip'd tar) the initramfs fetches and switches into; only some images have one. */
+  /** A root filesystem the initramfs fetches and switches into: a gzip'd tar (compute@3) or a squashfs (an OS recipe); only some images have one. */
   rootfs: artifact.optional(),
   /** Base kernel arguments; boot configuration appends the shoal.* ones. */
   cmdline: z.string(),
@@ -27,6 +27,8 @@ export const ImageManifest = z.object({
     kernelRelease: z.string().min(1),
     modules: z.array(z.string().min(1)),
     sourceDateEpoch: z.number().int().nonnegative(),
+    /** Images built from an OS recipe (images/recipes/): which, from where, and the root tree's cache key. */
+    recipe: z.object({ file: z.string().min(1), suite: z.string().min(1), mirror: z.string().min(1), treeKey: sha256Hex }).optional(),
   }),
 });
 export type ImageManifest = z.infer<typeof ImageManifest>;

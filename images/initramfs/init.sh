@@ -2,10 +2,12 @@
 # /init of a Shoal node image, PID 1 in the initramfs: mounts the kernel filesystems, loads
 # the NIC drivers listed in /etc/shoal-modules (the Debian kernel builds them as modules and
 # has no in-kernel IP autoconfiguration), gets an address by DHCP and runs the agent.
-# With shoal.rootfs=URL on the kernel command line it first fetches that root filesystem (a
-# gzip'd tar), checks it against shoal.rootfs_sha256=, unpacks it into a tmpfs and switch_roots
-# into it. The root filesystem has this same script as /init (and /etc/shoal-rootfs): run again
-# there, it finds the kernel filesystems moved in and the modules loaded, and runs the agent.
+# With shoal.rootfs=URL on the kernel command line it first fetches that root filesystem and
+# checks it against shoal.rootfs_sha256=. A squashfs (a real OS, images/recipes/) is mounted
+# read-only under an overlay whose upper layer is a tmpfs, and /init switch_roots into its
+# /sbin/init (systemd), which runs the agent as a service. A gzip'd tar (compute@3) is unpacked
+# into a tmpfs and has this same script as /init (and /etc/shoal-rootfs): run again there, it
+# finds the kernel filesystems moved in and the modules loaded, and runs the agent.
 # PID 1 must never exit (the kernel panics), hence the loops.
 [ -e /proc/self ] || /bin/busybox mount -t proc proc /proc
 [ -d /sys/class ] || /bin/busybox mount -t sysfs sysfs /sys
@@ -59,11 +61,19 @@ until dhcp_any_interface; do
   sleep 5
 done
 
-# fetch_rootfs URL [SHA256]: the root filesystem unpacked on a tmpfs at /newroot, or 1 with the
-# reason on the console.
+# busybox has no mountpoint applet.
+is_mounted() { grep -q "^[^ ]* $1 " /proc/mounts; }
+
+# fetch_rootfs URL [SHA256]: the root filesystem mounted at /newroot and $next_init set to what
+# switch_root runs there, or 1 with the reason on the console.
 fetch_rootfs() {
-  archive=/tmp/rootfs.tar.gz
-  rm -f "$archive"
+  # Beside the mounts made from it, on a tmpfs that systemd finds already mounted at /run and
+  # keeps: the squashfs is held in RAM once, compressed, and never unpacked.
+  is_mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev,size=90% shoal-run /run || { log "cannot mount a tmpfs on /run"; return 1; }
+  archive=/run/shoal/rootfs
+  umount /newroot /run/shoal/lower /run/shoal/rw 2>/dev/null
+  rm -rf /run/shoal
+  mkdir -p /run/shoal
   log "fetching root filesystem $1"
   started=$(cut -d ' ' -f 1 /proc/uptime)
   timeout 300 wget -O "$archive" "$1" # busybox wget has no timeout of its own
@@ -75,13 +85,35 @@ fetch_rootfs() {
     [ "$actual" = "$2" ] || { log "root filesystem has sha256 $actual, expected $2"; return 1; }
     log "root filesystem sha256 verified"
   fi
+  if [ "$(head -c 4 "$archive")" = hsqs ]; then
+    mount_squashfs_root "$archive"
+  else
+    unpack_tar_root "$archive"
+  fi
+}
+
+# A squashfs, read-only (loop), under an overlay whose upper layer is a tmpfs of its own.
+mount_squashfs_root() {
+  mkdir -p /run/shoal/lower /run/shoal/rw
+  mount -t squashfs -o ro,loop "$1" /run/shoal/lower || { log "cannot mount the root filesystem as a squashfs"; return 1; }
+  mount -t tmpfs -o mode=0755 shoal-overlay /run/shoal/rw && mkdir -p /run/shoal/rw/upper /run/shoal/rw/work &&
+    mount -t overlay -o lowerdir=/run/shoal/lower,upperdir=/run/shoal/rw/upper,workdir=/run/shoal/rw/work shoal-root /newroot ||
+    { log "cannot mount the overlay (squashfs below, tmpfs above) on /newroot"; return 1; }
+  # A symlink (Debian's /sbin/init -> /lib/systemd/systemd) is resolved inside the new root by switch_root.
+  [ -e /newroot/sbin/init ] || [ -L /newroot/sbin/init ] || { log "root filesystem has no /sbin/init"; return 1; }
+  log "root filesystem mounted: squashfs read-only, overlay on a tmpfs"
+  next_init=/sbin/init
+}
+
+# A gzip'd tar, unpacked into a tmpfs at /newroot; it has this script as /init.
+unpack_tar_root() {
   mount -t tmpfs -o mode=0755 shoal-root /newroot || { log "cannot mount a tmpfs on /newroot"; return 1; }
-  if ! tar -x -z -f "$archive" -C /newroot || [ ! -x /newroot/init ]; then
+  if ! tar -x -z -f "$1" -C /newroot || [ ! -x /newroot/init ]; then
     log "root filesystem did not unpack into a tree with /init"
-    umount /newroot
     return 1
   fi
-  rm -f "$archive"
+  rm -f "$1"
+  next_init=/init
 }
 
 rootfs=$(arg rootfs)
@@ -93,11 +125,15 @@ if [ -n "$rootfs" ] && [ ! -e /etc/shoal-rootfs ]; then
     delay=$((delay * 2))
     [ "$delay" -gt 60 ] && delay=60
   done
-  # Processes left here would keep the old, emptied root: the new /init starts its own.
+  # Processes left here would keep the old, emptied root: the new init starts its own.
   killall udhcpc acpid
-  for fs in /dev /proc /sys; do mount -o move "$fs" "/newroot$fs"; done
-  log "switching root to /newroot"
-  exec switch_root /newroot /init
+  # A real OS configures its NICs itself, from a clean state (and udev renames only a link that is down).
+  if [ "$next_init" = /sbin/init ]; then
+    for dev in $(ls /sys/class/net); do [ "$dev" = lo ] || { ip -4 addr flush dev "$dev"; ip link set "$dev" down; }; done
+  fi
+  for fs in /dev /proc /sys /run; do is_mounted "$fs" && mount -o move "$fs" "/newroot$fs"; done
+  log "switching root to /newroot, running $next_init"
+  exec switch_root /newroot "$next_init"
 fi
 
 while :; do

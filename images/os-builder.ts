@@ -1,0 +1,127 @@
+// Builds a real operating-system image from a recipe (os-recipe.ts): the root tree by mmdebstrap
+// (cached), its kernel as the image's own /boot/vmlinuz-<release>, the Shoal busybox initramfs
+// with the NIC, loop, squashfs and overlay modules taken (with their dependencies) from the
+// image's own /lib/modules/<release>, and the tree as root.squashfs, which that initramfs fetches,
+// checks and mounts read-only under an overlay on a tmpfs before switching into the image's
+// systemd. The output is the same layout as a busybox image: vmlinuz, initrd.img, image.json,
+// plus root.squashfs, with its size and sha256 in the manifest and in the image's digest.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, initramfsEntries, install, prepareBusybox, sha256, sourceDateEpochFromEnv, type BuildOptions, type BuiltImage } from './builder.js';
+import { sha256File } from './debian.js';
+import { modulesToLoad } from './kernel-modules.js';
+import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
+import { ensureRootTree } from './mmdebstrap.js';
+import { writeNewc } from './newc.js';
+import type { OsRecipe } from './os-recipe.js';
+import { KERNEL_MODULES } from './recipes.js';
+import { SQUASHFS_COMPRESSION, writeSquashfs } from './squashfs.js';
+
+export const ROOTFS_SQUASHFS_FILE = 'root.squashfs';
+
+/** What the initramfs loads before it can mount the root: the NICs and power button, then the root's block device and filesystems. */
+export const OS_INITRAMFS_MODULES = [...KERNEL_MODULES, 'loop', 'squashfs', 'overlay'] as const;
+
+const execFileAsync = promisify(execFile);
+
+/** The one kernel in the tree's /boot, as its release ("6.1.0-NN-amd64"). */
+async function treeKernelRelease(tree: string, ref: string): Promise<string> {
+  const kernels = (await readdir(join(tree, 'boot'))).filter((f) => f.startsWith('vmlinuz-')).sort();
+  if (kernels.length !== 1) throw new Error(`${ref}: the root tree's /boot has ${kernels.length === 0 ? 'no kernel' : `${kernels.length} kernels (${kernels.join(', ')})`}; the recipe must install exactly one (linux-image-…)`);
+  return kernels[0]!.slice('vmlinuz-'.length);
+}
+
+/** The installed package owning /boot/vmlinuz-<release>, from the tree's own dpkg database. */
+async function treeKernelPackage(tree: string, release: string): Promise<{ name: string; version: string }> {
+  const name = `linux-image-${release}`;
+  const { stdout } = await execFileAsync('dpkg-query', [`--admindir=${join(tree, 'var/lib/dpkg')}`, '-W', '-f', '${Version}', name]);
+  return { name, version: stdout.trim() };
+}
+
+/** The squashfs of a tree, cached beside it (`<tree>.squashfs`): the same tree always gives the same bytes. */
+async function ensureSquashfs(treeDir: string, sourceDateEpoch: number, ref: string, progress: (line: string) => void): Promise<string> {
+  const path = `${treeDir}.${SQUASHFS_COMPRESSION}.squashfs`;
+  if (existsSync(path)) return path;
+  const staging = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  progress(`${ref}: writing root.squashfs (mksquashfs, ${SQUASHFS_COMPRESSION})`);
+  const started = performance.now();
+  try {
+    await writeSquashfs(treeDir, staging, sourceDateEpoch);
+    await rename(staging, path);
+  } finally {
+    await rm(staging, { force: true });
+  }
+  progress(`${ref}: root.squashfs ${(await stat(path)).size} bytes in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  return path;
+}
+
+/** Builds `recipe` into `<options.outDir>/<name>@<version>/`; an image whose manifest is unchanged is left as is. */
+export async function buildOsImage(recipe: OsRecipe, options: BuildOptions): Promise<BuiltImage> {
+  const ref = `${recipe.name}@${recipe.version}`;
+  const progress = options.progress ?? (() => {});
+  const sourceDateEpoch = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
+  const { busyboxPackage, busyboxTree } = await prepareBusybox(options.cacheDir, progress);
+  const tree = await ensureRootTree(recipe, options.cacheDir, sourceDateEpoch, progress);
+  const release = await treeKernelRelease(tree.dir, ref);
+  const moduleDir = `lib/modules/${release}`;
+  const [modulesDep, modulesBuiltin] = await Promise.all(['modules.dep', 'modules.builtin'].map((f) => readFile(join(tree.dir, moduleDir, f), 'utf8')));
+  const modulePaths = modulesToLoad(OS_INITRAMFS_MODULES, modulesDep!, modulesBuiltin!, release).map((p) => `${moduleDir}/${p}`);
+
+  progress(`${ref}: writing initramfs (kernel ${release}, ${modulePaths.length} modules from the image)`);
+  const kernel = await readFile(join(tree.dir, 'boot', `vmlinuz-${release}`));
+  const initrd = gzipSync(writeNewc(await initramfsEntries(recipe, { busyboxTree, kernelTree: tree.dir }, release, modulePaths), sourceDateEpoch), { level: 9 });
+  const squashfsPath = await ensureSquashfs(tree.dir, sourceDateEpoch, ref, progress);
+  const rootfs = { file: ROOTFS_SQUASHFS_FILE, sha256: await sha256File(squashfsPath), size: (await stat(squashfsPath)).size };
+
+  const kernelSha256 = sha256(kernel);
+  const initrdSha256 = sha256(initrd);
+  const manifest: ImageManifest = {
+    name: recipe.name,
+    version: recipe.version,
+    arch: 'x86_64',
+    kernel: { file: KERNEL_FILE, sha256: kernelSha256, size: kernel.length },
+    initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
+    rootfs,
+    cmdline: recipe.cmdline,
+    digest: imageDigest({ kernelSha256, initrdSha256, rootfsSha256: rootfs.sha256, cmdline: recipe.cmdline }),
+    builtFrom: {
+      kernelPackage: await treeKernelPackage(tree.dir, release),
+      busyboxPackage: { name: busyboxPackage.name, version: busyboxPackage.version },
+      kernelRelease: release,
+      modules: modulePaths.map((p) => basename(p, '.ko')),
+      sourceDateEpoch,
+      recipe: { file: basename(recipe.source), suite: recipe.suite, mirror: recipe.mirror, treeKey: tree.key },
+    },
+  };
+  const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+  parseManifest(manifestText, `${ref} ${MANIFEST_FILE}`); // what we write, readers must accept
+
+  await mkdir(options.outDir, { recursive: true });
+  const stagingDir = join(options.outDir, `.${ref}.build-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const finalDir = join(options.outDir, ref);
+  await mkdir(stagingDir);
+  try {
+    await writeFile(join(stagingDir, KERNEL_FILE), kernel);
+    await writeFile(join(stagingDir, INITRD_FILE), initrd);
+    // Hundreds of MB: a hard link to the cached squashfs when the output is on the same filesystem.
+    await link(squashfsPath, join(stagingDir, ROOTFS_SQUASHFS_FILE)).catch(() => copyFile(squashfsPath, join(stagingDir, ROOTFS_SQUASHFS_FILE)));
+    await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
+    await install(stagingDir, finalDir, manifestText);
+  } finally {
+    await rm(stagingDir, { recursive: true, force: true });
+  }
+  progress(`${ref}: initrd ${initrd.length} bytes, root.squashfs ${rootfs.size} bytes, ${manifest.digest}`);
+  return {
+    ref,
+    dir: finalDir,
+    kernelPath: join(finalDir, KERNEL_FILE),
+    initrdPath: join(finalDir, INITRD_FILE),
+    rootfsPath: join(finalDir, ROOTFS_SQUASHFS_FILE),
+    manifest,
+  };
+}
