@@ -150,8 +150,28 @@ async function rootfsEntries(recipe: ImageRecipe, inputs: BuildInputs, modulePat
   return withDirectories(files);
 }
 
+/**
+ * Writes an image directory `<outDir>/<ref>`: `writeFiles` fills a staging directory beside it, the
+ * manifest goes in last, and the whole is moved into place (unless an identical image is already
+ * there), so a reader never sees half an image. Returns the image's directory.
+ */
+export async function writeImageDir(outDir: string, ref: string, manifestText: string, writeFiles: (stagingDir: string) => Promise<void>): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const stagingDir = join(outDir, `.${ref}.build-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const finalDir = join(outDir, ref);
+  await mkdir(stagingDir);
+  try {
+    await writeFiles(stagingDir);
+    await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
+    await install(stagingDir, finalDir, manifestText);
+  } finally {
+    await rm(stagingDir, { recursive: true, force: true });
+  }
+  return finalDir;
+}
+
 /** Moves a finished build into `<outDir>/<ref>`, unless an identical image is already there. */
-export async function install(stagingDir: string, finalDir: string, manifestText: string): Promise<void> {
+async function install(stagingDir: string, finalDir: string, manifestText: string): Promise<void> {
   const finalManifest = join(finalDir, MANIFEST_FILE);
   const sameAsInstalled = async () => existsSync(finalManifest) && (await readFile(finalManifest, 'utf8')) === manifestText;
   if (await sameAsInstalled()) return;
@@ -204,19 +224,11 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
   const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
   parseManifest(manifestText, `${ref} ${MANIFEST_FILE}`); // what we write, readers must accept
 
-  await mkdir(options.outDir, { recursive: true });
-  const stagingDir = join(options.outDir, `.${ref}.build-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const finalDir = join(options.outDir, ref);
-  await mkdir(stagingDir);
-  try {
+  const finalDir = await writeImageDir(options.outDir, ref, manifestText, async (stagingDir) => {
     await writeFile(join(stagingDir, KERNEL_FILE), kernel);
     await writeFile(join(stagingDir, INITRD_FILE), initrd);
     if (rootfs) await writeFile(join(stagingDir, ROOTFS_FILE), rootfs);
-    await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
-    await install(stagingDir, finalDir, manifestText);
-  } finally {
-    await rm(stagingDir, { recursive: true, force: true });
-  }
+  });
   progress(`${ref}: initrd ${initrd.length} bytes${rootfs ? `, rootfs ${rootfs.length} bytes` : ''}, ${manifest.digest}`);
   return {
     ref,

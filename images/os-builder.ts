@@ -8,11 +8,11 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, initramfsEntries, install, prepareBusybox, sha256, sourceDateEpochFromEnv, type BuildOptions, type BuiltImage } from './builder.js';
+import { INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, initramfsEntries, prepareBusybox, writeImageDir, sha256, sourceDateEpochFromEnv, type BuildOptions, type BuiltImage } from './builder.js';
 import { sha256File } from './debian.js';
 import { modulesToLoad } from './kernel-modules.js';
 import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
@@ -101,20 +101,12 @@ export async function buildOsImage(recipe: OsRecipe, options: BuildOptions): Pro
   const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
   parseManifest(manifestText, `${ref} ${MANIFEST_FILE}`); // what we write, readers must accept
 
-  await mkdir(options.outDir, { recursive: true });
-  const stagingDir = join(options.outDir, `.${ref}.build-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const finalDir = join(options.outDir, ref);
-  await mkdir(stagingDir);
-  try {
+  const finalDir = await writeImageDir(options.outDir, ref, manifestText, async (stagingDir) => {
     await writeFile(join(stagingDir, KERNEL_FILE), kernel);
     await writeFile(join(stagingDir, INITRD_FILE), initrd);
     // Hundreds of MB: a hard link to the cached squashfs when the output is on the same filesystem.
     await link(squashfsPath, join(stagingDir, ROOTFS_SQUASHFS_FILE)).catch(() => copyFile(squashfsPath, join(stagingDir, ROOTFS_SQUASHFS_FILE)));
-    await writeFile(join(stagingDir, MANIFEST_FILE), manifestText);
-    await install(stagingDir, finalDir, manifestText);
-  } finally {
-    await rm(stagingDir, { recursive: true, force: true });
-  }
+  });
   progress(`${ref}: initrd ${initrd.length} bytes, root.squashfs ${rootfs.size} bytes, ${manifest.digest}`);
   return {
     ref,
