@@ -10,41 +10,12 @@ import {
   type DhcpPacket,
   type EncapsulatedOption,
 } from './codec.js';
+import { Gen as FuzzGen, prng } from '../../../test/fuzz/kit.js';
 
-/** mulberry32: small, fast, and the same sequence on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Gen {
-  constructor(readonly next: () => number) {}
-  int(max: number): number {
-    return Math.floor(this.next() * max);
-  }
-  bool(): boolean {
-    return this.next() < 0.5;
-  }
-  bytes(length: number): Buffer {
-    const b = Buffer.alloc(length);
-    for (let i = 0; i < length; i++) b[i] = this.int(256);
-    return b;
-  }
+/** The shared fuzz generator with what DHCP options are made of. */
+class Gen extends FuzzGen {
   ip(): string {
     return [this.int(256), this.int(256), this.int(256), this.int(256)].join('.');
-  }
-  /** Printable text without NUL: text options end at the first NUL. */
-  text(min: number, max: number): string {
-    const length = min + this.int(max - min + 1);
-    let s = '';
-    for (let i = 0; i < length; i++) s += String.fromCharCode(0x20 + this.int(0x5f));
-    return s;
   }
   subOptions(): EncapsulatedOption[] {
     return Array.from({ length: 1 + this.int(4) }, () => ({ code: 1 + this.int(254), data: this.bytes(this.int(8)) }));
