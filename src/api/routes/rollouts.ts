@@ -7,8 +7,10 @@ import type { RolloutList, RolloutView } from '../views.js';
 import { writerOf, type RouteContext } from './context.js';
 
 export function registerRolloutRoutes(api: express.Router, { state, engine }: RouteContext): void {
+  // Built once: the facets that can be desired are fixed when the engine is.
+  const inputSchema = rolloutInputSchema(engine.desired);
   api.post('/rollouts', async (req, res) => {
-    const input = rolloutInputSchema(engine.desired).parse(req.body);
+    const input = inputSchema.parse(req.body);
     try {
       const rollout: RolloutView = { ...(await engine.rollouts.create(input, writerOf(req))), revision: state.revision };
       res.status(201).location(`/api/v1/rollouts/${rollout.id}`).json(rollout);
