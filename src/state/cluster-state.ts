@@ -69,7 +69,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     for (const f of facts) {
       const id = f.nodeId;
       if (f.kind === 'appliance' && f.facet === 'freeze') state.frozen = f.value === 'true';
-      if (RECORD_KINDS.has(f.kind) && (!id || state.nodes.has(id))) state.records.set(f.kind, [...(state.records.get(f.kind) ?? []), f]);
+      if (RECORD_KINDS.has(f.kind) && (!id || state.nodes.has(id))) {
+        const records = state.records.get(f.kind);
+        if (records) records.push(f);
+        else state.records.set(f.kind, [f]);
+      }
       if (!id || !state.nodes.has(id)) continue;
       if (f.kind === 'desired') state.desiredOf(id)[f.facet] = f.value;
       if (f.kind === 'observed') state.observedOf(id)[f.facet] = { value: f.value, ...(f.detail ? { detail: f.detail } : {}), at: f.at, source: 'store' };
