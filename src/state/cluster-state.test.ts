@@ -49,6 +49,17 @@ describe('cluster state on SQLite', () => {
     expect(reopened.isFrozen()).toBe(true);
   });
 
+  it('shows in the event log every observation already applied in memory, without waiting for the group commit', async () => {
+    const store = newStore();
+    const state = await ClusterState.open(store);
+    const [a] = await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01') }], 'op');
+    state.observe(a!.id, 'run', 'ready', 'agent');
+    expect(state.observed(a!.id).run?.value).toBe('ready');
+    const events = await state.events({ nodeId: a!.id });
+    expect(events.at(-1)).toMatchObject({ kind: 'observed', facet: 'run', new: 'ready' });
+    await store.close();
+  });
+
   it('logs every change with old and new value and a monotonic revision, never the secret', async () => {
     const store = newStore();
     const state = await ClusterState.open(store);

@@ -49,6 +49,8 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly records = new Map<string, Fact[]>();
   private pending: Change[] = [];
   private flushing: Promise<ShoalEvent[]> | undefined;
+  /** Settles when the last batch taken has been committed (or has failed). */
+  private committed: Promise<void> = Promise.resolve();
   revision = 0;
 
   private constructor(
@@ -134,7 +136,13 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     return this.records.get(kind) ?? [];
   }
 
-  events(query: Parameters<StateStore['events']>[0]): Promise<ShoalEvent[]> {
+  /**
+   * Pages of the event log, including every change already applied in memory: a reader that saw a
+   * node's state (which is ahead of the store by up to one group commit) finds its events here.
+   */
+  async events(query: Parameters<StateStore['events']>[0]): Promise<ShoalEvent[]> {
+    if (this.pending.length > 0 || this.flushing) await this.flush();
+    await this.committed;
     return this.store.events(query);
   }
 
@@ -277,7 +285,13 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
           this.pending = [];
           this.flushing = undefined;
           if (batch.length === 0) return resolve([]);
-          this.store.commit(batch).then((events) => {
+          // Batches commit one after another, in the order they were taken, whatever the store's latency.
+          const commit = this.committed.then(() => this.store.commit(batch));
+          this.committed = commit.then(
+            () => undefined,
+            () => undefined,
+          );
+          commit.then((events) => {
             this.revision = events.at(-1)?.rev ?? this.revision;
             this.emit('events', events);
             resolve(events);
