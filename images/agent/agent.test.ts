@@ -3,12 +3,13 @@
 // are files in a temp dir; SHOAL_POWER_CMD is always set so a reboot action cannot reach
 // the host (the tests run as root).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HardwareSchema } from '../../src/contracts/hardware.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
 
 const AGENT = new URL('./shoal-agent.sh', import.meta.url).pathname;
@@ -155,10 +156,11 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function startAgent(cmdline: string): RunningAgent {
+  function startAgent(cmdline: string, env: Record<string, string> = {}): RunningAgent {
     writeFileSync(join(dir, 'cmdline'), `${cmdline}\n`);
     const child = spawn('busybox', ['sh', AGENT], {
       env: {
+        ...env,
         PATH: process.env.PATH,
         SHOAL_CMDLINE: join(dir, 'cmdline'),
         SHOAL_BOOT_ID: join(dir, 'boot_id'),
@@ -174,6 +176,54 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
   }
 
   const cmdlineFor = (url: string) => `BOOT_IMAGE=vmlinuz console=ttyS0 shoal.url=${url}/ shoal.node=n01 shoal.token=tok-123 shoal.image=compute@1 quiet`;
+
+  /** Writes FILES (path → content) under the temp dir: a made-up machine's sysfs and /proc. */
+  function fakeTree(files: Record<string, string>): void {
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), content);
+    }
+  }
+
+  it('reports the hardware in its hello: system, CPU sockets and threads, memory, and only the disks an install could use', async () => {
+    const cpu = (n: number, socket: number) => `processor\t: ${n}\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: ${socket}\n\n`;
+    fakeTree({
+      'sys/class/dmi/id/sys_vendor': 'Dell Inc.\n',
+      // Quotes and a backslash would break the JSON; the agent keeps only its safe alphabet.
+      'sys/class/dmi/id/product_name': 'PowerEdge "R650" \\ \n',
+      'sys/class/dmi/id/product_serial': 'ABC1234\n',
+      'sys/class/dmi/id/product_uuid': '4c4c4544-0042-3510-8051-b4c04f353132\n',
+      'proc/cpuinfo': cpu(0, 0) + cpu(1, 0) + cpu(2, 1) + cpu(3, 1),
+      'proc/meminfo': 'MemTotal:       263921868 kB\nMemFree:        1000 kB\n',
+      'sys/block/sda/device/model': 'PERC H755       \n',
+      'sys/block/sda/device/wwid': 'naa.6f4ee080515dc10029a1c4b8d9f1e2a3\n',
+      'sys/block/sda/size': '3749707776\n',
+      'sys/block/sda/queue/rotational': '1\n',
+      'sys/block/sda/removable': '0\n',
+      'sys/block/vda/device/.keep': '', // virtio-blk: no model, its serial beside the queue
+      'sys/block/vda/serial': 'shoal-disk-1\n',
+      'sys/block/vda/size': '16777216\n',
+      'sys/block/vda/queue/rotational': '0\n',
+      'sys/block/vda/removable': '0\n',
+      'sys/block/loop0/size': '2048\n', // no device link: not hardware
+      'sys/block/sr0/device/model': 'QEMU DVD-ROM\n', // optical: never an install target
+      'sys/block/sr0/size': '0\n',
+    });
+    appliance = await FakeAppliance.start(() => ok('interval=60\naction=none\n'));
+    startAgent(cmdlineFor(appliance.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_PROC_DIR: join(dir, 'proc') });
+    await waitFor('a hello', () => appliance!.count('/agent/v1/hello') >= 1);
+    expect(appliance.requests[0]!.body.hardware).toEqual({
+      system: { vendor: 'Dell Inc.', product: 'PowerEdge R650', serial: 'ABC1234', uuid: '4c4c4544-0042-3510-8051-b4c04f353132' },
+      cpu: { model: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', sockets: 2, threads: 4 },
+      memoryBytes: 263921868 * 1024,
+      disks: [
+        { name: 'sda', sizeBytes: 3749707776 * 512, model: 'PERC H755', serial: '', wwn: 'naa.6f4ee080515dc10029a1c4b8d9f1e2a3', rotational: true, removable: false },
+        { name: 'vda', sizeBytes: 16777216 * 512, model: '', serial: 'shoal-disk-1', wwn: '', rotational: false, removable: false },
+      ],
+    });
+    // What the appliance's own schema makes of it: accepted as it is.
+    expect(HardwareSchema.parse(appliance.requests[0]!.body.hardware)).toEqual(appliance.requests[0]!.body.hardware);
+  });
 
   it('says hello with its identity, then heartbeats at the interval the reply sets', async () => {
     appliance = await FakeAppliance.start(() => ok('interval=1\naction=none\n'));

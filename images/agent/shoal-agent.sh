@@ -19,6 +19,8 @@ WORK_DIR=${SHOAL_WORK_DIR:-/run/shoal}
 TOKEN_FILE=${SHOAL_TOKEN_FILE:-$WORK_DIR/token}
 TOKEN_CHARS='A-Za-z0-9._~+/=-'
 POWER_CMD=${SHOAL_POWER_CMD:-}
+SYS_DIR=${SHOAL_SYS_DIR:-/sys}    # the hardware report's sources, so a test can give it a made-up machine
+PROC_DIR=${SHOAL_PROC_DIR:-/proc}
 REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
 MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
 DEFAULT_INTERVAL=10  # seconds between heartbeats until a reply says otherwise
@@ -78,9 +80,55 @@ interfaces_json() {
   printf ']'
 }
 
+# A sysfs or /proc value as JSON-safe text: PROTOCOL.md's hardware alphabet, no outer spaces, at most 128 characters.
+clean() { # FILE
+  { tr -cd 'A-Za-z0-9 ._:/()@+,#-' < "$1"; } 2>/dev/null | sed 's/^ *//; s/ *$//' | head -c 128
+}
+
+number() { # FILE: its first line if it is a whole number, else 0
+  n=$(head -n 1 "$1" 2>/dev/null)
+  case $n in '' | *[!0-9]*) echo 0 ;; *) echo "$n" ;; esac
+}
+
+# Every block device backed by hardware (it has a device link; loop, ram and dm have none), but
+# optical and floppy drives: the disks an install can pick from.
+disks_json() {
+  sep=
+  printf '['
+  for path in "$SYS_DIR"/block/*; do
+    [ -e "$path/device" ] || continue
+    name=${path##*/}
+    case $name in sr* | fd*) continue ;; esac
+    only_chars "$name" 'A-Za-z0-9._-' || continue
+    serial=$(clean "$path/device/serial")
+    [ -n "$serial" ] || serial=$(clean "$path/serial") # virtio-blk keeps it beside the queue
+    wwn=$(clean "$path/wwid")
+    [ -n "$wwn" ] || wwn=$(clean "$path/device/wwid")
+    rotational=false; [ "$(number "$path/queue/rotational")" = 1 ] && rotational=true
+    removable=false; [ "$(number "$path/removable")" = 1 ] && removable=true
+    printf '%s{"name":"%s","sizeBytes":%s,"model":"%s","serial":"%s","wwn":"%s","rotational":%s,"removable":%s}' \
+      "$sep" "$name" "$(( $(number "$path/size") * 512 ))" "$(clean "$path/device/model")" "$serial" "$wwn" "$rotational" "$removable"
+    sep=,
+  done
+  printf ']'
+}
+
+hardware_json() {
+  dmi=$SYS_DIR/class/dmi/id
+  cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' "$PROC_DIR/cpuinfo" 2>/dev/null | head -n 1 | tr -cd 'A-Za-z0-9 ._:/()@+,#-' | head -c 128)
+  threads=$(grep -c '^processor' "$PROC_DIR/cpuinfo" 2>/dev/null)
+  sockets=$(sed -n 's/^physical id[[:space:]]*: *//p' "$PROC_DIR/cpuinfo" 2>/dev/null | sort -u | grep -c .)
+  [ "${sockets:-0}" -gt 0 ] || sockets=1 # no physical id lines (some hypervisors): one socket
+  memory_kib=$(awk '$1 == "MemTotal:" { print $2; exit }' "$PROC_DIR/meminfo" 2>/dev/null)
+  case $memory_kib in '' | *[!0-9]*) memory_kib=0 ;; esac
+  printf '{"system":{"vendor":"%s","product":"%s","serial":"%s","uuid":"%s"},"cpu":{"model":"%s","sockets":%s,"threads":%s},"memoryBytes":%s,"disks":%s}' \
+    "$(clean "$dmi/sys_vendor")" "$(clean "$dmi/product_name")" "$(clean "$dmi/product_serial")" "$(clean "$dmi/product_uuid")" \
+    "$cpu_model" "$sockets" "${threads:-0}" "$((memory_kib * 1024))" "$(disks_json)"
+}
+
 hello_body() {
-  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s}' \
-    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)"
+  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s}' \
+    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)"
 }
 
 status_body() { # STATE

@@ -64,6 +64,49 @@ describe('agent module', () => {
     for (const secret of [bootstrap, token]) expect(t.logText()).not.toContain(secret);
   });
 
+  const hardware = {
+    system: { vendor: 'QEMU', product: 'Standard PC (i440FX + PIIX, 1996)', serial: '', uuid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
+    cpu: { model: 'QEMU Virtual CPU version 2.5+', sockets: 1, threads: 2 },
+    memoryBytes: 1_073_741_824,
+    disks: [{ name: 'vda', sizeBytes: 8_589_934_592, model: '', serial: 'shoal-disk-1', wwn: '', rotational: true, removable: false }],
+  };
+
+  it('records the hardware a hello reports, serves it to operators, and refuses a malformed report without recording anything', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const api = (path: string) => fetch(`${t!.appliance.url}/api/v1${path}`, { headers: { authorization: `Bearer ${t!.appliance.token}` } });
+    expect((await api('/nodes/n1/hardware')).status).toBe(404);
+
+    const bootstrap = arm(node.id);
+    // A disk name outside the kernel's alphabet: the whole hello is refused, nothing observed.
+    const bad = { ...hardware, disks: [{ ...hardware.disks[0]!, name: 'vda"; rm -rf /' }] };
+    expect((await t.post('/agent/v1/hello', bootstrap, { ...hello(node.id, BOOT_A), hardware: bad })).status).toBe(400);
+    expect(t.appliance.state.observed(node.id).hardware).toBeUndefined();
+    expect(t.appliance.state.observed(node.id).run?.value).not.toBe('ready');
+
+    expect((await t.post('/agent/v1/hello', bootstrap, { ...hello(node.id, BOOT_A), hardware })).status).toBe(200);
+    const view = (await (await api('/nodes/n1/hardware')).json()) as { node: string; digest: string; hardware: unknown };
+    expect(view).toMatchObject({ node: 'n1', hardware });
+    expect(view.digest).toMatch(/^sha256:[0-9a-f]{16}$/);
+    expect(t.appliance.state.observed(node.id).hardware?.value).toBe(view.digest);
+
+    // The next boot of the same machine with a disk added: a new digest, so the change is in the event log.
+    const bigger = { ...hardware, disks: [...hardware.disks, { ...hardware.disks[0]!, name: 'vdb', serial: 'shoal-disk-2' }] };
+    const second = arm(node.id);
+    expect((await t.post('/agent/v1/hello', second, { ...hello(node.id, BOOT_B), hardware: bigger })).status).toBe(200);
+    const events = await t.appliance.state.events({ nodeId: node.id });
+    const changes = events.filter((e) => e.kind === 'observed' && e.facet === 'hardware');
+    expect(changes.map((e) => e.old === null)).toEqual([true, false]);
+    expect(JSON.parse(changes[1]!.detail!)).toEqual(bigger);
+  });
+
+  it('accepts a hello without hardware, from an agent built before it was reported', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    expect((await t.post('/agent/v1/hello', arm(node.id), hello(node.id, BOOT_A))).status).toBe(200);
+    expect(t.appliance.state.observed(node.id).hardware).toBeUndefined();
+  });
+
   it('spends the bootstrap on the first hello: the boot token works, the bootstrap no longer does', async () => {
     t = await startAgentAppliance();
     const node = await t.enroll('n1');

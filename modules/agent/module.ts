@@ -3,10 +3,12 @@
 // deadline observed as run=lost, and the run facet's drain and reboot steps delivered as the
 // action of the next reply. It provides the bootstrap tokens the pxe module puts on kernel command
 // lines, and trades each, once, for the boot token the agent keeps to itself.
+import { createHash } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ZodType } from 'zod';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { formatZodIssues } from '../../src/domain/zod-issues.js';
+import { HARDWARE_FACET, type Hardware } from '../../src/contracts/hardware.js';
 import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
@@ -41,6 +43,11 @@ const RUN_OF_STATE: Record<AgentState, string> = { running: 'ready', draining: '
 const LIVE_RUN = new Set(['ready', 'draining', 'drained']);
 /** Boot values of a network boot armed and not yet over: only then can its bootstrap be spent. */
 const ARMED_BOOT = new Set<string>(NETWORK_BOOT_STAGES);
+/** `sha256:` + 16 hex digits of the report as parsed: short enough for an event line, enough to tell two machines apart. */
+function hardwareDigest(hardware: Hardware): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(hardware)).digest('hex').slice(0, 16)}`;
+}
+
 /** The observed facet a replayed bootstrap is recorded on, so the operator sees it in `shoal events` and the node's observed state. */
 export const BOOT_TOKEN_FACET = 'boot-token';
 
@@ -184,6 +191,8 @@ export class AgentModule implements ShoalModule {
     const digest = body.bakedImage ? host.services.get('images')?.get(body.bakedImage)?.digest : undefined;
     this.heard(id);
     if (this.owns(id)) host.observe(id, 'image', ref, digest);
+    // Recorded at every hello, news only when it changed (a disk swapped, memory added).
+    if (body.hardware) host.observe(id, HARDWARE_FACET, hardwareDigest(body.hardware), JSON.stringify(body.hardware));
     this.respond(res, id, body.bootId, 'running', bootToken);
   }
 

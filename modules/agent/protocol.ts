@@ -1,6 +1,7 @@
 // The wire format of images/agent/PROTOCOL.md (version 2), appliance side: request bodies as the
 // agent sends them, validated at the edge, and the `key=value` replies it understands.
 import { z } from 'zod';
+import { HardwareSchema } from '../../src/contracts/hardware.js';
 
 // The alphabets PROTOCOL.md guarantees; anything outside them is not from our agent.
 const NODE_ID = /^[A-Za-z0-9._-]+$/;
@@ -28,6 +29,8 @@ export const HelloSchema = z.object({
       }),
     )
     .max(256),
+  /** Absent from agents built before it was added: their hello is still good. */
+  hardware: HardwareSchema.optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
