@@ -111,8 +111,18 @@ describe.skipIf(skip)('dashboard', () => {
     await p.fill('input[name=selector]', '');
     await p.screenshot({ path: join(SCREENSHOTS, 'grid.png') });
 
-    // The failed node shows the reason the engine holds it with.
+    // The failed node shows the reason the engine holds it with, and the hardware its agent last reported.
+    const hardware = {
+      system: { vendor: 'Supermicro', product: 'SYS-1029U', serial: 'S123', uuid: '' },
+      cpu: { model: 'Intel Xeon Gold 6230', sockets: 2, threads: 80 },
+      memoryBytes: 384 * 1024 ** 3,
+      disks: [{ name: 'nvme0n1', sizeBytes: 960 * 1024 ** 3, model: 'SAMSUNG MZ1LB960', serial: 'S4X1', wwn: '', rotational: false, removable: false }],
+    };
+    state.observe(broken.id, 'hardware', 'sha256:0123456789abcdef', 'agent', JSON.stringify(hardware));
     await p.click(`.row[data-node=${broken.name}] a`);
+    expect(await p.locator('[data-testid=hw-cpu]').textContent()).toBe('Intel Xeon Gold 6230: 80 threads, 2 sockets');
+    expect(await p.locator('[data-testid=hw-memory]').textContent()).toBe('384.0 GiB');
+    expect(await p.locator('[data-testid=hw-disks]').textContent()).toBe('nvme0n1 960.0 GiB SAMSUNG MZ1LB960 serial S4X1');
     const reason = (await t.api('GET', `/api/v1/nodes/${broken.name}`)).body.reason as string;
     expect(reason).toMatch(/power\.on failed/);
     expect(await p.locator('[data-testid=reason]').textContent()).toBe(reason);

@@ -140,6 +140,7 @@ function baseDocument(desired: DesiredVocabulary, modulePaths: Record<string, Re
         patch: nodeOp('Change desired state (null clears a facet)', { requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/DesiredPatch' } } } } }),
       },
       '/nodes/{ref}/observed': { get: nodeOp('Observed state, facet by facet, with source and time') },
+      '/nodes/{ref}/hardware': { get: nodeOp('The hardware the node\'s agent reported at its last hello: system, CPU, memory, disks') },
       '/nodes/{ref}/plan': { get: nodeOp('The node\'s current plan with an explanation of each step') },
       '/nodes/{ref}/retry': { post: nodeOp('Release a node held as failed, with a fresh retry budget') },
       '/nodes/{ref}/freeze': { post: nodeOp('Put a node in maintenance: no new steps') },

@@ -4,6 +4,7 @@
 // them fails there. Desired and observed state are maps keyed by facet name: any registered facet
 // can appear in them, not only the standard four.
 import { z } from 'zod';
+import { HardwareSchema } from '../contracts/hardware.js';
 
 export type { NodeInput } from '../domain/node.js';
 
@@ -67,6 +68,15 @@ export const NodeViewSchema = z.strictObject({
   lastError: z.string().optional(),
 });
 export type NodeView = z.infer<typeof NodeViewSchema>;
+
+/** GET /nodes/{ref}/hardware: what the node's agent reported at its last hello that changed it. */
+export const HardwareViewSchema = z.strictObject({
+  node: z.string(),
+  at: z.number(),
+  digest: z.string(),
+  hardware: HardwareSchema,
+});
+export type HardwareView = z.infer<typeof HardwareViewSchema>;
 
 export const NodeListSchema = z.strictObject({
   nodes: z.array(NodeViewSchema),

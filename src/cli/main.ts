@@ -23,6 +23,7 @@ nodes
   node add NAME --mac MAC [--mac MAC] --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
   node list [--selector k=v,...] [--phase PHASE]
   node show NODE
+  node hardware NODE [--json]      what its agent reported: system, CPU, memory, disks
   node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
                                   facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)
   node rm NODE
@@ -86,6 +87,7 @@ const options = {
   after: { type: 'string' },
   node: { type: 'string' },
   follow: { type: 'boolean' },
+  json: { type: 'boolean' },
   role: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;

@@ -6,6 +6,7 @@ import type { Cluster } from './cluster.js';
 import { useCluster } from './hooks.js';
 import { nodeState } from './state.js';
 import type { PlanView, NodeView, EventView, StepStatus } from '../../src/api/views.js';
+import type { Hardware } from '../../src/contracts/hardware.js';
 import { FACETS } from './types.js';
 import { DesiredForm, desiredAction, describeError, nodeAction, type ActionSpec } from './actions.js';
 
@@ -88,6 +89,7 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
             <dd>
               <code>{node.id}</code>
             </dd>
+            <ReportedHardware node={node} />
           </dl>
           <h2>Boot stages</h2>
           <BootStages events={events.value} />
@@ -100,6 +102,46 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
       {events.error && <p class="error">{events.error}</p>}
       <Timeline events={events.value} />
     </section>
+  );
+}
+
+const GIB = 1024 ** 3;
+
+/** What the node's agent reported of its machine at its last hello (the `hardware` facet's detail). */
+function ReportedHardware({ node }: { node: NodeView }) {
+  const detail = node.observed.hardware?.detail;
+  if (!detail) {
+    return (
+      <>
+        <dt>reported</dt>
+        <dd class="muted">nothing yet: the agent reports at its hello</dd>
+      </>
+    );
+  }
+  // The appliance validated it before recording it; the page only reads it.
+  const { system, cpu, memoryBytes, disks } = JSON.parse(detail) as Hardware;
+  return (
+    <>
+      <dt>system</dt>
+      <dd data-testid="hw-system">{[system.vendor, system.product, system.serial && `serial ${system.serial}`].filter(Boolean).join(', ') || '?'}</dd>
+      <dt>CPU</dt>
+      <dd data-testid="hw-cpu">
+        {cpu.model || '?'}: {cpu.threads} threads, {cpu.sockets} socket{cpu.sockets === 1 ? '' : 's'}
+      </dd>
+      <dt>memory</dt>
+      <dd data-testid="hw-memory">{(memoryBytes / GIB).toFixed(1)} GiB</dd>
+      <dt>disks</dt>
+      <dd data-testid="hw-disks">
+        {disks.length === 0
+          ? 'none'
+          : disks.map((d) => (
+              <div key={d.name}>
+                <code>{d.name}</code> {(d.sizeBytes / GIB).toFixed(1)} GiB{d.model && ` ${d.model}`}
+                {d.serial && <span class="muted"> serial {d.serial}</span>}
+              </div>
+            ))}
+      </dd>
+    </>
   );
 }
 

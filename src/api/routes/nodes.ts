@@ -2,8 +2,10 @@
 // nodes; read desired and observed state, and patch desired state.
 import type express from 'express';
 import { z } from 'zod';
+import { HARDWARE_FACET, parseHardware } from '../../contracts/hardware.js';
 import { nodeSpecFromInput, parseSelector } from '../../domain/node.js';
-import type { DesiredView, NodeList, ObservedView } from '../views.js';
+import { HttpProblem } from '../problem.js';
+import type { DesiredView, HardwareView, NodeList, ObservedView } from '../views.js';
 import { nodeViewOf, queryOf, writerOf, type RouteContext } from './context.js';
 
 const ListQuerySchema = z
@@ -64,5 +66,14 @@ export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void
   api.get('/nodes/:ref/observed', (req, res) => {
     const observed: ObservedView = state.observed(state.resolve(req.params.ref).id);
     res.json(observed);
+  });
+
+  api.get('/nodes/:ref/hardware', (req, res) => {
+    const node = state.resolve(req.params.ref);
+    const observation = state.observed(node.id)[HARDWARE_FACET];
+    const hardware = parseHardware(observation?.detail);
+    if (!hardware) throw new HttpProblem(404, 'No hardware report', `node ${node.name}'s agent has not reported its hardware: it reports at every hello, from images built with this appliance's agent`);
+    const view: HardwareView = { node: node.name, at: observation!.at, digest: observation!.value, hardware };
+    res.json(view);
   });
 }

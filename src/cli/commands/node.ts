@@ -1,7 +1,8 @@
 // `shoal node …`: enroll, list, show, change and remove nodes; `node set --wait` follows each node's
 // steps until it converges or fails.
 import { parseDesiredAssignments } from '../../domain/state.js';
-import type { NodeList, NodeView } from '../../api/views.js';
+import { describeHardware } from '../../contracts/hardware.js';
+import type { HardwareView, NodeList, NodeView } from '../../api/views.js';
 import { need, enc, splitPair, UsageError, type CliValues } from '../args.js';
 import type { ApiClient } from '../client.js';
 import { phaseColour, renderNodeTable } from '../table.js';
@@ -41,6 +42,12 @@ export async function nodeCommand(client: ApiClient, sub: string | undefined, ar
     case 'show':
       console.log(JSON.stringify(await client.request('GET', `/nodes/${enc(need(args[0], 'node show needs a node'))}`), null, 2));
       return 0;
+    case 'hardware': {
+      const view = await client.request<HardwareView>('GET', `/nodes/${enc(need(args[0], 'node hardware needs a node'))}/hardware`);
+      if (values.json) console.log(JSON.stringify(view, null, 2));
+      else console.log([`${view.node}: reported ${new Date(view.at).toISOString()} (${view.digest})`, ...describeHardware(view.hardware).map((l) => `  ${l}`)].join('\n'));
+      return 0;
+    }
     case 'rm':
       await client.request('DELETE', `/nodes/${enc(need(args[0], 'node rm needs a node'))}`);
       console.log(`removed ${args[0]}`);
