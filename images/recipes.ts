@@ -13,6 +13,8 @@ export const KERNEL_MODULES = [
   'failover',
   'net_failover',
   'virtio_net',
+  // Disks a node reports in its hardware, and that a disk install writes to.
+  'virtio_blk',
   // QEMU's default NIC on the pc machine, and common on real hardware; about 130 kB gzipped.
   'e1000',
   // The ACPI power button and the event device acpid reads it from, so a BMC's graceful power-off

@@ -2,7 +2,7 @@
 // (q35 + OVMF), PXE or direct kernel boot, serial console to a file, QMP on a unix socket.
 // QEMU writes its own PID file, so a VM is found the same way whether the test started it
 // (start()) or an IpmiBmc's chassis script did.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { commandLine, isAlive, pollUntil, shellQuote, sleep, stopProcess, type TrackedProcess } from './processes.js';
 import { Qmp } from './qmp.js';
@@ -41,6 +41,14 @@ export interface VmOptions {
   noReboot?: boolean;
   /** Killed by the lab's watchdog after running this long (default 180 s): a VM stuck in firmware busy-polls a core. */
   maxRunMs?: number;
+  /** Virtio disks, as sparse files in the VM's directory (kept across its boots); after the NIC in boot order. */
+  disks?: VmDisk[];
+}
+
+export interface VmDisk {
+  sizeMb: number;
+  /** What the guest reads from /sys/block/vdX/serial. */
+  serial: string;
 }
 
 export const firmwareFiles = {
@@ -56,6 +64,7 @@ export class Vm {
   readonly nic: NicModel;
   readonly memoryMb: number;
   readonly maxRunMs: number;
+  readonly disks: readonly (VmDisk & { path: string })[];
   /** Directory of this VM's console log, QMP socket, PID file, QEMU log and firmware variables. */
   readonly dir: string;
   readonly consoleLog: string;
@@ -95,6 +104,16 @@ export class Vm {
     this.pidFile = join(this.dir, 'qemu.pid');
     this.qemuLog = join(lab.dir, `qemu-${this.name}.log`);
     writeFileSync(this.consoleLog, '');
+    this.disks = (options.disks ?? []).map((disk, i) => {
+      // A comma would end QEMU's option value; virtio-blk keeps 20 bytes of serial.
+      if (!/^[A-Za-z0-9._-]{1,20}$/.test(disk.serial)) throw new Error(`VM ${this.name}: disk serial "${disk.serial}": use 1 to 20 letters, digits, dots, dashes or underscores`);
+      const path = join(this.dir, `disk${i}.raw`);
+      if (!existsSync(path)) {
+        writeFileSync(path, '');
+        truncateSync(path, disk.sizeMb * 1024 * 1024); // holes: sparse, costs no disk space
+      }
+      return { ...disk, path };
+    });
     if (this.firmware === 'uefi') {
       // OVMF writes boot entries into its variable store; each VM gets its own copy.
       this.varsFile = join(this.dir, 'OVMF_VARS_4M.fd');
@@ -130,6 +149,7 @@ export class Vm {
         '-drive', `if=pflash,format=raw,unit=1,file=${this.varsFile}`,
       );
     }
+    this.disks.forEach((disk, i) => args.push('-drive', `file=${disk.path},if=none,id=disk${i},format=raw`, '-device', `virtio-blk-pci,drive=disk${i},serial=${disk.serial}`));
     if (this.noReboot) args.push('-no-reboot');
     if (boot === 'pxe') {
       if (this.firmware === 'bios') args.push('-boot', 'n');

@@ -3,10 +3,12 @@
 // The scenarios run in order on one rack (each starts where the previous one left the nodes), and
 // each checks both the appliance's observed state and the VMs' own evidence (serial console,
 // BMC logs). Every scenario prints its measured time.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_DIR, ensureImages, type BuiltImage } from '../../images/catalog.js';
 import { skipUnless } from '../../test/support/environment.js';
 import { IpmiBmc, Lab, LabAppliance, labRequirements, RedfishBmc, type NodeView, type Vm } from '../harness/index.js';
+import type { HardwareView } from '../../src/api/views.js';
 
 const skip = skipUnless('vm-test/scenarios', labRequirements());
 
@@ -18,6 +20,19 @@ async function timed<T>(what: string, action: () => Promise<T>): Promise<T> {
   } finally {
     timings.push([what, Math.round(performance.now() - started)]);
   }
+}
+
+/** PIDs of every QEMU started for this VM (its PID file on the command line): more than one would mean a BMC raced itself. */
+function qemusOf(vm: Vm): string {
+  const pids = readdirSync('/proc').filter((entry) => {
+    if (!/^\d+$/.test(entry)) return false;
+    try {
+      return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(vm.pidFile);
+    } catch {
+      return false; // exited while we looked
+    }
+  });
+  return pids.join(', ') || 'none';
 }
 
 const MINUTE = 60_000;
@@ -42,9 +57,9 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     [imageA, imageB] = (await timed('build images compute@1 and compute@2', () => ensureImages(['compute@1', 'compute@2'], DEFAULT_CACHE_DIR))) as [BuiltImage, BuiltImage];
     lab = Lab.create();
     appliance = await timed('appliance start in the lab', () => LabAppliance.start(lab, { images: [imageA, imageB] }));
-    const bios = lab.addVm({ name: 'n1', firmware: 'bios', maxRunMs: RUN_FOR });
+    const bios = lab.addVm({ name: 'n1', firmware: 'bios', maxRunMs: RUN_FOR, disks: [{ sizeMb: 2048, serial: 'n1-disk0' }] });
     // OVMF's own PXE (no iPXE ROM on the NIC): the firmware → snponly.efi → iPXE chain.
-    const uefi = lab.addVm({ name: 'n2', firmware: 'uefi', nicRom: 'none', maxRunMs: RUN_FOR });
+    const uefi = lab.addVm({ name: 'n2', firmware: 'uefi', nicRom: 'none', maxRunMs: RUN_FOR, disks: [{ sizeMb: 1024, serial: 'n2-disk0' }, { sizeMb: 512, serial: 'n2-disk1' }] });
     const redfish = lab.addVm({ name: 'n3', firmware: 'bios', maxRunMs: RUN_FOR });
     rack.n1 = { vm: bios, bmc: await IpmiBmc.start(lab, bios) };
     rack.n2 = { vm: uefi, bmc: await IpmiBmc.start(lab, uefi) };
@@ -93,6 +108,15 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     expect((rack.n3!.bmc as RedfishBmc).starts()[0]).toContain('BOOT_TARGET=Pxe');
     // OVMF took the snponly.efi path over TFTP before iPXE fetched the script over HTTP.
     expect(rack.n2!.vm.console()).toMatch(/iPXE/);
+    // Each agent reported the machine QEMU made: its memory (less what firmware keeps), one vCPU, its disks by serial.
+    for (const [name, { vm }] of Object.entries(rack)) {
+      const { hardware } = await appliance.api.request<HardwareView>('GET', `/nodes/${name}/hardware`);
+      expect(hardware.system.vendor, name).toBe('QEMU');
+      expect(hardware.cpu.threads, name).toBe(1);
+      expect(hardware.memoryBytes / (vm.memoryMb * 1024 * 1024), name).toBeGreaterThan(0.7);
+      expect(hardware.memoryBytes, name).toBeLessThanOrEqual(vm.memoryMb * 1024 * 1024);
+      expect(hardware.disks.map((d) => [d.serial, d.sizeBytes]), name).toEqual(vm.disks.map((d) => [d.serial, d.sizeMb * 1024 * 1024]));
+    }
   }, 10 * MINUTE);
 
   it('2: changing n1\'s desired image reprovisions it to image B; the digest it reports changes', async () => {
@@ -134,7 +158,7 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     await appliance.waitFor('n2', 'on', (n) => n.observed.power?.value === 'on' && n.phase === 'converged', 3 * MINUTE);
     // The BMC was told to boot from the disk, so the firmware no longer starts with the network.
     expect((bmc as IpmiBmc).chassisCommands().slice(commands)).toEqual(['set boot default', 'set power 1']);
-    // There is no disk in this VM, so OVMF falls back to its network boot option; the appliance
+    // This VM's disks are blank, so OVMF falls back to its network boot option; the appliance
     // then hands iPXE a script that exits, and neither the image nor any boot stage is served.
     await vm.waitForConsole(/booting from local disk/, { since: mark, timeoutMs: 3 * MINUTE });
     const node = await appliance.node('n2');
@@ -155,10 +179,13 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
       const qmp = await vm.qmp();
       try {
         await qmp.execute('stop');
+        // The QEMU that answers is the one the lab knows as n1, and it really stopped.
+        expect((await qmp.queryStatus()).status).toBe('paused');
       } finally {
         qmp.close();
       }
-      await appliance.waitFor('n1', 'lost', (n) => n.observed.run?.value === 'lost', 2 * MINUTE);
+      const paused = vm.pid();
+      await appliance.waitFor('n1', `lost (QEMU ${paused} paused; QEMUs of n1 now: ${qemusOf(vm)})`, (n) => n.observed.run?.value === 'lost', 2 * MINUTE);
       await appliance.waitFor('n1', 'ready again on compute@2', ready(imageB), 5 * MINUTE);
     });
     const runs = (await events()).filter((e) => e.kind === 'observed' && e.facet === 'run').map((e) => e.new);
