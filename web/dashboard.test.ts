@@ -113,14 +113,16 @@ describe.skipIf(skip)('dashboard', () => {
 
     // The failed node shows the reason the engine holds it with, and the hardware its agent last reported.
     const hardware = {
+      firmware: 'uefi',
       system: { vendor: 'Supermicro', product: 'SYS-1029U', serial: 'S123', uuid: '' },
-      cpu: { model: 'Intel Xeon Gold 6230', sockets: 2, threads: 80 },
+      cpu: { model: 'Intel Xeon Gold 6230', sockets: 2, cores: 40, threads: 80 },
       memoryBytes: 384 * 1024 ** 3,
       disks: [{ name: 'nvme0n1', sizeBytes: 960 * 1024 ** 3, model: 'SAMSUNG MZ1LB960', serial: 'S4X1', wwn: '', rotational: false, removable: false }],
+      nics: [{ name: 'eno1', mac: '3c:ec:ef:01:02:03', speedMbps: 25000, driver: 'ice' }],
     };
     state.observe(broken.id, 'hardware', 'sha256:0123456789abcdef', 'agent', JSON.stringify(hardware));
     await p.click(`.row[data-node=${broken.name}] a`);
-    expect(await p.locator('[data-testid=hw-cpu]').textContent()).toBe('Intel Xeon Gold 6230: 80 threads, 2 sockets');
+    expect(await p.locator('[data-testid=hw-cpu]').textContent()).toBe('Intel Xeon Gold 6230: 2 sockets, 40 cores, 80 threads');
     expect(await p.locator('[data-testid=hw-memory]').textContent()).toBe('384.0 GiB');
     expect(await p.locator('[data-testid=hw-disks]').textContent()).toBe('nvme0n1 960.0 GiB SAMSUNG MZ1LB960 serial S4X1');
     const reason = (await t.api('GET', `/api/v1/nodes/${broken.name}`)).body.reason as string;

@@ -3,7 +3,7 @@
 // are files in a temp dir; SHOAL_POWER_CMD is always set so a reboot action cannot reach
 // the host (the tests run as root).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, symlinkSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { release, tmpdir } from 'node:os';
@@ -186,7 +186,8 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
   }
 
   it('reports the hardware in its hello: system, CPU sockets and threads, memory, and only the disks an install could use', async () => {
-    const cpu = (n: number, socket: number) => `processor\t: ${n}\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: ${socket}\n\n`;
+    // Two sockets of one core with two threads each.
+    const cpu = (n: number, socket: number) => `processor\t: ${n}\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: ${socket}\ncore id\t\t: 0\n\n`;
     fakeTree({
       'sys/class/dmi/id/sys_vendor': 'Dell Inc.\n',
       // Quotes and a backslash would break the JSON; the agent keeps only its safe alphabet.
@@ -208,17 +209,31 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       'sys/block/loop0/size': '2048\n', // no device link: not hardware
       'sys/block/sr0/device/model': 'QEMU DVD-ROM\n', // optical: never an install target
       'sys/block/sr0/size': '0\n',
+      'sys/firmware/efi/.keep': '',
+      'sys/class/net/eno1/device/.keep': '',
+      'sys/class/net/eno1/address': '3c:ec:ef:01:02:03\n',
+      'sys/class/net/eno1/speed': '25000\n',
+      'sys/class/net/eno2/device/.keep': '',
+      'sys/class/net/eno2/address': '3c:ec:ef:01:02:04\n',
+      'sys/class/net/eno2/speed': '-1\n', // link down
+      'sys/class/net/br0/address': '3c:ec:ef:01:02:03\n', // a bridge: no device link
     });
+    symlinkSync('../../../../bus/pci/drivers/ice', join(dir, 'sys/class/net/eno1/device/driver'));
     appliance = await FakeAppliance.start(() => ok('interval=60\naction=none\n'));
     startAgent(cmdlineFor(appliance.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_PROC_DIR: join(dir, 'proc') });
     await waitFor('a hello', () => appliance!.count('/agent/v1/hello') >= 1);
     expect(appliance.requests[0]!.body.hardware).toEqual({
+      firmware: 'uefi',
       system: { vendor: 'Dell Inc.', product: 'PowerEdge R650', serial: 'ABC1234', uuid: '4c4c4544-0042-3510-8051-b4c04f353132' },
-      cpu: { model: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', sockets: 2, threads: 4 },
+      cpu: { model: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', sockets: 2, cores: 2, threads: 4 },
       memoryBytes: 263921868 * 1024,
       disks: [
         { name: 'sda', sizeBytes: 3749707776 * 512, model: 'PERC H755', serial: '', wwn: 'naa.6f4ee080515dc10029a1c4b8d9f1e2a3', rotational: true, removable: false },
         { name: 'vda', sizeBytes: 16777216 * 512, model: '', serial: 'shoal-disk-1', wwn: '', rotational: false, removable: false },
+      ],
+      nics: [
+        { name: 'eno1', mac: '3c:ec:ef:01:02:03', speedMbps: 25000, driver: 'ice' },
+        { name: 'eno2', mac: '3c:ec:ef:01:02:04', speedMbps: 0, driver: '' },
       ],
     });
     // What the appliance's own schema makes of it: accepted as it is.

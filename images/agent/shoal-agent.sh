@@ -113,17 +113,39 @@ disks_json() {
   printf ']'
 }
 
+# Interfaces backed by hardware (bridges, bonds, VLANs and lo have no device link), with the
+# link speed the driver reports (unreadable or -1 when the link is down: 0) and the driver's name.
+nics_json() {
+  sep=
+  printf '['
+  for path in "$SYS_DIR"/class/net/*; do
+    [ -e "$path/device" ] || continue
+    name=${path##*/}
+    only_chars "$name" 'A-Za-z0-9._@-' || continue
+    mac=$(tr -cd '0-9a-f:' 2>/dev/null < "$path/address")
+    driver=$(readlink "$path/device/driver" 2>/dev/null)
+    driver=$(printf '%s' "${driver##*/}" | tr -cd 'A-Za-z0-9._-' | head -c 64)
+    printf '%s{"name":"%s","mac":"%s","speedMbps":%s,"driver":"%s"}' "$sep" "$name" "$mac" "$(number "$path/speed")" "$driver"
+    sep=,
+  done
+  printf ']'
+}
+
 hardware_json() {
   dmi=$SYS_DIR/class/dmi/id
+  firmware=bios; [ -d "$SYS_DIR/firmware/efi" ] && firmware=uefi
+  # A core is a distinct (physical id, core id) pair; without core ids (some hypervisors), one per thread.
+  cores=$(awk -F': *' '/^physical id/ { p = $2 } /^core id/ { seen[p " " $2] = 1 } END { n = 0; for (k in seen) n++; print n }' "$PROC_DIR/cpuinfo" 2>/dev/null)
   cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' "$PROC_DIR/cpuinfo" 2>/dev/null | head -n 1 | tr -cd 'A-Za-z0-9 ._:/()@+,#-' | head -c 128)
   threads=$(grep -c '^processor' "$PROC_DIR/cpuinfo" 2>/dev/null)
   sockets=$(sed -n 's/^physical id[[:space:]]*: *//p' "$PROC_DIR/cpuinfo" 2>/dev/null | sort -u | grep -c .)
   [ "${sockets:-0}" -gt 0 ] || sockets=1 # no physical id lines (some hypervisors): one socket
   memory_kib=$(awk '$1 == "MemTotal:" { print $2; exit }' "$PROC_DIR/meminfo" 2>/dev/null)
   case $memory_kib in '' | *[!0-9]*) memory_kib=0 ;; esac
-  printf '{"system":{"vendor":"%s","product":"%s","serial":"%s","uuid":"%s"},"cpu":{"model":"%s","sockets":%s,"threads":%s},"memoryBytes":%s,"disks":%s}' \
-    "$(clean "$dmi/sys_vendor")" "$(clean "$dmi/product_name")" "$(clean "$dmi/product_serial")" "$(clean "$dmi/product_uuid")" \
-    "$cpu_model" "$sockets" "${threads:-0}" "$((memory_kib * 1024))" "$(disks_json)"
+  [ "${cores:-0}" -gt 0 ] || cores=${threads:-0}
+  printf '{"firmware":"%s","system":{"vendor":"%s","product":"%s","serial":"%s","uuid":"%s"},"cpu":{"model":"%s","sockets":%s,"cores":%s,"threads":%s},"memoryBytes":%s,"disks":%s,"nics":%s}' \
+    "$firmware" "$(clean "$dmi/sys_vendor")" "$(clean "$dmi/product_name")" "$(clean "$dmi/product_serial")" "$(clean "$dmi/product_uuid")" \
+    "$cpu_model" "$sockets" "$cores" "${threads:-0}" "$((memory_kib * 1024))" "$(disks_json)" "$(nics_json)"
 }
 
 hello_body() {

@@ -65,10 +65,12 @@ describe('agent module', () => {
   });
 
   const hardware = {
+    firmware: 'bios' as const,
     system: { vendor: 'QEMU', product: 'Standard PC (i440FX + PIIX, 1996)', serial: '', uuid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
-    cpu: { model: 'QEMU Virtual CPU version 2.5+', sockets: 1, threads: 2 },
+    cpu: { model: 'QEMU Virtual CPU version 2.5+', sockets: 1, cores: 2, threads: 2 },
     memoryBytes: 1_073_741_824,
     disks: [{ name: 'vda', sizeBytes: 8_589_934_592, model: '', serial: 'shoal-disk-1', wwn: '', rotational: true, removable: false }],
+    nics: [{ name: 'ens3', mac: '52:54:00:12:34:56', speedMbps: 0, driver: 'virtio_net' }],
   };
 
   it('records the hardware a hello reports, serves it to operators, and refuses a malformed report without recording anything', async () => {

@@ -21,11 +21,24 @@ export const DiskSchema = z.strictObject({
 });
 export type Disk = z.infer<typeof DiskSchema>;
 
+export const NicSchema = z.strictObject({
+  name: z.string().max(32).regex(/^[A-Za-z0-9._@-]+$/),
+  mac: z.string().max(64).regex(/^[0-9a-f:]*$/),
+  /** 0 when the link is down or the driver does not say. */
+  speedMbps: count,
+  driver: text,
+});
+export type Nic = z.infer<typeof NicSchema>;
+
 export const HardwareSchema = z.strictObject({
+  /** How the firmware booted the running kernel: `uefi` when /sys/firmware/efi exists. */
+  firmware: z.enum(['bios', 'uefi']),
   system: z.strictObject({ vendor: text, product: text, serial: text, uuid: text }),
-  cpu: z.strictObject({ model: text, sockets: count, threads: count }),
+  cpu: z.strictObject({ model: text, sockets: count, cores: count, threads: count }),
   memoryBytes: bytes,
   disks: z.array(DiskSchema).max(256),
+  /** Network interfaces backed by hardware (bridges, bonds and VLANs have no device link). */
+  nics: z.array(NicSchema).max(256),
 });
 export type Hardware = z.infer<typeof HardwareSchema>;
 
@@ -48,12 +61,14 @@ const size = (n: number) => (n >= GIB ? `${(n / GIB).toFixed(1)} GiB` : `${(n / 
 
 /** One line per part, as `shoal node hardware` prints it. */
 export function describeHardware(hardware: Hardware): string[] {
-  const { system, cpu, memoryBytes, disks } = hardware;
+  const { firmware, system, cpu, memoryBytes, disks, nics } = hardware;
+  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const lines = [
-    `system   ${[system.vendor, system.product].filter(Boolean).join(' ') || '?'}${system.serial ? `, serial ${system.serial}` : ''}`,
-    `cpu      ${cpu.model || '?'}: ${cpu.threads} thread${cpu.threads === 1 ? '' : 's'} in ${cpu.sockets} socket${cpu.sockets === 1 ? '' : 's'}`,
+    `system   ${[system.vendor, system.product].filter(Boolean).join(' ') || '?'}${system.serial ? `, serial ${system.serial}` : ''}, booted ${firmware.toUpperCase()}`,
+    `cpu      ${cpu.model || '?'}: ${plural(cpu.sockets, 'socket')}, ${plural(cpu.cores, 'core')}, ${plural(cpu.threads, 'thread')}`,
     `memory   ${size(memoryBytes)}`,
   ];
+  for (const n of nics) lines.push(`nic      ${n.name} ${n.mac}${n.speedMbps ? ` ${n.speedMbps} Mb/s` : ' (no link speed)'}${n.driver ? ` ${n.driver}` : ''}`);
   if (disks.length === 0) lines.push('disks    none');
   for (const d of disks) {
     const traits = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`, d.rotational ? 'rotational' : 'solid-state', d.removable && 'removable'].filter(Boolean);

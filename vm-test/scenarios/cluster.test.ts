@@ -112,7 +112,9 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     for (const [name, { vm }] of Object.entries(rack)) {
       const { hardware } = await appliance.api.request<HardwareView>('GET', `/nodes/${name}/hardware`);
       expect(hardware.system.vendor, name).toBe('QEMU');
-      expect(hardware.cpu.threads, name).toBe(1);
+      expect(hardware.firmware, name).toBe(vm.firmware);
+      expect(hardware.cpu, name).toMatchObject({ sockets: 1, cores: 1, threads: 1 });
+      expect(hardware.nics.map((n) => [n.mac, n.driver]), name).toEqual([[vm.mac, 'virtio_net']]);
       expect(hardware.memoryBytes / (vm.memoryMb * 1024 * 1024), name).toBeGreaterThan(0.7);
       expect(hardware.memoryBytes, name).toBeLessThanOrEqual(vm.memoryMb * 1024 * 1024);
       expect(hardware.disks.map((d) => [d.serial, d.sizeBytes]), name).toEqual(vm.disks.map((d) => [d.serial, d.sizeMb * 1024 * 1024]));

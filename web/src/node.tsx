@@ -119,14 +119,16 @@ function ReportedHardware({ node }: { node: NodeView }) {
     );
   }
   // The appliance validated it before recording it; the page only reads it.
-  const { system, cpu, memoryBytes, disks } = JSON.parse(detail) as Hardware;
+  const { firmware, system, cpu, memoryBytes, disks, nics } = JSON.parse(detail) as Hardware;
   return (
     <>
       <dt>system</dt>
-      <dd data-testid="hw-system">{[system.vendor, system.product, system.serial && `serial ${system.serial}`].filter(Boolean).join(', ') || '?'}</dd>
+      <dd data-testid="hw-system">
+        {[system.vendor, system.product, system.serial && `serial ${system.serial}`].filter(Boolean).join(', ') || '?'}; booted {firmware.toUpperCase()}
+      </dd>
       <dt>CPU</dt>
       <dd data-testid="hw-cpu">
-        {cpu.model || '?'}: {cpu.threads} threads, {cpu.sockets} socket{cpu.sockets === 1 ? '' : 's'}
+        {cpu.model || '?'}: {cpu.sockets} socket{cpu.sockets === 1 ? '' : 's'}, {cpu.cores} cores, {cpu.threads} threads
       </dd>
       <dt>memory</dt>
       <dd data-testid="hw-memory">{(memoryBytes / GIB).toFixed(1)} GiB</dd>
@@ -140,6 +142,16 @@ function ReportedHardware({ node }: { node: NodeView }) {
                 {d.serial && <span class="muted"> serial {d.serial}</span>}
               </div>
             ))}
+      </dd>
+      <dt>NICs</dt>
+      <dd data-testid="hw-nics">
+        {nics.map((n) => (
+          <div key={n.name}>
+            <code>{n.name}</code> {n.mac}
+            {n.speedMbps > 0 && ` ${n.speedMbps / 1000} Gb/s`}
+            {n.driver && <span class="muted"> {n.driver}</span>}
+          </div>
+        ))}
       </dd>
     </>
   );
