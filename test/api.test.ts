@@ -112,6 +112,18 @@ describe('inventory', () => {
     const exported = await t.api('GET', '/api/v1/inventory');
     expect(exported.body).toContain('name: f03');
     expect(exported.body).toContain('bmc: sim://f03');
+
+    // The hardware two of them reported selects them; a term the parser cannot read is a 400 that says why.
+    const { state } = t.appliance;
+    const report = (memoryGib: number) =>
+      JSON.stringify({ firmware: 'uefi', system: { vendor: 'QEMU', product: '', serial: '', uuid: '' }, cpu: { model: '', sockets: 1, cores: 4, threads: 8 }, memoryBytes: memoryGib * 1024 ** 3, disks: [], nics: [] });
+    state.observe(state.resolve('f01').id, 'hardware', 'sha256:01', 'agent', report(128));
+    state.observe(state.resolve('f02').id, 'hardware', 'sha256:02', 'agent', report(16));
+    const large = await t.api('GET', `/api/v1/nodes?selector=${encodeURIComponent('rack=rf,hw.memory>=64Gi')}`);
+    expect(large.body.nodes.map((n: { name: string }) => n.name)).toEqual(['f01']);
+    const bad = await t.api('GET', `/api/v1/nodes?selector=${encodeURIComponent('hw.memory>=lots')}`);
+    expect(bad.status).toBe(400);
+    expect(bad.body.detail).toMatch(/hw\.memory takes a size in bytes or with Ki, Mi, Gi or Ti/);
   });
 });
 

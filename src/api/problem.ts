@@ -1,7 +1,7 @@
 // Errors as RFC 9457 problem+json, with a message an operator can act on.
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
-import { ValidationError } from '../domain/node.js';
+import { ValidationError } from '../domain/errors.js';
 import { ConflictError, NotFoundError } from '../state/cluster-state.js';
 import { formatZodIssues } from '../domain/zod-issues.js';
 import { InventoryError } from '../state/inventory.js';

@@ -1,8 +1,7 @@
 // The node vocabulary: what an operator enrolls, validated at the edge.
 import { z } from 'zod';
+import { ValidationError } from './errors.js';
 
-/** Input that breaks a rule of the vocabulary; the API answers it with 400. */
-export class ValidationError extends Error {}
 
 export type NodeId = string;
 export type FacetName = string;
@@ -116,18 +115,4 @@ export function nodeSpecFromInput(input: unknown): { spec: NodeSpec; bmcPassword
   if (parsed.ipv4) spec.ipv4 = parsed.ipv4;
   const bmcPassword = parsed.bmcPassword ?? password;
   return bmcPassword === undefined ? { spec } : { spec, bmcPassword };
-}
-
-/** Label selector: `rack=r1,role!=login` (equality and inequality, comma = and). */
-export function parseSelector(raw: string): (labels: Record<string, string>) => boolean {
-  const terms = raw
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean)
-    .map((term) => {
-      const m = /^([^=!]+?)\s*(!=|=)\s*(.*)$/.exec(term);
-      if (!m) throw new ValidationError(`label selector term "${term}" is not key=value or key!=value`);
-      return { key: m[1]!, negate: m[2] === '!=', value: m[3]! };
-    });
-  return (labels) => terms.every((t) => (labels[t.key] === t.value) !== t.negate);
 }

@@ -1,5 +1,6 @@
 // Desired and observed state: the two sources of truth per node (DESIGN.md, idea 1).
-import { ValidationError, type FacetName, type FacetValue } from './node.js';
+import { ValidationError } from './errors.js';
+import type { FacetName, FacetValue } from './node.js';
 
 /** What an operator asks of a node: a value per facet. Facets left out are "don't care". Which facets
  * can be desired, and with which values, is declared by the facets themselves (src/engine/desired.ts). */

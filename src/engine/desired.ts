@@ -3,7 +3,8 @@
 // Patches are validated here, at the edge, with problems that name the facet and its allowed values;
 // a desired state becomes the planner's target by merging what each desired facet asks for.
 import { z } from 'zod';
-import { ValidationError, type FacetName } from '../domain/node.js';
+import { ValidationError } from '../domain/errors.js';
+import type { FacetName } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState } from '../domain/state.js';
 import type { DesiredSpec, FacetDefinition, Target } from './facet.js';
 

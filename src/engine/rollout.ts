@@ -17,7 +17,9 @@
 // one transaction.
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { parseSelector, type NodeId, type NodeRecord } from '../domain/node.js';
+import type { NodeId, NodeRecord } from '../domain/node.js';
+import { parseSelector } from '../domain/selector.js';
+import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
 import { ConflictError, NotFoundError, type ClusterState } from '../state/cluster-state.js';
 import type { DesiredVocabulary } from './desired.js';
@@ -158,7 +160,7 @@ export class RolloutController {
     const selects = parseSelector(input.selector);
     const nodes = this.state
       .list()
-      .filter((n) => selects(n.labels))
+      .filter((n) => selects({ labels: n.labels, hardware: selects.usesHardware ? parseHardware(this.state.observed(n.id)[HARDWARE_FACET]?.detail) : undefined }))
       .sort(byName);
     if (nodes.length === 0) {
       throw new RolloutRejected(`the selector "${input.selector}" matches no node; nothing to roll out (see which nodes it selects with GET /api/v1/nodes?selector=…)`);

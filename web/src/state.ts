@@ -1,5 +1,7 @@
 // What the grid derives from the nodes: each node's state, counts per state, and the filters.
 import type { NodeView } from '../../src/api/views.js';
+import type { Hardware } from '../../src/contracts/hardware.js';
+import { parseSelector, type Selector } from '../../src/domain/selector.js';
 import { NODE_STATES, type NodeState } from './types.js';
 
 /**
@@ -27,28 +29,27 @@ export interface Filter {
 
 export const NO_FILTER: Filter = { name: '', selector: '', state: '', image: '' };
 
-/** The API's label selector (`rack=r1,role!=login`), so the grid filters as `GET /nodes?selector=` does. */
-export function parseSelector(raw: string): ((labels: Record<string, string>) => boolean) | string {
-  const terms: { key: string; negate: boolean; value: string }[] = [];
-  for (const term of raw.split(',').map((t) => t.trim()).filter(Boolean)) {
-    const m = /^([^=!]+?)\s*(!=|=)\s*(.*)$/.exec(term);
-    if (!m) return `"${term}" is not key=value or key!=value`;
-    terms.push({ key: m[1]!, negate: m[2] === '!=', value: m[3]! });
-  }
-  return (labels) => terms.every((t) => (labels[t.key] === t.value) !== t.negate);
-}
-
 /** A predicate for the filter, or the reason the selector cannot be read. */
 export function matcher(filter: Filter): ((node: NodeView) => boolean) | string {
-  const selects = parseSelector(filter.selector);
-  if (typeof selects === 'string') return selects;
+  let selects: Selector;
+  try {
+    selects = parseSelector(filter.selector);
+  } catch (err) {
+    return (err as Error).message;
+  }
   const name = filter.name.trim().toLowerCase();
   const image = filter.image.trim();
   return (node) =>
     (!name || node.name.toLowerCase().includes(name)) &&
     (!filter.state || nodeState(node) === filter.state) &&
     (!image || node.desired.image === image || node.observed.image?.value === image) &&
-    selects(node.labels);
+    selects({ labels: node.labels, hardware: selects.usesHardware ? reportedHardware(node) : undefined });
+}
+
+/** The node's hardware report, as the appliance recorded it after validating it. */
+function reportedHardware(node: NodeView): Hardware | undefined {
+  const detail = node.observed.hardware?.detail;
+  return detail ? (JSON.parse(detail) as Hardware) : undefined;
 }
 
 /** Every image named by some node, desired or observed, for the image filter. */

@@ -3,7 +3,8 @@
 import type express from 'express';
 import { z } from 'zod';
 import { HARDWARE_FACET, parseHardware } from '../../contracts/hardware.js';
-import { nodeSpecFromInput, parseSelector } from '../../domain/node.js';
+import { nodeSpecFromInput } from '../../domain/node.js';
+import { parseSelector } from '../../domain/selector.js';
 import { HttpProblem } from '../problem.js';
 import type { DesiredView, HardwareView, NodeList, ObservedView } from '../views.js';
 import { nodeViewOf, queryOf, writerOf, type RouteContext } from './context.js';
@@ -20,10 +21,10 @@ export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void
 
   api.get('/nodes', (req, res) => {
     const query = ListQuerySchema.parse(queryOf(req));
-    const selects = query.selector ? parseSelector(query.selector) : () => true;
+    const selects = query.selector ? parseSelector(query.selector) : undefined;
     const nodes = state
       .list()
-      .filter((n) => selects(n.labels))
+      .filter((n) => !selects || selects({ labels: n.labels, hardware: selects.usesHardware ? parseHardware(state.observed(n.id)[HARDWARE_FACET]?.detail) : undefined }))
       .map((n) => nodeViewOf(ctx, n))
       .filter((v) => !query.phase || v.phase === query.phase);
     const list: NodeList = { nodes, counts: engine.executor.phaseCounts(), revision: state.revision };
