@@ -35,8 +35,13 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     const list = await shoal('node', 'list', '--selector', 'rack=r9');
     expect(list.stdout).toMatch(/^NODE\s+PHASE/);
     expect(list.stdout).toContain('cli01');
-    const show = JSON.parse((await shoal('node', 'show', 'cli01')).stdout) as { labels: Record<string, string> };
+    const show = JSON.parse((await shoal('node', 'show', 'cli01', '--json')).stdout) as { labels: Record<string, string> };
     expect(show.labels).toEqual({ rack: 'r9' });
+    const readable = (await shoal('node', 'show', 'cli01')).stdout;
+    expect(readable).toMatch(/^cli01 {2}\w+/);
+    expect(readable).toContain('  labels    rack=r9');
+    expect(readable).toMatch(/^ {2}FACET +DESIRED +OBSERVED +SEEN$/m);
+    expect(readable).toContain('hardware  not reported yet');
   });
 
   it('sets desired state and waits, showing each step until the node converges', async () => {

@@ -22,7 +22,7 @@ appliance
 nodes
   node add NAME --mac MAC [--mac MAC] --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
   node list [--selector k=v,...] [--phase PHASE]
-  node show NODE
+  node show NODE [--json]          identity, desired and observed facet by facet, reported hardware
   node hardware NODE [--json]      what its agent reported: system, CPU, memory, disks
   node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
                                   facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)

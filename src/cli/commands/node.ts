@@ -5,7 +5,7 @@ import { describeHardware } from '../../contracts/hardware.js';
 import type { HardwareView, NodeList, NodeView } from '../../api/views.js';
 import { need, enc, splitPair, UsageError, type CliValues } from '../args.js';
 import type { ApiClient } from '../client.js';
-import { phaseColour, renderNodeTable } from '../table.js';
+import { phaseColour, renderNodeDetail, renderNodeTable } from '../table.js';
 
 /** The body of POST /nodes from `node add` / `discovered enroll` options. */
 export function nodeBody(name: string, macs: string[], values: CliValues, command: string, defaults: { firmware?: string | undefined } = {}) {
@@ -39,9 +39,11 @@ export async function nodeCommand(client: ApiClient, sub: string | undefined, ar
       console.log(Object.entries(counts).map(([p, n]) => `${p} ${n}`).join('  '));
       return 0;
     }
-    case 'show':
-      console.log(JSON.stringify(await client.request('GET', `/nodes/${enc(need(args[0], 'node show needs a node'))}`), null, 2));
+    case 'show': {
+      const node = await client.request<NodeView>('GET', `/nodes/${enc(need(args[0], 'node show needs a node'))}`);
+      console.log(values.json ? JSON.stringify(node, null, 2) : renderNodeDetail(node));
       return 0;
+    }
     case 'hardware': {
       const view = await client.request<HardwareView>('GET', `/nodes/${enc(need(args[0], 'node hardware needs a node'))}/hardware`);
       if (values.json) console.log(JSON.stringify(view, null, 2));
