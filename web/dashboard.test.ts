@@ -187,6 +187,17 @@ describe.skipIf(skip)('dashboard', () => {
     expect(await p.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
     expect(await p.locator('[data-testid=boot-stages] li.seen').count()).toBe(5);
     await p.getByText('Nothing to do').waitFor();
+
+    // A real node's image detail is a 71-character digest with nothing to break it at: on a
+    // laptop-wide window the facet table still stays in its column, off the Hardware panel.
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+    state.observe(target.id, 'image', 'compute@2', 'agent', digest);
+    await p.locator('[data-testid=observed-image]').getByText(digest, { exact: false }).waitFor();
+    await p.setViewportSize({ width: 1024, height: 820 });
+    const table = (await p.locator('.facets').boundingBox())!;
+    const panel = (await p.locator('.columns > div').nth(1).boundingBox())!;
+    expect(table.x + table.width).toBeLessThanOrEqual(panel.x);
+    await p.setViewportSize({ width: 1360, height: 820 });
   }, 120_000);
 
   it('shows API errors as they are: a bad inventory row, and no image store module', async () => {
