@@ -160,13 +160,13 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     writeFileSync(join(dir, 'cmdline'), `${cmdline}\n`);
     const child = spawn('busybox', ['sh', AGENT], {
       env: {
-        ...env,
         PATH: process.env.PATH,
         SHOAL_CMDLINE: join(dir, 'cmdline'),
         SHOAL_BOOT_ID: join(dir, 'boot_id'),
         SHOAL_IMAGE_FILE: join(dir, 'shoal-image'),
         SHOAL_WORK_DIR: join(dir, 'work'),
         SHOAL_POWER_CMD: join(dir, 'power'),
+        ...env,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true, // its own process group, so kill() reaches the workload too
@@ -339,6 +339,49 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     await waitFor('a heartbeat after the reboot action', () => appliance!.count('/agent/v1/heartbeat') >= 1);
     expect(readFileSync(join(dir, 'power.log'), 'utf8')).toBe('reboot\n');
     expect(agent!.stderr).toContain('reboot did not happen');
+  });
+
+  it('under systemd: reports is-system-running, drains by stopping the workload unit, reboots through systemctl', async () => {
+    // A systemctl that records its arguments and says the system is degraded; reboot and poweroff
+    // stand-ins too, so no path of the script can reach the host's own.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    mkdirSync(join(dir, 'run-systemd-system'));
+    const record = (name: string, out = '') => {
+      writeFileSync(join(bin, name), `#!/bin/sh\necho "${name} $*" >> ${join(dir, 'calls.log')}\n${out}`);
+      chmodSync(join(bin, name), 0o755);
+    };
+    record('systemctl', '[ "$1" = is-system-running ] && echo degraded\nexit 0\n');
+    record('reboot', 'exit 1\n');
+    record('poweroff', 'exit 1\n');
+    let beats = 0;
+    appliance = await FakeAppliance.start((request) => {
+      if (request.path !== '/agent/v1/heartbeat') return ok('interval=1\naction=none\n');
+      beats++;
+      return ok(`interval=1\naction=${beats === 1 ? 'drain' : request.body.state === 'drained' ? 'reboot' : 'none'}\n`);
+    });
+    const running = startAgent(cmdlineFor(appliance.url), {
+      PATH: `${bin}:${process.env.PATH}`,
+      SHOAL_POWER_CMD: '',
+      SHOAL_SYSTEMD_DIR: join(dir, 'run-systemd-system'),
+      SHOAL_WORKLOAD_UNIT: 'shoal-workload.target',
+    });
+    await waitFor('systemctl reboot', () => existsSync(join(dir, 'calls.log')) && readFileSync(join(dir, 'calls.log'), 'utf8').includes('systemctl reboot'));
+    const calls = readFileSync(join(dir, 'calls.log'), 'utf8').split('\n').filter((l) => l && l !== 'systemctl is-system-running');
+    expect(calls).toEqual(['systemctl stop shoal-workload.target', 'systemctl reboot']);
+    // No placeholder process: the workload is the unit.
+    expect(running.workloadPids()).toEqual([]);
+    expect(appliance.requests[0]!.body.system).toBe('degraded');
+    expect(appliance.requests.filter((r) => r.path !== '/agent/v1/hello').every((r) => r.body.system === 'degraded')).toBe(true);
+    expect(running.stderr).toContain('draining: stopping the workload (shoal-workload.target)');
+    expect(running.stderr).toContain('systemd is taking the node down (reboot)');
+  });
+
+  it('reports no system state without systemd, as in the initramfs', async () => {
+    appliance = await FakeAppliance.start(() => ok('interval=1\naction=none\n'));
+    startAgent(cmdlineFor(appliance.url), { SHOAL_SYSTEMD_DIR: join(dir, 'no-such-dir') });
+    await waitFor('a heartbeat', () => appliance!.count('/agent/v1/heartbeat') >= 1);
+    for (const r of appliance.requests) expect(r.body).not.toHaveProperty('system');
   });
 
   it('exits with status 2 and says why when the command line lacks shoal.token', async () => {

@@ -21,6 +21,9 @@ TOKEN_CHARS='A-Za-z0-9._~+/=-'
 POWER_CMD=${SHOAL_POWER_CMD:-}
 SYS_DIR=${SHOAL_SYS_DIR:-/sys}    # the hardware report's sources, so a test can give it a made-up machine
 PROC_DIR=${SHOAL_PROC_DIR:-/proc}
+# Under systemd (the real-OS images), the unit a drain stops; the initramfs has a placeholder instead.
+WORKLOAD_UNIT=${SHOAL_WORKLOAD_UNIT:-}
+SYSTEMD_DIR=${SHOAL_SYSTEMD_DIR:-/run/systemd/system} # exists when systemd is PID 1 (sd_booted)
 REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
 MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
 DEFAULT_INTERVAL=10  # seconds between heartbeats until a reply says otherwise
@@ -149,12 +152,19 @@ hardware_json() {
 }
 
 hello_body() {
-  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s}' \
-    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)"
+  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s%s}' \
+    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)" "$(system_json)"
+}
+
+# `,"system":"running"`: systemctl is-system-running under systemd, so a degraded node shows; nothing elsewhere.
+system_json() {
+  [ -d "$SYSTEMD_DIR" ] || return 0
+  system=$(systemctl is-system-running 2>/dev/null | tr -cd 'a-z' | head -c 32)
+  printf ',"system":"%s"' "${system:-unknown}"
 }
 
 status_body() { # STATE
-  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"}' "$node" "$boot_id" "$(uptime_seconds)" "$1"
+  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"%s}' "$node" "$boot_id" "$(uptime_seconds)" "$1" "$(system_json)"
 }
 
 # post PATH BODY: sends BODY with the credential (the boot token, or the bootstrap before the
@@ -192,16 +202,35 @@ back_off() {
   [ "$backoff" -gt "$MAX_BACKOFF" ] && backoff=$MAX_BACKOFF
 }
 
-# The placeholder workload: what "drain" stops. A real image would run its service here.
-sleep 2147483647 &
-workload_pid=$!
+# What "drain" stops: the image's workload unit under systemd, else a placeholder process.
+workload_pid=
+if [ -z "$WORKLOAD_UNIT" ]; then
+  sleep 2147483647 &
+  workload_pid=$!
+fi
 state=running
-trap 'kill "$workload_pid" 2>/dev/null; exit 0' TERM INT
+trap '[ -n "$workload_pid" ] && kill "$workload_pid" 2>/dev/null; exit 0' TERM INT
+
+stop_workload() {
+  if [ -n "$WORKLOAD_UNIT" ]; then
+    systemctl stop "$WORKLOAD_UNIT" || log "systemctl stop $WORKLOAD_UNIT failed (exit status $?); reporting drained anyway"
+  else
+    kill "$workload_pid" 2>/dev/null
+    wait "$workload_pid" 2>/dev/null
+  fi
+}
 
 power() { # reboot|poweroff
   log "appliance asks for $1"
   sync
-  if [ -n "$POWER_CMD" ]; then $POWER_CMD "$1"; else "$1" -f; fi
+  if [ -n "$POWER_CMD" ]; then
+    $POWER_CMD "$1"
+  elif [ -d "$SYSTEMD_DIR" ]; then
+    # systemd stops every unit in order first; it queues the job and returns, and stops this agent too.
+    systemctl "$1" && { log "systemd is taking the node down ($1)"; return; }
+  else
+    "$1" -f
+  fi
   log "$1 did not happen (exit status $?); carrying on"
 }
 
@@ -217,9 +246,8 @@ apply_reply() {
     reboot | poweroff) power "$action" ;;
     drain)
       if [ "$state" = running ]; then
-        log "draining: stopping the workload"
-        kill "$workload_pid" 2>/dev/null
-        wait "$workload_pid" 2>/dev/null
+        log "draining: stopping the workload${WORKLOAD_UNIT:+ ($WORKLOAD_UNIT)}"
+        stop_workload
         state=draining
       fi
       ;;

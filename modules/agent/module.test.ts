@@ -102,6 +102,22 @@ describe('agent module', () => {
     expect(JSON.parse(changes[1]!.detail!)).toEqual(bigger);
   });
 
+  it('observes what systemd says of the node from hello and heartbeats, news only when it changes', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const token = await helloForToken(node.id, arm(node.id), BOOT_A);
+    expect(t.appliance.state.observed(node.id).system).toBeUndefined();
+    for (const system of ['starting', 'running', 'running', 'degraded']) {
+      expect((await t.post('/agent/v1/heartbeat', token, { ...beat(node.id, BOOT_A), system })).status).toBe(200);
+    }
+    expect(t.appliance.state.observed(node.id).system?.value).toBe('degraded');
+    const changes = (await t.appliance.state.events({ nodeId: node.id })).filter((e) => e.facet === 'system').map((e) => e.new);
+    expect(changes).toEqual(['starting', 'running', 'degraded']);
+    // Not a word systemd would print: refused like any bad field, and nothing recorded.
+    expect((await t.post('/agent/v1/heartbeat', token, { ...beat(node.id, BOOT_A), system: 'running; rm -rf /' })).status).toBe(400);
+    expect(t.appliance.state.observed(node.id).system?.value).toBe('degraded');
+  });
+
   it('accepts a hello without hardware, from an agent built before it was reported', async () => {
     t = await startAgentAppliance();
     const node = await t.enroll('n1');

@@ -48,6 +48,8 @@ function hardwareDigest(hardware: Hardware): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(hardware)).digest('hex').slice(0, 16)}`;
 }
 
+/** The observed facet of `systemctl is-system-running`, from the heartbeats of a node whose init is systemd. */
+export const SYSTEM_FACET = 'system';
 /** The observed facet a replayed bootstrap is recorded on, so the operator sees it in `shoal events` and the node's observed state. */
 export const BOOT_TOKEN_FACET = 'boot-token';
 
@@ -193,6 +195,7 @@ export class AgentModule implements ShoalModule {
     if (this.owns(id)) host.observe(id, 'image', ref, digest);
     // Recorded at every hello, news only when it changed (a disk swapped, memory added).
     if (body.hardware) host.observe(id, HARDWARE_FACET, hardwareDigest(body.hardware), JSON.stringify(body.hardware));
+    if (body.system) host.observe(id, SYSTEM_FACET, body.system);
     this.respond(res, id, body.bootId, 'running', bootToken);
   }
 
@@ -206,6 +209,8 @@ export class AgentModule implements ShoalModule {
     if (match.record.bootId !== body.bootId) return this.refuse(req, res, 401, 'token bound to another boot', { node: match.nodeId, bootId: body.bootId });
     this.tokens!.confirm(match);
     this.heard(match.nodeId);
+    // What systemd says of the node as a whole: a degraded node is visible, and news only when it changes.
+    if (body.system) this.host!.observe(match.nodeId, SYSTEM_FACET, body.system);
     this.respond(res, match.nodeId, body.bootId, body.state);
   }
 

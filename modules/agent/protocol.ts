@@ -13,6 +13,13 @@ const nodeId = z.string().max(128).regex(NODE_ID);
 const bootId = z.string().min(1).max(64).regex(BOOT_ID);
 const uptime = z.number().nonnegative();
 
+/**
+ * `systemctl is-system-running` on a node whose init is systemd (running, degraded, starting…);
+ * absent elsewhere (the initramfs). Any lower-case word: a state a newer systemd adds must not
+ * make the heartbeat, and so the node, fail.
+ */
+const systemState = z.string().min(1).max(32).regex(/^[a-z]+$/);
+
 export const HelloSchema = z.object({
   node: nodeId,
   bootId,
@@ -31,6 +38,7 @@ export const HelloSchema = z.object({
     .max(256),
   /** Absent from agents built before it was added: their hello is still good. */
   hardware: HardwareSchema.optional(),
+  system: systemState.optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -38,7 +46,7 @@ export const AgentStateSchema = z.enum(['running', 'draining', 'drained']);
 export type AgentState = z.infer<typeof AgentStateSchema>;
 
 /** The body of a heartbeat, and of a drained report (whose state is always `drained`). */
-export const StatusReportSchema = z.object({ node: nodeId, bootId, uptime, state: AgentStateSchema });
+export const StatusReportSchema = z.object({ node: nodeId, bootId, uptime, state: AgentStateSchema, system: systemState.optional() });
 export type StatusReport = z.infer<typeof StatusReportSchema>;
 export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal('drained') });
 
