@@ -131,3 +131,72 @@ describe('profiles across a restart', () => {
     }
   });
 });
+
+describe('profiles in the inventory file', () => {
+  let t: TestAppliance;
+  beforeAll(async () => {
+    t = await startTestAppliance();
+  });
+  afterAll(() => t?.close());
+
+  const RACK = `profiles:
+  - name: compute
+    selector: role=compute
+    settings:
+      hostname: "{{ name }}.lab"
+      files:
+        - path: /etc/rack
+          content: "{{ labels.rack }}"
+nodes:
+  - name: c01
+    macs: [52:54:00:00:10:01]
+    bmc: sim://c01
+    ipv4: 10.0.0.21
+    labels: {role: compute, rack: r1}
+    config:
+      network: {address: reservation, gateway: 10.0.0.1}
+  - name: c02
+    macs: [52:54:00:00:10:02]
+    bmc: sim://c02
+    labels: {role: compute, rack: r2}
+`;
+
+  it('refuses the whole file when a template does not render for one node, with the line; nothing is written', async () => {
+    const broken = RACK.replace('labels: {role: compute, rack: r2}', 'labels: {role: compute}');
+    const res = await t.api('POST', '/api/v1/inventory', broken);
+    expect(res.status).toBe(400);
+    expect(res.body.errors).toEqual([{ line: 17, message: expect.stringContaining('profile compute, file /etc/rack, line 1: undefined variable: labels.rack (rendering for node c02)') }]);
+    expect((await t.api('GET', '/api/v1/nodes')).body.nodes).toEqual([]);
+    expect((await t.api('GET', '/api/v1/profiles')).body.profiles).toEqual([]);
+    const badProfile = await t.api('POST', '/api/v1/inventory', RACK.replace('selector: role=compute', 'selector: role'));
+    expect(badProfile.body.errors).toEqual([{ line: 2, message: expect.stringContaining('selector') }]);
+  });
+
+  it('imports profiles and node overrides with the nodes, and exports them back (to operators only)', async () => {
+    expect((await t.api('POST', '/api/v1/inventory', RACK)).status).toBe(201);
+    expect((await t.api('GET', '/api/v1/nodes/c01/config')).body).toMatchObject({ profiles: ['compute'], sources: { 'network.address': 'node', 'files:/etc/rack': 'profile:compute' } });
+    const exported = await t.api('GET', '/api/v1/inventory');
+    const { parse } = await import('yaml');
+    const doc = parse(exported.body as string);
+    expect(doc.profiles).toEqual([{ name: 'compute', priority: 0, selector: 'role=compute', nodes: [], settings: { hostname: '{{ name }}.lab', files: [{ path: '/etc/rack', content: '{{ labels.rack }}', mode: '0644', owner: 'root:root' }] } }]);
+    expect(doc.nodes[0].config).toEqual({ network: { address: 'reservation', gateway: '10.0.0.1' } });
+    // The export imports again into an empty appliance as the same configuration.
+    const other = await startTestAppliance();
+    try {
+      expect((await other.api('POST', '/api/v1/inventory', exported.body)).status).toBe(201);
+      expect((await other.api('GET', '/api/v1/nodes/c01/config')).body.settings).toEqual((await t.api('GET', '/api/v1/nodes/c01/config')).body.settings);
+    } finally {
+      await other.close();
+    }
+    const { body } = await t.api('POST', '/api/v1/users', { name: 'vic', role: 'viewer' });
+    const asViewer = parse((await t.api('GET', '/api/v1/inventory', undefined, { authorization: `Bearer ${body.token}` })).body as string);
+    expect(asViewer.profiles).toBeUndefined();
+    expect(asViewer.nodes[0].config).toBeUndefined();
+  });
+
+  it('refuses a profile that exists already', async () => {
+    const res = await t.api('POST', '/api/v1/inventory', 'profiles:\n  - name: compute\nnodes: []\n');
+    expect(res.status).toBe(400);
+    expect(res.body.errors).toEqual([{ line: 2, message: 'a profile named compute already exists' }]);
+  });
+});

@@ -8,6 +8,7 @@ import { renderSeed, type NoCloudSeed } from '../domain/nocloud.js';
 import { effectiveConfig, profileReaches, ProfileInputSchema, ProfileNameSchema, SettingsSchema, type EffectiveConfig, type Profile, type Settings } from '../domain/profile.js';
 import { SAMPLE_NODE, TemplateError } from '../domain/templates.js';
 import { NotFoundError, type ClusterState } from './cluster-state.js';
+import { InventoryError } from './inventory.js';
 
 /** The facet (key) of a node's own overrides among its `profile` records; a profile record has no node. */
 export const NODE_OVERRIDES_KEY = 'node';
@@ -109,6 +110,47 @@ export class ProfileDirectory {
     await this.state.flush();
     this.touch([node.id]);
     return settings;
+  }
+
+  /**
+   * Refuses an inventory import, before anything is written, when one of its profiles exists already
+   * or when any node it adds, or any node one of its profiles reaches, would not render.
+   */
+  checkImport(nodes: { node: NodeRecord; config?: Settings; line: number }[], imported: { profile: Profile; line: number }[]): void {
+    const problems: { line: number; message: string }[] = [];
+    for (const { profile, line } of imported) if (this.profiles.has(profile.name)) problems.push({ line, message: `a profile named ${profile.name} already exists` });
+    const candidate = [...this.profilesByName().values(), ...imported.map((i) => i.profile)];
+    const lineOf = new Map(imported.map((i) => [i.profile.name, i.line]));
+    const attempt = (line: number, profile: string | undefined, node: NodeRecord, profiles: Iterable<Profile>, overrides: Settings | undefined) => {
+      try {
+        this.check(profile, node, profiles, overrides);
+      } catch (err) {
+        if (!(err instanceof ProfileRenderError)) throw err;
+        problems.push({ line: lineOf.get(err.profile) ?? line, message: err.message });
+      }
+    };
+    for (const { node, config, line } of nodes) attempt(line, undefined, node, candidate, config);
+    for (const { profile, line } of imported) {
+      const reached = this.state.list().filter((n) => profileReaches(profile, n));
+      for (const node of reached) attempt(line, profile.name, node, candidate, this.overrides.get(node.id));
+      if (reached.length === 0 && !nodes.some(({ node }) => profileReaches(profile, node))) attempt(line, profile.name, { ...SAMPLE_NODE, labels: sampleLabels(profile) }, [profile], undefined);
+    }
+    if (problems.length > 0) throw new InventoryError(problems);
+  }
+
+  /** Writes what checkImport passed: the profiles and the imported nodes' overrides, in one batch. */
+  async addImported(profiles: Profile[], overrides: { node: NodeRecord; config: Settings }[], writer: string): Promise<void> {
+    for (const profile of profiles) {
+      this.state.record('profile', null, profile.name, null, JSON.stringify(storedOf(profile)), null, writer);
+      this.profiles.set(profile.name, { profile, updatedAt: Date.now(), updatedBy: writer });
+    }
+    for (const { node, config } of overrides) {
+      if (Object.keys(config).length === 0) continue;
+      this.state.record('profile', node.id, NODE_OVERRIDES_KEY, null, JSON.stringify(config), null, writer);
+      this.overrides.set(node.id, config);
+    }
+    await this.state.flush();
+    this.touch(this.state.list().filter((n) => profiles.some((p) => profileReaches(p, n))).map((n) => n.id).concat(overrides.map((o) => o.node.id)));
   }
 
   /** Refuses a node (about to be enrolled or changed) whose configuration would not render. */
