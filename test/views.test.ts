@@ -90,6 +90,15 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
     await reply(views.AgentListSchema, 'GET', '/agents');
   });
 
+  it('profiles and a node\'s effective configuration', async () => {
+    const settings = { hostname: '{{ name }}.lab', files: [{ path: '/etc/motd', content: '{{ labels.role }}' }] };
+    expect((await reply(views.ProfileViewSchema, 'PUT', '/profiles/views', { selector: 'role=views', settings })).reaches).toEqual(['v01', 'v02']);
+    await reply(views.ProfileViewSchema, 'GET', '/profiles/views');
+    await reply(views.ProfileListSchema, 'GET', '/profiles');
+    await reply(views.NodeConfigViewSchema, 'PUT', '/nodes/v01/config', { kernelArgs: ['quiet'] });
+    expect((await reply(views.NodeConfigViewSchema, 'GET', '/nodes/v01/config')).sources).toMatchObject({ hostname: 'profile:views', 'kernelArgs:quiet': 'node' });
+  });
+
   it('users: the list, and a new user with its token', async () => {
     const created = await reply(views.UserCreatedSchema, 'POST', '/users', { name: 'views', role: 'viewer' });
     expect(created.token).not.toBe('');
