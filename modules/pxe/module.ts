@@ -9,6 +9,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Response } from 'express';
+import type { NoCloudSeed } from '../../src/domain/nocloud.js';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
@@ -287,7 +288,14 @@ export class PxeModule implements ShoalModule {
       host.log.warn({ node: node.name, from: claimant.name, address }, 'NoCloud seed presented by another node: refused');
       return void res.status(403).type('text/plain').send('this seed is not for the node at your address\n');
     }
-    const data = host.services.get('nodeConfig')?.seed(node.id);
+    let data: NoCloudSeed | undefined;
+    try {
+      data = host.services.get('nodeConfig')?.seed(node.id);
+    } catch (err) {
+      // Every save was checked to render; this is a bug or a store edited by hand, not the node's fault.
+      host.log.error({ node: node.name, err }, 'rendering the NoCloud data failed');
+      return void res.status(500).type('text/plain').send('the appliance could not render this node\'s configuration; see its log\n');
+    }
     const body = data && { 'meta-data': data.metaData, 'user-data': data.userData, 'vendor-data': data.vendorData, 'network-config': data.networkConfig }[file];
     if (body === undefined) return void res.status(404).type('text/plain').send('NoCloud serves meta-data, user-data, vendor-data and network-config\n');
     res.type('text/plain').send(body);
