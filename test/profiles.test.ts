@@ -96,6 +96,18 @@ describe('profiles over the API', () => {
     expect((await as('/api/v1/profiles')).status).toBe(403);
     expect((await as('/api/v1/nodes/c01/config')).status).toBe(403);
     expect((await as('/api/v1/nodes/c01')).status).toBe(200);
+    // Nor through the event log, where a profile's record holds its settings.
+    const profileEvents = (events: { kind: string; new: string | null }[]) => events.filter((e) => e.kind === 'profile');
+    const asViewer = profileEvents((await as('/api/v1/events?limit=10000')).body.events);
+    expect(asViewer.length).toBeGreaterThan(0);
+    expect(asViewer.every((e) => e.new === null || e.new === '(set)')).toBe(true);
+    expect(profileEvents((await t.api('GET', '/api/v1/events?limit=10000')).body.events).some((e) => e.new?.includes('shoal-test.conf'))).toBe(true);
+    const stream = await fetch(`${t.appliance.url}/api/v1/events/stream`, { headers: { authorization: `Bearer ${body.token}` } });
+    const reader = stream.body!.getReader();
+    let text = '';
+    while (!text.includes('event: profile')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    expect(text).not.toContain('shoal-test.conf');
   });
 
   it('removes a profile: its nodes lose what it set', async () => {
