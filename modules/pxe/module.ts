@@ -13,6 +13,7 @@ import type { NoCloudSeed } from '../../src/domain/nocloud.js';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
+import { configFacet } from '../../src/facets/config.js';
 import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
@@ -98,7 +99,11 @@ export class PxeModule implements ShoalModule {
     },
   };
   readonly drivers: FacetDriver[];
+  readonly facets = [configFacet];
   private host: ModuleHost | undefined;
+  /** The configuration digest each node's running boot was armed with, from its kernel fetch on. */
+  private booted = new Map<NodeId, string>();
+  private bootedPath = '';
   private plans = new Map<NodeId, BootPlan>();
   /** The NoCloud seed of each node's armed network boot, to the node. */
   private readonly seeds = new Map<string, NodeId>();
@@ -131,6 +136,15 @@ export class PxeModule implements ShoalModule {
     } catch {
       // first start
     }
+    this.bootedPath = join(host.dataDir, 'booted-configs.json');
+    try {
+      this.booted = new Map(Object.entries(JSON.parse(readFileSync(this.bootedPath, 'utf8')) as Record<NodeId, string>));
+    } catch {
+      // first start
+    }
+    // A profile or node change may make a running configuration stale (or current again).
+    host.onNodeChange((id) => this.observeConfig(id));
+    for (const id of this.booted.keys()) this.observeConfig(id);
     this.db = new Database(join(host.dataDir, 'leases.db'));
     this.db.pragma('journal_mode = WAL');
     const discovered = (this.discovered = new DiscoveredStore(this.db));
@@ -182,7 +196,10 @@ export class PxeModule implements ShoalModule {
         return void res.status(404).type('text/plain').send('no such boot file for this node\n');
       }
       metrics.bootFile(route!, 'redirected');
-      if (route === 'kernel') this.progress(node, 'kernel');
+      if (route === 'kernel') {
+        this.progress(node, 'kernel');
+        if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
+      }
       res.redirect(302, file.path);
     });
     if (this.options.dhcp) {
@@ -266,7 +283,8 @@ export class PxeModule implements ShoalModule {
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
     const seed = randomBytes(24).toString('base64url');
-    this.savePlan(node.id, { kind: 'network', image, token: tokens.issue(node.id, image), seed, kernelArgs: config?.kernelArgs ?? [] });
+    const digest = host.services.get('nodeConfig')?.seed(node.id)?.digest;
+    this.savePlan(node.id, { kind: 'network', image, token: tokens.issue(node.id, image), seed, kernelArgs: config?.kernelArgs ?? [], ...(digest ? { digest } : {}) });
     host.observe(node.id, 'boot', 'armed', image);
   }
 
@@ -331,6 +349,33 @@ export class PxeModule implements ShoalModule {
     // Only an armed boot under way (not yet at its kernel) moves on, and only forward.
     if (current < 0 || current === order.length - 1) return;
     if (order.indexOf(stage) > current) this.host!.observe(node.id, 'boot', stage);
+  }
+
+  /** The node's kernel was fetched for a boot armed with this configuration: that is what it now runs. */
+  private bootedWith(id: NodeId, digest: string): void {
+    if (this.booted.get(id) === digest) return;
+    this.booted.set(id, digest);
+    writeFileSync(`${this.bootedPath}.tmp`, JSON.stringify(Object.fromEntries(this.booted)));
+    renameSync(`${this.bootedPath}.tmp`, this.bootedPath);
+    this.observeConfig(id);
+  }
+
+  /** config = current or stale: the digest the node booted with against its effective configuration's now. */
+  private observeConfig(id: NodeId): void {
+    const booted = this.booted.get(id);
+    if (booted === undefined) return;
+    const host = this.host!;
+    if (!host.node(id)) {
+      this.booted.delete(id);
+      return;
+    }
+    let now: string | undefined;
+    try {
+      now = host.services.get('nodeConfig')?.seed(id)?.digest;
+    } catch {
+      return; // refused at every save; logged when the node asks for it
+    }
+    if (now !== undefined) host.observe(id, 'config', now === booted ? 'current' : 'stale', booted);
   }
 
   private savePlan(id: NodeId, plan: BootPlan): void {

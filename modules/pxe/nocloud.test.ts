@@ -146,3 +146,50 @@ describe('NoCloud seed over HTTP', () => {
     }
   });
 });
+
+describe('the config facet', () => {
+  let t: TestAppliance;
+  let node: NodeRecord;
+  beforeAll(async () => {
+    t = await startTestAppliance({ modules: [services, createModule({ advertiseUrl: ADVERTISE })] });
+    t.appliance.engine.executor.stop(); // the test arms boots and reads plans itself
+    expect((await t.api('POST', '/api/v1/nodes', spec('k01', '52:54:00:0d:00:01', '10.0.0.31'))).status).toBe(201);
+    node = t.appliance.state.resolve('k01');
+    expect((await t.api('PUT', '/api/v1/profiles/compute', { selector: 'role=compute', settings: { image: 'debian@1', files: [{ path: '/etc/v', content: 'v1' }] } })).status).toBe(201);
+  });
+  afterAll(() => t?.close());
+
+  const config = () => t.appliance.state.observed(node.id).config;
+  const bootOnce = async () => {
+    await t.appliance.engine.driverFor(node, 'boot')!.steps['boot.arm']!({ step: 'boot.arm', node, desired: {}, bmcPassword: undefined, signal: new AbortController().signal });
+    expect((await fetch(`${t.appliance.url}/boot/${node.macs[0]}/vmlinuz`, { redirect: 'manual' })).status).toBe(302);
+  };
+
+  it('is current once the node fetched the kernel of a boot armed with its configuration', async () => {
+    expect(config()).toBeUndefined();
+    await bootOnce();
+    const digest = (await t.api('GET', '/api/v1/nodes/k01/config')).body.digest;
+    expect(config()).toMatchObject({ value: 'current', detail: digest });
+  });
+
+  it('goes stale when a profile changes what the node should run, and current again when changed back', async () => {
+    const booted = config()!.detail;
+    await t.api('PUT', '/api/v1/profiles/compute', { selector: 'role=compute', settings: { image: 'debian@1', files: [{ path: '/etc/v', content: 'v2' }] } });
+    expect(config()).toMatchObject({ value: 'stale', detail: booted });
+    await t.api('PUT', '/api/v1/profiles/compute', { selector: 'role=compute', settings: { image: 'debian@1', files: [{ path: '/etc/v', content: 'v1' }] } });
+    expect(config()).toMatchObject({ value: 'current', detail: booted });
+  });
+
+  it('plans a stale node desired config=current as an image change: drain, reboot, boot again; the boot makes it current', async () => {
+    await t.api('PUT', '/api/v1/profiles/compute', { selector: 'role=compute', settings: { image: 'debian@1', files: [{ path: '/etc/v', content: 'v3' }] } });
+    expect(config()?.value).toBe('stale');
+    t.appliance.state.observe(node.id, 'power', 'on', 'test');
+    t.appliance.state.observe(node.id, 'run', 'ready', 'test');
+    t.appliance.state.observe(node.id, 'boot', 'kernel', 'test');
+    expect((await t.api('PATCH', '/api/v1/nodes/k01/desired', { config: 'current' })).status).toBe(200);
+    const plan = await t.api('GET', '/api/v1/nodes/k01/plan');
+    expect(plan.body.steps.map((s: { step: string }) => s.step)).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
+    await bootOnce();
+    expect(config()?.value).toBe('current');
+  });
+});

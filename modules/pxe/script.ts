@@ -13,6 +13,8 @@ export interface NetworkBootPlan {
   seed?: string;
   /** Kernel arguments the node's profiles and overrides add, as they were when the boot was armed. */
   kernelArgs?: string[];
+  /** The digest of the node's effective configuration when the boot was armed (the config facet). */
+  digest?: string;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 

@@ -25,7 +25,8 @@ nodes
   node list [--selector k=v,...] [--phase PHASE]
   node show NODE
   node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
-                                  facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)
+                                  facets: power=on|off boot=network|disk run=ready image=NAME@VER
+                                  config=current (with the pxe module) (value - clears)
   node rm NODE
   node config NODE [FILE]         the node's effective configuration, each value with the profile (or
                                   the node) that set it; FILE (YAML settings) replaces its own overrides
