@@ -1,7 +1,7 @@
 // The operator API under /api/v1: nodes, desired and observed state, plans, the facet graph, the
-// event log and its live stream, inventory import/export, profiles and node configuration, users, Prometheus metrics. Every call
-// needs a user's bearer token and the role the route table (roles.ts) asks for; every body is
-// validated before anything changes. Each group of routes registers itself from src/api/routes/;
+// event log and its live stream, inventory import/export, profiles and node configuration, users,
+// Prometheus metrics. Every call needs a user's bearer token and the role the route table
+// (roles.ts) asks for; every body is validated before anything changes. Each group of routes registers itself from src/api/routes/;
 // this file puts them, and the modules' routes, behind the token, the roles and the problem handler.
 import express from 'express';
 import type { Logger } from 'pino';
