@@ -17,6 +17,9 @@ export interface NoCloudSeed {
   hostname: string;
 }
 
+/** RFC 1123 host names: labels of 1-63 letters, digits and inner dashes, 253 characters at most. */
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
 const sourceOf = (config: EffectiveConfig, key: string) => {
   const source = config.sources[key];
   return source === 'node' ? 'the node\'s own settings' : source ? `profile ${source.slice('profile:'.length)}` : 'the default';
@@ -26,7 +29,9 @@ const sourceOf = (config: EffectiveConfig, key: string) => {
 export function renderSeed(node: NodeRecord, config: EffectiveConfig): NoCloudSeed {
   const fields = templateFields(node);
   const { settings } = config;
-  const hostname = settings.hostname === undefined ? node.name : renderTemplate(settings.hostname, fields, `${sourceOf(config, 'hostname')}, hostname`).trim();
+  const hostnameWhere = `${sourceOf(config, 'hostname')}, hostname`;
+  const hostname = settings.hostname === undefined ? node.name : renderTemplate(settings.hostname, fields, hostnameWhere).trim();
+  if (!HOSTNAME.test(hostname)) throw new TemplateError(hostnameWhere, undefined, `renders to "${hostname}" for node ${node.name}, which is not a hostname (dot-separated labels of letters, digits and dashes)`);
   const files = (settings.files ?? []).map((f) => ({
     path: f.path,
     content: renderTemplate(f.content, fields, `${sourceOf(config, `files:${f.path}`)}, file ${f.path}`),

@@ -131,6 +131,18 @@ describe('NoCloud seed', () => {
     expect(() => renderSeed(unreserved, effectiveConfig(unreserved, [compute], undefined))).toThrow(/profile compute, network.address: node c01 has no reserved address/);
   });
 
+  it('refuses a hostname that renders to something else than a host name', () => {
+    const spaced = profile('spaced', { selector: 'role=compute', settings: { hostname: '{{ name }} {{ labels.rack }}' } });
+    expect(() => renderSeed(node, effectiveConfig(node, [spaced], undefined))).toThrow('profile spaced, hostname: renders to "c01 r1" for node c01, which is not a hostname');
+  });
+
+  it('stops a template that would take the appliance\'s time or memory', () => {
+    const bomb = profile('bomb', { selector: 'role=compute', settings: { files: [{ path: '/etc/bomb', content: '{% for i in (1..100000000) %}xxxxxxxxxx{% endfor %}' }] } });
+    const started = Date.now();
+    expect(() => renderSeed(node, effectiveConfig(node, [bomb], undefined))).toThrow(/profile bomb, file \/etc\/bomb/);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
   it('names the profile and the file whose template fails', () => {
     const broken = profile('broken', { selector: 'role=compute', settings: { files: [{ path: '/etc/a', content: 'x\n{{ labels.row }}' }] } });
     expect(() => renderSeed(node, effectiveConfig(node, [broken], undefined))).toThrow('profile broken, file /etc/a, line 2: undefined variable: labels.row');
