@@ -22,6 +22,7 @@ import type { ModuleHost, ShoalModule } from './engine/module.js';
 import { createApiApp } from './api/app.js';
 import { createWebRouter } from './api/web.js';
 import { ServiceRegistry } from './contracts/services.js';
+import { ProfileDirectory } from './state/profiles.js';
 import { runBounded } from './deadline.js';
 import { loadApiCertificate, type ApiCertificate } from './api/tls.js';
 
@@ -64,6 +65,7 @@ export class Appliance {
     const state = await ClusterState.open(store, { checkDesired: desired.check });
     state.on('error', (err) => log.error({ err }, 'committing observations failed'));
     const users = new UserDirectory(state);
+    const profiles = new ProfileDirectory(state);
     // The first-start token is the first admin's, so setups from before users keep their token.
     if (users.size === 0) await users.add('admin', 'admin', 'appliance', token);
     const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
@@ -80,6 +82,18 @@ export class Appliance {
     const operatorApp = express();
     operatorApp.disable('x-powered-by');
     const services = new ServiceRegistry();
+    services.provide('nodeConfig', {
+      boot: (id) => {
+        const node = state.node(id);
+        if (!node) return undefined;
+        const { image, kernelArgs = [] } = profiles.effective(node).settings;
+        return { ...(image ? { image } : {}), kernelArgs };
+      },
+      seed: (id) => {
+        const node = state.node(id);
+        return node && profiles.seed(node);
+      },
+    });
     const moduleApis: express.Router[] = [];
     for (const module of modules) {
       const router = express.Router();
@@ -109,7 +123,7 @@ export class Appliance {
       nodeApp.use(router);
     }
     const modulePaths = Object.assign({}, ...modules.map((m) => m.openapi ?? {})) as Record<string, Record<string, unknown>>;
-    operatorApp.use(createApiApp({ state, engine, users, log, moduleApis, modulePaths }));
+    operatorApp.use(createApiApp({ state, engine, users, profiles, log, moduleApis, modulePaths }));
     operatorApp.use(createWebRouter());
     // Without a boot listener one plain listener answers both, node routes first as they always were.
     const apiApp = boot ? operatorApp : express().disable('x-powered-by').use(nodeApp, operatorApp);

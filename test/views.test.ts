@@ -63,7 +63,7 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
 
   it('the facets an operator can desire', async () => {
     const { facets } = await reply(views.DesirableFacetListSchema, 'GET', '/desired-facets');
-    expect(facets.map((f) => f.facet)).toEqual(['power', 'boot', 'run', 'image']);
+    expect(facets.map((f) => f.facet)).toEqual(['power', 'boot', 'run', 'image', 'config']);
     expect(facets[0]).toEqual({ facet: 'power', values: ['on', 'off'] });
     expect(facets[3]).toMatchObject({ facet: 'image', describe: 'an image is name@version, e.g. compute@2' });
   });
@@ -88,6 +88,15 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
     const { discovered } = await reply(views.DiscoveredListSchema, 'GET', '/discovered');
     expect(discovered.map((m) => m.mac)).toEqual(['52:54:00:77:00:99']);
     await reply(views.AgentListSchema, 'GET', '/agents');
+  });
+
+  it('profiles and a node\'s effective configuration', async () => {
+    const settings = { hostname: '{{ name }}.lab', files: [{ path: '/etc/motd', content: '{{ labels.role }}' }] };
+    expect((await reply(views.ProfileViewSchema, 'PUT', '/profiles/views', { selector: 'role=views', settings })).reaches).toEqual(['v01', 'v02']);
+    await reply(views.ProfileViewSchema, 'GET', '/profiles/views');
+    await reply(views.ProfileListSchema, 'GET', '/profiles');
+    await reply(views.NodeConfigViewSchema, 'PUT', '/nodes/v01/config', { kernelArgs: ['quiet'] });
+    expect((await reply(views.NodeConfigViewSchema, 'GET', '/nodes/v01/config')).sources).toMatchObject({ hostname: 'profile:views', 'kernelArgs:quiet': 'node' });
   });
 
   it('users: the list, and a new user with its token', async () => {

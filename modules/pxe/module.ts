@@ -1,13 +1,19 @@
 // The pxe module: owns the boot facet of real nodes. boot.arm mints a per-boot token and stores the
 // node's boot plan; DHCP, TFTP and HTTP then serve the chain firmware → iPXE → kernel, and each
 // request seen moves the node's boot facet (dhcp → loader → kernel) so an operator sees where a
-// boot stopped.
+// boot stopped. Each armed boot also gets a NoCloud seed secret, and cloud-init on the node reads
+// the node's configuration (meta-data, user-data, vendor-data, network-config) at /nocloud/SECRET/
+// for as long as that boot is the node's armed one.
+import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Response } from 'express';
+import type { NoCloudSeed } from '../../src/domain/nocloud.js';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
+import { configFacet } from '../../src/facets/config.js';
 import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
@@ -93,8 +99,14 @@ export class PxeModule implements ShoalModule {
     },
   };
   readonly drivers: FacetDriver[];
+  readonly facets = [configFacet];
   private host: ModuleHost | undefined;
+  /** The configuration digest each node's running boot was armed with, from its kernel fetch on. */
+  private booted = new Map<NodeId, string>();
+  private bootedPath = '';
   private plans = new Map<NodeId, BootPlan>();
+  /** The NoCloud seed of each node's armed network boot, to the node. */
+  private readonly seeds = new Map<string, NodeId>();
   private plansPath = '';
   private dhcp: DhcpServer | undefined;
   private tftp: TftpServer | undefined;
@@ -120,9 +132,19 @@ export class PxeModule implements ShoalModule {
     this.plansPath = join(host.dataDir, 'boot-plans.json');
     try {
       this.plans = new Map(Object.entries(JSON.parse(readFileSync(this.plansPath, 'utf8')) as Record<NodeId, BootPlan>));
+      for (const [id, plan] of this.plans) if (plan.kind === 'network' && plan.seed) this.seeds.set(plan.seed, id);
     } catch {
       // first start
     }
+    this.bootedPath = join(host.dataDir, 'booted-configs.json');
+    try {
+      this.booted = new Map(Object.entries(JSON.parse(readFileSync(this.bootedPath, 'utf8')) as Record<NodeId, string>));
+    } catch {
+      // first start
+    }
+    // A profile or node change may make a running configuration stale (or current again).
+    host.onNodeChange((id) => this.observeConfig(id));
+    for (const id of this.booted.keys()) this.observeConfig(id);
     this.db = new Database(join(host.dataDir, 'leases.db'));
     this.db.pragma('journal_mode = WAL');
     const discovered = (this.discovered = new DiscoveredStore(this.db));
@@ -160,6 +182,7 @@ export class PxeModule implements ShoalModule {
       this.scriptsPerSource.take(source, now);
       res.type('text/plain').send(this.script(mac));
     });
+    host.http.get('/nocloud/:seed/:file', (req, res) => this.serveNoCloud(req.params.seed, req.params.file, req.socket.remoteAddress, res));
     host.http.get('/boot/:mac/:file', (req, res) => {
       const mac = macFromUrl(req.params.mac);
       const node = mac === undefined ? undefined : host.byMac(mac);
@@ -173,7 +196,10 @@ export class PxeModule implements ShoalModule {
         return void res.status(404).type('text/plain').send('no such boot file for this node\n');
       }
       metrics.bootFile(route!, 'redirected');
-      if (route === 'kernel') this.progress(node, 'kernel');
+      if (route === 'kernel') {
+        this.progress(node, 'kernel');
+        if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
+      }
       res.redirect(302, file.path);
     });
     if (this.options.dhcp) {
@@ -247,14 +273,50 @@ export class PxeModule implements ShoalModule {
 
   private async arm({ node, desired }: StepRequest): Promise<void> {
     const host = this.host!;
-    if (!desired.image) throw new Error('no desired image to boot: set image=NAME@VERSION');
+    const config = host.services.get('nodeConfig')?.boot(node.id);
+    // The desired image first: an operator's wish for this node outranks what its profiles say.
+    const image = desired.image ?? config?.image;
+    if (!image) throw new Error('no desired image to boot: set image=NAME@VERSION (or an image in a profile of the node)');
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
-    if (!images.get(desired.image)) throw new Error(`image ${desired.image} is not in the image store (shoal image add DIR)`);
+    if (!images.get(image)) throw new Error(`image ${image} is not in the image store (shoal image add DIR)`);
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
-    this.savePlan(node.id, { kind: 'network', image: desired.image, token: tokens.issue(node.id, desired.image) });
-    host.observe(node.id, 'boot', 'armed', desired.image);
+    const seed = randomBytes(24).toString('base64url');
+    const digest = host.services.get('nodeConfig')?.seed(node.id)?.digest;
+    this.savePlan(node.id, { kind: 'network', image, token: tokens.issue(node.id, image), seed, kernelArgs: config?.kernelArgs ?? [], ...(digest ? { digest } : {}) });
+    host.observe(node.id, 'boot', 'armed', image);
+  }
+
+  /**
+   * cloud-init's NoCloud files for the node whose armed boot holds `seed`. A seed of an earlier boot
+   * (re-armed since) or of no boot is 404; a request from an address the appliance knows to be
+   * another node's (its reservation or its DHCP lease) is 403, so one node cannot read another's
+   * data with a seed it read off the network.
+   */
+  private serveNoCloud(seed: string, file: string, source: string | undefined, res: Response): void {
+    const host = this.host!;
+    res.set('cache-control', 'no-store');
+    const nodeId = this.seeds.get(seed);
+    const node = nodeId === undefined ? undefined : host.node(nodeId);
+    if (!node) return void res.status(404).type('text/plain').send('no such seed: it belongs to no armed boot\n');
+    const address = source?.replace(/^::ffff:/, '');
+    const claimant = address === undefined ? undefined : (host.nodes().find((n) => n.ipv4 === address) ?? host.byMac(this.leases?.getByIp(address)?.mac ?? ''));
+    if (claimant && claimant.id !== node.id) {
+      host.log.warn({ node: node.name, from: claimant.name, address }, 'NoCloud seed presented by another node: refused');
+      return void res.status(403).type('text/plain').send('this seed is not for the node at your address\n');
+    }
+    let data: NoCloudSeed | undefined;
+    try {
+      data = host.services.get('nodeConfig')?.seed(node.id);
+    } catch (err) {
+      // Every save was checked to render; this is a bug or a store edited by hand, not the node's fault.
+      host.log.error({ node: node.name, err }, 'rendering the NoCloud data failed');
+      return void res.status(500).type('text/plain').send('the appliance could not render this node\'s configuration; see its log\n');
+    }
+    const body = data && { 'meta-data': data.metaData, 'user-data': data.userData, 'vendor-data': data.vendorData, 'network-config': data.networkConfig }[file];
+    if (body === undefined) return void res.status(404).type('text/plain').send('NoCloud serves meta-data, user-data, vendor-data and network-config\n');
+    res.type('text/plain').send(body);
   }
 
   /** The iPXE script for a MAC; fetching it is the loader stage of that node's boot. */
@@ -289,7 +351,37 @@ export class PxeModule implements ShoalModule {
     if (order.indexOf(stage) > current) this.host!.observe(node.id, 'boot', stage);
   }
 
+  /** The node's kernel was fetched for a boot armed with this configuration: that is what it now runs. */
+  private bootedWith(id: NodeId, digest: string): void {
+    if (this.booted.get(id) === digest) return;
+    this.booted.set(id, digest);
+    writeFileSync(`${this.bootedPath}.tmp`, JSON.stringify(Object.fromEntries(this.booted)));
+    renameSync(`${this.bootedPath}.tmp`, this.bootedPath);
+    this.observeConfig(id);
+  }
+
+  /** config = current or stale: the digest the node booted with against its effective configuration's now. */
+  private observeConfig(id: NodeId): void {
+    const booted = this.booted.get(id);
+    if (booted === undefined) return;
+    const host = this.host!;
+    if (!host.node(id)) {
+      this.booted.delete(id);
+      return;
+    }
+    let now: string | undefined;
+    try {
+      now = host.services.get('nodeConfig')?.seed(id)?.digest;
+    } catch {
+      return; // refused at every save; logged when the node asks for it
+    }
+    if (now !== undefined) host.observe(id, 'config', now === booted ? 'current' : 'stale', booted);
+  }
+
   private savePlan(id: NodeId, plan: BootPlan): void {
+    const previous = this.plans.get(id);
+    if (previous?.kind === 'network' && previous.seed) this.seeds.delete(previous.seed);
+    if (plan.kind === 'network' && plan.seed) this.seeds.set(plan.seed, id);
     this.plans.set(id, plan);
     writeFileSync(`${this.plansPath}.tmp`, JSON.stringify(Object.fromEntries(this.plans)));
     renameSync(`${this.plansPath}.tmp`, this.plansPath);

@@ -6,13 +6,24 @@ export interface NetworkBootPlan {
   image: string;
   /** The boot's one-time bootstrap token (shoal.token): public to anyone who fetches the script. */
   token: string;
+  /**
+   * The boot's NoCloud seed secret: the path under /nocloud/ where cloud-init reads this node's data
+   * for this boot (images/agent/PROTOCOL.md). Plans armed before seeds existed have none.
+   */
+  seed?: string;
+  /** Kernel arguments the node's profiles and overrides add, as they were when the boot was armed. */
+  kernelArgs?: string[];
+  /** The digest of the node's effective configuration when the boot was armed (the config facet). */
+  digest?: string;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 
 /**
  * Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. An
  * image with a root filesystem also gets shoal.rootfs (the image store's URL for it, which the
- * initramfs fetches and switches into) and shoal.rootfs_sha256 (which it checks first).
+ * initramfs fetches and switches into) and shoal.rootfs_sha256 (which it checks first). The seed
+ * URL is cloud-init's: `nocloud-net` is the name cloud-init before 24.1 (Debian 12's 22.4) gives the
+ * NoCloud datasource that reads an http:// seed; later versions take it as an alias of `nocloud`.
  */
 export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
   const base = o.advertiseUrl.replace(/\/$/, '');
@@ -25,6 +36,8 @@ export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId
     `shoal.token=${o.plan.token}`,
     `shoal.image=${o.image.ref}`,
     ...(o.image.rootfs ? [`shoal.rootfs=${base}${o.image.rootfs.path}`, `shoal.rootfs_sha256=${o.image.rootfs.sha256}`] : []),
+    ...(o.plan.seed ? [`ds=nocloud-net;s=${base}/nocloud/${o.plan.seed}/`] : []),
+    ...(o.plan.kernelArgs ?? []),
   ].filter(Boolean);
   return [
     '#!ipxe',

@@ -1,12 +1,13 @@
 // The operator API under /api/v1: nodes, desired and observed state, plans, the facet graph, the
-// event log and its live stream, inventory import/export, users, Prometheus metrics. Every call
-// needs a user's bearer token and the role the route table (roles.ts) asks for; every body is
-// validated before anything changes. Each group of routes registers itself from src/api/routes/;
+// event log and its live stream, inventory import/export, profiles and node configuration, users,
+// Prometheus metrics. Every call needs a user's bearer token and the role the route table
+// (roles.ts) asks for; every body is validated before anything changes. Each group of routes registers itself from src/api/routes/;
 // this file puts them, and the modules' routes, behind the token, the roles and the problem handler.
 import express from 'express';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import type { ClusterState } from '../state/cluster-state.js';
+import type { ProfileDirectory } from '../state/profiles.js';
 import type { UserDirectory } from '../state/users.js';
 import { authenticate, authorize } from './auth.js';
 import { HttpProblem, problemHandler } from './problem.js';
@@ -16,6 +17,7 @@ import { registerControlRoutes } from './routes/control.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerNodeRoutes } from './routes/nodes.js';
+import { registerProfileRoutes } from './routes/profiles.js';
 import { registerRolloutRoutes } from './routes/rollouts.js';
 import { registerUserRoutes } from './routes/users.js';
 
@@ -23,6 +25,7 @@ export interface ApiDeps {
   state: ClusterState;
   engine: Engine;
   users: UserDirectory;
+  profiles: ProfileDirectory;
   log: Logger;
   /** Operator routes of modules, served under /api/v1 behind the same tokens and role rules. */
   moduleApis?: express.Router[];
@@ -30,7 +33,7 @@ export interface ApiDeps {
   modulePaths?: Record<string, Record<string, unknown>>;
 }
 
-export function createApiApp({ state, engine, users, log, moduleApis = [], modulePaths = {} }: ApiDeps): express.Router {
+export function createApiApp({ state, engine, users, profiles, log, moduleApis = [], modulePaths = {} }: ApiDeps): express.Router {
   const router = express.Router();
   const api = express.Router();
 
@@ -38,10 +41,11 @@ export function createApiApp({ state, engine, users, log, moduleApis = [], modul
   api.use(express.json({ limit: '1mb' }));
   api.use(express.text({ type: ['application/yaml', 'text/yaml', 'text/plain'], limit: '16mb' }));
 
-  const ctx: RouteContext = { state, engine };
+  const ctx: RouteContext = { state, engine, profiles };
   registerNodeRoutes(api, ctx);
   registerControlRoutes(api, ctx);
   registerRolloutRoutes(api, ctx);
+  registerProfileRoutes(api, ctx);
   registerEventRoutes(api, ctx);
   registerInventoryRoutes(api, ctx);
   registerUserRoutes(api, users);

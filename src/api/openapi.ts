@@ -3,6 +3,7 @@
 // role it needs (`x-shoal-role`), read from the same route table (roles.ts) that enforces it.
 import { z } from 'zod';
 import { NodeInputSchema } from '../domain/node.js';
+import { ProfileInputSchema, SettingsSchema } from '../domain/profile.js';
 import type { DesiredVocabulary } from '../engine/desired.js';
 import { rolloutInputSchema } from '../engine/rollout.js';
 import { ROLES } from '../state/users.js';
@@ -14,6 +15,7 @@ const nodeRef = { name: 'ref', in: 'path', required: true, description: 'node id
 const rolloutId = { name: 'id', in: 'path', required: true, description: 'rollout id, e.g. ro-1', schema: { type: 'string' } };
 const rollout = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Rollout' } } } });
 const rolloutAction = (summary: string) => ({ summary, parameters: [rolloutId], responses: { 200: rollout('the rollout'), 401: problem, 404: problem, 409: problem } });
+const profileName = { name: 'name', in: 'path', required: true, description: 'profile name', schema: { type: 'string' } };
 const user = (description: string, schema: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${schema}` } } } });
 
 /** The shared pieces a module's path items use. */
@@ -94,6 +96,8 @@ function baseDocument(desired: DesiredVocabulary, modulePaths: Record<string, Re
             },
           },
         },
+        ProfileInput: z.toJSONSchema(ProfileInputSchema, { io: 'input' }),
+        Settings: z.toJSONSchema(SettingsSchema, { io: 'input' }),
         UserInput: {
           type: 'object',
           required: ['name', 'role'],
@@ -161,6 +165,26 @@ function baseDocument(desired: DesiredVocabulary, modulePaths: Record<string, Re
       '/rollouts/{id}/pause': { post: rolloutAction('Pause a running rollout: nodes under way finish, no new node starts') },
       '/rollouts/{id}/resume': { post: rolloutAction('Resume a paused or failed rollout (its failed nodes released first, e.g. POST /nodes/{ref}/retry)') },
       '/rollouts/{id}/cancel': { post: rolloutAction('Cancel a rollout for good: nodes not started keep their desired state') },
+      '/profiles': { get: { summary: 'Profiles, by name, each with the nodes it reaches', responses: { 200: ok('profiles'), 401: problem } } },
+      '/profiles/{name}': {
+        get: { summary: 'A profile: its selector, the nodes it names, its settings, who changed it last, the nodes it reaches', parameters: [profileName], responses: { 200: ok('the profile'), 401: problem, 404: problem } },
+        put: {
+          summary: 'Create (201) or replace (200) a profile',
+          description:
+            'Its templates (files, user-data, hostname) are rendered for every node it reaches, or for a sample node with the labels its selector asks for when it reaches none; an unknown variable or filter, a syntax error, or user-data that is not cloud-config is a 400 naming the profile, the file and the line, and nothing is saved.',
+          parameters: [profileName],
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/ProfileInput' } } } },
+          responses: { 200: ok('the profile, replaced'), 201: ok('the profile, created'), 400: problem, 401: problem },
+        },
+        delete: { summary: 'Remove a profile: the nodes it reached lose what it set', parameters: [profileName], responses: { 204: { description: 'removed' }, 401: problem, 404: problem } },
+      },
+      '/nodes/{ref}/config': {
+        get: nodeOp("The node's effective configuration: its profiles merged by priority then name, then its own overrides; who set each value; the digest of what it boots with"),
+        put: nodeOp("Replace the node's own overrides (an empty object clears them); 400 when its configuration would not render", {
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/Settings' } } } },
+          responses: { 200: ok('the effective configuration'), 400: problem, 401: problem, 404: problem },
+        }),
+      },
       '/desired-facets': { get: { summary: 'The facets an operator can desire, each with the values or the pattern it accepts', responses: { 200: ok('desirable facets'), 401: problem } } },
       '/graph': { get: { summary: 'The composed facet graph: facets, steps, edges, lint', responses: { 200: ok('graph'), 401: problem } } },
       '/events': {

@@ -5,6 +5,7 @@ import { ValidationError } from '../domain/errors.js';
 import { ConflictError, NotFoundError } from '../state/cluster-state.js';
 import { formatZodIssues } from '../domain/zod-issues.js';
 import { InventoryError } from '../state/inventory.js';
+import { ProfileRenderError } from '../state/profiles.js';
 
 export class HttpProblem extends Error {
   constructor(
@@ -30,6 +31,9 @@ export function problemHandler(log: { error(obj: object, msg: string): void }) {
       });
     }
     if (err instanceof InventoryError) return sendProblem(res, 400, 'Invalid inventory', err.message, { errors: err.problems });
+    if (err instanceof ProfileRenderError) {
+      return sendProblem(res, 400, 'Template does not render', err.message, { profile: err.profile, node: err.node, where: err.template.where, ...(err.template.line !== undefined ? { line: err.template.line } : {}) });
+    }
     if (err instanceof NotFoundError) return sendProblem(res, 404, 'Not found', err.message);
     if (err instanceof ConflictError) return sendProblem(res, 409, 'Conflict', err.message);
     const body = err as { type?: string; status?: number; message?: string };

@@ -7,7 +7,7 @@ import type { Role } from '../state/users.js';
 export interface RouteRule {
   /** HTTP methods, or '*' for any. */
   methods: readonly string[] | '*';
-  /** A path group under /api/v1: the path itself and everything below it; '*' for any path. */
+  /** A path group under /api/v1: the path itself and everything below it ('*' as a segment: any one segment); '*' for any path. */
   path: string;
   role: Role;
   /** What the rule is for, as the README's table says it. */
@@ -18,6 +18,8 @@ const READ = ['GET', 'HEAD'] as const;
 
 export const ROUTE_RULES: readonly RouteRule[] = [
   { methods: '*', path: '/users', role: 'admin', why: 'users and their tokens: listing them too' },
+  { methods: READ, path: '/profiles', role: 'operator', why: 'profiles: their user-data and files may hold secrets' },
+  { methods: READ, path: '/nodes/*/config', role: 'operator', why: "a node's effective configuration: the same user-data and files" },
   { methods: READ, path: '*', role: 'viewer', why: 'every read: nodes, plans, graph, events, inventory (no secrets), rollouts, images, agents, discovered machines, metrics' },
   { methods: '*', path: '*', role: 'operator', why: 'every write: nodes, desired state, power, retry, freeze/thaw, inventory import, rollouts, images, discovered machines' },
 ];
@@ -31,5 +33,8 @@ export function requiredRole(method: string, path: string): Role {
 }
 
 function inGroup(path: string, group: string): boolean {
-  return group === '*' || path === group || path.startsWith(`${group}/`);
+  if (group === '*') return true;
+  const want = group.split('/');
+  const have = path.split('/');
+  return have.length >= want.length && want.every((segment, i) => segment === '*' || segment === have[i]);
 }

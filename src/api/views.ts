@@ -114,7 +114,7 @@ export const EventViewSchema = z.strictObject({
   rev: z.number().int(),
   at: z.number(),
   nodeId: z.string().nullable(),
-  kind: z.enum(['node', 'desired', 'observed', 'secret', 'engine', 'appliance', 'rollout', 'user']),
+  kind: z.enum(['node', 'desired', 'observed', 'secret', 'engine', 'appliance', 'rollout', 'user', 'profile']),
   facet: z.string(),
   old: z.string().nullable(),
   new: z.string().nullable(),
@@ -238,3 +238,32 @@ export type UserList = z.infer<typeof UserListSchema>;
 /** The reply to POST /users: the user and its token, which the appliance shows this once and keeps only as a hash. */
 export const UserCreatedSchema = UserViewSchema.extend({ token: z.string() });
 export type UserCreated = z.infer<typeof UserCreatedSchema>;
+
+/** A profile as GET /profiles/NAME answers it: its settings, who changed it last, and the nodes it reaches now. */
+export const ProfileViewSchema = z.strictObject({
+  name: z.string(),
+  priority: z.number(),
+  selector: z.string().optional(),
+  nodes: z.array(z.string()),
+  settings: z.record(z.string(), z.unknown()),
+  updatedAt: z.string(),
+  updatedBy: z.string(),
+  /** Names of the nodes it reaches, by selector or by name. */
+  reaches: z.array(z.string()),
+});
+export type ProfileView = z.infer<typeof ProfileViewSchema>;
+
+export const ProfileListSchema = z.strictObject({ profiles: z.array(ProfileViewSchema), revision: z.number() });
+export type ProfileList = z.infer<typeof ProfileListSchema>;
+
+/** GET /nodes/NAME/config: the node's effective configuration, who set each value, its own overrides, and the digest of what it boots with. */
+export const NodeConfigViewSchema = z.strictObject({
+  node: z.string(),
+  profiles: z.array(z.string()),
+  settings: z.record(z.string(), z.unknown()),
+  /** `profile:NAME` or `node`, keyed by value (`image`, `network.gateway`) or list item (`files:/etc/motd`). */
+  sources: z.record(z.string(), z.string()),
+  overrides: z.record(z.string(), z.unknown()),
+  digest: z.string(),
+});
+export type NodeConfigView = z.infer<typeof NodeConfigViewSchema>;

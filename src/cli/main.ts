@@ -10,6 +10,7 @@ import { eventsCommand, watchCommand } from './commands/events.js';
 import { imageCommand } from './commands/image.js';
 import { exportCommand, importCommand } from './commands/inventory.js';
 import { nodeCommand } from './commands/node.js';
+import { nodeConfigCommand, profileCommand } from './commands/profile.js';
 import { rolloutCommand } from './commands/rollout.js';
 import { userCommand } from './commands/user.js';
 import { serve } from './serve.js';
@@ -25,14 +26,23 @@ nodes
   node show NODE [--json]          identity, desired and observed facet by facet, reported hardware
   node hardware NODE [--json]      what its agent reported: system, CPU, memory, disks
   node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
-                                  facets: power=on|off boot=network|disk run=ready image=NAME@VER (value - clears)
+                                  facets: power=on|off boot=network|disk run=ready image=NAME@VER
+                                  config=current (with the pxe module) (value - clears)
   node rm NODE
+  node config NODE [FILE]         the node's effective configuration, each value with the profile (or
+                                  the node) that set it; FILE (YAML settings) replaces its own overrides
   import FILE                     enroll every node of an inventory file (YAML), all or none
   discovered list                 machines that network-booted but are not in the inventory (pxe module)
   discovered enroll MAC NAME --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
                                   enroll one as a node (firmware defaults to what its DHCP request said)
   discovered rm MAC               forget one
   export                          print the inventory as YAML (no secrets)
+profiles
+  profile add NAME FILE | set NAME FILE
+                                  create or replace a profile from YAML (priority, selector, nodes,
+                                  settings); refused with the file and line when a template does not
+                                  render for a node it reaches
+  profile list | show NAME | rm NAME
 rollouts
   rollout start --selector k=v,... [--max-unavailable N|P%] facet=value... [--no-wait] [--timeout SECONDS]
                                   change the selected nodes a few at a time: at most N (default 1) of
@@ -109,7 +119,9 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'node':
-      return nodeCommand(client, sub, rest, values);
+      return sub === 'config' ? nodeConfigCommand(client, rest) : nodeCommand(client, sub, rest, values);
+    case 'profile':
+      return profileCommand(client, sub, rest);
     case 'import':
       return importCommand(client, sub);
     case 'export':

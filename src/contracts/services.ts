@@ -1,5 +1,6 @@
 // Services one module provides and others use, declared here so that modules depend on src/ and
 // never on each other. Each is looked up at call time: modules start in configuration order.
+import type { NoCloudSeed } from '../domain/nocloud.js';
 import type { NodeId } from '../domain/node.js';
 
 /** A bootable image as the images module stores it. */
@@ -42,9 +43,18 @@ export interface BootTokens {
   issue(nodeId: NodeId, imageRef: string): string;
 }
 
+/** A node's effective configuration (src/state/profiles.ts), as a boot module needs it; the appliance itself provides it. */
+export interface NodeConfigs {
+  /** The image and kernel arguments the node's profiles and overrides set. */
+  boot(nodeId: NodeId): { image?: string; kernelArgs: string[] } | undefined;
+  /** What cloud-init's NoCloud datasource reads for the node now; undefined for a node not in the inventory. */
+  seed(nodeId: NodeId): NoCloudSeed | undefined;
+}
+
 export interface Services {
   images: ImageCatalog;
   bootTokens: BootTokens;
+  nodeConfig: NodeConfigs;
 }
 
 export class ServiceRegistry {

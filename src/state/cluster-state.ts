@@ -33,7 +33,7 @@ export interface ClusterStateOptions {
 }
 
 /** Fact kinds kept as opaque records for the components that own them. */
-const RECORD_KINDS = new Set<string>(['rollout', 'user'] satisfies RecordKind[]);
+const RECORD_KINDS = new Set<string>(['rollout', 'user', 'profile'] satisfies RecordKind[]);
 
 export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly nodes = new Map<NodeId, NodeRecord>();

@@ -30,9 +30,9 @@ describe('inventory YAML fuzzing', () => {
   });
 
   it('resolves an alias inside a row to what its anchor holds, not to nothing', () => {
-    const [row] = parse(`shared: &labels {rack: r1}\nnodes:\n  - ${ROW}\n    labels: *labels\n`);
+    const { rows: [row] } = parse(`shared: &labels {rack: r1}\nnodes:\n  - ${ROW}\n    labels: *labels\n`);
     expect(row!.spec.labels).toEqual({ rack: 'r1' });
-    const [whole] = parse(`base: &n1\n  ${ROW.replace(/\n {4}/g, '\n  ')}\nnodes:\n  - *n1\n`);
+    const { rows: [whole] } = parse(`base: &n1\n  ${ROW.replace(/\n {4}/g, '\n  ')}\nnodes:\n  - *n1\n`);
     expect(whole!.spec.name).toBe('n1');
   });
 

@@ -1,8 +1,10 @@
-// Inventory files: an operator enrolls a rack at once from YAML, and gets the same shape back.
-// Every row is validated before anything is written; a bad row is reported with its line.
+// Inventory files: an operator enrolls a rack at once from YAML, with the profiles that configure
+// it, and gets the same shape back. Every row and profile is validated before anything is written;
+// a bad one is reported with its line.
 import { isAlias, isCollection, isMap, isSeq, LineCounter, parseDocument, stringify, visit } from 'yaml';
 import { z } from 'zod';
 import { formatBmcUrl, nodeSpecFromInput, type NodeRecord, type NodeSpec } from '../domain/node.js';
+import { ProfileInputSchema, ProfileNameSchema, SettingsSchema, type Profile, type Settings } from '../domain/profile.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
 import { formatZodIssues } from '../domain/zod-issues.js';
 
@@ -10,6 +12,13 @@ export interface InventoryRow {
   spec: NodeSpec;
   bmcPassword?: string;
   desired?: DesiredPatch;
+  /** The node's own configuration overrides. */
+  config?: Settings;
+  line: number;
+}
+
+export interface InventoryProfile {
+  profile: Profile;
   line: number;
 }
 
@@ -20,7 +29,7 @@ export class InventoryError extends Error {
 }
 
 /** Parses an inventory file; `parseDesired` validates each row's desired patch against the facets that can be desired. */
-export function parseInventory(text: string, parseDesired: (raw: unknown) => DesiredPatch): InventoryRow[] {
+export function parseInventory(text: string, parseDesired: (raw: unknown) => DesiredPatch): { rows: InventoryRow[]; profiles: InventoryProfile[] } {
   const lineCounter = new LineCounter();
   const lineAt = (offset: number | undefined) => (offset === undefined ? 1 : lineCounter.linePos(offset).line);
   if (text.length > MAX_INVENTORY_CHARS) {
@@ -65,12 +74,13 @@ export function parseInventory(text: string, parseDesired: (raw: unknown) => Des
       problems.push({ line, message: 'a node row is a mapping with name, macs and bmc' });
       return;
     }
-    const { desired, ...input } = raw;
+    const { desired, config, ...input } = raw;
     try {
       const { spec, bmcPassword } = nodeSpecFromInput(input);
       const row: InventoryRow = { spec, line };
       if (bmcPassword !== undefined) row.bmcPassword = bmcPassword;
       if (desired !== undefined) row.desired = parseDesired(desired);
+      if (config !== undefined) row.config = SettingsSchema.parse(config);
       const seen = names.get(spec.name);
       if (seen) throw new Error(`node ${spec.name} is listed twice (first on line ${seen})`);
       names.set(spec.name, line);
@@ -84,8 +94,38 @@ export function parseInventory(text: string, parseDesired: (raw: unknown) => Des
       problems.push({ line, message: describeError(err) });
     }
   });
+  const profiles = parseProfiles(doc, lineAt, (data as { profiles?: unknown }).profiles, problems);
   if (problems.length > 0) throw new InventoryError(problems);
-  return rows;
+  return { rows, profiles };
+}
+
+/** The optional top-level `profiles:` list: each a mapping with a name and the fields of PUT /profiles/NAME. */
+function parseProfiles(doc: ReturnType<typeof parseDocument>, lineAt: (offset: number | undefined) => number, raw: unknown, problems: { line: number; message: string }[]): InventoryProfile[] {
+  if (raw === undefined) return [];
+  const top = isMap(doc.contents) ? doc.contents.get('profiles', true) : undefined;
+  const node = isAlias(top) ? top.resolve(doc) : top;
+  if (!isSeq(node) || !Array.isArray(raw)) {
+    problems.push({ line: lineAt((top as { range?: [number] } | undefined)?.range?.[0]), message: '"profiles:" is a list of profiles, each with a name' });
+    return [];
+  }
+  const profiles: InventoryProfile[] = [];
+  const names = new Map<string, number>();
+  node.items.forEach((item, index) => {
+    const line = lineAt((item as { range?: [number] }).range?.[0]);
+    const entry = raw[index] as Record<string, unknown> | null;
+    try {
+      if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new Error('a profile is a mapping with a name and its settings');
+      const { name, ...input } = entry;
+      const profileName = ProfileNameSchema.parse(name);
+      const seen = names.get(profileName);
+      if (seen) throw new Error(`profile ${profileName} is listed twice (first on line ${seen})`);
+      names.set(profileName, line);
+      profiles.push({ profile: { name: profileName, ...ProfileInputSchema.parse(input) }, line });
+    } catch (err) {
+      problems.push({ line, message: describeError(err) });
+    }
+  });
+  return profiles;
 }
 
 /** 10,000 nodes fit in a quarter of this; the yaml parser takes about a second per megabyte of a long quoted scalar. */
@@ -108,9 +148,10 @@ function refuseDeepNesting(text: string): void {
   }
 }
 
-export function exportInventory(nodes: { node: NodeRecord; desired: DesiredState }[]): string {
+export function exportInventory(nodes: { node: NodeRecord; desired: DesiredState; config: Settings }[], profiles: Profile[]): string {
   return stringify({
-    nodes: nodes.map(({ node, desired }) => ({
+    ...(profiles.length ? { profiles: profiles.map(({ name, ...rest }) => ({ name, ...rest })) } : {}),
+    nodes: nodes.map(({ node, desired, config }) => ({
       name: node.name,
       macs: node.macs,
       bmc: formatBmcUrl(node.bmc),
@@ -119,6 +160,7 @@ export function exportInventory(nodes: { node: NodeRecord; desired: DesiredState
       ...(node.ipv4 ? { ipv4: node.ipv4 } : {}),
       ...(Object.keys(node.labels).length ? { labels: node.labels } : {}),
       ...(Object.keys(desired).length ? { desired } : {}),
+      ...(Object.keys(config).length ? { config } : {}),
     })),
   });
 }

@@ -15,8 +15,10 @@ import type { NodeId } from '../domain/node.js';
  *   `user` (src/state/users.ts): an API user; facet is the user's name, value the SHA-256 of its
  *   token (kept out of the event log like a `secret`: the log says only that one was set), detail
  *   its role as JSON; null removes the user.
+ *   `profile` (src/state/profiles.ts): without a node, a profile: facet is its name, value its
+ *   settings as JSON; with a node, facet `node`, value that node's own overrides as JSON.
  */
-export type RecordKind = 'rollout' | 'user';
+export type RecordKind = 'rollout' | 'user' | 'profile';
 export type FactKind = 'node' | 'desired' | 'observed' | 'secret' | 'engine' | 'appliance' | RecordKind;
 
 export interface Change {

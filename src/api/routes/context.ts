@@ -4,12 +4,14 @@ import type { Request } from 'express';
 import { formatBmcUrl, type NodeRecord } from '../../domain/node.js';
 import type { Engine } from '../../engine/engine.js';
 import type { ClusterState } from '../../state/cluster-state.js';
+import type { ProfileDirectory } from '../../state/profiles.js';
 import { userOf } from '../auth.js';
 import type { NodeView } from '../views.js';
 
 export interface RouteContext {
   state: ClusterState;
   engine: Engine;
+  profiles: ProfileDirectory;
 }
 
 export function nodeViewOf({ state, engine }: RouteContext, node: NodeRecord): NodeView {

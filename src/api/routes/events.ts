@@ -2,7 +2,9 @@
 // revision without losing or repeating an event.
 import type express from 'express';
 import { z } from 'zod';
-import type { ShoalEvent } from '../../state/store.js';
+import { REDACTED, type ShoalEvent } from '../../state/store.js';
+import { roleAllows } from '../../state/users.js';
+import { userOf } from '../auth.js';
 import { HttpProblem } from '../problem.js';
 import type { EventList, EventView } from '../views.js';
 import { queryOf, type RouteContext } from './context.js';
@@ -15,12 +17,23 @@ const EventQuerySchema = z
   })
   .strict();
 
+/**
+ * What a reader may see of events: `profile` records hold user-data and files, which may hold
+ * secrets, so below an operator (who may read them at /profiles anyway) their values say only that
+ * one was set.
+ */
+function eventsFor(req: express.Request): (events: ShoalEvent[]) => ShoalEvent[] {
+  if (roleAllows(userOf(req).role, 'operator')) return (events) => events;
+  const redact = (v: string | null) => (v === null ? null : REDACTED);
+  return (events) => events.map((e) => (e.kind === 'profile' ? { ...e, old: redact(e.old), new: redact(e.new) } : e));
+}
+
 export function registerEventRoutes(api: express.Router, { state }: RouteContext): void {
   api.get('/events', async (req, res) => {
     const query = EventQuerySchema.parse(queryOf(req));
     const nodeId = query.node ? state.resolve(query.node).id : undefined;
     const events = await state.events({ afterRev: query.after, limit: query.limit, ...(nodeId ? { nodeId } : {}) });
-    const list: EventList = { events, revision: state.revision };
+    const list: EventList = { events: eventsFor(req)(events), revision: state.revision };
     res.json(list);
   });
 
@@ -31,9 +44,10 @@ export function registerEventRoutes(api: express.Router, { state }: RouteContext
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(': shoal event stream\n\n');
     let sent = after;
+    const visible = eventsFor(req);
     const send = (events: EventView[]) => {
       let chunk = '';
-      for (const e of events) {
+      for (const e of visible(events)) {
         if (e.rev <= sent) continue;
         chunk += `id: ${e.rev}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`;
         sent = e.rev;

@@ -16,8 +16,11 @@ const ListQuerySchema = z
   })
   .strict();
 
+/** The id a node about to be enrolled renders its templates with: its own is minted when it is added. */
+export const NEW_NODE_ID = '00000000-0000-0000-0000-000000000000';
+
 export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void {
-  const { state, engine } = ctx;
+  const { state, engine, profiles } = ctx;
 
   api.get('/nodes', (req, res) => {
     const query = ListQuerySchema.parse(queryOf(req));
@@ -33,6 +36,8 @@ export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void
 
   api.post('/nodes', async (req, res) => {
     const { spec, bmcPassword } = nodeSpecFromInput(req.body);
+    // Its configuration must render before it is enrolled (the profiles its labels select).
+    profiles.checkNode({ id: NEW_NODE_ID, ...spec });
     const [node] = await state.addNodes([{ spec, ...(bmcPassword !== undefined ? { bmcPassword } : {}) }], writerOf(req));
     res.status(201).location(`/api/v1/nodes/${node!.id}`).json(nodeViewOf(ctx, node!));
   });
@@ -44,6 +49,7 @@ export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void
   api.put('/nodes/:ref', async (req, res) => {
     const current = state.resolve(req.params.ref);
     const { spec, bmcPassword } = nodeSpecFromInput(req.body);
+    profiles.checkNode({ id: current.id, ...spec });
     res.json(nodeViewOf(ctx, await state.updateNode(current.id, spec, bmcPassword, writerOf(req))));
   });
 
