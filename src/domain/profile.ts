@@ -5,7 +5,8 @@
 // keeps, for each value, who set it.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { normalizeMac, parseSelector, type NodeRecord } from './node.js';
+import { normalizeMac, type NodeRecord } from './node.js';
+import { parseSelector } from './selector.js';
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -62,18 +63,21 @@ export type Settings = z.infer<typeof SettingsSchema>;
 export const ProfileInputSchema = z.strictObject({
   /** Lower merges first, so a higher priority wins; equal priorities merge by name. */
   priority: z.number().int().min(-1000).max(1000).default(0),
-  /** A label selector (`role=compute,rack!=r9`); the profile reaches the nodes it matches. */
+  /**
+   * A label selector (`role=compute,rack!=r9`); the profile reaches the nodes it matches. Labels
+   * only: hardware is reported at boot, and a configuration that changed with it would make the
+   * boot that reported it stale.
+   */
   selector: z
     .string()
     .max(1024)
     .refine((s) => {
       try {
-        parseSelector(s);
-        return true;
+        return !parseSelector(s).usesHardware;
       } catch {
         return false;
       }
-    }, 'a selector is key=value or key!=value terms joined by commas')
+    }, 'a profile selector is key=value or key!=value label terms joined by commas (no hw. terms)')
     .optional(),
   /** Nodes the profile reaches by name, whatever their labels. */
   nodes: z.array(z.string().regex(NAME, 'a node name is lowercase letters, digits or dashes')).max(10_000).default([]),
@@ -101,7 +105,7 @@ export interface EffectiveConfig {
 
 export function profileReaches(profile: Profile, node: Pick<NodeRecord, 'name' | 'labels'>): boolean {
   if (profile.nodes.includes(node.name)) return true;
-  return profile.selector !== undefined && parseSelector(profile.selector)(node.labels);
+  return profile.selector !== undefined && parseSelector(profile.selector)({ labels: node.labels });
 }
 
 /** The profiles reaching a node in merge order: by priority (lower first), then by name. */
