@@ -70,7 +70,8 @@ function networkConfigOf(node: NodeRecord, config: EffectiveConfig): Record<stri
     throw new TemplateError(`${sourceOf(config, 'network.address')}, network.address`, undefined, `node ${node.name} has no reserved address (its ipv4) to use`);
   }
   const address = net.address === 'reservation' ? `${node.ipv4}/${net.prefix ?? 24}` : net.address;
-  const boot: Record<string, unknown> = { match: { macaddress: node.macs[0] }, 'set-name': 'boot0' };
+  // Matched by MAC and never renamed: a rename of a NIC that is up (the initramfs booted over it) fails.
+  const boot: Record<string, unknown> = { match: { macaddress: node.macs[0] } };
   if (address) {
     boot.addresses = [address];
     if (net.gateway) boot.routes = [{ to: 'default', via: net.gateway }];
@@ -81,7 +82,6 @@ function networkConfigOf(node: NodeRecord, config: EffectiveConfig): Record<stri
   (net.interfaces ?? []).forEach((nic, i) => {
     ethernets[`nic${i + 1}`] = {
       match: { macaddress: nic.mac },
-      'set-name': `nic${i + 1}`,
       ...(nic.address ? { addresses: [nic.address] } : { dhcp4: true }),
       ...(nic.mtu ? { mtu: nic.mtu } : {}),
     };

@@ -114,8 +114,8 @@ describe('NoCloud seed', () => {
     expect(parse(seed.networkConfig)).toEqual({
       version: 2,
       ethernets: {
-        boot0: { match: { macaddress: '52:54:00:00:00:0a' }, 'set-name': 'boot0', addresses: ['10.0.0.11/16'], routes: [{ to: 'default', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 },
-        nic1: { match: { macaddress: '52:54:00:00:01:0a' }, 'set-name': 'nic1', addresses: ['192.168.1.11/24'] },
+        boot0: { match: { macaddress: '52:54:00:00:00:0a' }, addresses: ['10.0.0.11/16'], routes: [{ to: 'default', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 },
+        nic1: { match: { macaddress: '52:54:00:00:01:0a' }, addresses: ['192.168.1.11/24'] },
       },
     });
     const changed = renderSeed(node, effectiveConfig(node, [compute], { files: [{ path: '/etc/shoal-test.conf', content: 'v2', mode: '0600', owner: 'root:root' }] }));
@@ -126,7 +126,7 @@ describe('NoCloud seed', () => {
 
   it('asks DHCP without an address, and refuses a reservation the node does not have', () => {
     const seed = renderSeed(node, effectiveConfig(node, [], undefined));
-    expect(parse(seed.networkConfig).ethernets.boot0).toEqual({ match: { macaddress: '52:54:00:00:00:0a' }, 'set-name': 'boot0', dhcp4: true });
+    expect(parse(seed.networkConfig).ethernets.boot0).toEqual({ match: { macaddress: '52:54:00:00:00:0a' }, dhcp4: true });
     const { ipv4: _ipv4, ...unreserved } = node;
     expect(() => renderSeed(unreserved, effectiveConfig(unreserved, [compute], undefined))).toThrow(/profile compute, network.address: node c01 has no reserved address/);
   });

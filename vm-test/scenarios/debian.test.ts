@@ -9,6 +9,9 @@
 // systemctl: the BIOS node is reprovisioned debian@12 → compute@1 → debian@12 that way. The floor:
 // the same VMs booted straight from -kernel/-initrd with the same root, timed to the agent's hello.
 // The image is built once (images/os-build.test.ts says how long) and cached under ~/.cache/shoal.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_DIR, ensureImages, type BuiltImage } from '../../images/catalog.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
@@ -17,7 +20,7 @@ import { IpmiBmc, Lab, LabAppliance, labRequirements, type NodeView, type Vm } f
 
 const MINUTE = 60_000;
 const lab_ = labRequirements();
-const tools = requirements({ commands: ['mmdebstrap', 'mksquashfs'] });
+const tools = requirements({ commands: ['mmdebstrap', 'mksquashfs', 'ssh', 'ssh-keygen', 'curl'] });
 const skip = skipUnless('vm-test/scenarios/debian', lab_.ok ? tools : lab_);
 
 const timings: Array<[string, number]> = [];
@@ -30,6 +33,8 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
   let appliance: LabAppliance;
   let debian: BuiltImage;
   let compute: BuiltImage;
+  /** The private key whose public half the compute profile gives the nodes it reaches. */
+  let sshKey: string;
 
   beforeAll(async () => {
     // A cold build takes many minutes (about 300 MB of packages); a warm one seconds.
@@ -37,6 +42,9 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     lab = Lab.create();
     // Under TCG on a loaded 2-core machine, a Debian boot takes minutes: the boot step gets them.
     appliance = await LabAppliance.start(lab, { images: [debian, compute], engine: { timeouts: { 'run.boot': 20 * MINUTE } } });
+    sshKey = join(lab.dir, 'id_ed25519');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'shoal-vm-test', '-f', sshKey]);
+    await appliance.api.request('PUT', '/profiles/compute', computeProfile('first'));
   }, 90 * MINUTE);
 
   afterAll(async () => {
@@ -49,14 +57,41 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     if (ratios.length > 0) console.log(`debian against its floor:\n${ratios.map((r) => `  ${r}`).join('\n')}`);
   });
 
+  /** The profile under test: hostname, key, a file from a template using a label, and a static address from the reservation. */
+  function computeProfile(revision: string) {
+    return {
+      selector: 'role=compute',
+      settings: {
+        hostname: '{{ name }}.lab',
+        sshAuthorizedKeys: [readFileSync(`${sshKey}.pub`, 'utf8').trim()],
+        files: [{ path: '/etc/shoal-test.conf', mode: '0644', content: `node={{ name }} rack={{ labels.rack }} revision=${revision}\n` }],
+        network: { address: 'reservation', prefix: 24, gateway: lab.headIPv4, dns: [lab.headIPv4] },
+      },
+    };
+  }
+
+  /** Runs COMMAND on the node over SSH as cloud-init's default user, once sshd answers (it starts beside the agent). */
+  async function ssh(vm: Vm, command: string): Promise<string> {
+    const address = (await appliance.node(vm.name)).ipv4!;
+    const args = ['-i', sshKey, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', `debian@${address}`, command];
+    const deadline = Date.now() + 3 * MINUTE;
+    for (;;) {
+      const result = await lab.run('ssh', args, 60_000);
+      if (result.code === 0) return result.stdout;
+      // 255 is ssh's own failure (no route yet, refused, key not installed yet); anything else is the command's.
+      if (result.code !== 255 || Date.now() > deadline) throw new Error(`ssh debian@${address} ${command}: exit ${result.code}\n${result.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+
   /** systemd said multi-user.target was reached, and the agent's heartbeats say the system is running (not degraded). */
   async function expectSystemRunning(vm: Vm, mark: number): Promise<void> {
     await vm.waitForConsole(/Reached target[^\n]*multi-user\.target/, { since: mark, timeoutMs: 5 * MINUTE });
     await appliance.waitFor(vm.name, 'system=running (systemctl is-system-running)', (n) => n.observed.system?.value === 'running', 5 * MINUTE);
   }
 
-  async function bootFromOff(vm: Vm, label: string): Promise<string> {
-    await appliance.enroll(vm, await IpmiBmc.start(lab, vm));
+  async function bootFromOff(vm: Vm, label: string, labels: Record<string, string> = {}): Promise<string> {
+    await appliance.enroll(vm, await IpmiBmc.start(lab, vm), { labels });
     const mark = vm.consoleMark();
     const started = performance.now();
     await appliance.setDesired(vm.name, { power: 'on', image: debian.ref });
@@ -96,7 +131,7 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
   it('a BIOS VM with 1 GiB: PXE → Shoal initramfs → squashfs under an overlay → systemd → the agent as a service says hello', async () => {
     expect(debian.manifest.rootfs!.file).toBe('root.squashfs');
     const vm = lab.addVm({ name: 'd1', firmware: 'bios', memoryMb: 1024, maxRunMs: 30 * MINUTE });
-    const console_ = await bootFromOff(vm, 'BIOS, 1 GiB');
+    const console_ = await bootFromOff(vm, 'BIOS, 1 GiB', { role: 'compute', rack: 'r7' });
     expectInOrder(console_, bootLines());
     const fetched = /shoal-init: fetched (\d+) bytes in ([\d.]+)s/.exec(console_);
     console.log(`[debian] root.squashfs: ${fetched![1]} bytes fetched by busybox wget in ${fetched![2]} s of guest time`);
@@ -109,6 +144,41 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     expect(hardware.firmware).toBe('bios');
     expect(hardware.memoryBytes / 2 ** 30).toBeGreaterThan(0.8);
     expect(hardware.nics.map((n) => n.mac)).toEqual([vm.mac]);
+
+    // Logged in with the profile's key: cloud-init applied the hostname, the rendered file and the
+    // reserved address as a static one (no "dynamic" lease on it), and systemd says all is well.
+    const address = (await appliance.node('d1')).ipv4!;
+    const [hostname, file, inet, running, osRelease] = (
+      await ssh(vm, 'hostname -f; cat /etc/shoal-test.conf; ip -4 -o addr show scope global; systemctl is-system-running; . /etc/os-release; echo "$PRETTY_NAME"')
+    ).trim().split('\n');
+    expect(hostname).toBe('d1.lab');
+    expect(file).toBe('node=d1 rack=r7 revision=first');
+    expect(inet).toContain(`inet ${address}/24`);
+    expect(inet).not.toContain('dynamic');
+    expect(running).toBe('running');
+    expect(osRelease).toMatch(/^Debian GNU\/Linux 12/);
+    expect((await appliance.node('d1')).observed.config?.value).toBe('current');
+  }, 30 * MINUTE);
+
+  it('a changed profile makes d1 stale; a rollout of config=current reboots it into the new file, and its old seed is refused', async () => {
+    const vm = lab.vms.find((v) => v.name === 'd1')!;
+    const seed = /\bs=(http:\/\/\S+)/.exec(await ssh(vm, 'cat /proc/cmdline'))?.[1];
+    expect(seed, 'a NoCloud seed URL on the kernel command line').toBeDefined();
+    const rev = (await appliance.api.request<{ events: Array<{ rev: number }> }>('GET', '/events?node=d1&limit=10000')).events.at(-1)!.rev;
+    await appliance.api.request('PUT', '/profiles/compute', computeProfile('second'));
+    await appliance.waitFor('d1', 'config=stale', (n) => n.observed.config?.value === 'stale', MINUTE);
+    const started = performance.now();
+    await appliance.api.request('POST', '/rollouts', { selector: 'role=compute', maxUnavailable: 1, desired: { config: 'current' } });
+    await appliance.waitFor('d1', 'config=current and ready again', (n) => n.observed.config?.value === 'current' && n.observed.run?.value === 'ready' && n.phase === 'converged', 10 * MINUTE);
+    timings.push(['config rollout on d1: profile changed → rebooted with it, ready', Math.round(performance.now() - started)]);
+    expect((await ssh(vm, 'cat /etc/shoal-test.conf')).trim()).toBe('node=d1 rack=r7 revision=second');
+    const configs = (await appliance.api.request<{ events: Array<{ kind: string; facet: string; new: string | null }> }>('GET', `/events?node=d1&after=${rev}&limit=10000`)).events
+      .filter((e) => e.kind === 'observed' && e.facet === 'config')
+      .map((e) => e.new);
+    expect(configs.join(' → ')).toMatch(/^stale → .*current$/);
+    // The seed of the boot before is retired: whoever kept it reads nothing.
+    const old = await lab.run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `${seed}meta-data`]);
+    expect(old.stdout).toBe('404');
   }, 30 * MINUTE);
 
   it('reprovisions the BIOS node debian@12 → compute@1 → debian@12: drained by stopping its workload target, rebooted through systemd', async () => {
