@@ -105,6 +105,11 @@ describe.skipIf(skip)('dashboard', () => {
     expect(await count(p, 'converging')).toBe(0);
     expect(await p.locator('.row[data-state=failed]').getAttribute('data-node')).toBe(broken.name);
 
+    // A node whose configuration changed since it booted is marked in the grid.
+    state.observe(nodes[3]!.id, 'config', 'stale', 'pxe', 'sha256:0123');
+    await p.locator(`.row[data-node=${nodes[3]!.name}] .config-stale`).waitFor();
+    expect(await p.locator('.config-stale').count()).toBe(1);
+
     // Label selector filter, as the API reads selectors: simSpecs puts ten nodes a rack.
     await p.fill('input[name=selector]', 'rack=r1');
     await p.waitForFunction(() => document.querySelector('[data-testid=shown]')?.textContent === '2 shown');

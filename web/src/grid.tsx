@@ -142,6 +142,11 @@ function NodeRow({ node, selected, onToggle }: { node: NodeView; selected: boole
       <span class="c-facet">{facet('run')}</span>
       <span class="c-image" data-image={node.observed.image?.value ?? ''}>
         {facet('image')}
+        {node.observed.config?.value === 'stale' && (
+          <span class="badge config-stale" title="its configuration (profiles, overrides) changed since it booted; desire config=current to reboot it with the new one">
+            config stale
+          </span>
+        )}
       </span>
       <span class="c-step">{node.step ? `${node.step.name}${node.step.waiting ? ` (${node.step.waiting})` : ''}` : ''}</span>
       <span class="c-reason" title={node.reason ?? node.lastError ?? ''}>

@@ -42,7 +42,7 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
       <div class="columns">
         <div>
           <h2>Desired and observed</h2>
-          <FacetTable node={node} plan={plan.value} events={events.value} />
+          <FacetTable node={node} plan={plan.value} events={events.value} desirable={cluster.desirable.map((d) => d.facet)} />
           <h2>Actions</h2>
           <DesiredForm facets={cluster.desirable} nodes={[node]} onSubmit={(patch) => onAction(desiredAction(cluster, [node], patch))} />
           <div class="buttons">
@@ -212,7 +212,9 @@ function useTimeline(cluster: Cluster, id: string): { value: EventView[]; error:
   return { value, error };
 }
 
-function FacetTable({ node, plan, events }: { node: NodeView; plan: PlanView | null; events: EventView[] }) {
+function FacetTable({ node, plan, events, desirable }: { node: NodeView; plan: PlanView | null; events: EventView[]; desirable: string[] }) {
+  // The standard four, then any other facet an operator can desire (a module's, e.g. config).
+  const facets = [...FACETS, ...desirable.filter((f) => !(FACETS as readonly string[]).includes(f))];
   // Who asked for each desired value: the writer of the latest desired event of its facet.
   const desiredBy = new Map(events.filter((e) => e.kind === 'desired').map((e) => [e.facet, e.writer]));
   return (
@@ -226,7 +228,7 @@ function FacetTable({ node, plan, events }: { node: NodeView; plan: PlanView | n
         </tr>
       </thead>
       <tbody>
-        {FACETS.map((facet) => {
+        {facets.map((facet) => {
           const observation = node.observed[facet];
           const want = plan?.target[facet];
           // The engine's own judgement: the plan's start state against the values its target accepts.
