@@ -228,7 +228,12 @@ export class Vm {
     return readFileSync(this.consoleLog, 'utf8');
   }
 
-  /** The console's current length; pass it as `since` to wait only for output after this point (e.g. after a reset). */
+  /** The console from byte `mark` (a consoleMark()) on: a mark is in bytes, and a console with UTF-8 in it (systemd's) has fewer characters. */
+  consoleSince(mark: number): string {
+    return readFileSync(this.consoleLog).subarray(mark).toString('utf8');
+  }
+
+  /** The console's current length in bytes; pass it as `since` to wait only for output after this point (e.g. after a reset). */
   consoleMark(): number {
     return statSync(this.consoleLog).size;
   }

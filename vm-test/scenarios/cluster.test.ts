@@ -165,7 +165,7 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
     await vm.waitForConsole(/booting from local disk/, { since: mark, timeoutMs: 3 * MINUTE });
     const node = await appliance.node('n2');
     expect(node.observed.boot?.value).toBe('disk');
-    expect(vm.console().slice(mark)).not.toMatch(/shoal-init/);
+    expect(vm.consoleSince(mark)).not.toMatch(/shoal-init/);
   }, 10 * MINUTE);
 
   it('4: n1 killed behind the appliance\'s back is seen gone and brought back; then hung (paused) is seen lost and recovered', async () => {

@@ -60,7 +60,7 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
     timings.push([`${label}: kernel fetched → ready (appliance event log)`, readyAt!.at - kernel!.at]);
     // The agent prints that its hello was accepted after the appliance accepted it: the console can lag.
     await vm.waitForConsole(/shoal-agent: hello accepted/, { since: mark, timeoutMs: 60_000 });
-    return vm.console().slice(mark);
+    return vm.consoleSince(mark);
   }
 
   it('boots compute@3: fetched and checked, switched into, and the agent there reports compute@3\'s digest', async () => {
@@ -97,7 +97,7 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
     await appliance.setDesired('r1', { power: 'off' });
     await appliance.waitFor('r1', 'off', (n) => n.observed.power?.value === 'off' && n.phase === 'converged', 4 * MINUTE);
     await vm.waitUntilOff(30_000);
-    expect(vm.console().slice(mark)).toMatch(/power button pressed; powering off/);
+    expect(vm.consoleSince(mark)).toMatch(/power button pressed; powering off/);
   }, 6 * MINUTE);
 
   it('the baseline: the same VM from off to ready on compute@2, which has no root filesystem', async () => {
