@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import { bootListener, type ShoalConfig } from './config.js';
 import { createLogger } from './log.js';
 import { SqliteStore } from './state/sqlite-store.js';
+import { PostgresStore } from './state/postgres-store.js';
+import type { StateStore } from './state/store.js';
 import { ClusterState } from './state/cluster-state.js';
 import { UserDirectory } from './state/users.js';
 import { Engine } from './engine/engine.js';
@@ -36,7 +38,7 @@ export class Appliance {
   private constructor(
     readonly config: ShoalConfig,
     readonly log: Logger,
-    readonly store: SqliteStore,
+    readonly store: StateStore,
     readonly state: ClusterState,
     readonly engine: Engine,
     readonly modules: ShoalModule[],
@@ -61,7 +63,7 @@ export class Appliance {
     // The standard facets and those the modules declare: what the engine plans over and operators may desire.
     const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
     const desired = new DesiredVocabulary(definitions);
-    const store = new SqliteStore(join(config.dataDir, 'shoal.db'), { keyFile: config.secrets.keyFile ?? join(config.dataDir, 'secret.key') });
+    const store = await openStore(config, log);
     const state = await ClusterState.open(store, { checkDesired: desired.check });
     state.on('error', (err) => log.error({ err }, 'committing observations failed'));
     const users = new UserDirectory(state);
@@ -198,6 +200,13 @@ function urlOf(server: Server, scheme: 'http' | 'https'): string {
 }
 
 /** The first admin's bearer token: made on first start, kept in the data directory. */
+/** The store the configuration names; the secret key file is the same for both. */
+async function openStore(config: ShoalConfig, log: Logger): Promise<StateStore> {
+  const keyFile = config.secrets.keyFile ?? join(config.dataDir, 'secret.key');
+  if (config.state.backend === 'sqlite') return new SqliteStore(join(config.dataDir, 'shoal.db'), { keyFile });
+  return PostgresStore.open(config.state.url, { keyFile, onIdleError: (err) => log.warn({ err }, 'an idle PostgreSQL connection failed; the pool replaces it') });
+}
+
 function apiToken(dataDir: string): string {
   const path = join(dataDir, 'api-token');
   if (existsSync(path)) return readFileSync(path, 'utf8').trim();

@@ -27,3 +27,17 @@ describe('api.tls and the boot listener', () => {
     expect(() => loadConfig(undefined, { api: { listen: '127.0.0.1', port: 8443, tls: 'sometimes' as never } })).toThrow(/api\.tls/);
   });
 });
+
+describe('state', () => {
+  it('defaults to the embedded SQLite store, and takes a PostgreSQL URL for backend postgres', () => {
+    expect(loadConfig(undefined).state).toEqual({ backend: 'sqlite' });
+    expect(loadConfig(undefined, { state: { backend: 'postgres', url: 'postgresql://shoal:pw@db.example/shoal' } }).state).toEqual({ backend: 'postgres', url: 'postgresql://shoal:pw@db.example/shoal' });
+  });
+
+  it('refuses backend postgres without a url, a url that is not PostgreSQL, a url for SQLite and an unknown backend', () => {
+    expect(() => loadConfig(undefined, { state: { backend: 'postgres' } as never })).toThrow(/state\.url: backend postgres needs a url: postgresql:\/\//);
+    expect(() => loadConfig(undefined, { state: { backend: 'postgres', url: 'mysql://db/shoal' } })).toThrow(/state\.url: a PostgreSQL URL starts with postgresql:\/\//);
+    expect(() => loadConfig(undefined, { state: { backend: 'sqlite', url: 'postgresql://db/shoal' } as never })).toThrow(/state: Unrecognized key: "url"/);
+    expect(() => loadConfig(undefined, { state: { backend: 'etcd' } as never })).toThrow(/state\.backend/);
+  });
+});

@@ -33,6 +33,23 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Where the cluster's state is kept: the embedded SQLite file (DATA/shoal.db), or a PostgreSQL
+     * database that several appliances can share (src/state/postgres-store.ts).
+     */
+    state: z
+      .discriminatedUnion('backend', [
+        z.object({ backend: z.literal('sqlite') }).strict(),
+        z
+          .object({
+            backend: z.literal('postgres'),
+            url: z
+              .string({ error: 'backend postgres needs a url: postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or postgresql://USER@/DATABASE?host=/SOCKET/DIR' })
+              .regex(/^postgres(ql)?:\/\/\S+$/, 'a PostgreSQL URL starts with postgresql:// (postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)'),
+          })
+          .strict(),
+      ])
+      .default({ backend: 'sqlite' }),
     secrets: z
       .object({
         /** The key that seals BMC passwords in the store (default DATA/secret.key): keep it where a copy of the data directory does not go. */

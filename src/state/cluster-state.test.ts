@@ -23,32 +23,6 @@ function newStore(): SqliteStore {
 const spec = (name: string, mac: string): NodeSpec => ({ name, macs: [mac], bmc: { scheme: 'ipmi', host: '127.0.0.1', port: 623, username: 'admin' }, arch: 'x86_64', firmware: 'bios', labels: { rack: 'r1' } });
 
 describe('cluster state on SQLite', () => {
-  it('keeps nodes, desired, observed, holds and freezes across a reopen', async () => {
-    const path = dbPath();
-    const store = new SqliteStore(path, { keyFile: `${path}.key` });
-    const state = await ClusterState.open(store);
-    const [a] = await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01'), bmcPassword: 'pw' }], 'test');
-    await state.setDesired(a!.id, { power: 'on', image: 'compute@1' }, 'test');
-    state.observe(a!.id, 'power', 'on', 'ipmi');
-    state.observe(a!.id, 'boot', 'armed', 'pxe', 'compute@1');
-    state.setHold(a!.id, 'power.on failed 6 times', 'engine');
-    await state.setFrozen(null, true, 'test');
-    await state.flush();
-    const rev = state.revision;
-    await store.close();
-
-    const reopened = await ClusterState.open(new SqliteStore(path, { keyFile: `${path}.key` }));
-    expect(reopened.revision).toBe(rev);
-    expect(reopened.resolve('a')).toEqual(a);
-    expect(reopened.byMac('52:54:00:00:00:01')?.id).toBe(a!.id);
-    expect(reopened.desired(a!.id)).toEqual({ power: 'on', image: 'compute@1' });
-    expect(reopened.observed(a!.id).power?.value).toBe('on');
-    expect(reopened.observed(a!.id).boot).toMatchObject({ value: 'armed', detail: 'compute@1' });
-    expect(reopened.hold(a!.id)).toBe('power.on failed 6 times');
-    expect(reopened.bmcPassword(a!.id)).toBe('pw');
-    expect(reopened.isFrozen()).toBe(true);
-  });
-
   it('shows in the event log every observation already applied in memory, without waiting for the group commit', async () => {
     const store = newStore();
     const state = await ClusterState.open(store);

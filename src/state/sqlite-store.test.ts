@@ -1,14 +1,15 @@
-// BMC passwords at rest: sealed in the SQLite file with a key kept in a file of its own, so the
-// database alone (every byte of it, every table) gives none away, and a database that does not
-// belong to the key refuses to open rather than starting with blank passwords.
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+// The SQLite store: the store contract (test/support/store-contract.ts) on a file, and what only a
+// file can show: BMC passwords at rest, sealed with a key kept in a file of its own, so the
+// database alone (every byte of it, every table, the WAL) gives none away, and an old database's
+// plain-text passwords are sealed at open.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterState } from './cluster-state.js';
 import { SqliteStore } from './sqlite-store.js';
+import { storeContract } from '../../test/support/store-contract.js';
 import type { NodeSpec } from '../domain/node.js';
 
 const dirs: string[] = [];
@@ -72,16 +73,15 @@ function writeOldDatabase(dir: string): string[] {
   return ids;
 }
 
-describe('BMC passwords at rest', () => {
-  it('makes a 32-byte key file readable by its owner only at first open', async () => {
-    const dir = tempDir();
-    const keyFile = join(dir, 'secret.key');
-    const store = new SqliteStore(join(dir, 'shoal.db'), { keyFile });
-    await store.close();
-    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
-    expect(readFileSync(keyFile).length).toBe(32);
-  });
+storeContract({
+  name: 'SQLite',
+  async database() {
+    const path = join(tempDir(), 'shoal.db');
+    return { open: async ({ keyFile }) => new SqliteStore(path, { keyFile }) };
+  },
+});
 
+describe('BMC passwords at rest in the SQLite file', () => {
   it('keeps no password in any byte or table of the database, and reads them back with the key', async () => {
     const dir = tempDir();
     const keyFile = join(dir, 'secret.key');
@@ -110,28 +110,6 @@ describe('BMC passwords at rest', () => {
     expectNoPassword(dir);
   });
 
-  it('refuses to open a database whose passwords were sealed with another key, naming both files', async () => {
-    const dir = tempDir();
-    const keyFile = join(dir, 'secret.key');
-    const store = new SqliteStore(join(dir, 'shoal.db'), { keyFile });
-    await enrollWithPasswords(store);
-    await store.close();
-    writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
-    expect(() => new SqliteStore(join(dir, 'shoal.db'), { keyFile })).toThrow(/sealed with another key than .*secret\.key.*shoal\.db/s);
-  });
-
-  it('refuses to open a sealed database whose key file is gone, instead of making a new key', async () => {
-    const dir = tempDir();
-    const keyFile = join(dir, 'secret.key');
-    await (await enrollWithPasswords(new SqliteStore(join(dir, 'shoal.db'), { keyFile }))).flush();
-    const other = tempDir();
-    copyFileSync(join(dir, 'shoal.db'), join(other, 'shoal.db'));
-    for (const f of ['shoal.db-wal', 'shoal.db-shm']) if (existsSync(join(dir, f))) copyFileSync(join(dir, f), join(other, f));
-    const missing = join(other, 'secret.key');
-    expect(() => new SqliteStore(join(other, 'shoal.db'), { keyFile: missing })).toThrow(/key file .*secret\.key does not exist/);
-    expect(existsSync(missing)).toBe(false);
-  });
-
   it('refuses a password sealed for one node and moved to another', async () => {
     const dir = tempDir();
     const keyFile = join(dir, 'secret.key');
@@ -145,12 +123,5 @@ describe('BMC passwords at rest', () => {
     const reopened = new SqliteStore(join(dir, 'shoal.db'), { keyFile });
     await expect(reopened.load()).rejects.toThrow(new RegExp(`BMC password of node ${b!.id} does not open`));
     await reopened.close();
-  });
-
-  it('refuses a key file that is not 32 bytes', () => {
-    const dir = tempDir();
-    const keyFile = join(dir, 'secret.key');
-    writeFileSync(keyFile, 'too short', { mode: 0o600 });
-    expect(() => new SqliteStore(join(dir, 'shoal.db'), { keyFile })).toThrow(/secret\.key holds 9 bytes; a secret key is 32/);
   });
 });

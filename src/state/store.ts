@@ -1,6 +1,6 @@
 // The store contract: an append-only event log with a monotonic revision, and the current facts it
-// implies. SQLite implements it today; a PostgreSQL backend can implement the same contract later
-// (hence every call is async even though better-sqlite3 is not).
+// implies. SQLite (sqlite-store.ts) and PostgreSQL (postgres-store.ts) implement it, which is why
+// every call is async even though better-sqlite3 is not; README.md says which to choose.
 import type { NodeId } from '../domain/node.js';
 
 /**

@@ -1,0 +1,281 @@
+// The shared store: the same contract as the SQLite file (sqlite-store.ts), on PostgreSQL 15, so
+// several appliances can keep one cluster's state. Same semantics: the event log is the only
+// record of state (the current facts are the latest row per node, kind and facet), BMC secrets and
+// API users' token hashes stay out of the log (it says only that one was set; the values live in
+// `secrets`, sealed with the key file, and `api_users`), and `store_meta` names the key the
+// secrets were sealed with, so a database opened with another key refuses to start. Every
+// appliance on one database needs a copy of the same key file.
+//
+// Client: `pg` (node-postgres). It is the most used and longest kept PostgreSQL client for Node,
+// has a connection pool built in, supports LISTEN/NOTIFY (what the appliances' live feeds need
+// next), and is pure JavaScript, so it needs no native build on the head node.
+//
+// One revision order for the whole cluster. Revisions are not a sequence (a sequence hands out
+// numbers at insert time, and transactions commit in another order, so a reader following
+// `afterRev` could read 12, then see 11 commit behind it and never read it). Each commit
+// transaction instead starts with `pg_advisory_xact_lock(REVISION_LOCK)`, then reads max(rev) and
+// numbers its events after it. The lock is held until the transaction ends, and PostgreSQL makes a
+// commit visible before it releases the transaction's locks, so: revisions are gap-free (a rolled
+// back transaction leaves its numbers to the next) and committed in their order, and a snapshot
+// that shows revision N shows every revision below N. Two details carry this: the transactions are
+// READ COMMITTED whatever the server's default (under REPEATABLE READ the snapshot would be taken
+// by the lock statement, before the previous holder's commit), and max(rev) is read by a statement
+// of its own after the lock is granted (a statement's snapshot is taken when it starts).
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { SecretKey, SecretKeyError } from './secret-key.js';
+import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
+
+/** Advisory lock keys (one bigint namespace per database): 'shoal' in ASCII, then what the lock guards. */
+const REVISION_LOCK = 0x73686f616c01n;
+const MIGRATION_LOCK = 0x73686f616c02n;
+
+interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/** Applied in order, each in one transaction; a released migration is never edited, only followed by another. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'the event log, sealed BMC secrets, API users, store metadata',
+    sql: `
+      CREATE TABLE events (
+        rev bigint PRIMARY KEY,
+        at bigint NOT NULL,
+        node_id text,
+        kind text NOT NULL,
+        facet text NOT NULL,
+        old text,
+        new text,
+        detail text,
+        writer text NOT NULL
+      );
+      CREATE INDEX events_by_fact ON events (node_id, kind, facet, rev);
+      CREATE INDEX events_by_node ON events (node_id, rev);
+      CREATE TABLE secrets (node_id text PRIMARY KEY, value text NOT NULL);
+      CREATE TABLE api_users (name text PRIMARY KEY, token_sha256 text NOT NULL);
+      CREATE TABLE store_meta (name text PRIMARY KEY, value text NOT NULL);
+    `,
+  },
+];
+
+export class SchemaVersionError extends Error {}
+
+export interface PostgresStoreOptions {
+  /** The file holding the key that seals BMC passwords; made at first open when missing. */
+  keyFile: string;
+  /** Connections kept open (default 10). */
+  poolSize?: number;
+  /** An idle pooled connection failed (e.g. the server restarted); the pool replaces it, so this is only news. */
+  onIdleError?: (err: Error) => void;
+}
+
+interface EventRow {
+  rev: string;
+  at: string;
+  node_id: string | null;
+  kind: ShoalEvent['kind'];
+  facet: string;
+  old: string | null;
+  new: string | null;
+  detail: string | null;
+  writer: string;
+}
+
+/** The URL without its password, for messages. */
+export function describeDatabase(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^:@/]*):[^@/]*@/, '$1@');
+}
+
+export class PostgresStore implements StateStore {
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly key: SecretKey,
+  ) {}
+
+  /**
+   * Connects, applies the pending migrations and checks the key file. Throws a SchemaVersionError if
+   * the database is newer than this code, a SecretKeyError if the key file does not belong to it.
+   */
+  static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    // Without a listener an idle connection's error would be thrown as an uncaught exception.
+    pool.on('error', (err) => options.onIdleError?.(err));
+    const where = describeDatabase(url);
+    try {
+      await migrate(pool, where);
+      return new PostgresStore(pool, await secretKey(pool, options.keyFile, where));
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+  }
+
+  async load(): Promise<{ facts: Fact[]; rev: number }> {
+    // One snapshot: the facts, the secrets and the revision belong together.
+    return transaction(this.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (client) => {
+      const latest = (
+        await client.query<Omit<EventRow, 'old'>>(
+          `SELECT * FROM (
+             SELECT DISTINCT ON (node_id, kind, facet) rev, at, node_id, kind, facet, new, detail, writer
+             FROM events ORDER BY node_id, kind, facet, rev DESC
+           ) latest ORDER BY rev`,
+        )
+      ).rows;
+      // A removed node's facts end with its removal, whatever came before.
+      const live = new Set(latest.filter((r) => r.kind === 'node' && r.new !== null).map((r) => r.node_id));
+      const secrets = new Map((await client.query<{ node_id: string; value: string }>('SELECT node_id, value FROM secrets')).rows.map((r) => [r.node_id, r.value]));
+      const tokenHashes = new Map((await client.query<{ name: string; token_sha256: string }>('SELECT name, token_sha256 FROM api_users')).rows.map((r) => [r.name, r.token_sha256]));
+      const facts: Fact[] = [];
+      for (const r of latest) {
+        if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
+        const value = r.kind === 'secret' ? this.openSecret(r.node_id!, secrets.get(r.node_id!)) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
+        if (value === undefined) continue;
+        facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: Number(r.rev), at: Number(r.at), writer: r.writer });
+      }
+      const rev = Number((await client.query<{ rev: string }>('SELECT coalesce(max(rev), 0) AS rev FROM events')).rows[0]!.rev);
+      return { facts, rev };
+    });
+  }
+
+  private openSecret(nodeId: string, sealed: string | undefined): string | undefined {
+    if (sealed === undefined) return undefined;
+    const plaintext = this.key.open(nodeId, sealed);
+    if (plaintext === undefined) {
+      throw new SecretKeyError(`the BMC password of node ${nodeId} does not open with the key in ${this.key.path}: it was sealed for another node, or altered`);
+    }
+    return plaintext;
+  }
+
+  async commit(changes: Change[]): Promise<ShoalEvent[]> {
+    if (changes.length === 0) return [];
+    return transaction(this.pool, 'BEGIN ISOLATION LEVEL READ COMMITTED', async (client) => {
+      // The revision order (see the header): the lock first, then max(rev) in a statement of its own.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [REVISION_LOCK]);
+      let rev = Number((await client.query<{ rev: string }>('SELECT coalesce(max(rev), 0) AS rev FROM events')).rows[0]!.rev);
+      const events: ShoalEvent[] = [];
+      for (const c of changes) {
+        const at = c.at ?? Date.now();
+        const detail = c.detail ?? null;
+        let { old, value } = c;
+        if (c.kind === 'secret') {
+          if (c.nodeId === null) throw new Error('a secret belongs to a node: the change has none');
+          if (value === null) await client.query('DELETE FROM secrets WHERE node_id = $1', [c.nodeId]);
+          else await client.query('INSERT INTO secrets (node_id, value) VALUES ($1, $2) ON CONFLICT (node_id) DO UPDATE SET value = excluded.value', [c.nodeId, this.key.seal(c.nodeId, value)]);
+          old = old === null ? null : REDACTED;
+          value = value === null ? null : REDACTED;
+        } else if (c.kind === 'user') {
+          if (value === null) await client.query('DELETE FROM api_users WHERE name = $1', [c.facet]);
+          else await client.query('INSERT INTO api_users (name, token_sha256) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256', [c.facet, value]);
+          old = old === null ? null : REDACTED;
+          value = value === null ? null : REDACTED;
+        } else if (c.kind === 'node' && value === null) {
+          await client.query('DELETE FROM secrets WHERE node_id = $1', [c.nodeId]);
+        }
+        events.push({ rev: ++rev, at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old, new: value, detail, writer: c.writer });
+      }
+      // One statement for the whole batch: a group commit of observations is one round trip.
+      await client.query(
+        `INSERT INTO events (rev, at, node_id, kind, facet, old, new, detail, writer)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`,
+        [
+          events.map((e) => e.rev),
+          events.map((e) => e.at),
+          events.map((e) => e.nodeId),
+          events.map((e) => e.kind),
+          events.map((e) => e.facet),
+          events.map((e) => e.old),
+          events.map((e) => e.new),
+          events.map((e) => e.detail),
+          events.map((e) => e.writer),
+        ],
+      );
+      return events;
+    });
+  }
+
+  async events(query: EventQuery): Promise<ShoalEvent[]> {
+    const limit = Math.min(query.limit ?? 1000, 10_000);
+    const { rows } = query.nodeId
+      ? await this.pool.query<EventRow>('SELECT * FROM events WHERE node_id = $1 AND rev > $2 ORDER BY rev LIMIT $3', [query.nodeId, query.afterRev ?? 0, limit])
+      : await this.pool.query<EventRow>('SELECT * FROM events WHERE rev > $1 ORDER BY rev LIMIT $2', [query.afterRev ?? 0, limit]);
+    return rows.map((r) => ({ rev: Number(r.rev), at: Number(r.at), nodeId: r.node_id, kind: r.kind, facet: r.facet, old: r.old, new: r.new, detail: r.detail, writer: r.writer }));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Runs `work` in one transaction on one pooled connection; rolls back on any error. */
+async function transaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query(begin);
+    const result = await work(client);
+    await client.query('COMMIT');
+    client.release();
+    return result;
+  } catch (err) {
+    // A connection that cannot even roll back is broken: the pool drops it rather than reuse it.
+    const rolledBack = await client.query('ROLLBACK').then(
+      () => true,
+      () => false,
+    );
+    client.release(!rolledBack);
+    throw err;
+  }
+}
+
+/**
+ * Applies the migrations the database lacks, one transaction each, under an advisory lock so that
+ * appliances starting together migrate once. Refuses a database migrated by newer code: this code
+ * cannot know what the newer schema means.
+ */
+async function migrate(pool: pg.Pool, where: string): Promise<void> {
+  const latest = MIGRATIONS.at(-1)!.version;
+  for (;;) {
+    const applied = await transaction(pool, 'BEGIN ISOLATION LEVEL READ COMMITTED', async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+      const current = Number((await client.query<{ version: number }>('SELECT coalesce(max(version), 0) AS version FROM schema_migrations')).rows[0]!.version);
+      if (current > latest) {
+        throw new SchemaVersionError(`the PostgreSQL database ${where} has schema version ${current}, newer than this Shoal knows (${latest}): run the Shoal release that migrated it, or a newer one`);
+      }
+      const next = MIGRATIONS.find((m) => m.version > current);
+      if (!next) return false;
+      await client.query(next.sql);
+      await client.query('INSERT INTO schema_migrations (version, description) VALUES ($1, $2)', [next.version, next.description]);
+      return true;
+    });
+    if (!applied) return;
+  }
+}
+
+/** The key for this database: the key file's, checked against the one the values were sealed with. */
+async function secretKey(pool: pg.Pool, keyFile: string, where: string): Promise<SecretKey> {
+  const sealedWith = (await pool.query<{ value: string }>("SELECT value FROM store_meta WHERE name = 'secret_key_id'")).rows[0]?.value;
+  const otherKey = (): SecretKeyError =>
+    new SecretKeyError(`the BMC passwords in the PostgreSQL database ${where} were sealed with another key than ${keyFile}: every appliance on one database needs a copy of the same key file (secrets.keyFile), or the passwords cannot be read`);
+  if (sealedWith === undefined) {
+    const key = existsSync(keyFile) ? SecretKey.read(keyFile) : SecretKey.create(keyFile);
+    // Another appliance may record its key at the same moment: the first row written decides.
+    const recorded = (
+      await pool.query<{ value: string }>(
+        "INSERT INTO store_meta (name, value) VALUES ('secret_key_id', $1) ON CONFLICT (name) DO UPDATE SET value = store_meta.value RETURNING value",
+        [key.id],
+      )
+    ).rows[0]!.value;
+    if (recorded !== key.id) throw otherKey();
+    return key;
+  }
+  if (!existsSync(keyFile)) {
+    throw new SecretKeyError(`the BMC passwords in the PostgreSQL database ${where} are sealed with a key, but the key file ${keyFile} does not exist: restore it, or copy it from another appliance on this database (secrets.keyFile names where it is kept); a new key could not open them`);
+  }
+  const key = SecretKey.read(keyFile);
+  if (key.id !== sealedWith) throw otherKey();
+  return key;
+}
