@@ -161,6 +161,13 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     await expect(store.load()).rejects.toThrow(/BMC password of node b does not open/);
   });
 
+  it('says which database it cannot reach, within the connect timeout', async () => {
+    const nowhere = `postgresql://shoal:s3cret@/shoal?host=${encodeURIComponent(join(server!.dir, 'no-such-dir'))}`;
+    const refused = PostgresStore.open(nowhere, { keyFile: keyFile(), connectTimeoutMs: 2_000 });
+    await expect(refused).rejects.toThrow(/cannot open the PostgreSQL database postgresql:\/\/shoal@\/shoal\?host=.*no-such-dir.* \(state\.url\): /);
+    await expect(refused).rejects.not.toThrow(/s3cret/);
+  });
+
   it('names the database in its messages without the password', () => {
     expect(describeDatabase('postgresql://shoal:s3cret@db.example:5432/shoal')).toBe('postgresql://shoal@db.example:5432/shoal');
     expect(describeDatabase('postgresql://shoal@/shoal?host=/run/postgresql')).toBe('postgresql://shoal@/shoal?host=/run/postgresql');

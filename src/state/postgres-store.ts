@@ -69,6 +69,8 @@ export interface PostgresStoreOptions {
   keyFile: string;
   /** Connections kept open (default 10). */
   poolSize?: number;
+  /** How long a new connection may take (default 10 s): an unreachable server fails the call instead of hanging it. */
+  connectTimeoutMs?: number;
   /** An idle pooled connection failed (e.g. the server restarted); the pool replaces it, so this is only news. */
   onIdleError?: (err: Error) => void;
 }
@@ -101,7 +103,7 @@ export class PostgresStore implements StateStore {
    * the database is newer than this code, a SecretKeyError if the key file does not belong to it.
    */
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000 });
     // Without a listener an idle connection's error would be thrown as an uncaught exception.
     pool.on('error', (err) => options.onIdleError?.(err));
     const where = describeDatabase(url);
@@ -110,7 +112,8 @@ export class PostgresStore implements StateStore {
       return new PostgresStore(pool, await secretKey(pool, options.keyFile, where));
     } catch (err) {
       await pool.end();
-      throw err;
+      if (err instanceof SchemaVersionError || err instanceof SecretKeyError) throw err;
+      throw new Error(`cannot open the PostgreSQL database ${where} (state.url): ${(err as Error).message}`, { cause: err });
     }
   }
 
