@@ -56,6 +56,16 @@ export class SecretKey {
     return Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64');
   }
 
+  /** A node's stored BMC password opened, as a store loads it: one that does not open stops the start, naming the node. */
+  openBmcPassword(nodeId: string, sealed: string | undefined): string | undefined {
+    if (sealed === undefined) return undefined;
+    const plaintext = this.open(nodeId, sealed);
+    if (plaintext === undefined) {
+      throw new SecretKeyError(`the BMC password of node ${nodeId} does not open with the key in ${this.path}: it was sealed for another node, or altered`);
+    }
+    return plaintext;
+  }
+
   /** The plaintext, or undefined if the value was not sealed with this key for this node (or was altered). */
   open(nodeId: string, sealed: string): string | undefined {
     const raw = Buffer.from(sealed, 'base64');

@@ -140,21 +140,12 @@ export class SqliteStore implements StateStore {
     const facts: Fact[] = [];
     for (const r of latest) {
       if (r.new === null || (r.node_id !== null && !live.has(r.node_id))) continue;
-      const value = r.kind === 'secret' ? this.openSecret(r.node_id!, secrets.get(r.node_id!)) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
+      const value = r.kind === 'secret' ? this.key.openBmcPassword(r.node_id!, secrets.get(r.node_id!)) : r.kind === 'user' ? tokenHashes.get(r.facet) : r.new;
       if (value === undefined) continue;
       facts.push({ nodeId: r.node_id, kind: r.kind, facet: r.facet, value, detail: r.detail, rev: r.rev, at: r.at, writer: r.writer });
     }
     const rev = (this.db.prepare('SELECT coalesce(max(rev), 0) AS rev FROM events').get() as { rev: number }).rev;
     return { facts, rev };
-  }
-
-  private openSecret(nodeId: string, sealed: string | undefined): string | undefined {
-    if (sealed === undefined) return undefined;
-    const plaintext = this.key.open(nodeId, sealed);
-    if (plaintext === undefined) {
-      throw new SecretKeyError(`the BMC password of node ${nodeId} does not open with the key in ${this.key.path}: it was sealed for another node, or altered`);
-    }
-    return plaintext;
   }
 
   async commit(changes: Change[]): Promise<ShoalEvent[]> {
