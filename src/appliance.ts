@@ -40,6 +40,7 @@ export class Appliance {
     readonly log: Logger,
     readonly store: StateStore,
     readonly state: ClusterState,
+    readonly profiles: ProfileDirectory,
     readonly engine: Engine,
     readonly modules: ShoalModule[],
     readonly token: string,
@@ -141,7 +142,7 @@ export class Appliance {
       chmodSync(path, 0o660);
     }
     engine.start();
-    const appliance = new Appliance(config, log, store, state, engine, modules, token, server, socketServer, bootServer, certificate);
+    const appliance = new Appliance(config, log, store, state, profiles, engine, modules, token, server, socketServer, bootServer, certificate);
     log.info({ url: appliance.url, bootUrl: appliance.bootUrl, fingerprint: certificate?.fingerprint, nodes: state.size, revision: state.revision }, 'appliance started');
     return appliance;
   }
@@ -176,6 +177,7 @@ export class Appliance {
         ] satisfies [string, Server | undefined][]
       ).flatMap(([what, server]) => (server ? [[what, 5_000, closeServer(server)] as const] : [])),
       ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
+      ['the profile directory to let go of the state', 1_000, () => this.profiles.close()],
       ['the observations to be committed', 10_000, () => this.state.flush()],
       ['the store to close', 5_000, () => this.store.close()],
     ]);

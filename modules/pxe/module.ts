@@ -112,6 +112,7 @@ export class PxeModule implements ShoalModule {
   private tftp: TftpServer | undefined;
   private leases: LeaseStore | undefined;
   private db: Database.Database | undefined;
+  private stopFollowingNodes: (() => void) | undefined;
   private discovered: DiscoveredStore | undefined;
   private metrics: PxeMetrics | undefined;
   private readonly scriptsPerMac: RateLimiter;
@@ -143,7 +144,7 @@ export class PxeModule implements ShoalModule {
       // first start
     }
     // A profile or node change may make a running configuration stale (or current again).
-    host.onNodeChange((id) => this.observeConfig(id));
+    this.stopFollowingNodes = host.onNodeChange((id) => this.observeConfig(id));
     for (const id of this.booted.keys()) this.observeConfig(id);
     this.db = new Database(join(host.dataDir, 'leases.db'));
     this.db.pragma('journal_mode = WAL');
@@ -261,6 +262,7 @@ export class PxeModule implements ShoalModule {
   }
 
   async stop(): Promise<void> {
+    this.stopFollowingNodes?.();
     await this.dhcp?.stop();
     await this.tftp?.close();
     this.db?.close();

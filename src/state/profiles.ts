@@ -43,9 +43,16 @@ export class ProfileDirectory {
       }
     }
     // The store drops a removed node's records with it; so does memory.
-    state.on('node', (id) => {
-      if (!state.node(id)) this.overrides.delete(id);
-    });
+    state.on('node', this.forgetRemoved);
+  }
+
+  private readonly forgetRemoved = (id: NodeId): void => {
+    if (!this.state.node(id)) this.overrides.delete(id);
+  };
+
+  /** Stops following the cluster state (the appliance is stopping). */
+  close(): void {
+    this.state.off('node', this.forgetRemoved);
   }
 
   list(): ProfileEntry[] {
