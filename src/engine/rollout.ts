@@ -19,7 +19,6 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { NodeId, NodeRecord } from '../domain/node.js';
 import { parseSelector } from '../domain/selector.js';
-import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
 import type { DesiredPatch, DesiredState } from '../domain/state.js';
 import { ConflictError, NotFoundError, type ClusterState } from '../state/cluster-state.js';
 import type { DesiredVocabulary } from './desired.js';
@@ -158,10 +157,7 @@ export class RolloutController {
 
   async create(input: RolloutInput, writer: string): Promise<RolloutView> {
     const selects = parseSelector(input.selector);
-    const nodes = this.state
-      .list()
-      .filter((n) => selects({ labels: n.labels, hardware: selects.usesHardware ? parseHardware(this.state.observed(n.id)[HARDWARE_FACET]?.detail) : undefined }))
-      .sort(byName);
+    const nodes = this.state.selectNodes(selects).sort(byName);
     if (nodes.length === 0) {
       throw new RolloutRejected(`the selector "${input.selector}" matches no node; nothing to roll out (see which nodes it selects with GET /api/v1/nodes?selector=…)`);
     }

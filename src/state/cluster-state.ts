@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
 import type { Change, Fact, RecordKind, ShoalEvent, StateStore } from './store.js';
+import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
+import type { Selector } from '../domain/selector.js';
 
 export class ConflictError extends Error {}
 
@@ -91,6 +93,12 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   list(): NodeRecord[] {
     return [...this.nodes.values()];
   }
+  /** The nodes `selector` matches; a hardware term reads the report the node's agent made. */
+  selectNodes(selector: Selector): NodeRecord[] {
+    const hardwareOf = (id: NodeId) => (selector.usesHardware ? parseHardware(this.observed(id)[HARDWARE_FACET]?.detail) : undefined);
+    return this.list().filter((n) => selector({ labels: n.labels, hardware: hardwareOf(n.id) }));
+  }
+
 
   get size(): number {
     return this.nodes.size;

@@ -25,9 +25,7 @@ export function registerNodeRoutes(api: express.Router, ctx: RouteContext): void
   api.get('/nodes', (req, res) => {
     const query = ListQuerySchema.parse(queryOf(req));
     const selects = query.selector ? parseSelector(query.selector) : undefined;
-    const nodes = state
-      .list()
-      .filter((n) => !selects || selects({ labels: n.labels, hardware: selects.usesHardware ? parseHardware(state.observed(n.id)[HARDWARE_FACET]?.detail) : undefined }))
+    const nodes = (selects ? state.selectNodes(selects) : state.list())
       .map((n) => nodeViewOf(ctx, n))
       .filter((v) => !query.phase || v.phase === query.phase);
     const list: NodeList = { nodes, counts: engine.executor.phaseCounts(), revision: state.revision };
