@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,5 +75,31 @@ describe.skipIf(skipUnless('QMP machine with QEMU', qemu))('QmpMachine', () => {
     expect(starts).toEqual([pxeOnce, noBootOverride, hddAlways]);
     expect(await machine.powerState()).toBe('On');
     await machine.forceOff();
+  });
+});
+
+describe('QmpMachine against a QEMU on its way out', () => {
+  it('takes a connection dropped after the greeting as no QEMU, as when quit races a status poll', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'qmp-exiting-'));
+    const qmpSocketPath = join(dir, 'qmp.sock');
+    // Greets, then drops the connection when the client negotiates: what an exiting QEMU does.
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+      socket.write(`${JSON.stringify({ QMP: { version: {}, capabilities: [] } })}\n`);
+      socket.once('data', () => socket.destroy());
+    });
+    server.listen(qmpSocketPath);
+    await once(server, 'listening');
+    try {
+      const machine = new QmpMachine({ qmpSocketPath, startQemu: async () => undefined });
+      expect(await machine.powerState()).toBe('Off');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -28,6 +28,11 @@ class QmpUnavailableError extends QmpError {
   override name = 'QmpUnavailableError';
 }
 
+/** QEMU dropped the connection after its greeting: it failed, or it is exiting (e.g. after `quit`). */
+class QmpConnectionLostError extends QmpError {
+  override name = 'QmpConnectionLostError';
+}
+
 const pollIntervalMs = 50;
 
 export class QmpMachine implements EmulatedMachine {
@@ -105,7 +110,11 @@ export class QmpMachine implements EmulatedMachine {
     );
   }
 
-  /** QEMU's run state (`running`, `paused`, `shutdown`, …), or undefined when no QEMU serves the socket. */
+  /**
+   * QEMU's run state (`running`, `paused`, `shutdown`, …), or undefined when no QEMU serves the
+   * socket. A QEMU that greets and then drops the connection is on its way out (a `quit` races
+   * the next poll), so that too counts as no QEMU.
+   */
   private async status(): Promise<string | undefined> {
     try {
       const reply = await this.execute('query-status');
@@ -113,7 +122,7 @@ export class QmpMachine implements EmulatedMachine {
       if (typeof status !== 'string') throw new QmpError(`query-status returned ${JSON.stringify(reply)}`);
       return status;
     } catch (error) {
-      if (error instanceof QmpUnavailableError) return undefined;
+      if (error instanceof QmpUnavailableError || error instanceof QmpConnectionLostError) return undefined;
       throw error;
     }
   }
@@ -162,15 +171,19 @@ export class QmpMachine implements EmulatedMachine {
         this.commandTimeoutMs,
       );
       // Before the greeting, a refused, reset or closed connection means no QEMU is serving
-      // the socket (not started, or exiting); later it means QEMU failed mid-command.
+      // the socket (not started, or exiting); later it means QEMU went away mid-command.
       socket.on('error', (error: Error) => {
-        finish(stage === 'greeting' ? new QmpUnavailableError(error.message) : new QmpError(`QMP ${command}: ${error.message}`));
+        finish(
+          stage === 'greeting'
+            ? new QmpUnavailableError(error.message)
+            : new QmpConnectionLostError(`QMP ${command}: ${error.message}`),
+        );
       });
       socket.on('close', () => {
         finish(
           stage === 'greeting'
             ? new QmpUnavailableError('QEMU closed the QMP connection before its greeting')
-            : new QmpError(`QMP ${command}: QEMU closed the connection before replying`),
+            : new QmpConnectionLostError(`QMP ${command}: QEMU closed the connection before replying`),
         );
       });
       socket.on('data', (chunk: Buffer) => {
