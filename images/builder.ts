@@ -89,7 +89,8 @@ async function findModules(kernelTree: string, release: string): Promise<string[
   });
 }
 
-function shoalImageFile(recipe: Pick<ImageRecipe, 'name' | 'version' | 'description'>, release: string): string {
+/** /etc/shoal-image: what the agent reports as bakedImage (images/agent/PROTOCOL.md). */
+export function shoalImageFile(recipe: Pick<ImageRecipe, 'name' | 'version' | 'description'>, release: string): string {
   return [`image=${imageRef(recipe)}`, `name=${recipe.name}`, `version=${recipe.version}`, `description=${recipe.description}`, `kernel=${release}`, ''].join(
     '\n',
   );

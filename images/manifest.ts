@@ -22,13 +22,23 @@ export const ImageManifest = z.object({
   /** "sha256:" + hex; see `imageDigest`. */
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   builtFrom: z.object({
-    kernelPackage: debianPackage,
+    /** The Debian package the kernel came from; absent for a kernel an imported container image brought without a dpkg record of it. */
+    kernelPackage: debianPackage.optional(),
     busyboxPackage: debianPackage,
     kernelRelease: z.string().min(1),
     modules: z.array(z.string().min(1)),
     sourceDateEpoch: z.number().int().nonnegative(),
     /** Images built from an OS recipe (images/recipes/): which, from where, and the root tree's cache key. */
     recipe: z.object({ file: z.string().min(1), suite: z.string().min(1), mirror: z.string().min(1), treeKey: sha256Hex }).optional(),
+    /** Images imported from a container image (oci-import.ts): the source as given, the OCI manifest's digest, and the image the kernel came from when the container had none. */
+    oci: z
+      .object({
+        source: z.string().min(1),
+        manifestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+        configDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+        kernelFrom: z.object({ image: z.string().min(1), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/) }).optional(),
+      })
+      .optional(),
   }),
 });
 export type ImageManifest = z.infer<typeof ImageManifest>;

@@ -10,15 +10,20 @@ export const SQUASHFS_COMPRESSION = 'zstd';
 
 export class SquashfsError extends Error {}
 
-export function mksquashfsArgs(tree: string, out: string, sourceDateEpoch: number): string[] {
+export interface SquashfsOptions {
+  /** Every file owned by root: for a tree unpacked without root, whose owners are the unpacking user. */
+  allRoot?: boolean;
+}
+
+export function mksquashfsArgs(tree: string, out: string, sourceDateEpoch: number, options: SquashfsOptions = {}): string[] {
   const time = String(sourceDateEpoch);
-  return [tree, out, '-noappend', '-comp', SQUASHFS_COMPRESSION, '-mkfs-time', time, '-all-time', time, '-no-progress', '-quiet'];
+  return [tree, out, '-noappend', '-comp', SQUASHFS_COMPRESSION, '-mkfs-time', time, '-all-time', time, '-no-progress', '-quiet', ...(options.allRoot ? ['-all-root'] : [])];
 }
 
 /** Writes `tree` as a squashfs at `out`; mksquashfs's complaints become the error. */
-export function writeSquashfs(tree: string, out: string, sourceDateEpoch: number): Promise<void> {
+export function writeSquashfs(tree: string, out: string, sourceDateEpoch: number, options: SquashfsOptions = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('mksquashfs', mksquashfsArgs(tree, out, sourceDateEpoch), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('mksquashfs', mksquashfsArgs(tree, out, sourceDateEpoch, options), { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
     createInterface({ input: child.stderr }).on('line', (l) => lines.push(l));
