@@ -6,63 +6,25 @@
 // Needs skopeo, umoci, squashfs-tools, GNU tar and apt's lists (busybox-static for the initramfs).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseStoredManifest } from '../modules/images/manifest.js';
 import { requirements, skipUnless } from '../test/support/environment.js';
-import { prepareBusybox, type BuiltImage } from './builder.js';
+import { addImage, busyboxInit, kernelFiles, newLayout, runTool } from '../test/support/oci-images.js';
+import type { BuiltImage } from './builder.js';
 import { DEFAULT_CACHE_DIR } from './catalog.js';
 import { sha256File } from './debian.js';
-import { modulesToLoad } from './kernel-modules.js';
 import { imageDigest } from './manifest.js';
 import { entryProblem, walkTar } from './oci-layout.js';
 import { importOciImage, OciImageError, type OciImportRequest } from './oci-import.js';
-import { OS_INITRAMFS_MODULES } from './os-builder.js';
 
 const CACHE_DIR = process.env.SHOAL_IMAGE_CACHE ?? DEFAULT_CACHE_DIR;
 const MINUTE = 60_000;
 const skip = skipUnless('OCI import', requirements({ commands: ['skopeo', 'umoci', 'mksquashfs', 'unsquashfs', 'tar', 'apt-cache', 'busybox'] }));
-const rootless = process.getuid?.() !== 0 ? ['--rootless'] : [];
-const run = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-
-/** A kernel to put in /boot: Debian's from the image cache when a busybox build left it there (only the modules the initramfs takes), else a stand-in. */
-function kernelFiles(into: string): string {
-  const unpacked = join(CACHE_DIR, 'unpacked');
-  const debianKernel = existsSync(unpacked) ? readdirSync(unpacked).find((d) => d.startsWith('linux-image-')) : undefined;
-  if (debianKernel) {
-    const from = join(unpacked, debianKernel);
-    const release = readdirSync(join(from, 'boot')).find((f) => f.startsWith('vmlinuz-'))!.slice('vmlinuz-'.length);
-    const modules = join(from, 'lib/modules', release);
-    mkdirSync(join(into, 'boot'), { recursive: true });
-    copyFileSync(join(from, 'boot', `vmlinuz-${release}`), join(into, 'boot', `vmlinuz-${release}`));
-    // The package ships no modules.dep (depmod makes it on install): list the wanted modules, without
-    // their dependencies, which an import that is never booted does not need.
-    const builtin = readFileSync(join(modules, 'modules.builtin'), 'utf8');
-    const wanted = new Set(OS_INITRAMFS_MODULES.map((n) => `${n.replaceAll('-', '_')}.ko`));
-    const dep = readFileSync(join(modules, 'modules.order'), 'utf8')
-      .split('\n')
-      .filter((path) => wanted.has(path.split('/').pop()!.replaceAll('-', '_')))
-      .map((path) => `${path}:\n`)
-      .join('');
-    const target = join(into, 'lib/modules', release);
-    for (const path of modulesToLoad(OS_INITRAMFS_MODULES, dep, builtin, release)) cpSync(join(modules, path), join(target, path));
-    writeFileSync(join(target, 'modules.dep'), dep);
-    writeFileSync(join(target, 'modules.builtin'), builtin);
-    return release;
-  }
-  const release = '6.1.0-0-fake';
-  mkdirSync(join(into, 'boot'), { recursive: true });
-  writeFileSync(join(into, 'boot', `vmlinuz-${release}`), 'not a kernel, but bytes to boot');
-  const dir = join(into, 'lib/modules', release);
-  mkdirSync(join(dir, 'kernel'), { recursive: true });
-  for (const name of OS_INITRAMFS_MODULES) writeFileSync(join(dir, 'kernel', `${name}.ko`), `module ${name}`);
-  writeFileSync(join(dir, 'modules.dep'), OS_INITRAMFS_MODULES.map((n) => `kernel/${n}.ko:\n`).join(''));
-  writeFileSync(join(dir, 'modules.builtin'), '');
-  return release;
-}
+const run = runTool;
 
 describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
   let work: string;
@@ -76,22 +38,7 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations: Record<string, string> }[] };
     return index.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === tag)!.digest;
   };
-  /** A new tag in the layout: an empty image with the files `fill` puts in its root. */
-  const makeImage = (tag: string, fill: (rootfs: string) => void) => {
-    const bundle = join(work, `bundle-${tag}`);
-    run('umoci', ['new', '--image', `${layout}:${tag}`]);
-    run('umoci', ['unpack', ...rootless, '--image', `${layout}:${tag}`, bundle]);
-    fill(join(bundle, 'rootfs'));
-    run('umoci', ['repack', '--image', `${layout}:${tag}`, bundle]);
-  };
-  const busyboxInit = async (rootfs: string) => {
-    const { busyboxTree } = await prepareBusybox(CACHE_DIR);
-    mkdirSync(join(rootfs, 'bin'), { recursive: true });
-    copyFileSync(join(busyboxTree, 'bin/busybox'), join(rootfs, 'bin/busybox'));
-    execFileSync('chmod', ['0755', join(rootfs, 'bin/busybox')]);
-    mkdirSync(join(rootfs, 'sbin'));
-    execFileSync('ln', ['-s', '/bin/busybox', join(rootfs, 'sbin/init')]);
-  };
+  const makeImage = (tag: string, fill: (rootfs: string) => void) => addImage(layout, work, tag, fill);
   const outEntries = () => readdirSync(out).sort();
   /** Imports `request`, expecting a refusal; returns its message after checking nothing was left. */
   const refusal = async (request: OciImportRequest) => {
@@ -108,19 +55,13 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     layout = join(work, 'layout');
     out = join(work, 'images');
     mkdirSync(out);
-    run('umoci', ['init', '--layout', layout]);
-    const { busyboxTree } = await prepareBusybox(CACHE_DIR);
-    expect(existsSync(join(busyboxTree, 'bin/busybox'))).toBe(true);
-    let kernelRelease = '';
-    const withInit: ((rootfs: string) => void)[] = [];
-    await busyboxInit(join(work, 'probe')); // fetches busybox-static once, outside the sync fills
-    withInit.push((rootfs) => cpSync(join(work, 'probe'), rootfs, { recursive: true, verbatimSymlinks: true }));
+    newLayout(layout);
+    const withInit = await busyboxInit(CACHE_DIR);
     makeImage('kernel', (rootfs) => {
-      withInit[0]!(rootfs);
-      kernelRelease = kernelFiles(rootfs);
+      withInit(rootfs);
+      release = kernelFiles(CACHE_DIR, rootfs);
     });
-    release = kernelRelease;
-    makeImage('nokernel', (rootfs) => withInit[0]!(rootfs));
+    makeImage('nokernel', withInit);
     makeImage('noinit', (rootfs) => writeFileSync(join(rootfs, 'hello'), 'no init here\n'));
     run('umoci', ['config', '--image', `${layout}:nokernel`, '--architecture', 'arm64', '--tag', 'arm64']);
   });

@@ -1,6 +1,7 @@
 // The images module: the image store behind three faces. Nodes fetch kernels, initrds and root
 // images over plain HTTP (`/images/<name>/<version>/<file>`, Range and ETag); operators list,
-// import and remove images under /api/v1/images; other modules look images up through the
+// import and remove images under /api/v1/images, and import container images as jobs
+// (imports.ts, converted by the oci module's `containerImages` service); other modules look images up through the
 // `images` service (the boot module builds iPXE scripts from it, the agent module maps a
 // reported image to its digest). What nodes fetch is counted at /metrics (metrics.ts).
 import { rm } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import type { ModuleHost, ShoalModule } from '../../src/engine/module.js';
 import { HttpProblem, sendProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import { artifactsOf, IMAGE_NAME, IMAGE_REF, IMAGE_VERSION } from './manifest.js';
+import { ImportJobs, ImportRefusal, ImportRequestSchema, ImportUnavailable } from './imports.js';
 import { ImagesMetrics } from './metrics.js';
 import { extractFlatTar, TarError } from './tar.js';
 import { ImageStore, ImageStoreError, imageInfo, refOf, type StoredImage } from './store.js';
@@ -61,6 +63,23 @@ const OPENAPI: Record<string, Record<string, unknown>> = {
       responses: { 200: ok('already stored, unchanged'), 201: ok('imported'), 400: problem, 401: problem, 409: problem, 415: problem, 422: problem },
     },
   },
+  '/images/import': {
+    post: {
+      summary: 'Import a container image (an OCI layout or archive, or a docker save archive, on the appliance host) as a bootable image; answers at once with the import job (needs the oci module)',
+      requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(ImportRequestSchema, { io: 'input' }) } } },
+      responses: { 202: ok('the import job, queued; follow its Location'), 400: problem, 401: problem, 501: problem },
+    },
+  },
+  '/images/imports': {
+    get: { summary: 'Container image imports this appliance ran since it started, newest first', responses: { 200: ok('the import jobs'), 401: problem } },
+  },
+  '/images/imports/{id}': {
+    get: {
+      summary: 'One import: queued, running, succeeded (with the stored image) or failed (with the reason), and what it printed',
+      parameters: [path('id', 'the import job id')],
+      responses: { 200: ok('the import job'), 401: problem, 404: problem },
+    },
+  },
   '/images/{ref}': {
     get: { summary: 'One stored image', parameters: [imageRef], responses: { 200: ok('the image'), 401: problem, 404: problem } },
     delete: { summary: 'Remove an image no node wants (409 names the nodes that do)', parameters: [imageRef], responses: { 204: { description: 'removed' }, 401: problem, 404: problem, 409: problem } },
@@ -79,6 +98,7 @@ export function createModule(options: Record<string, unknown> = {}): ShoalModule
       for (const dir of parsed.import) await importAtStart(store, dir, host);
       host.services.provide('images', catalogOf(store));
       serveFiles(store, host, new ImagesMetrics(host.metrics));
+      importApi(store, host);
       operatorApi(store, host);
       host.log.info({ images: store.list().map((i) => refOf(i.manifest)) }, 'image store open');
     },
@@ -144,6 +164,36 @@ function serveFiles(store: ImageStore, host: ModuleHost, metrics: ImagesMetrics)
       host.log.error({ err, path: req.path, sha256: artifact.sha256 }, 'image blob cannot be served');
       sendProblem(res, 500, 'Image file unavailable', `the blob of ${req.path} cannot be read; see the appliance log`);
     });
+  });
+}
+
+/** Before operatorApi: /images/imports would otherwise be read as the ref "imports". */
+function importApi(store: ImageStore, host: ModuleHost): void {
+  const jobs = new ImportJobs(
+    store,
+    () => host.services.get('containerImages'),
+    (image, created) => host.log.info({ ref: refOf(image.manifest), digest: image.manifest.digest, created }, created ? 'container image imported' : 'imported container image already stored'),
+  );
+  host.api.post('/images/import', (req, res) => {
+    const request = ImportRequestSchema.parse(req.body ?? {});
+    let job;
+    try {
+      job = jobs.start(request);
+    } catch (err) {
+      if (err instanceof ImportRefusal) throw new HttpProblem(400, 'Import refused', err.message);
+      if (err instanceof ImportUnavailable) throw new HttpProblem(501, 'Import unavailable', err.message);
+      throw err;
+    }
+    host.log.info({ id: job.id, source: request.source }, 'container image import queued');
+    res.status(202).location(`/api/v1/images/imports/${job.id}`).json(job);
+  });
+  host.api.get('/images/imports', (_req, res) => {
+    res.json({ imports: jobs.list() });
+  });
+  host.api.get('/images/imports/:id', (req, res) => {
+    const job = jobs.get(req.params.id as string);
+    if (!job) throw new HttpProblem(404, 'Not found', `no import ${req.params.id as string}; GET /api/v1/images/imports lists them (an appliance restart forgets them)`);
+    res.json(job);
   });
 }
 

@@ -188,6 +188,27 @@ export type ImageView = z.infer<typeof ImageViewSchema>;
 export const ImageListSchema = z.strictObject({ images: z.array(ImageViewSchema) });
 export type ImageList = z.infer<typeof ImageListSchema>;
 
+/** A container image import (modules/images/imports.ts): queued, running, then succeeded or failed. */
+export const ImportJobViewSchema = z.strictObject({
+  id: z.string(),
+  request: z.strictObject({ source: z.string(), name: z.string().optional(), kernelFrom: z.string().optional(), init: z.string().optional() }),
+  state: z.enum(['queued', 'running', 'succeeded', 'failed']),
+  queuedAt: z.string(),
+  finishedAt: z.string().optional(),
+  /** What the import printed, oldest first; past a few hundred lines the oldest are dropped. */
+  progress: z.array(z.string()),
+  /** How many lines were dropped before `progress[0]`. */
+  progressFrom: z.number().int(),
+  /** The stored image, once it succeeded; `created` false when the same content was already stored. */
+  image: z.strictObject({ ref: z.string(), digest: z.string(), created: z.boolean() }).optional(),
+  /** Why it failed: the source and the reason. */
+  error: z.string().optional(),
+});
+export type ImportJobView = z.infer<typeof ImportJobViewSchema>;
+
+export const ImportJobListSchema = z.strictObject({ imports: z.array(ImportJobViewSchema) });
+export type ImportJobList = z.infer<typeof ImportJobListSchema>;
+
 /** A machine that network-booted but is not in the inventory (modules/pxe/discovered.ts). */
 export const DiscoveredViewSchema = z.strictObject({
   mac: z.string(),

@@ -54,6 +54,12 @@ rollouts
                                   from a failure once its failed nodes are released (shoal retry NODE)
 images
   image add DIR                   import the image in DIR (its image.json, vmlinuz, initrd.img), read on the appliance host
+  image import PATH [--name NAME[@VER]] [--kernel-from NAME@VER] [--init PATH]
+                                  import a container image (OCI layout dir, OCI archive or docker save
+                                  archive, read on the appliance host), showing progress; its kernel is
+                                  its /boot/vmlinuz-*, or a stored image's (--kernel-from); needs the
+                                  oci module
+  image imports                   container image imports since the appliance started
   image list                      stored images, their digests, sizes and the nodes that want them
   image rm NAME@VER               remove an image no node wants
 engine
@@ -99,6 +105,9 @@ const options = {
   follow: { type: 'boolean' },
   json: { type: 'boolean' },
   role: { type: 'string' },
+  name: { type: 'string' },
+  'kernel-from': { type: 'string' },
+  init: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -127,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     case 'export':
       return exportCommand(client);
     case 'image':
-      return imageCommand(client, sub, rest);
+      return imageCommand(client, sub, rest, values);
     case 'discovered':
       return discoveredCommand(client, sub, rest, values);
     case 'rollout':

@@ -51,8 +51,27 @@ export interface NodeConfigs {
   seed(nodeId: NodeId): NoCloudSeed | undefined;
 }
 
+/** What an import of a container image is asked to do (modules/oci does it with images/oci-import.ts). */
+export interface ContainerImageRequest {
+  /** An absolute path on the appliance host (OCI layout, OCI archive, `docker save` archive), or a skopeo reference. */
+  source: string;
+  name?: string;
+  version?: string;
+  /** A directory holding a built image (image.json, vmlinuz, root.squashfs) whose kernel and modules to use. */
+  kernelFromDir?: string;
+  /** The init to run when the image has no /sbin/init. */
+  init?: string;
+}
+
+/** Turns a container image into a Shoal image directory; the images module stores it. */
+export interface ContainerImageImporter {
+  /** Writes `<outDir>/<name>@<version>/`; rejects with an Error whose message names the source and the reason. */
+  importImage(request: ContainerImageRequest, outDir: string, progress: (line: string) => void): Promise<{ ref: string; dir: string }>;
+}
+
 export interface Services {
   images: ImageCatalog;
+  containerImages: ContainerImageImporter;
   bootTokens: BootTokens;
   nodeConfig: NodeConfigs;
 }
