@@ -407,6 +407,137 @@ describe.skipIf(skip)('dashboard', () => {
     expect(await count(p, 'total')).toBe(1);
   }, 120_000);
 
+  it('creates a profile from the page, follows whom it reaches, edits it, shows a template refusal as the API says it, and removes it', async () => {
+    t = await startTestAppliance({ sim: { latencies: WATCHABLE } });
+    const { state } = t.appliance;
+    // simSpecs puts ten nodes a rack: n0011 and n0012 are rack r1.
+    const specs = simSpecs(12);
+    const nodes = await state.addNodes(specs.map((spec) => ({ spec })), 'test');
+    const p = await openDashboard(t);
+    await p.locator('[data-testid=counts]').waitFor();
+    await p.click('a[href="#/profiles"]');
+    await p.locator('[data-testid=profiles-empty]').waitFor();
+
+    await p.click('a[href="#/profile"]');
+    const form = p.locator('.profile-form');
+    await form.locator('input[name=name]').fill('compute');
+    await form.locator('input[name=priority]').fill('10');
+    await form.locator('input[name=selector]').fill('rack=r1');
+    await form.locator('input[name=image]').fill('compute@2');
+    await form.locator('input[name=hostname]').fill('{{ name }}.lab');
+    await form.locator('input[name=kernelArgs]').fill('console=ttyS0 quiet');
+    await form.locator('textarea[name=sshAuthorizedKeys]').fill('ssh-ed25519 AAAAC3Nza ops@site\n\nssh-ed25519 AAAAC3Nzb dev@site\n');
+    await form.locator('textarea[name=userData]').fill('#cloud-config\npackages: [htop]\n');
+    await form.locator('textarea[name=files]').fill('- path: /etc/motd\n  content: |\n    {{ name }} in {{ labels.rack }}\n');
+    await form.locator('textarea[name=network]').fill('gateway: 10.0.0.1\ndns: [10.0.0.2]\n');
+    await form.getByRole('button', { name: 'Create' }).click();
+    // Created, the page is the profile's own, and says whom it reaches.
+    const reaches = p.locator('[data-testid=profile-reaches]');
+    await reaches.locator('a', { hasText: 'n0012' }).waitFor();
+    expect(await reaches.textContent()).toBe('2 nodes: n0011, n0012');
+    expect(await p.evaluate(() => location.hash)).toBe('#/profile/compute');
+    expect((await t.api('GET', '/api/v1/profiles/compute')).body).toMatchObject({
+      priority: 10,
+      selector: 'rack=r1',
+      nodes: [],
+      updatedBy: 'operator:admin',
+      reaches: ['n0011', 'n0012'],
+      settings: {
+        image: 'compute@2',
+        hostname: '{{ name }}.lab',
+        kernelArgs: ['console=ttyS0', 'quiet'],
+        sshAuthorizedKeys: ['ssh-ed25519 AAAAC3Nza ops@site', 'ssh-ed25519 AAAAC3Nzb dev@site'],
+        userData: '#cloud-config\npackages: [htop]\n',
+        files: [{ path: '/etc/motd', content: '{{ name }} in {{ labels.rack }}\n', mode: '0644', owner: 'root:root' }],
+        network: { gateway: '10.0.0.1', dns: ['10.0.0.2'] },
+      },
+    });
+
+    // The list, and a node that joins rack r1 counted without a reload.
+    await p.click('a[href="#/profiles"]');
+    const row = p.locator('tr[data-profile=compute]');
+    await row.locator('td.reaches[data-count="2"]').waitFor();
+    expect(await row.locator('td').nth(1).textContent()).toBe('10');
+    expect(await row.locator('td').nth(2).textContent()).toBe('rack=r1');
+    await state.updateNode(nodes[0]!.id, { ...specs[0]!, labels: { rack: 'r1' } }, undefined, 'test');
+    await row.locator('td.reaches[data-count="3"]').waitFor();
+    expect(await row.locator('td.reaches').textContent()).toBe('3 nodes: n0001, n0011, n0012');
+    await p.screenshot({ path: join(SCREENSHOTS, 'profiles.png') });
+
+    // From the list to a node it reaches, whose page names the profile and what it set.
+    await row.locator('td.reaches a', { hasText: 'n0011' }).click();
+    const config = p.locator('[data-testid=node-config]');
+    await config.locator('[data-testid=node-profiles] a', { hasText: 'compute' }).waitFor();
+    expect(await config.locator('tr[data-key=image] td').nth(1).textContent()).toBe('profile:compute');
+    await config.locator('[data-testid=node-profiles] a', { hasText: 'compute' }).click();
+
+    // Edited: a node named outright, whatever its labels.
+    await form.locator('textarea[name=nodes]').waitFor();
+    expect(await form.locator('input[name=name]').getAttribute('readonly')).not.toBeNull();
+    expect(await form.locator('textarea[name=files]').inputValue()).toBe('- path: /etc/motd\n  content: |\n    {{ name }} in {{ labels.rack }}\n  mode: "0644"\n  owner: root:root\n');
+    await form.locator('textarea[name=nodes]').fill('n0005');
+    await form.getByRole('button', { name: 'Save', exact: true }).click();
+    expect(await p.locator('[data-testid=profile-saved]').textContent()).toMatch(/^Saved at .+; it reaches 4 nodes\.$/);
+    await reaches.locator('a', { hasText: 'n0005' }).waitFor();
+    expect((await t.api('GET', '/api/v1/profiles/compute')).body.nodes).toEqual(['n0005']);
+
+    // A template that cannot render: refused with the API's words beside the form, which keeps what was typed.
+    const badFiles = '- path: /etc/motd\n  content: "{{ nosuchvar }}"\n';
+    await form.locator('textarea[name=files]').fill(badFiles);
+    await form.locator('input[name=hostname]').fill('gpu-{{ name }}.lab');
+    await form.getByRole('button', { name: 'Save', exact: true }).click();
+    const problem = p.locator('[data-testid=profile-problem]');
+    await problem.waitFor();
+    const current = (await t.api('GET', '/api/v1/profiles/compute')).body;
+    const refused = await t.api('PUT', '/api/v1/profiles/compute', {
+      priority: 10,
+      selector: 'rack=r1',
+      nodes: ['n0005'],
+      settings: { ...current.settings, hostname: 'gpu-{{ name }}.lab', files: [{ path: '/etc/motd', content: '{{ nosuchvar }}' }] },
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.detail).toBe('profile compute, file /etc/motd, line 1: undefined variable: nosuchvar (rendering for node n0005)');
+    expect(await problem.textContent()).toBe(`${refused.body.title}: ${refused.body.detail}`);
+    expect(await problem.getAttribute('role')).toBe('alert');
+    expect(await form.locator('textarea[name=files]').inputValue()).toBe(badFiles);
+    expect(await form.locator('input[name=hostname]').inputValue()).toBe('gpu-{{ name }}.lab');
+    expect((await t.api('GET', '/api/v1/profiles/compute')).body).toEqual(current);
+    await p.screenshot({ path: join(SCREENSHOTS, 'profile-refused.png') });
+
+    // Changed elsewhere while the form is open: said so, and the form can take that version.
+    expect((await t.api('PUT', '/api/v1/profiles/compute', { priority: 20, selector: current.selector, nodes: current.nodes, settings: current.settings })).status).toBe(200);
+    const conflict = p.locator('[data-testid=profile-conflict]');
+    await conflict.getByText(/changed by operator:admin at .+ since this form was loaded/).waitFor();
+    await conflict.getByRole('button', { name: 'Load theirs (drops my edits)' }).click();
+    await conflict.waitFor({ state: 'detached' });
+    expect(await form.locator('input[name=priority]').inputValue()).toBe('20');
+    expect(await form.locator('textarea[name=files]').inputValue()).toContain('{{ name }} in {{ labels.rack }}');
+    // Saving over a version changed since: asked first, then replaced only when told.
+    expect((await t.api('PUT', '/api/v1/profiles/compute', { priority: 30, selector: current.selector, nodes: current.nodes, settings: current.settings })).status).toBe(200);
+    await conflict.waitFor();
+    await form.locator('input[name=hostname]').fill('mine-{{ name }}.lab');
+    await form.getByRole('button', { name: 'Save', exact: true }).click();
+    await conflict.getByText(/since this form was loaded; saving replaces that version\.$/).waitFor();
+    expect((await t.api('GET', '/api/v1/profiles/compute')).body.priority).toBe(30);
+    await conflict.getByRole('button', { name: 'Save mine anyway' }).click();
+    await p.locator('[data-testid=profile-saved]').waitFor();
+    expect((await t.api('GET', '/api/v1/profiles/compute')).body).toMatchObject({ priority: 20, settings: { hostname: 'mine-{{ name }}.lab' } });
+
+    // Removed, after saying what the nodes it reaches lose.
+    await form.getByRole('button', { name: 'Remove…' }).click();
+    const dialog = p.getByRole('dialog');
+    expect(await dialog.locator('.changes li').allTextContents()).toEqual([
+      'remove profile compute',
+      '4 nodes it reaches (n0001, n0005, n0011, n0012) lose what it set; a node booted with it is observed config=stale, nothing reboots by itself',
+    ]);
+    await dialog.getByRole('button', { name: 'Remove' }).click();
+    await dialog.getByText('Removed profile compute.').waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await p.locator('[data-testid=profiles-empty]').waitFor();
+    expect((await t.api('GET', '/api/v1/profiles/compute')).status).toBe(404);
+    expect((await t.api('GET', '/api/v1/nodes/n0011/config')).body.profiles).toEqual([]);
+  }, 120_000);
+
   it('stays responsive while 10,000 simulated nodes converge', async () => {
     t = await startTestAppliance({ sim: { latencies: ZERO_LATENCY } });
     const { state, engine } = t.appliance;

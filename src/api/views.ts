@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { HardwareSchema } from '../contracts/hardware.js';
 
 export type { NodeInput } from '../domain/node.js';
+export type { ProfileInput, Settings } from '../domain/profile.js';
 
 export const PhaseSchema = z.enum(['converged', 'converging', 'failed', 'frozen', 'blocked']);
 export type Phase = z.infer<typeof PhaseSchema>;

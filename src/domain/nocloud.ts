@@ -2,9 +2,10 @@
 // (meta-data, user-data, vendor-data, network-config version 2), and the digest of it all: the same
 // rendering serves the node at boot and checks a profile when it is saved, so a template that fails
 // fails at save time, never at boot.
+import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { NodeRecord } from './node.js';
-import { canonicalDigest, type EffectiveConfig } from './profile.js';
+import type { EffectiveConfig } from './profile.js';
 import { checkCloudConfig, renderTemplate, templateFields, TemplateError } from './templates.js';
 
 export interface NoCloudSeed {
@@ -87,4 +88,11 @@ function networkConfigOf(node: NodeRecord, config: EffectiveConfig): Record<stri
     };
   });
   return { version: 2, ethernets };
+}
+
+/** sha256 of a JSON value with its object keys sorted, so equal content has one digest whatever the key order. */
+function canonicalDigest(value: unknown): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canonical) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, x]) => [k, canonical(x)])) : v;
+  return createHash('sha256').update(JSON.stringify(canonical(value))).digest('hex');
 }

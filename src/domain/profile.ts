@@ -3,7 +3,6 @@
 // each node differs only where it must. This file is the vocabulary (validated at the edge) and the
 // merge that turns a node's profiles and its own overrides into its effective configuration, which
 // keeps, for each value, who set it.
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { normalizeMac, type NodeRecord } from './node.js';
 import { parseSelector } from './selector.js';
@@ -170,11 +169,4 @@ export function effectiveConfig(node: Pick<NodeRecord, 'name' | 'labels'>, profi
   const layers = reaching.map((p) => ({ source: `profile:${p.name}` as Source, settings: p.settings }));
   if (overrides) layers.push({ source: 'node', settings: overrides });
   return { profiles: reaching.map((p) => p.name), ...mergeSettings(layers) };
-}
-
-/** sha256 of a JSON value with its object keys sorted, so equal content has one digest whatever the key order. */
-export function canonicalDigest(value: unknown): string {
-  const canonical = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(canonical) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, x]) => [k, canonical(x)])) : v;
-  return createHash('sha256').update(JSON.stringify(canonical(value))).digest('hex');
 }

@@ -6,7 +6,7 @@ import { ApiError, api, eachLimited, upload } from './api.js';
 import type { Cluster } from './cluster.js';
 import { formatBytes, shortDigest, someNames } from './format.js';
 import type { ImageArchive } from './tar.js';
-import type { DesirableFacet, DesiredPatchInput, DiscoveredView, ImageView, NodeInput, NodeView } from '../../src/api/views.js';
+import type { DesirableFacet, DesiredPatchInput, DiscoveredView, ImageView, NodeInput, NodeView, ProfileView } from '../../src/api/views.js';
 
 export interface ActionOutcome {
   message: string;
@@ -171,6 +171,28 @@ export function removeImageAction(image: ImageView, wanting: string[], running: 
       } finally {
         onDone();
       }
+    },
+  };
+}
+
+/** `DELETE /profiles/:name`: the nodes it reaches lose what it set at their next configuration read. */
+export function removeProfileAction(profile: ProfileView, onDone: () => void): ActionSpec {
+  const n = profile.reaches.length;
+  return {
+    title: `Remove profile ${profile.name}`,
+    changes: [
+      `remove profile ${profile.name}`,
+      n > 0
+        ? `${n} node${n === 1 ? '' : 's'} it reaches (${someNames(profile.reaches)}) lose what it set; a node booted with it is observed config=stale, nothing reboots by itself`
+        : 'it reaches no node now',
+    ],
+    confirmLabel: 'Remove',
+    calls: 1,
+    run: async (progress) => {
+      await api('DELETE', `/profiles/${encodeURIComponent(profile.name)}`);
+      progress(1);
+      onDone();
+      return { message: `Removed profile ${profile.name}.`, errors: [] };
     },
   };
 }

@@ -10,6 +10,7 @@ import { NodePage } from './node.js';
 import { ImagesPage } from './images.js';
 import { ImportPage } from './import.js';
 import { DiscoveredPage } from './discovered.js';
+import { NewProfilePage, ProfilePage, ProfilesPage } from './profiles.js';
 import { ConfirmAction, type ActionSpec, applianceFreezeAction } from './actions.js';
 
 export function App() {
@@ -114,6 +115,9 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
           <a href="#/images" class={view === 'images' ? 'active' : ''}>
             Images
           </a>
+          <a href="#/profiles" class={view === 'profiles' || view === 'profile' ? 'active' : ''}>
+            Profiles
+          </a>
           <a href="#/discovered" class={view === 'discovered' ? 'active' : ''}>
             Discovered
           </a>
@@ -162,6 +166,8 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
       {view === '' && <Grid cluster={cluster} filter={filter} setFilter={setFilter} onAction={setAction} />}
       {view === 'node' && route[1] && <NodePage key={route[1]} cluster={cluster} id={route[1]} onAction={setAction} />}
       {view === 'images' && <ImagesPage cluster={cluster} onAction={setAction} />}
+      {view === 'profiles' && <ProfilesPage cluster={cluster} />}
+      {view === 'profile' && (route[1] ? <ProfilePage key={route[1]} cluster={cluster} name={route[1]} onAction={setAction} /> : <NewProfilePage key="new" cluster={cluster} onAction={setAction} />)}
       {view === 'discovered' && <DiscoveredPage cluster={cluster} onAction={setAction} />}
       {view === 'import' && <ImportPage onAction={setAction} />}
       {action && <ConfirmAction spec={action} onClose={() => setAction(null)} />}

@@ -1,11 +1,12 @@
 // One node: desired against observed facet by facet, its plan drawn as a path to the target, the
 // boot stages of its latest boot, its event timeline, and the actions on it.
+import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api } from './api.js';
 import type { Cluster } from './cluster.js';
-import { useCluster } from './hooks.js';
+import { profileHref, useCluster, useRead, useRereadOn } from './hooks.js';
 import { nodeState } from './state.js';
-import type { PlanView, NodeView, EventView, StepStatus } from '../../src/api/views.js';
+import type { PlanView, NodeView, EventView, StepStatus, NodeConfigView } from '../../src/api/views.js';
 import type { Hardware } from '../../src/contracts/hardware.js';
 import { FACETS } from './types.js';
 import { DesiredForm, desiredAction, describeError, nodeAction, type ActionSpec } from './actions.js';
@@ -93,6 +94,8 @@ export function NodePage({ cluster, id, onAction }: { cluster: Cluster; id: stri
           </dl>
           <h2>Boot stages</h2>
           <BootStages events={events.value} />
+          <h2>Configuration</h2>
+          <NodeConfig cluster={cluster} id={node.id} />
         </div>
       </div>
       <h2>Plan</h2>
@@ -154,6 +157,66 @@ function ReportedHardware({ node }: { node: NodeView }) {
         ))}
       </dd>
     </>
+  );
+}
+
+/** The profiles that reach the node, in merge order, and who set each value of its configuration. */
+function NodeConfig({ cluster, id }: { cluster: Cluster; id: string }) {
+  const read = useRead<NodeConfigView>(`/nodes/${encodeURIComponent(id)}/config`);
+  // Any profile may come to reach the node; its own labels and overrides change what reaches it.
+  useRereadOn(cluster, (e) => (e.kind === 'profile' && (e.nodeId === null || e.nodeId === id)) || (e.kind === 'node' && e.nodeId === id), read.reload);
+  // A viewer may not read it (user-data may hold secrets): the API's words say so.
+  if (read.error !== null && !read.value) return <p class="muted">{describeError(read.error)}</p>;
+  if (!read.value) return <p class="muted">Reading…</p>;
+  const { profiles, sources, overrides, digest } = read.value;
+  const own = Object.keys(overrides);
+  return (
+    <div data-testid="node-config">
+      <dl class="details">
+        <dt>profiles</dt>
+        <dd data-testid="node-profiles">
+          {profiles.length === 0 ? (
+            <span class="muted">none reaches it</span>
+          ) : (
+            <>
+              {profiles.map((p, i) => (
+                <Fragment key={p}>
+                  {i > 0 && ', '}
+                  <a href={profileHref(p)}>{p}</a>
+                </Fragment>
+              ))}
+              <small class="muted"> (merge order: a later one wins)</small>
+            </>
+          )}
+        </dd>
+        <dt>own overrides</dt>
+        <dd>{own.length > 0 ? own.join(', ') : <span class="muted">none</span>}</dd>
+        <dt>digest</dt>
+        <dd>
+          <code title={digest}>{digest.slice(0, 12)}…</code>
+        </dd>
+      </dl>
+      {Object.keys(sources).length > 0 && (
+        <table class="config-sources">
+          <thead>
+            <tr>
+              <th>value</th>
+              <th>set by</th>
+            </tr>
+          </thead>
+          <tbody>
+            {Object.entries(sources).map(([key, source]) => (
+              <tr key={key} data-key={key}>
+                <td title={key}>
+                  <code>{key}</code>
+                </td>
+                <td>{source.startsWith('profile:') ? <a href={profileHref(source.slice('profile:'.length))}>{source}</a> : source}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
 
