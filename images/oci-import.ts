@@ -176,7 +176,7 @@ async function vendorUnit(tree: string, unit: string): Promise<string | undefine
  * (as in the initramfs), so it needs nothing of the image but systemd. The workload target a drain
  * stops comes too, unless the image has one. With systemd-networkd in the image and no other
  * network manager enabled, every wired NIC takes a DHCP lease as in debian@12; otherwise the
- * image's own network setup runs, and the address the initramfs took stays until it does.
+ * image's own network setup must (the initramfs releases its lease before switching root).
  */
 async function installAgent(tree: string, busyboxTree: string, progress: (line: string) => void): Promise<void> {
   const busybox = await placeInTree(tree, `${AGENT_BIN}/busybox`);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ApiClient } from '../../src/cli/client.js';
-import type { BuiltImage } from '../../images/catalog.js';
+import { DEFAULT_CACHE_DIR, type BuiltImage } from '../../images/catalog.js';
 import type { Lab } from './lab.js';
 import { SocketForward } from './forward.js';
 import { isAlive, killProcess, pollUntil, pollUntilAsync, type TrackedProcess } from './processes.js';
@@ -186,6 +186,8 @@ export class LabAppliance {
         { name: 'ipmi', options: {} },
         { name: 'redfish', options: {} },
         { name: 'images', options: { import: this.options.images.map((image) => image.dir) } },
+        // Container image imports (POST /images/import), with the build cache the tests' images came from.
+        { name: 'oci', options: { cacheDir: DEFAULT_CACHE_DIR } },
         {
           name: 'agent',
           options: {

@@ -6,7 +6,9 @@
 // its PID), whose hello makes the node run=ready with debian@12's digest. Timed from desired
 // power=on to the hello, BIOS first, then UEFI. Under systemd the agent reports
 // `systemctl is-system-running`, drains by stopping shoal-workload.target and reboots through
-// systemctl: the BIOS node is reprovisioned debian@12 → compute@1 → debian@12 that way. The floor:
+// systemctl: the BIOS node is reprovisioned debian@12 → compute@1 → debian@12 that way. The same
+// Debian tree, packed by umoci and skopeo as an OCI archive with its agent whited out, is imported
+// through POST /images/import and boots a third VM to the import's own agent. The floor:
 // the same VMs booted straight from -kernel/-initrd with the same root, timed to the agent's hello.
 // The image is built once (images/os-build.test.ts says how long) and cached under ~/.cache/shoal.
 import { execFileSync } from 'node:child_process';
@@ -15,12 +17,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_DIR, ensureImages, type BuiltImage } from '../../images/catalog.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
-import type { HardwareView } from '../../src/api/views.js';
+import type { HardwareView, ImageView, ImportJobView } from '../../src/api/views.js';
 import { IpmiBmc, Lab, LabAppliance, labRequirements, type NodeView, type Vm } from '../harness/index.js';
 
 const MINUTE = 60_000;
 const lab_ = labRequirements();
-const tools = requirements({ commands: ['mmdebstrap', 'mksquashfs', 'ssh', 'ssh-keygen', 'curl'] });
+const tools = requirements({ commands: ['mmdebstrap', 'mksquashfs', 'ssh', 'ssh-keygen', 'curl', 'umoci', 'skopeo'] });
 const skip = skipUnless('vm-test/scenarios/debian', lab_.ok ? tools : lab_);
 
 const timings: Array<[string, number]> = [];
@@ -226,6 +228,64 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     await appliance.waitFor('d2', 'off', (n) => n.observed.power?.value === 'off' && n.phase === 'converged', 6 * MINUTE);
   }, 30 * MINUTE);
 
+  it('an image imported from an OCI archive (umoci and skopeo packing the same Debian tree, its agent whited out) boots the same way', async () => {
+    // The tree debian@12 was built from, as an operator's container image: one layer of it, then a
+    // layer of whiteouts removing the agent, so the import's own agent is what says hello.
+    const tree = join(DEFAULT_CACHE_DIR, 'debian', 'trees', (debian.manifest.builtFrom.recipe as { treeKey: string }).treeKey);
+    const layout = join(lab.dir, 'oci-layout');
+    const archive = join(lab.dir, 'site-debian.tar');
+    const tool = async (command: string, args: string[]) => {
+      const result = await lab.run(command, args, 10 * MINUTE);
+      if (result.code !== 0) throw new Error(`${command} ${args.join(' ')}: exit ${result.code}\n${result.stderr}`);
+    };
+    let started = performance.now();
+    await tool('umoci', ['init', '--layout', layout]);
+    await tool('umoci', ['new', '--image', `${layout}:site`]);
+    await tool('umoci', ['insert', '--image', `${layout}:site`, tree, '/']);
+    for (const path of ['/usr/bin/shoal-agent', '/etc/systemd/system/shoal-agent.service', '/etc/systemd/system/multi-user.target.wants/shoal-agent.service']) {
+      await tool('umoci', ['insert', '--image', `${layout}:site`, '--whiteout', path]);
+    }
+    await tool('skopeo', ['copy', '--quiet', `oci:${layout}:site`, `oci-archive:${archive}`]);
+    timings.push(['OCI archive of the debian@12 tree made (umoci insert, skopeo copy)', Math.round(performance.now() - started)]);
+
+    started = performance.now();
+    const queued = await appliance.api.request<ImportJobView>('POST', '/images/import', { source: archive, name: 'site-debian@1' });
+    let job = queued;
+    const deadline = Date.now() + 20 * MINUTE;
+    while (job.state === 'queued' || job.state === 'running') {
+      if (Date.now() > deadline) throw new Error(`import ${job.id} still ${job.state} after 20 minutes:\n${job.progress.join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      job = await appliance.api.request<ImportJobView>('GET', `/images/imports/${job.id}`);
+    }
+    expect(job.error, job.progress.join('\n')).toBeUndefined();
+    expect(job.state).toBe('succeeded');
+    timings.push(['import of the OCI archive (skopeo, layer checks, umoci unpack, agent, mksquashfs, store)', Math.round(performance.now() - started)]);
+    expect(job.progress.join('\n')).toMatch(/checking layer 4\/4/);
+    expect(job.progress.join('\n')).toContain('agent installed (shoal-agent.service); every wired NIC takes a DHCP lease through systemd-networkd');
+    const imported = await appliance.api.request<ImageView>('GET', '/images/site-debian@1');
+    expect(imported.builtFrom?.['oci']).toMatchObject({ source: archive });
+
+    const vm = lab.addVm({ name: 'd3', firmware: 'bios', memoryMb: 1024, maxRunMs: 30 * MINUTE });
+    await appliance.enroll(vm, await IpmiBmc.start(lab, vm));
+    const mark = vm.consoleMark();
+    started = performance.now();
+    await appliance.setDesired('d3', { power: 'on', image: 'site-debian@1' });
+    await appliance.waitFor('d3', 'ready on site-debian@1', (n) => n.observed.run?.value === 'ready' && n.observed.image?.detail === imported.digest, 20 * MINUTE);
+    const ms = Math.round(performance.now() - started);
+    timings.push(['OCI import, BIOS, 1 GiB: desired power=on → agent hello (run=ready with its digest)', ms]);
+    await vm.waitForConsole(/busybox\[\d+\]: shoal-agent: hello accepted/, { since: mark, timeoutMs: 2 * MINUTE });
+    expectInOrder(vm.consoleSince(mark), [
+      'shoal-init: image site-debian@1',
+      'shoal-init: root filesystem sha256 verified',
+      'shoal-init: switching root to /newroot, running /sbin/init',
+      /Started .*shoal-agent\.service/,
+      /busybox\[\d+\]: shoal-agent: hello accepted/,
+    ]);
+    await expectSystemRunning(vm);
+    await appliance.setDesired('d3', { power: 'off' });
+    await appliance.waitFor('d3', 'off', (n) => n.observed.power?.value === 'off' && n.phase === 'converged', 6 * MINUTE);
+  }, 50 * MINUTE);
+
   it('the floor: the same VMs booted straight from -kernel/-initrd with the same root, timed to the agent\'s hello', async () => {
     const rootfs = debian.manifest.rootfs!;
     for (const firmware of ['bios', 'uefi'] as const) {
@@ -248,5 +308,6 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     };
     ratio('BIOS, 1 GiB', 'floor: BIOS');
     ratio('UEFI, 1 GiB', 'floor: UEFI');
+    ratio('OCI import, BIOS, 1 GiB', 'floor: BIOS');
   }, 40 * MINUTE);
 });
