@@ -65,11 +65,12 @@ done
 is_mounted() { grep -q "^[^ ]* $1 " /proc/mounts; }
 
 # fetch_rootfs URL [SHA256]: the root filesystem mounted at /newroot and $next_init set to what
-# switch_root runs there, or 1 with the reason on the console.
+# switch_root runs there, or 1 with the reason on the console and a short code for it in
+# $rootfs_error (the next attempt tells the appliance).
 fetch_rootfs() {
   # Beside the mounts made from it, on a tmpfs that systemd finds already mounted at /run and
   # keeps: the squashfs is held in RAM once, compressed, and never unpacked.
-  is_mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev,size=90% shoal-run /run || { log "cannot mount a tmpfs on /run"; return 1; }
+  is_mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev,size=90% shoal-run /run || { log "cannot mount a tmpfs on /run"; rootfs_error=no-tmpfs; return 1; }
   archive=/run/shoal/rootfs
   umount /newroot /run/shoal/lower /run/shoal/rw 2>/dev/null
   rm -rf /run/shoal
@@ -78,11 +79,11 @@ fetch_rootfs() {
   started=$(cut -d ' ' -f 1 /proc/uptime)
   timeout 300 wget -O "$archive" "$1" # busybox wget has no timeout of its own
   status=$?
-  [ "$status" = 0 ] || { log "root filesystem download failed (wget exit status $status)"; return 1; }
+  [ "$status" = 0 ] || { log "root filesystem download failed (wget exit status $status)"; rootfs_error=download-failed-$status; return 1; }
   log "fetched $(wc -c < "$archive") bytes in $(awk -v s="$started" '{ printf "%.1f", $1 - s }' /proc/uptime)s"
   if [ -n "$2" ]; then
     actual=$(sha256sum "$archive" | cut -d ' ' -f 1)
-    [ "$actual" = "$2" ] || { log "root filesystem has sha256 $actual, expected $2"; return 1; }
+    [ "$actual" = "$2" ] || { log "root filesystem has sha256 $actual, expected $2"; rootfs_error=sha256-mismatch; return 1; }
     log "root filesystem sha256 verified"
   fi
   if [ "$(head -c 4 "$archive")" = hsqs ]; then
@@ -95,21 +96,22 @@ fetch_rootfs() {
 # A squashfs, read-only (loop), under an overlay whose upper layer is a tmpfs of its own.
 mount_squashfs_root() {
   mkdir -p /run/shoal/lower /run/shoal/rw
-  mount -t squashfs -o ro,loop "$1" /run/shoal/lower || { log "cannot mount the root filesystem as a squashfs"; return 1; }
+  mount -t squashfs -o ro,loop "$1" /run/shoal/lower || { log "cannot mount the root filesystem as a squashfs"; rootfs_error=squashfs-mount-failed; return 1; }
   mount -t tmpfs -o mode=0755 shoal-overlay /run/shoal/rw && mkdir -p /run/shoal/rw/upper /run/shoal/rw/work &&
     mount -t overlay -o lowerdir=/run/shoal/lower,upperdir=/run/shoal/rw/upper,workdir=/run/shoal/rw/work shoal-root /newroot ||
-    { log "cannot mount the overlay (squashfs below, tmpfs above) on /newroot"; return 1; }
+    { log "cannot mount the overlay (squashfs below, tmpfs above) on /newroot"; rootfs_error=overlay-failed; return 1; }
   # A symlink (Debian's /sbin/init -> /lib/systemd/systemd) is resolved inside the new root by switch_root.
-  [ -e /newroot/sbin/init ] || [ -L /newroot/sbin/init ] || { log "root filesystem has no /sbin/init"; return 1; }
+  [ -e /newroot/sbin/init ] || [ -L /newroot/sbin/init ] || { log "root filesystem has no /sbin/init"; rootfs_error=no-init; return 1; }
   log "root filesystem mounted: squashfs read-only, overlay on a tmpfs"
   next_init=/sbin/init
 }
 
 # A gzip'd tar, unpacked into a tmpfs at /newroot; it has this script as /init.
 unpack_tar_root() {
-  mount -t tmpfs -o mode=0755 shoal-root /newroot || { log "cannot mount a tmpfs on /newroot"; return 1; }
+  mount -t tmpfs -o mode=0755 shoal-root /newroot || { log "cannot mount a tmpfs on /newroot"; rootfs_error=no-tmpfs; return 1; }
   if ! tar -x -z -f "$1" -C /newroot || [ ! -x /newroot/init ]; then
     log "root filesystem did not unpack into a tree with /init"
+    rootfs_error=unpack-failed
     return 1
   fi
   rm -f "$1"
@@ -119,11 +121,14 @@ unpack_tar_root() {
 rootfs=$(arg rootfs)
 if [ -n "$rootfs" ] && [ ! -e /etc/shoal-rootfs ]; then
   delay=2
-  until fetch_rootfs "$rootfs" "$(arg rootfs_sha256)"; do
+  url=$rootfs
+  until fetch_rootfs "$url" "$(arg rootfs_sha256)"; do
     log "trying the root filesystem again in ${delay}s"
     sleep "$delay"
     delay=$((delay * 2))
     [ "$delay" -gt 60 ] && delay=60
+    # The appliance sees every attempt (the boot's detail); this one says why the last failed.
+    case "$rootfs" in *\?*) url="$rootfs&error=$rootfs_error" ;; *) url="$rootfs?error=$rootfs_error" ;; esac
   done
   # Processes left here would keep the old, emptied root: the new init starts its own.
   killall udhcpc acpid

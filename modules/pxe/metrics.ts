@@ -26,7 +26,7 @@ const DHCP_HELP: Record<keyof DhcpCounters, string> = {
 /** TFTP log events that mean a request was answered with an error instead of a transfer. */
 const TFTP_REFUSALS: ReadonlySet<TftpLogEvent> = new Set(['not-found', 'denied', 'malformed', 'refused']);
 
-export type BootFileRoute = 'script' | 'kernel' | 'initrd';
+export type BootFileRoute = 'script' | 'kernel' | 'initrd' | 'rootfs';
 /** network: an iPXE script that boots an image; local: one that exits to the next boot device. */
 export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'not-found' | 'rate-limited';
 

@@ -30,12 +30,24 @@ const IMAGE: ImageInfo = {
   cmdline: 'console=ttyS0 quiet',
 };
 
+/** An image with a root filesystem, offered only by the test that needs it. */
+const ROOT_IMAGE: ImageInfo = {
+  ...IMAGE,
+  ref: 'debian@12',
+  name: 'debian',
+  version: '12',
+  kernel: { sha256: 'k', size: 1, path: '/images/debian/12/vmlinuz' },
+  initrd: { sha256: 'i', size: 1, path: '/images/debian/12/initrd.img' },
+  rootfs: { sha256: 'r', size: 1, path: '/images/debian/12/root.squashfs' },
+};
+const images = new Map<string, ImageInfo>([[IMAGE.ref, IMAGE]]);
+
 const issued: { nodeId: string; image: string }[] = [];
 // Stand-ins for the images and agent modules: the services pxe looks up.
 const services: ShoalModule = {
   name: 'stand-in',
   start(host) {
-    host.services.provide('images', { get: (ref) => (ref === IMAGE.ref ? IMAGE : undefined), byDigest: () => undefined, list: () => [IMAGE] });
+    host.services.provide('images', { get: (ref) => images.get(ref), byDigest: () => undefined, list: () => [...images.values()] });
     host.services.provide('bootTokens', {
       issue: (nodeId, image) => {
         issued.push({ nodeId, image });
@@ -102,6 +114,34 @@ describe('pxe module', () => {
     expect((await get(`/boot/${MAC}/passwd`)).status).toBe(404);
   });
 
+  it('sends the root filesystem fetch to the image store, and shows a retry with the reason the initramfs gave', async () => {
+    // This image has no root filesystem: nothing to send.
+    expect((await get(`/boot/${MAC}/rootfs`)).status).toBe(404);
+    images.set(ROOT_IMAGE.ref, ROOT_IMAGE);
+    try {
+      await perform('boot.arm', { image: ROOT_IMAGE.ref });
+      expect((await get(`/boot/${MAC}/vmlinuz`)).headers.get('location')).toBe('/images/debian/12/vmlinuz');
+      const first = await get(`/boot/${MAC}/rootfs`);
+      expect(first.status).toBe(302);
+      expect(first.headers.get('location')).toBe('/images/debian/12/root.squashfs');
+      expect(boot()).toMatchObject({ value: 'kernel' });
+      expect(boot()?.detail ?? '').not.toMatch(/root filesystem/);
+      await get(`/boot/${MAC}/rootfs?error=sha256-mismatch`);
+      expect(boot()).toMatchObject({ value: 'kernel', detail: 'root filesystem not there yet: attempt 2, the last one failed (sha256-mismatch); the initramfs keeps retrying' });
+      // The node's word is kept only as a short code.
+      await get(`/boot/${MAC}/rootfs?error=${encodeURIComponent('<script>alert(1)</script>')}`);
+      expect(boot()?.detail).toBe('root filesystem not there yet: attempt 3, the last one failed (no reason given); the initramfs keeps retrying');
+      // A new boot's kernel fetch starts the count again.
+      await perform('boot.arm', { image: ROOT_IMAGE.ref });
+      await get(`/boot/${MAC}/vmlinuz`);
+      await get(`/boot/${MAC}/rootfs`);
+      expect(boot()?.detail ?? '').not.toMatch(/root filesystem/);
+    } finally {
+      images.delete(ROOT_IMAGE.ref);
+      await perform('boot.arm', { image: IMAGE.ref });
+    }
+  });
+
   it('sends a node set to boot from disk, and an unknown MAC, to the next boot device', async () => {
     await perform('boot.disk', {});
     expect(boot()?.value).toBe('disk');
@@ -154,7 +194,7 @@ describe('pxe module', () => {
     appliance = await Appliance.start(config, { modules: [services, createModule({ advertiseUrl: 'http://10.213.0.1:8080' })], log: createLogger('silent') });
     appliance.engine.executor.stop();
     const script = await (await get(`/boot/${MAC}.ipxe`)).text();
-    expect(script).toContain('shoal.token=token-2');
+    expect(script).toContain(`shoal.token=token-${issued.length}`);
   });
 });
 
@@ -168,7 +208,7 @@ describe('networkBootScript', () => {
     const withRootfs: ImageInfo = { ...IMAGE, ref: 'compute@3', version: '3', rootfs: { sha256, size: 1289461, path: '/images/compute/3/rootfs.tar.gz' } };
     expect(kernelLine(script(withRootfs))).toBe(
       'kernel http://10.213.0.1:8080/boot/52:54:00:ab:cd:01/vmlinuz initrd=initrd.img console=ttyS0 quiet shoal.url=http://10.213.0.1:8080 shoal.node=n1 shoal.token=t0k ' +
-        `shoal.image=compute@3 shoal.rootfs=http://10.213.0.1:8080/images/compute/3/rootfs.tar.gz shoal.rootfs_sha256=${sha256}`,
+        `shoal.image=compute@3 shoal.rootfs=http://10.213.0.1:8080/boot/52:54:00:ab:cd:01/rootfs shoal.rootfs_sha256=${sha256}`,
     );
   });
 

@@ -26,6 +26,13 @@ import { openApiParts } from '../../src/api/openapi.js';
 
 const NORMALIZED_MAC = /^(?:[0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
+/** The files a booting node fetches through /boot/<mac>/, each redirected to the image store. */
+const BOOT_FILE_ROUTES = new Map<string, 'kernel' | 'initrd' | 'rootfs'>([
+  ['vmlinuz', 'kernel'],
+  ['initrd.img', 'initrd'],
+  ['rootfs', 'rootfs'],
+]);
+
 /** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
 function macFromUrl(raw: string): string | undefined {
   const mac = normalizeMac(raw);
@@ -107,6 +114,8 @@ export class PxeModule implements ShoalModule {
   private plans = new Map<NodeId, BootPlan>();
   /** The NoCloud seed of each node's armed network boot, to the node. */
   private readonly seeds = new Map<string, NodeId>();
+  /** Root filesystem requests per node since its kernel was fetched: the initramfs's attempts. */
+  private readonly rootfsAttempts = new Map<NodeId, number>();
   private plansPath = '';
   private dhcp: DhcpServer | undefined;
   private tftp: TftpServer | undefined;
@@ -189,8 +198,8 @@ export class PxeModule implements ShoalModule {
       const node = mac === undefined ? undefined : host.byMac(mac);
       const plan = node && this.plans.get(node.id);
       const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
-      const route = req.params.file === 'vmlinuz' ? 'kernel' : req.params.file === 'initrd.img' ? 'initrd' : undefined;
-      const file = route === 'kernel' ? image?.kernel : route === 'initrd' ? image?.initrd : undefined;
+      const route = BOOT_FILE_ROUTES.get(req.params.file);
+      const file = route && image?.[route];
       // A file name that is neither is not counted: its label would be whatever a client sent.
       if (!node || !file) {
         if (route) metrics.bootFile(route, 'not-found');
@@ -199,8 +208,10 @@ export class PxeModule implements ShoalModule {
       metrics.bootFile(route!, 'redirected');
       if (route === 'kernel') {
         this.progress(node, 'kernel');
+        this.rootfsAttempts.delete(node.id);
         if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
       }
+      if (route === 'rootfs') this.rootfsFetched(node, req.query['error']);
       res.redirect(302, file.path);
     });
     if (this.options.dhcp) {
@@ -351,6 +362,20 @@ export class PxeModule implements ShoalModule {
     // Only an armed boot under way (not yet at its kernel) moves on, and only forward.
     if (current < 0 || current === order.length - 1) return;
     if (order.indexOf(stage) > current) this.host!.observe(node.id, 'boot', stage);
+  }
+
+  /**
+   * The initramfs asks for the root filesystem once per attempt, saying after a failed one what went
+   * wrong (init.sh). A retry shows at once as the boot's detail, where the operator looks, instead
+   * of only as a run.boot timeout minutes later. The reason is the node's word, unauthenticated:
+   * only a short code is kept.
+   */
+  private rootfsFetched(node: NodeRecord, error: unknown): void {
+    const attempt = (this.rootfsAttempts.get(node.id) ?? 0) + 1;
+    this.rootfsAttempts.set(node.id, attempt);
+    if (attempt === 1 || this.host!.observed(node.id).boot?.value !== 'kernel') return;
+    const reason = typeof error === 'string' && /^[a-z0-9-]{1,40}$/.test(error) ? error : 'no reason given';
+    this.host!.observe(node.id, 'boot', 'kernel', `root filesystem not there yet: attempt ${attempt}, the last one failed (${reason}); the initramfs keeps retrying`);
   }
 
   /** The node's kernel was fetched for a boot armed with this configuration: that is what it now runs. */

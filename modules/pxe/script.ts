@@ -20,8 +20,9 @@ export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 
 /**
  * Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. An
- * image with a root filesystem also gets shoal.rootfs (the image store's URL for it, which the
- * initramfs fetches and switches into) and shoal.rootfs_sha256 (which it checks first). The seed
+ * image with a root filesystem also gets shoal.rootfs (this module's route for it, which the
+ * initramfs fetches and switches into, so each attempt and its failure are seen too) and
+ * shoal.rootfs_sha256 (which it checks first). The seed
  * URL is cloud-init's: `nocloud-net` is the name cloud-init before 24.1 (Debian 12's 22.4) gives the
  * NoCloud datasource that reads an http:// seed; later versions take it as an alias of `nocloud`.
  */
@@ -35,7 +36,7 @@ export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId
     `shoal.node=${o.nodeId}`,
     `shoal.token=${o.plan.token}`,
     `shoal.image=${o.image.ref}`,
-    ...(o.image.rootfs ? [`shoal.rootfs=${base}${o.image.rootfs.path}`, `shoal.rootfs_sha256=${o.image.rootfs.sha256}`] : []),
+    ...(o.image.rootfs ? [`shoal.rootfs=${base}/boot/${o.mac}/rootfs`, `shoal.rootfs_sha256=${o.image.rootfs.sha256}`] : []),
     ...(o.plan.seed ? [`ds=nocloud-net;s=${base}/nocloud/${o.plan.seed}/`] : []),
     ...(o.plan.kernelArgs ?? []),
   ].filter(Boolean);

@@ -121,9 +121,9 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     }
   }
 
-  const bootLines = () => [
+  const bootLines = (vm: Vm) => [
     'shoal-init: image debian@12',
-    `shoal-init: fetching root filesystem ${appliance.advertiseUrl}/images/debian/12/root.squashfs`,
+    `shoal-init: fetching root filesystem ${appliance.advertiseUrl}/boot/${vm.mac}/rootfs`,
     `shoal-init: fetched ${debian.manifest.rootfs!.size} bytes in`,
     'shoal-init: root filesystem sha256 verified',
     'shoal-init: root filesystem mounted: squashfs read-only, overlay on a tmpfs',
@@ -140,7 +140,7 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     // The profile's file uses the rack label, so it is saved once a node it reaches has one: a
     // template is checked against every node a profile reaches, or against its selector's labels.
     const console_ = await bootFromOff(vm, 'BIOS, 1 GiB', { role: 'compute', rack: 'r7' }, () => appliance.api.request('PUT', '/profiles/compute', computeProfile('first')));
-    expectInOrder(console_, bootLines());
+    expectInOrder(console_, bootLines(vm));
     const fetched = /shoal-init: fetched (\d+) bytes in ([\d.]+)s/.exec(console_);
     console.log(`[debian] root.squashfs: ${fetched![1]} bytes fetched by busybox wget in ${fetched![2]} s of guest time`);
     const node = await appliance.node('d1');
@@ -221,7 +221,7 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
   it('a UEFI VM with 1 GiB boots it the same way', async () => {
     const vm = lab.addVm({ name: 'd2', firmware: 'uefi', memoryMb: 1024, maxRunMs: 30 * MINUTE });
     const console_ = await bootFromOff(vm, 'UEFI, 1 GiB');
-    expectInOrder(console_, bootLines());
+    expectInOrder(console_, bootLines(vm));
     await expectSystemRunning(vm);
     expect((await appliance.api.request<HardwareView>('GET', '/nodes/d2/hardware')).hardware.firmware).toBe('uefi');
     await appliance.setDesired('d2', { power: 'off' });

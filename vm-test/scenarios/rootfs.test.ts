@@ -2,7 +2,11 @@
 // initramfs fetches rootfs.tar.gz from the appliance's image store, checks its sha256,
 // switch_roots into it and runs the agent from there. The same VM then boots compute@2 (no root
 // filesystem) from off the same way, so the cost of the root filesystem is measured in one run.
-// A direct kernel boot with a wrong sha256 shows the check refuses the archive and retries.
+// A direct kernel boot with a wrong sha256 shows the check refuses the archive and retries; through
+// the PXE path, a damaged root filesystem in the store shows as the boot's detail within a minute
+// or two, not as a run.boot timeout minutes later.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_DIR, ensureImages, type BuiltImage } from '../../images/catalog.js';
 import { skipUnless } from '../../test/support/environment.js';
@@ -66,7 +70,7 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
   it('boots compute@3: fetched and checked, switched into, and the agent there reports compute@3\'s digest', async () => {
     expect(withRootfs.manifest.rootfs).toBeDefined();
     const console_ = await bootFromOff(withRootfs, 'with rootfs (compute@3, first boot of r1)');
-    const url = `${appliance.advertiseUrl}/images/compute/3/rootfs.tar.gz`;
+    const url = `${appliance.advertiseUrl}/boot/${vm.mac}/rootfs`;
     const lines = [
       `shoal-init: image compute@3`,
       `shoal-init: fetching root filesystem ${url}`,
@@ -125,4 +129,28 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
     expect(bad.console()).not.toMatch(/switching root|shoal-agent/);
     bad.kill();
   }, 8 * MINUTE);
+
+  it('a root filesystem that never arrives through the PXE path shows as the boot\'s detail, with the reason the initramfs gave', async () => {
+    // The store's copy of compute@3's archive, one byte flipped: served as it is, refused by the initramfs.
+    const blob = join(appliance.dataDir, 'modules', 'images', 'blobs', 'sha256', withRootfs.manifest.rootfs!.sha256);
+    const original = readFileSync(blob);
+    const damaged = Buffer.from(original);
+    damaged[damaged.length >> 1]! ^= 0xff;
+    writeFileSync(blob, damaged);
+    try {
+      const mark = vm.consoleMark();
+      const started = performance.now();
+      await appliance.setDesired('r1', { power: 'on', image: withRootfs.ref });
+      await appliance.waitFor('r1', 'the boot detail naming the failed root filesystem', (n) => /root filesystem not there yet: attempt 2, the last one failed \(sha256-mismatch\)/.test(n.observed.boot?.detail ?? ''), 4 * MINUTE);
+      const ms = Math.round(performance.now() - started);
+      timings.push(['damaged root filesystem: desired power=on → boot detail says why (run.boot waits up to 300 s)', ms]);
+      expect(ms).toBeLessThan(300_000);
+      expect((await appliance.node('r1')).observed.run?.value).not.toBe('ready');
+      await vm.waitForConsole(/root filesystem has sha256 [0-9a-f]{64}, expected/, { since: mark, timeoutMs: MINUTE });
+    } finally {
+      writeFileSync(blob, original);
+    }
+    await appliance.setDesired('r1', { power: 'off' });
+    await appliance.waitFor('r1', 'off', (n) => n.observed.power?.value === 'off', 4 * MINUTE);
+  }, 10 * MINUTE);
 });
