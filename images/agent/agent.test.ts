@@ -39,7 +39,8 @@ class FakeAppliance {
       let raw = '';
       req.on('data', (chunk: Buffer) => (raw += chunk.toString('utf8')));
       req.on('end', () => {
-        const request: AgentRequest = { path: req.url ?? '', headers: req.headers, body: JSON.parse(raw) as Record<string, unknown> };
+        // The agent's reports are JSON; its read of the node's configuration is a GET.
+        const request: AgentRequest = { path: req.url ?? '', headers: req.headers, body: raw ? (JSON.parse(raw) as Record<string, unknown>) : {} };
         appliance!.requests.push(request);
         const reply = appliance!.responder(request, appliance!.requests);
         void appliance!.beforeReply(request).then(() => {
@@ -375,6 +376,45 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     expect(appliance.requests.filter((r) => r.path !== '/agent/v1/hello').every((r) => r.body.system === 'degraded')).toBe(true);
     expect(running.stderr).toContain('draining: stopping the workload (shoal-workload.target)');
     expect(running.stderr).toContain('systemd is taking the node down (reboot)');
+  });
+
+  it('reads its NoCloud meta-data: reports the configuration digest in the hello and, without cloud-init, applies the hostname and keys', async () => {
+    const digest = 'ab'.repeat(32);
+    const keys = ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBackup backup: "quoted"'];
+    const metaData = `instance-id: shoal-n01-${digest}\nlocal-hostname: c01.lab\npublic-keys:\n  - ${keys[0]}\n  - '${keys[1]}'\n`;
+    appliance = await FakeAppliance.start((request) => (request.path === '/nocloud/s3cr3t/meta-data' ? ok(metaData) : ok('interval=1\naction=none\n')));
+    writeFileSync(join(dir, 'hostname-cmd'), `#!/bin/sh\necho "$1" > ${join(dir, 'hostname-set')}\n`);
+    chmodSync(join(dir, 'hostname-cmd'), 0o755);
+    mkdirSync(join(dir, 'etc'));
+    const withSeed = `${cmdlineFor(appliance.url)} ds=nocloud-net;s=${appliance.url}/nocloud/s3cr3t/`;
+    startAgent(withSeed, { SHOAL_ETC_DIR: join(dir, 'etc'), SHOAL_ROOT_HOME: join(dir, 'root'), SHOAL_HOSTNAME_CMD: join(dir, 'hostname-cmd'), SHOAL_CLOUD_INIT_CMD: 'no-such-cloud-init' });
+    await waitFor('a heartbeat', () => appliance!.count('/agent/v1/heartbeat') >= 1);
+    expect(appliance.requests.map((r) => r.path).slice(0, 2)).toEqual(['/nocloud/s3cr3t/meta-data', '/agent/v1/hello']);
+    expect(appliance.requests[1]!.body.config).toBe(digest);
+    expect(readFileSync(join(dir, 'etc', 'hostname'), 'utf8')).toBe('c01\n');
+    expect(readFileSync(join(dir, 'hostname-set'), 'utf8')).toBe('c01\n');
+    expect(readFileSync(join(dir, 'root', '.ssh', 'authorized_keys'), 'utf8')).toBe(`${keys.join('\n')}\n`);
+    expect(statSync(join(dir, 'root', '.ssh', 'authorized_keys')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'root', '.ssh')).mode & 0o777).toBe(0o700);
+    // The meta-data is read once a boot, not with every report.
+    expect(appliance.count('/nocloud/s3cr3t/meta-data')).toBe(1);
+  });
+
+  it('leaves the hostname and keys to cloud-init where the image has it, and says hello without a digest when there is no seed', async () => {
+    appliance = await FakeAppliance.start((request) => (request.path.startsWith('/nocloud/') ? ok(`instance-id: shoal-n01-${'cd'.repeat(32)}\nlocal-hostname: c02\n`) : ok('interval=1\naction=none\n')));
+    mkdirSync(join(dir, 'etc'));
+    startAgent(`${cmdlineFor(appliance.url)} ds=nocloud-net;s=${appliance.url}/nocloud/s3cr3t/`, { SHOAL_ETC_DIR: join(dir, 'etc'), SHOAL_ROOT_HOME: join(dir, 'root'), SHOAL_HOSTNAME_CMD: 'false', SHOAL_CLOUD_INIT_CMD: 'true' });
+    await waitFor('a heartbeat', () => appliance!.count('/agent/v1/heartbeat') >= 1);
+    expect(appliance.requests.find((r) => r.path === '/agent/v1/hello')!.body.config).toBe('cd'.repeat(32));
+    expect(existsSync(join(dir, 'etc', 'hostname'))).toBe(false);
+    expect(existsSync(join(dir, 'root'))).toBe(false);
+    await appliance.close();
+    agent!.kill();
+
+    appliance = await FakeAppliance.start(() => ok('interval=1\naction=none\n'));
+    startAgent(cmdlineFor(appliance.url));
+    await waitFor('a hello', () => appliance!.count('/agent/v1/hello') >= 1);
+    expect(appliance.requests[0]!.body).not.toHaveProperty('config');
   });
 
   it('reports no system state without systemd, as in the initramfs', async () => {

@@ -24,6 +24,10 @@ PROC_DIR=${SHOAL_PROC_DIR:-/proc}
 # Under systemd (the real-OS images), the unit a drain stops; the initramfs has a placeholder instead.
 WORKLOAD_UNIT=${SHOAL_WORKLOAD_UNIT:-}
 SYSTEMD_DIR=${SHOAL_SYSTEMD_DIR:-/run/systemd/system} # exists when systemd is PID 1 (sd_booted)
+ETC_DIR=${SHOAL_ETC_DIR:-/etc}       # where the hostname goes, in an image without cloud-init
+ROOT_HOME=${SHOAL_ROOT_HOME:-/root}  # whose .ssh/authorized_keys the configuration's keys go to there
+HOSTNAME_CMD=${SHOAL_HOSTNAME_CMD:-hostname}
+CLOUD_INIT_CMD=${SHOAL_CLOUD_INIT_CMD:-cloud-init} # present: it applies the configuration, not the agent
 REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
 MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
 DEFAULT_INTERVAL=10  # seconds between heartbeats until a reply says otherwise
@@ -152,8 +156,51 @@ hardware_json() {
 }
 
 hello_body() {
-  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s%s}' \
-    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)" "$(system_json)"
+  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s%s%s}' \
+    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)" "$(system_json)" "$(config_json)"
+}
+
+# The node's configuration (its profiles; PROTOCOL.md): the NoCloud seed cloud-init reads,
+# `ds=nocloud-net;s=URL/` on the command line. Its meta-data names the configuration's digest in
+# the instance-id (shoal-<node>-<sha256>), which the hello reports. In an image without cloud-init
+# the agent applies the hostname and the authorized keys itself.
+seed=$(cmdline_value ds)
+case $seed in nocloud-net\;s=http://* | nocloud\;s=http://*) seed=${seed#*;s=}; seed=${seed%%;*} ;; *) seed= ;; esac
+only_chars "$seed" ']A-Za-z0-9._:/[-' || seed=
+config_digest=
+config_read=no
+
+# Reads the seed's meta-data once (retried with each hello until it answers).
+read_config() {
+  [ -n "$seed" ] && [ "$config_read" = no ] || return 0
+  meta=$(timeout "$REQUEST_TIMEOUT" wget -q -O - "${seed}meta-data" 2>/dev/null) || { log "node configuration not read (${seed}meta-data did not answer); trying again with the next hello"; return 0; }
+  config_read=yes
+  instance=$(printf '%s\n' "$meta" | sed -n 's/^instance-id: *//p' | head -n 1)
+  digest=${instance##*-}
+  if [ "${#digest}" = 64 ] && only_chars "$digest" '0-9a-f'; then config_digest=$digest; fi
+  command -v "$CLOUD_INIT_CMD" >/dev/null 2>&1 || apply_identity "$meta"
+}
+
+# apply_identity META-DATA: local-hostname and public-keys, as cloud-init would apply them.
+apply_identity() {
+  name=$(printf '%s\n' "$1" | sed -n 's/^local-hostname: *//p' | head -n 1)
+  if only_chars "$name" 'A-Za-z0-9.-'; then
+    echo "${name%%.*}" > "$ETC_DIR/hostname"
+    $HOSTNAME_CMD "${name%%.*}" && log "hostname ${name%%.*} (the node's configuration: $name)"
+  fi
+  # One key per list item (the appliance writes them unfolded); quotes YAML put around one go.
+  keys=$(printf '%s\n' "$1" | awk '/^public-keys:/ { on = 1; next } on && /^ *- / { sub(/^ *- /, ""); gsub(/^["\047]|["\047]$/, ""); print; next } { on = 0 }')
+  [ -n "$keys" ] || return 0
+  mkdir -p "$ROOT_HOME/.ssh" && chmod 700 "$ROOT_HOME/.ssh" &&
+    printf '%s\n' "$keys" > "$ROOT_HOME/.ssh/authorized_keys.new" && chmod 600 "$ROOT_HOME/.ssh/authorized_keys.new" &&
+    mv "$ROOT_HOME/.ssh/authorized_keys.new" "$ROOT_HOME/.ssh/authorized_keys" &&
+    log "$(printf '%s\n' "$keys" | wc -l) authorized key(s) for root (the node's configuration)"
+}
+
+# `,"config":"<sha256>"`: the configuration this boot was given, once its meta-data was read.
+config_json() {
+  [ -n "$config_digest" ] && printf ',"config":"%s"' "$config_digest"
+  return 0
 }
 
 # `,"system":"running"`: systemctl is-system-running under systemd, so a degraded node shows; nothing elsewhere.
@@ -260,6 +307,7 @@ said_hello=no
 log "node $node, boot $boot_id, image ${image:-?} (built as ${baked_image:-?}), appliance $url"
 while :; do
   if [ "$said_hello" = no ]; then
+    read_config
     post /agent/v1/hello "$(hello_body)"
   else
     post /agent/v1/heartbeat "$(status_body "$state")"

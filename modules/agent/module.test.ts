@@ -64,6 +64,18 @@ describe('agent module', () => {
     for (const secret of [bootstrap, token]) expect(t.logText()).not.toContain(secret);
   });
 
+  it('passes the configuration digest a hello reports to the module that owns the config facet, and refuses a malformed one', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const digest = 'ef'.repeat(32);
+    const malformed = await t.post('/agent/v1/hello', arm(node.id), { ...hello(node.id, BOOT_A), config: 'not-a-digest' });
+    expect(malformed.status).toBe(400);
+    expect(t.standIn.configReports).toEqual([]);
+    const res = await t.post('/agent/v1/hello', arm(node.id), { ...hello(node.id, BOOT_A), config: digest });
+    expect(res.status).toBe(200);
+    expect(t.standIn.configReports).toEqual([{ nodeId: node.id, digest }]);
+  });
+
   const hardware = {
     firmware: 'bios' as const,
     system: { vendor: 'QEMU', product: 'Standard PC (i440FX + PIIX, 1996)', serial: '', uuid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },

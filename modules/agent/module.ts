@@ -196,6 +196,8 @@ export class AgentModule implements ShoalModule {
     // Recorded at every hello, news only when it changed (a disk swapped, memory added).
     if (body.hardware) host.observe(id, HARDWARE_FACET, hardwareDigest(body.hardware), JSON.stringify(body.hardware));
     if (body.system) host.observe(id, SYSTEM_FACET, body.system);
+    // The module serving configurations owns the config facet; it hears what the node says it got.
+    if (body.config) host.services.get('configReports')?.booted(id, body.config);
     this.respond(res, id, body.bootId, 'running', bootToken);
   }
 

@@ -39,6 +39,8 @@ export const HelloSchema = z.object({
   /** Absent from agents built before it was added: their hello is still good. */
   hardware: HardwareSchema.optional(),
   system: systemState.optional(),
+  /** The digest of the configuration this boot was given (its NoCloud meta-data's instance-id), when it had one. */
+  config: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 

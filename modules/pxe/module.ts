@@ -154,6 +154,8 @@ export class PxeModule implements ShoalModule {
     }
     // A profile or node change may make a running configuration stale (or current again).
     this.stopFollowingNodes = host.onNodeChange((id) => this.observeConfig(id));
+    // The node's own word, at its agent's hello, after the kernel fetch this module saw.
+    host.services.provide('configReports', { booted: (id, digest) => this.bootedWith(id, digest) });
     for (const id of this.booted.keys()) this.observeConfig(id);
     this.db = new Database(join(host.dataDir, 'leases.db'));
     this.db.pragma('journal_mode = WAL');

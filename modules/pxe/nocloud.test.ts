@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { ImageInfo } from '../../src/contracts/services.js';
+import type { ImageInfo, ServiceRegistry } from '../../src/contracts/services.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import type { ShoalModule } from '../../src/engine/module.js';
 import { startTestAppliance, type TestAppliance } from '../../test/support/appliance.js';
@@ -15,9 +15,12 @@ import { createModule } from './index.js';
 
 const file = { sha256: 'k', size: 1, path: '/images/debian/1/vmlinuz' };
 const IMAGE: ImageInfo = { ref: 'debian@1', name: 'debian', version: '1', arch: 'x86_64', digest: 'sha256:abc', kernel: file, initrd: file, cmdline: 'console=ttyS0' };
+/** The appliance's service registry, as the stand-in module saw it (the agent module's view of configReports). */
+let registry: ServiceRegistry;
 const services: ShoalModule = {
   name: 'stand-in',
   start(host) {
+    registry = host.services;
     host.services.provide('images', { get: (ref) => (ref === IMAGE.ref ? IMAGE : undefined), byDigest: () => undefined, list: () => [IMAGE] });
     host.services.provide('bootTokens', { issue: () => 'bootstrap' });
   },
@@ -71,7 +74,7 @@ describe('NoCloud seed over HTTP', () => {
     expect(meta.status).toBe(200);
     expect(meta.headers.get('cache-control')).toBe('no-store');
     const digest = (await t.api('GET', '/api/v1/nodes/c01/config')).body.digest as string;
-    expect(parse(await meta.text())).toEqual({ 'instance-id': `shoal-${a.id}-${digest.slice(0, 12)}`, 'local-hostname': 'c01.lab' });
+    expect(parse(await meta.text())).toEqual({ 'instance-id': `shoal-${a.id}-${digest}`, 'local-hostname': 'c01.lab', 'public-keys': ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey ops@site'] });
     const userData = await (await get(seed, 'user-data')).text();
     expect(userData.split('\n')[0]).toBe('#cloud-config');
     expect(parse(userData)).toEqual({
@@ -98,6 +101,19 @@ describe('NoCloud seed over HTTP', () => {
     const after = await (await get(seed, 'meta-data')).text();
     expect(after).not.toBe(before);
     expect(await (await get(seed, 'user-data')).text()).toContain('content: |\n      v2\n');
+  });
+
+  it('takes the digest the node\'s agent reports as what it booted with: config current or stale against the profiles now', async () => {
+    await arm(a);
+    await fetch(`${t.appliance.url}/boot/${a.macs[0]}/vmlinuz`, { redirect: 'manual' });
+    const now = (await t.api('GET', '/api/v1/nodes/c01/config')).body.digest as string;
+    expect(t.appliance.state.observed(a.id).config).toMatchObject({ value: 'current', detail: now });
+    const reports = registry.get('configReports')!;
+    // The node says it got another configuration (a profile changed between the kernel fetch and its meta-data read).
+    reports.booted(a.id, 'ab'.repeat(32));
+    expect(t.appliance.state.observed(a.id).config).toMatchObject({ value: 'stale', detail: 'ab'.repeat(32) });
+    reports.booted(a.id, now);
+    expect(t.appliance.state.observed(a.id).config).toMatchObject({ value: 'current', detail: now });
   });
 
   it('refuses a seed of an earlier boot (404) once the node is armed again, and a made-up one', async () => {

@@ -69,8 +69,15 @@ export interface ContainerImageImporter {
   importImage(request: ContainerImageRequest, outDir: string, progress: (line: string) => void): Promise<{ ref: string; dir: string }>;
 }
 
+/** What nodes say of the configuration they booted with: the agent module reports, the boot module (owner of the config facet) observes. */
+export interface ConfigReports {
+  /** The node's agent says this boot was given the configuration whose digest this is. */
+  booted(nodeId: NodeId, digest: string): void;
+}
+
 export interface Services {
   images: ImageCatalog;
+  configReports: ConfigReports;
   containerImages: ContainerImageImporter;
   bootTokens: BootTokens;
   nodeConfig: NodeConfigs;

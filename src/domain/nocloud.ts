@@ -59,8 +59,13 @@ export function renderSeed(node: NodeRecord, config: EffectiveConfig): NoCloudSe
   const networkConfig = stringify(networkConfigOf(node, config));
   const vendorData = '';
   const digest = canonicalDigest({ image: settings.image ?? null, kernelArgs: settings.kernelArgs ?? [], hostname, userData, vendorData, networkConfig });
-  // A new instance-id makes cloud-init run its per-instance modules again on the next boot.
-  const metaData = stringify({ 'instance-id': `shoal-${node.id}-${digest.slice(0, 12)}`, 'local-hostname': hostname });
+  // A new instance-id makes cloud-init run its per-instance modules again on the next boot; the
+  // node's agent reports the digest in it as the configuration it booted with. public-keys is
+  // NoCloud's own key list: the agent applies it in images without cloud-init, one key a line.
+  const metaData = stringify(
+    { 'instance-id': `shoal-${node.id}-${digest}`, 'local-hostname': hostname, ...(settings.sshAuthorizedKeys?.length ? { 'public-keys': settings.sshAuthorizedKeys } : {}) },
+    { lineWidth: 0 },
+  );
   return { digest, metaData, userData, vendorData, networkConfig, hostname };
 }
 

@@ -110,7 +110,11 @@ describe('NoCloud seed', () => {
         { path: '/etc/shoal-test.conf', content: 'rack=r1\n', permissions: '0600', owner: 'root:root' },
       ],
     });
-    expect(parse(seed.metaData)).toEqual({ 'instance-id': `shoal-${node.id}-${seed.digest.slice(0, 12)}`, 'local-hostname': 'c01.lab' });
+    expect(parse(seed.metaData)).toEqual({ 'instance-id': `shoal-${node.id}-${seed.digest}`, 'local-hostname': 'c01.lab', 'public-keys': ['ssh-ed25519 AAAA ops'] });
+    // One key a line, however long: the busybox agent reads the list line by line.
+    const long = `ssh-ed25519 ${'A'.repeat(300)} a very long comment`;
+    const withLongKey = renderSeed(node, effectiveConfig(node, [{ ...compute, settings: { ...compute.settings, sshAuthorizedKeys: [long] } }], undefined));
+    expect(withLongKey.metaData).toContain(`\n  - ${long}\n`);
     expect(parse(seed.networkConfig)).toEqual({
       version: 2,
       ethernets: {

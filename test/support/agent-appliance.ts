@@ -77,7 +77,11 @@ export class StandInModule implements ShoalModule {
       byDigest: (digest) => images.find((i) => i.digest === digest),
       list: () => images,
     });
+    host.services.provide('configReports', { booted: (nodeId, digest) => void this.configReports.push({ nodeId, digest }) });
   }
+
+  /** What the agent module passed on of the configuration digests hellos reported, as the pxe module would hear it. */
+  readonly configReports: { nodeId: NodeId; digest: string }[] = [];
 
   /** Arms a network boot as the pxe module does: a bootstrap token for it, then boot=armed. Returns the bootstrap. */
   arm(id: NodeId, imageRef = 'compute@1'): string {
