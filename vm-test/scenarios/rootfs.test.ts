@@ -110,6 +110,10 @@ describe.skipIf(skip)('a root filesystem the initramfs fetches and switches into
     expect(console_).toMatch(/shoal-init: image compute@2/);
     expect(console_).not.toMatch(/root filesystem|switch/);
     expect(console_).toMatch(/shoal-agent: hello accepted/);
+    // No cloud-init in a busybox image: the agent named the node from its NoCloud meta-data, and
+    // reported the configuration digest it read there, which the appliance finds current.
+    expect(console_).toMatch(/shoal-agent: hostname r1 \(the node's configuration: r1\)/);
+    expect((await appliance.node('r1')).observed.config?.value).toBe('current');
   }, 10 * MINUTE);
 
   it('a root filesystem whose sha256 does not match is refused, fetched again with a longer wait, and never switched into', async () => {
