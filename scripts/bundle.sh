@@ -43,6 +43,9 @@ npx --no-install tsc -p tsconfig.build.json --outDir "$tree/dist"
 say "building the dashboard (npm run web:build)"
 npm run --silent web:build -- --outDir "$tree/web/dist" --emptyOutDir --logLevel warn >&2
 cp -a bin/shoal.js "$tree/bin/"
+# What the compiled image toolkit reads beside itself (the oci module's imports): the agent, the
+# initramfs scripts and the recipe files it installs.
+(cd images && find agent initramfs recipes -type f ! -name '*.ts' -exec install -D -m 0644 {} "$tree/dist/images/{}" \;)
 cp -a package.json package-lock.json "$tree/"
 cp "$node" "$tree/runtime/node"
 

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const walk = (dir: string): string[] => readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? walk(join(dir, f)) : [join(dir, f)]));
-const sourceOf = (file: string) => [file.replace(/\.js$/, '.ts'), file.replace(/\.js$/, '.tsx'), file].find(existsSync);
+// A directory loaded by URL (images/os-recipe.ts's recipes/) holds data, not code to follow.
+const sourceOf = (file: string) => [file.replace(/\.js$/, '.ts'), file.replace(/\.js$/, '.tsx'), file].find((f) => existsSync(f) && statSync(f).isFile());
 
 /** Relative imports, dynamic imports and `new URL('./x', import.meta.url)` loads of one file. */
 function referencesOf(file: string): string[] {
