@@ -85,7 +85,7 @@ describe('NoCloud seed over HTTP', () => {
     expect((await get(seed, 'vendor-data')).status).toBe(200);
     expect(parse(await (await get(seed, 'network-config')).text())).toEqual({
       version: 2,
-      ethernets: { boot0: { match: { macaddress: '52:54:00:0c:00:01' }, addresses: ['10.0.0.21/24'], routes: [{ to: 'default', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 } },
+      ethernets: { boot0: { match: { macaddress: '52:54:00:0c:00:01' }, addresses: ['10.0.0.21/24'], routes: [{ to: '0.0.0.0/0', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 } },
     });
     expect((await get(seed, 'passwd')).status).toBe(404);
   });
