@@ -30,8 +30,8 @@ export const KERNEL_CMDLINE_MAX = 2047;
 /**
  * The bytes of the kernel command line a node's configuration may take (its kernelArgs and its
  * network-config argument), checked when it is saved. The rest is left to the image's arguments and
- * the appliance's (URL, node, token, image, root filesystem and its sha256, seed URL: about 450 bytes
- * with an http:// advertise URL); the whole line is checked again when a boot is armed.
+ * the appliance's (URL, node, token, image, root filesystem and its sha256, seed URL: 455 bytes for
+ * debian@12 in the VM test); the whole line is checked again when a boot is armed.
  */
 export const CONFIG_CMDLINE_BUDGET = 1024;
 
