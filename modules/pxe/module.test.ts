@@ -215,6 +215,13 @@ describe('networkBootScript', () => {
   it('leaves them out when it has none', () => {
     expect(kernelLine(script(IMAGE))).toMatch(/ shoal\.image=compute@1$/);
   });
+
+  it('puts the network-config after the seed URL and before the profile\'s kernel arguments, so one of those that sets it wins', () => {
+    const plan = { kind: 'network' as const, image: IMAGE.ref, token: 't0k', seed: 's33d', networkConfig: 'network-config=dmVyc2lvbjogMgo=', kernelArgs: ['net.ifnames=0'] };
+    expect(kernelLine(networkBootScript({ advertiseUrl: 'http://10.213.0.1:8080', mac: '52:54:00:ab:cd:01', nodeId: 'n1', plan, image: IMAGE }))).toMatch(
+      / shoal\.image=compute@1 ds=nocloud-net;s=http:\/\/10\.213\.0\.1:8080\/nocloud\/s33d\/ network-config=dmVyc2lvbjogMgo= net\.ifnames=0$/,
+    );
+  });
 });
 
 /** The DHCP server's sockets replaced by a pair of hands: no port 67, no broadcast. */

@@ -3,13 +3,14 @@
 // request seen moves the node's boot facet (dhcp → loader → kernel) so an operator sees where a
 // boot stopped. Each armed boot also gets a NoCloud seed secret, and cloud-init on the node reads
 // the node's configuration (meta-data, user-data, vendor-data, network-config) at /nocloud/SECRET/
-// for as long as that boot is the node's armed one.
+// for as long as that boot is the node's armed one; a network-config the node's profiles set is also
+// on its kernel command line, where cloud-init applies it.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Response } from 'express';
-import type { NoCloudSeed } from '../../src/domain/nocloud.js';
+import { KERNEL_CMDLINE_MAX, type NoCloudSeed } from '../../src/domain/nocloud.js';
 import { z } from 'zod';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
@@ -17,7 +18,7 @@ import { configFacet } from '../../src/facets/config.js';
 import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
 import { TftpServer, directoryResolver } from './tftp/index.js';
-import { localBootScript, networkBootScript, type BootPlan } from './script.js';
+import { kernelCommandLine, localBootScript, networkBootScript, type BootPlan, type NetworkBootPlan } from './script.js';
 import { DiscoveredStore } from './discovered.js';
 import { PxeMetrics } from './metrics.js';
 import { BucketOptionsSchema, RateLimiter } from './rate-limit.js';
@@ -294,12 +295,26 @@ export class PxeModule implements ShoalModule {
     if (!image) throw new Error('no desired image to boot: set image=NAME@VERSION (or an image in a profile of the node)');
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
-    if (!images.get(image)) throw new Error(`image ${image} is not in the image store (shoal image add DIR)`);
+    const imageInfo = images.get(image);
+    if (!imageInfo) throw new Error(`image ${image} is not in the image store (shoal image add DIR)`);
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
-    const seed = randomBytes(24).toString('base64url');
-    const digest = host.services.get('nodeConfig')?.seed(node.id)?.digest;
-    this.savePlan(node.id, { kind: 'network', image, token: tokens.issue(node.id, image), seed, kernelArgs: config?.kernelArgs ?? [], ...(digest ? { digest } : {}) });
+    const nocloud = host.services.get('nodeConfig')?.seed(node.id);
+    const plan: NetworkBootPlan = {
+      kind: 'network',
+      image,
+      token: tokens.issue(node.id, image),
+      seed: randomBytes(24).toString('base64url'),
+      kernelArgs: config?.kernelArgs ?? [],
+      ...(nocloud ? { digest: nocloud.digest } : {}),
+      ...(nocloud?.networkConfigArg ? { networkConfig: nocloud.networkConfigArg } : {}),
+    };
+    // Refused here rather than cut at boot. (The bootstrap just issued dies unused; the running boot keeps its token.)
+    const bytes = Buffer.byteLength(kernelCommandLine({ advertiseUrl: this.options.advertiseUrl, mac: node.macs[0]!, nodeId: node.id, plan, image: imageInfo }));
+    if (bytes > KERNEL_CMDLINE_MAX) {
+      throw new Error(`the kernel command line of ${node.name}'s boot of ${image} would take ${bytes} bytes, over the ${KERNEL_CMDLINE_MAX} the kernel keeps: shorten the image's cmdline, the profiles' kernelArgs or network settings, or the advertise URL`);
+    }
+    this.savePlan(node.id, plan);
     host.observe(node.id, 'boot', 'armed', image);
   }
 

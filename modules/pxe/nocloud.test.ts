@@ -5,6 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { ImageInfo, ServiceRegistry } from '../../src/contracts/services.js';
@@ -17,11 +18,14 @@ const file = { sha256: 'k', size: 1, path: '/images/debian/1/vmlinuz' };
 const IMAGE: ImageInfo = { ref: 'debian@1', name: 'debian', version: '1', arch: 'x86_64', digest: 'sha256:abc', kernel: file, initrd: file, cmdline: 'console=ttyS0' };
 /** The appliance's service registry, as the stand-in module saw it (the agent module's view of configReports). */
 let registry: ServiceRegistry;
+/** An image whose own arguments leave too little room for the appliance's and a network-config. */
+const VERBOSE: ImageInfo = { ...IMAGE, ref: 'verbose@1', name: 'verbose', cmdline: Array.from({ length: 100 }, (_, i) => `verbose.arg${i}=yes`).join(' ') };
 const services: ShoalModule = {
   name: 'stand-in',
   start(host) {
     registry = host.services;
-    host.services.provide('images', { get: (ref) => (ref === IMAGE.ref ? IMAGE : undefined), byDigest: () => undefined, list: () => [IMAGE] });
+    const images = [IMAGE, VERBOSE];
+    host.services.provide('images', { get: (ref) => images.find((i) => i.ref === ref), byDigest: () => undefined, list: () => images });
     host.services.provide('bootTokens', { issue: () => 'bootstrap' });
   },
 };
@@ -62,10 +66,18 @@ describe('NoCloud seed over HTTP', () => {
   const seedOf = async (node: NodeRecord) => /ds=nocloud-net;s=http:\/\/10\.213\.0\.1:8080\/nocloud\/([A-Za-z0-9_-]{32})\//.exec(await script(node))?.[1];
   const get = (seed: string, name: string) => fetch(`${t.appliance.url}/nocloud/${seed}/${name}`);
 
-  it('arms a boot with the profile\'s image and kernel arguments and a seed URL on the kernel command line', async () => {
+  it('arms a boot with the profile\'s image and kernel arguments, a seed URL and the network-config on the kernel command line', async () => {
     await arm(a);
     const text = await script(a);
-    expect(text).toMatch(/shoal\.image=debian@1 ds=nocloud-net;s=http:\/\/10\.213\.0\.1:8080\/nocloud\/[A-Za-z0-9_-]{32}\/ net\.ifnames=0\n/);
+    expect(text).toMatch(/shoal\.image=debian@1 ds=nocloud-net;s=http:\/\/10\.213\.0\.1:8080\/nocloud\/[A-Za-z0-9_-]{32}\/ network-config=[A-Za-z0-9+/]+=* net\.ifnames=0\n/);
+  });
+
+  it('refuses to arm a boot whose kernel command line would not fit, and keeps the boot armed before', async () => {
+    const before = await script(a);
+    await expect(t.appliance.engine.driverFor(a, 'boot')!.steps['boot.arm']!({ step: 'boot.arm', node: a, desired: { image: VERBOSE.ref }, bmcPassword: undefined, signal: new AbortController().signal })).rejects.toThrow(
+      /^the kernel command line of c01's boot of verbose@1 would take \d+ bytes, over the 2047 the kernel keeps/,
+    );
+    expect(await script(a)).toBe(before);
   });
 
   it('serves the node its meta-data, user-data, vendor-data and network-config', async () => {
@@ -86,10 +98,14 @@ describe('NoCloud seed over HTTP', () => {
       write_files: [{ path: '/etc/shoal-test.conf', content: 'node=c01 rack=r7\n', permissions: '0640', owner: 'root:root' }],
     });
     expect((await get(seed, 'vendor-data')).status).toBe(200);
-    expect(parse(await (await get(seed, 'network-config')).text())).toEqual({
+    const networkConfig = await (await get(seed, 'network-config')).text();
+    expect(parse(networkConfig)).toEqual({
       version: 2,
-      ethernets: { boot0: { match: { macaddress: '52:54:00:0c:00:01' }, addresses: ['10.0.0.21/24'], routes: [{ to: 'default', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 } },
+      ethernets: { boot0: { match: { macaddress: '52:54:00:0c:00:01' }, addresses: ['10.0.0.21/24'], routes: [{ to: '0.0.0.0/0', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 } },
     });
+    // The kernel command line carries the same document, as cloud-init decodes it: base64, gunzip'd if gzip.
+    const blob = Buffer.from(/ network-config=(\S+)/.exec(await script(a))![1]!, 'base64');
+    expect((blob[0] === 0x1f && blob[1] === 0x8b ? gunzipSync(blob) : blob).toString()).toBe(networkConfig);
     expect((await get(seed, 'passwd')).status).toBe(404);
   });
 

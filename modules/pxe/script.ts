@@ -15,20 +15,22 @@ export interface NetworkBootPlan {
   kernelArgs?: string[];
   /** The digest of the node's effective configuration when the boot was armed (the config facet). */
   digest?: string;
+  /** The `network-config=…` argument of the node's configuration when the boot was armed, if it has network settings. */
+  networkConfig?: string;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 
 /**
- * Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. An
- * image with a root filesystem also gets shoal.rootfs (this module's route for it, which the
- * initramfs fetches and switches into, so each attempt and its failure are seen too) and
- * shoal.rootfs_sha256 (which it checks first). The seed
- * URL is cloud-init's: `nocloud-net` is the name cloud-init before 24.1 (Debian 12's 22.4) gives the
- * NoCloud datasource that reads an http:// seed; later versions take it as an alias of `nocloud`.
+ * The kernel command line of a network boot. An image with a root filesystem gets shoal.rootfs (this
+ * module's route for it, which the initramfs fetches and switches into, so each attempt and its
+ * failure are seen too) and shoal.rootfs_sha256 (which it checks first). The seed URL is cloud-init's: `nocloud-net` is the name cloud-init before
+ * 24.1 (Debian 12's 22.4) gives the NoCloud datasource that reads an http:// seed; later versions take
+ * it as an alias of `nocloud`. The network config goes beside it, since cloud-init applies none from
+ * such a seed; before the profile's kernel arguments, so one of those that sets it wins.
  */
-export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
+export function kernelCommandLine(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
   const base = o.advertiseUrl.replace(/\/$/, '');
-  const args = [
+  return [
     // Old iPXE under UEFI hands the kernel no initramfs unless the command line names it.
     'initrd=initrd.img',
     o.image.cmdline,
@@ -38,12 +40,20 @@ export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId
     `shoal.image=${o.image.ref}`,
     ...(o.image.rootfs ? [`shoal.rootfs=${base}/boot/${o.mac}/rootfs`, `shoal.rootfs_sha256=${o.image.rootfs.sha256}`] : []),
     ...(o.plan.seed ? [`ds=nocloud-net;s=${base}/nocloud/${o.plan.seed}/`] : []),
+    ...(o.plan.networkConfig ? [o.plan.networkConfig] : []),
     ...(o.plan.kernelArgs ?? []),
-  ].filter(Boolean);
+  ]
+    .filter(Boolean)
+    .join(' ');
+}
+
+/** Kernel and initrd go through this module's routes, so fetching them is seen as boot=kernel. */
+export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
+  const base = o.advertiseUrl.replace(/\/$/, '');
   return [
     '#!ipxe',
     `echo Shoal: booting ${o.image.ref}`,
-    `kernel ${base}/boot/${o.mac}/vmlinuz ${args.join(' ')}`,
+    `kernel ${base}/boot/${o.mac}/vmlinuz ${kernelCommandLine(o)}`,
     `initrd --name initrd.img ${base}/boot/${o.mac}/initrd.img`,
     'boot',
     '',

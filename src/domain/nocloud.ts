@@ -1,8 +1,9 @@
 // A node's effective configuration rendered into what cloud-init's NoCloud datasource reads
 // (meta-data, user-data, vendor-data, network-config version 2), and the digest of it all: the same
 // rendering serves the node at boot and checks a profile when it is saved, so a template that fails
-// fails at save time, never at boot.
+// fails at save time, never at boot. The network-config also goes on the kernel command line.
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
 import type { NodeRecord } from './node.js';
 import type { EffectiveConfig } from './profile.js';
@@ -15,7 +16,34 @@ export interface NoCloudSeed {
   userData: string;
   vendorData: string;
   networkConfig: string;
+  /**
+   * `network-config=BASE64` of networkConfig, for the kernel command line, when the node's configuration
+   * has network settings: cloud-init reads network configuration at its local stage only (the kernel
+   * command line, the initramfs, a local datasource), so 22.4 (Debian 12) never applies the one of an
+   * http:// (nocloud-net) seed. Without network settings the image's own DHCP stands.
+   */
+  networkConfigArg?: string;
   hostname: string;
+}
+
+/** x86's COMMAND_LINE_SIZE is 2048 bytes with the terminating NUL; iPXE and the kernel cut a longer line without a word. */
+export const KERNEL_CMDLINE_MAX = 2047;
+/**
+ * The bytes of the kernel command line a node's configuration may take (its kernelArgs and its
+ * network-config argument), checked when it is saved. The rest is left to the image's arguments and
+ * the appliance's (URL, node, token, image, root filesystem and its sha256, seed URL: 455 bytes for
+ * debian@12 in the VM test); the whole line is checked again when a boot is armed.
+ */
+export const CONFIG_CMDLINE_BUDGET = 1024;
+
+/**
+ * The argument cloud-init's read_kernel_cmdline_config takes: base64 of the YAML, gzip'd first when
+ * that is shorter (it gunzips what is gzip'd and takes the rest as it is).
+ */
+export function networkConfigArgument(networkConfig: string): string {
+  const plain = Buffer.from(networkConfig).toString('base64');
+  const gzipped = gzipSync(networkConfig, { level: 9 }).toString('base64');
+  return `network-config=${gzipped.length < plain.length ? gzipped : plain}`;
 }
 
 /** RFC 1123 host names: labels of 1-63 letters, digits and inner dashes, 253 characters at most. */
@@ -55,8 +83,21 @@ export function renderSeed(node: NodeRecord, config: EffectiveConfig): NoCloudSe
     ...(settings.sshAuthorizedKeys?.length ? { ssh_authorized_keys: [...listOf('ssh_authorized_keys'), ...settings.sshAuthorizedKeys] } : {}),
     ...(files.length ? { write_files: [...listOf('write_files'), ...files] } : {}),
   };
-  const userData = `#cloud-config\n${stringify(cloudConfig)}`;
-  const networkConfig = stringify(networkConfigOf(node, config));
+  // All three documents in YAML 1.1, as cloud-init's PyYAML reads them (see network-config below).
+  const userData = `#cloud-config\n${stringify(cloudConfig, { version: '1.1' })}`;
+  // YAML 1.1 as cloud-init's PyYAML reads it: a MAC of decimal pairs such as 52:54:00:12:34:56 is a
+  // base-60 integer there unless quoted, and YAML 1.2 (the default here) sees no need to quote it.
+  const networkConfig = stringify(networkConfigOf(node, config), { version: '1.1' });
+  const networkConfigArg = settings.network && Object.keys(settings.network).length > 0 ? networkConfigArgument(networkConfig) : undefined;
+  const onCmdline = [...(settings.kernelArgs ?? []), ...(networkConfigArg ? [networkConfigArg] : [])].join(' ');
+  if (Buffer.byteLength(onCmdline) > CONFIG_CMDLINE_BUDGET) {
+    const key = Object.keys(config.sources).find((k) => k.startsWith('network.')) ?? 'kernelArgs';
+    throw new TemplateError(
+      `${sourceOf(config, key)}, ${networkConfigArg ? 'network and kernelArgs' : 'kernelArgs'}`,
+      undefined,
+      `node ${node.name}'s kernel arguments${networkConfigArg ? ` and its network-config (${networkConfigArg.length} bytes as network-config=BASE64)` : ''} take ${Buffer.byteLength(onCmdline)} bytes of the kernel command line, over the ${CONFIG_CMDLINE_BUDGET} a node's configuration may use (the kernel keeps ${KERNEL_CMDLINE_MAX} in all, the image and the appliance need the rest): set fewer interfaces or kernel arguments`,
+    );
+  }
   const vendorData = '';
   const digest = canonicalDigest({ image: settings.image ?? null, kernelArgs: settings.kernelArgs ?? [], hostname, userData, vendorData, networkConfig });
   // A new instance-id makes cloud-init run its per-instance modules again on the next boot; the
@@ -64,9 +105,9 @@ export function renderSeed(node: NodeRecord, config: EffectiveConfig): NoCloudSe
   // NoCloud's own key list: the agent applies it in images without cloud-init, one key a line.
   const metaData = stringify(
     { 'instance-id': `shoal-${node.id}-${digest}`, 'local-hostname': hostname, ...(settings.sshAuthorizedKeys?.length ? { 'public-keys': settings.sshAuthorizedKeys } : {}) },
-    { lineWidth: 0 },
+    { version: '1.1', lineWidth: 0 },
   );
-  return { digest, metaData, userData, vendorData, networkConfig, hostname };
+  return { digest, metaData, userData, vendorData, networkConfig, ...(networkConfigArg ? { networkConfigArg } : {}), hostname };
 }
 
 /** Netplan-style version 2: the boot NIC (first MAC) static when an address is set, DHCP otherwise; other NICs by MAC. */
@@ -80,7 +121,8 @@ function networkConfigOf(node: NodeRecord, config: EffectiveConfig): Record<stri
   const boot: Record<string, unknown> = { match: { macaddress: node.macs[0] } };
   if (address) {
     boot.addresses = [address];
-    if (net.gateway) boot.routes = [{ to: 'default', via: net.gateway }];
+    // 0.0.0.0/0, not netplan's `default`: cloud-init 22.4 raises on `default` and applies none of the config.
+    if (net.gateway) boot.routes = [{ to: '0.0.0.0/0', via: net.gateway }];
   } else boot.dhcp4 = true;
   if (net.dns?.length) boot.nameservers = { addresses: net.dns };
   if (net.mtu) boot.mtu = net.mtu;

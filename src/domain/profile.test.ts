@@ -1,9 +1,10 @@
 // The merge of profiles and node overrides (order, provenance), strict templates and the NoCloud
 // rendering they feed, without an appliance.
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { NodeRecord } from './node.js';
-import { renderSeed } from './nocloud.js';
+import { CONFIG_CMDLINE_BUDGET, networkConfigArgument, renderSeed } from './nocloud.js';
 import { effectiveConfig, ProfileInputSchema, type Profile } from './profile.js';
 import { checkCloudConfig, renderTemplate, templateFields, TemplateError } from './templates.js';
 
@@ -118,7 +119,7 @@ describe('NoCloud seed', () => {
     expect(parse(seed.networkConfig)).toEqual({
       version: 2,
       ethernets: {
-        boot0: { match: { macaddress: '52:54:00:00:00:0a' }, addresses: ['10.0.0.11/16'], routes: [{ to: 'default', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 },
+        boot0: { match: { macaddress: '52:54:00:00:00:0a' }, addresses: ['10.0.0.11/16'], routes: [{ to: '0.0.0.0/0', via: '10.0.0.1' }], nameservers: { addresses: ['10.0.0.2'] }, mtu: 9000 },
         nic1: { match: { macaddress: '52:54:00:00:01:0a' }, addresses: ['192.168.1.11/24'] },
       },
     });
@@ -133,6 +134,45 @@ describe('NoCloud seed', () => {
     expect(parse(seed.networkConfig).ethernets.boot0).toEqual({ match: { macaddress: '52:54:00:00:00:0a' }, dhcp4: true });
     const { ipv4: _ipv4, ...unreserved } = node;
     expect(() => renderSeed(unreserved, effectiveConfig(unreserved, [compute], undefined))).toThrow(/profile compute, network.address: node c01 has no reserved address/);
+  });
+
+  /** What cloud-init's _b64dgz makes of a network-config= argument: base64, then gunzip'd if it is gzip. */
+  const decoded = (arg: string) => {
+    expect(arg.startsWith('network-config=')).toBe(true);
+    const blob = Buffer.from(arg.slice('network-config='.length), 'base64');
+    return (blob[0] === 0x1f && blob[1] === 0x8b ? gunzipSync(blob) : blob).toString();
+  };
+
+  it('puts the same network-config on the kernel command line when the node\'s configuration has network settings, and none without', () => {
+    const seed = renderSeed(node, effectiveConfig(node, [compute], undefined));
+    expect(seed.networkConfigArg).toMatch(/^network-config=[A-Za-z0-9+/]+=*$/);
+    expect(decoded(seed.networkConfigArg!)).toBe(seed.networkConfig);
+    expect(renderSeed(node, effectiveConfig(node, [], undefined)).networkConfigArg).toBeUndefined();
+    // gzip'd only where that is shorter: a small document goes as it is, a long one compressed.
+    const small = 'version: 2\n';
+    expect(networkConfigArgument(small)).toBe(`network-config=${Buffer.from(small).toString('base64')}`);
+    const long = `version: 2\nethernets:\n${Array.from({ length: 20 }, (_, i) => `  nic${i}:\n    dhcp4: true\n`).join('')}`;
+    expect(networkConfigArgument(long).length).toBeLessThan(`network-config=${Buffer.from(long).toString('base64')}`.length);
+    expect(decoded(networkConfigArgument(long))).toBe(long);
+  });
+
+  it('writes network-config as cloud-init 22.4 reads it: MACs quoted for YAML 1.1, the default route as 0.0.0.0/0', () => {
+    // 52:54:00:12:34:56 unquoted is a base-60 integer to PyYAML (YAML 1.1).
+    const decimal = { ...node, macs: ['52:54:00:12:34:56'] };
+    const seed = renderSeed(decimal, effectiveConfig(decimal, [compute], undefined));
+    const boot = parse(seed.networkConfig, { version: '1.1' }).ethernets.boot0;
+    expect(boot.match.macaddress).toBe('52:54:00:12:34:56');
+    expect(boot.routes).toEqual([{ to: '0.0.0.0/0', via: '10.0.0.1' }]);
+  });
+
+  it('refuses, when saved, kernel arguments and a network-config that together would not fit the kernel command line', () => {
+    const args = Array.from({ length: 40 }, (_, i) => `shoal.test${String(i).padStart(2, '0')}=xxxxxxxxxx`);
+    expect(args.join(' ').length).toBeLessThan(CONFIG_CMDLINE_BUDGET);
+    const many = profile('many', { selector: 'role=compute', settings: { kernelArgs: args } });
+    expect(renderSeed(node, effectiveConfig(node, [many], undefined)).networkConfigArg).toBeUndefined();
+    expect(() => renderSeed(node, effectiveConfig(node, [many, compute], undefined))).toThrow(
+      /^profile compute, network and kernelArgs: node c01's kernel arguments and its network-config \(\d+ bytes as network-config=BASE64\) take \d+ bytes of the kernel command line, over the 1024/,
+    );
   });
 
   it('refuses a hostname that renders to something else than a host name', () => {

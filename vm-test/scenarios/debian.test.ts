@@ -86,6 +86,26 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
   }
 
   /**
+   * The profile's network on the boot NIC: the reservation as a static address (no DHCP lease, so no
+   * `dynamic` and no lifetime), the profile's gateway as the default route, and systemd-networkd
+   * running the NIC from the file cloud-init wrote (10-cloud-init-IF.network sorts before the image's
+   * 80-shoal-dhcp.network, and the first file that matches a link is the one networkd uses).
+   */
+  async function expectStaticNetwork(vm: Vm): Promise<void> {
+    const address = (await appliance.node(vm.name)).ipv4!;
+    const [addrJson, route] = (await ssh(vm, 'ip -j -4 addr show scope global; ip -4 route show default')).trim().split('\n');
+    type Link = { ifname: string; addr_info: Array<{ local: string; prefixlen: number; dynamic?: boolean; valid_life_time: number }> };
+    const link = (JSON.parse(addrJson!) as Link[]).find((l) => l.addr_info.some((a) => a.local === address));
+    expect(link, `${address} on a NIC: ${addrJson}`).toBeDefined();
+    const inet = link!.addr_info.find((a) => a.local === address)!;
+    expect(inet, JSON.stringify(inet)).toMatchObject({ prefixlen: 24, valid_life_time: 4294967295 });
+    expect(inet.dynamic, JSON.stringify(inet)).toBeUndefined();
+    expect(route).toMatch(new RegExp(`^default via ${lab.headIPv4.replaceAll('.', '\\.')} dev ${link!.ifname}\\b`));
+    const networkFile = (await ssh(vm, `networkctl status --no-pager ${link!.ifname} | sed -n 's/^ *Network File: //p'`)).trim();
+    expect(networkFile).toBe(`/etc/systemd/network/10-cloud-init-${link!.ifname}.network`);
+  }
+
+  /**
    * The agent's heartbeats say `systemctl is-system-running` is `running`: the boot's jobs are done
    * (multi-user.target reached) and no unit failed. (systemd prints no status for multi-user.target
    * on the console here: by then a getty has it.)
@@ -154,26 +174,26 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     expect(hardware.nics.map((n) => n.mac)).toEqual([vm.mac]);
 
     // Logged in with the profile's key: cloud-init applied the hostname, the rendered file and the
-    // reserved address as a static one (no "dynamic" lease on it), and systemd says all is well.
-    const address = (await appliance.node('d1')).ipv4!;
-    const [hostname, file, inet, running, multiUser, osRelease] = (
-      await ssh(vm, 'hostname; cat /etc/shoal-test.conf; ip -4 -o addr show scope global; systemctl is-system-running; systemctl is-active multi-user.target; . /etc/os-release; echo "$PRETTY_NAME"')
+    // profile's network (from network-config= on the kernel command line), and systemd says all is well.
+    const [hostname, file, running, multiUser, osRelease] = (
+      await ssh(vm, 'hostname; cat /etc/shoal-test.conf; systemctl is-system-running; systemctl is-active multi-user.target; . /etc/os-release; echo "$PRETTY_NAME"')
     ).trim().split('\n');
     // cloud-init 22.4 sets the short name from the profile's d1.lab (its fqdn goes to /etc/hosts only when managed).
     expect(hostname).toBe('d1');
     expect(file).toBe('node=d1 rack=r7 revision=first');
-    expect(inet).toContain(`inet ${address}/24`);
-    // cloud-init 22.4 reads nocloud-net's network-config after the network is up and does not apply it: the address is the reservation, by DHCP.
     expect(running).toBe('running');
     expect(multiUser).toBe('active');
     expect(osRelease).toMatch(/^Debian GNU\/Linux 12/);
+    await expectStaticNetwork(vm);
     expect((await appliance.node('d1')).observed.config?.value).toBe('current');
   }, 30 * MINUTE);
 
   it('a changed profile makes d1 stale; a rollout of config=current reboots it into the new file, and its old seed is refused', async () => {
     const vm = lab.vms.find((v) => v.name === 'd1')!;
-    const seed = /\bs=(http:\/\/\S+)/.exec(await ssh(vm, 'cat /proc/cmdline'))?.[1];
+    const cmdline = await ssh(vm, 'cat /proc/cmdline');
+    const seed = /\bs=(http:\/\/\S+)/.exec(cmdline)?.[1];
     expect(seed, 'a NoCloud seed URL on the kernel command line').toBeDefined();
+    expect(cmdline, 'the profile\'s network-config on the kernel command line').toMatch(/ network-config=[A-Za-z0-9+/]+=*(?:\s|$)/);
     const rev = (await appliance.api.request<{ events: Array<{ rev: number }> }>('GET', '/events?node=d1&limit=10000')).events.at(-1)!.rev;
     await appliance.api.request('PUT', '/profiles/compute', computeProfile('second'));
     await appliance.waitFor('d1', 'config=stale', (n) => n.observed.config?.value === 'stale', MINUTE);
@@ -182,6 +202,8 @@ describe.skipIf(skip)('debian@12 booted stateless from its squashfs, through the
     await appliance.waitFor('d1', 'config=current and ready again', (n) => n.observed.config?.value === 'current' && n.observed.run?.value === 'ready' && n.phase === 'converged', 10 * MINUTE);
     timings.push(['config rollout on d1: profile changed → rebooted with it, ready', Math.round(performance.now() - started)]);
     expect((await ssh(vm, 'cat /etc/shoal-test.conf')).trim()).toBe('node=d1 rack=r7 revision=second');
+    // The boot the rollout made applied the network again, and the agent came back over it.
+    await expectStaticNetwork(vm);
     const configs = (await appliance.api.request<{ events: Array<{ kind: string; facet: string; new: string | null }> }>('GET', `/events?node=d1&after=${rev}&limit=10000`)).events
       .filter((e) => e.kind === 'observed' && e.facet === 'config')
       .map((e) => e.new);
