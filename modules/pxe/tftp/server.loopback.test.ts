@@ -131,7 +131,9 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
 
       beforeAll(async () => {
         server = new TftpServer(
-          { address: '127.0.0.1', port: 0, root: dir, transferThreads: threads, timeoutMs: 300, retries: 2 },
+          // Short retransmit timeouts keep the timeout test quick; enough retries that a transfer
+          // survives a few seconds' stall of a loaded CI machine.
+          { address: '127.0.0.1', port: 0, root: dir, transferThreads: threads, timeoutMs: 300, retries: 8 },
           { onTransfer: (o) => transfers.push(o), onLog: (l) => logs.push(l) },
         );
         port = (await server.start()).port;
@@ -154,7 +156,7 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
         const got = await fetchWindowed(client, port, 'snponly.efi');
         expect(got.equals(file)).toBe(true);
         await client.close();
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 20_000;
         while (transfers.filter((t) => t.event !== 'start').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 
         expect(transfers.map((t) => t.event)).toEqual(['start', 'probe', 'start', 'complete']);
@@ -181,7 +183,7 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
         expect(oack.packet).toEqual({ type: 'oack', options: [{ name: 'tsize', value: String(file.length) }] });
         client.send(encodeError(8, 'User aborted the transfer'), oack.port);
         await client.close();
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 20_000;
         while (!transfers.some((t) => t.event === 'probe') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         const ignored = logs.filter((l) => l.event === 'option-ignored');
         expect(ignored).toHaveLength(1);
@@ -208,13 +210,13 @@ describe('TFTP server on loopback', { timeout: 60_000 }, () => {
         const client = await RawClient.open();
         client.send(encodeRequest({ type: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [] }), port);
         await client.next(); // DATA 1, never acknowledged
-        const deadline = Date.now() + 10_000;
+        const deadline = Date.now() + 20_000;
         while (!logs.some((l) => l.event === 'transfer-failed') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         await client.close();
         expect(logs.find((l) => l.event === 'transfer-failed')).toMatchObject({
           level: 'warn',
           path: 'snponly.efi',
-          message: 'timeout: no acknowledgement of block 1 after 2 retransmissions (0 of 100000 bytes acknowledged)',
+          message: 'timeout: no acknowledgement of block 1 after 8 retransmissions (0 of 100000 bytes acknowledged)',
         });
       });
     });
