@@ -1,6 +1,6 @@
 // Seeded fuzzing of the upload unpacker (test/fuzz/targets/images.ts): hostile archives are
 // refused with a TarError, and nothing is ever written outside the staging directory.
-// OCI archives are not read by the image store yet, so there is nothing of theirs to fuzz.
+// OCI layouts have their own target (images/oci-layout.fuzz.test.ts).
 import { describe, expect, it } from 'vitest';
 import { runFuzzTarget } from '../../test/fuzz/kit.js';
 import { imagesFuzzTarget } from '../../test/fuzz/targets/images.js';

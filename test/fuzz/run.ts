@@ -9,9 +9,10 @@ import { agentFuzzTarget } from './targets/agent.js';
 import { imagesFuzzTarget } from './targets/images.js';
 import { inventoryFuzzTarget } from './targets/inventory.js';
 import { ipmiFuzzTarget, ipmiSessionFuzzTarget } from './targets/ipmi.js';
+import { ociFuzzTarget } from './targets/oci.js';
 import { redfishFuzzTarget } from './targets/redfish.js';
 
-const TARGETS: FuzzTarget[] = [ipmiFuzzTarget, ipmiSessionFuzzTarget, redfishFuzzTarget, agentFuzzTarget, inventoryFuzzTarget, imagesFuzzTarget];
+const TARGETS: FuzzTarget[] = [ipmiFuzzTarget, ipmiSessionFuzzTarget, redfishFuzzTarget, agentFuzzTarget, inventoryFuzzTarget, imagesFuzzTarget, ociFuzzTarget];
 
 const { values } = parseArgs({
   options: {

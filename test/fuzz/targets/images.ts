@@ -23,7 +23,7 @@ function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-function sealChecksum(block: Buffer): void {
+export function sealChecksum(block: Buffer): void {
   block.fill(0x20, 148, 156);
   const sum = block.reduce((s, b) => s + b, 0);
   block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
@@ -57,7 +57,8 @@ function pax(g: Gen, records: Record<string, string>): Buffer[] {
   return [header(g, 'PaxHeader', data.length, 'x'), data, Buffer.alloc((512 - (data.length % 512)) % 512)];
 }
 
-function archive(g: Gen): Buffer {
+/** A tar of 1-4 entries, half of them what a real image holds, the rest hostile names and types. */
+export function archive(g: Gen): Buffer {
   const parts: Buffer[] = [];
   const entries = 1 + g.int(4);
   for (let i = 0; i < entries; i++) {
