@@ -211,6 +211,9 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     expect(entryProblem({ path: 'etc/passwd', type: '1', linkPath: '/etc/shadow' })).toMatch(/hard link to "\/etc\/shadow", outside the root/);
     expect(entryProblem({ path: 'opt/sda', type: '4', linkPath: '' })).toMatch(/block device outside \/dev/);
     expect(entryProblem({ path: './dev/null', type: '3', linkPath: '' })).toBeUndefined();
+    // The root directory as umoci insert writes it; a file named "/" is no such thing.
+    expect(entryProblem({ path: '/', type: '5', linkPath: '' })).toBeUndefined();
+    expect(entryProblem({ path: '/', type: '0', linkPath: '' })).toMatch(/absolute path/);
     expect(entryProblem({ path: 'usr/bin/sh', type: '2', linkPath: '/bin/busybox' })).toBeUndefined();
     await expect(walkTar([Buffer.from('not a tar'.padEnd(1024, '!'))], () => {})).rejects.toThrow(/not a tar archive/);
   });

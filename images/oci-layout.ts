@@ -93,6 +93,8 @@ export async function readOciImage(layout: string, tag: string): Promise<OciImag
 
 /** Why a tar entry cannot be part of a node's root, or undefined when it can. */
 export function entryProblem(entry: { path: string; type: string; linkPath: string }): string | undefined {
+  // umoci writes the root directory itself as "/" (umoci insert DIR /): the root, not an escape.
+  if (entry.path === '/' && entry.type === '5') return undefined;
   const escapes = (p: string) => p.startsWith('/') || p.split('/').includes('..');
   if (escapes(entry.path)) return `${JSON.stringify(entry.path)} is ${entry.path.startsWith('/') ? 'an absolute path' : 'a path with ..'}`;
   // A hard link names another entry of the archive: one outside the root would link a host file in.

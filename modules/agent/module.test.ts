@@ -128,6 +128,9 @@ describe('agent module', () => {
     // Not a word systemd would print: refused like any bad field, and nothing recorded.
     expect((await t.post('/agent/v1/heartbeat', token, { ...beat(node.id, BOOT_A), system: 'running; rm -rf /' })).status).toBe(400);
     expect(t.appliance.state.observed(node.id).system?.value).toBe('degraded');
+    // The next boot is a busybox image, without systemd: the last boot's word does not stay.
+    await helloForToken(node.id, arm(node.id), BOOT_B);
+    expect(t.appliance.state.observed(node.id).system?.value).toBe('none');
   });
 
   it('accepts a hello without hardware, from an agent built before it was reported', async () => {

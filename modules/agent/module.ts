@@ -48,7 +48,7 @@ function hardwareDigest(hardware: Hardware): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(hardware)).digest('hex').slice(0, 16)}`;
 }
 
-/** The observed facet of `systemctl is-system-running`, from the heartbeats of a node whose init is systemd. */
+/** The observed facet of `systemctl is-system-running`, from the heartbeats of a node whose init is systemd; `none` once a boot without systemd followed one with it. */
 export const SYSTEM_FACET = 'system';
 /** The observed facet a replayed bootstrap is recorded on, so the operator sees it in `shoal events` and the node's observed state. */
 export const BOOT_TOKEN_FACET = 'boot-token';
@@ -196,6 +196,8 @@ export class AgentModule implements ShoalModule {
     // Recorded at every hello, news only when it changed (a disk swapped, memory added).
     if (body.hardware) host.observe(id, HARDWARE_FACET, hardwareDigest(body.hardware), JSON.stringify(body.hardware));
     if (body.system) host.observe(id, SYSTEM_FACET, body.system);
+    // A boot without systemd (a busybox image after a Debian one) must not keep the last boot's word.
+    else if (host.observed(id)[SYSTEM_FACET] && host.observed(id)[SYSTEM_FACET]!.value !== 'none') host.observe(id, SYSTEM_FACET, 'none');
     // The module serving configurations owns the config facet; it hears what the node says it got.
     if (body.config) host.services.get('configReports')?.booted(id, body.config);
     this.respond(res, id, body.bootId, 'running', bootToken);
