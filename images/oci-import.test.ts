@@ -144,6 +144,24 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     expect((await importOciImage({ source: single, version: '1' }, options())).ref).toBe('single@1');
   });
 
+  it('imports layers as umoci insert writes them (the root as "/", no end-of-archive blocks) and applies their whiteouts', async () => {
+    // A tree added in one layer at /, then a whiteout layer removing one of its files.
+    const tree = join(work, 'insert-tree');
+    (await busyboxInit(CACHE_DIR))(tree);
+    kernelFiles(CACHE_DIR, tree);
+    mkdirSync(join(tree, 'etc'), { recursive: true });
+    writeFileSync(join(tree, 'etc', 'site-secret'), 'removed by the next layer\n');
+    run('umoci', ['new', '--image', `${layout}:inserted`]);
+    run('umoci', ['insert', '--image', `${layout}:inserted`, tree, '/']);
+    run('umoci', ['insert', '--image', `${layout}:inserted`, '--whiteout', '/etc/site-secret']);
+    const image = await importOciImage({ source: `oci:${layout}:inserted`, name: 'inserted', version: '1' }, options());
+    const listing = run('unsquashfs', ['-l', '-d', '', image.rootfsPath!]).split('\n');
+    expect(listing).toContain('/sbin/init');
+    expect(listing).toContain('/usr/bin/shoal-agent');
+    expect(listing).not.toContain('/etc/site-secret');
+    expect(listing.filter((p) => p.includes('.wh.'))).toEqual([]);
+  });
+
   it('refuses a path that is no image: a plain directory, a compressed archive, a tar of something else', async () => {
     const plain = join(work, 'plain');
     mkdirSync(plain);
@@ -216,5 +234,12 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     expect(entryProblem({ path: '/', type: '0', linkPath: '' })).toMatch(/absolute path/);
     expect(entryProblem({ path: 'usr/bin/sh', type: '2', linkPath: '/bin/busybox' })).toBeUndefined();
     await expect(walkTar([Buffer.from('not a tar'.padEnd(1024, '!'))], () => {})).rejects.toThrow(/not a tar archive/);
+    // As umoci insert writes a layer: no end-of-archive blocks after the last entry. Cut inside an entry, it is refused.
+    const whole = names(['../secret']);
+    const lastEntryEnd = 1024; // one header and one block of data
+    const seen: string[] = [];
+    await walkTar([whole.subarray(0, lastEntryEnd)], (entry) => void seen.push(entry.path));
+    expect(seen).toEqual(['../secret']);
+    await expect(walkTar([whole.subarray(0, lastEntryEnd - 100)], () => {})).rejects.toThrow(/ends inside an entry/);
   });
 });
