@@ -7,8 +7,8 @@
 // appliance on one database needs a copy of the same key file.
 //
 // Client: `pg` (node-postgres). It is the most used and longest kept PostgreSQL client for Node,
-// has a connection pool built in, supports LISTEN/NOTIFY (what the appliances' live feeds need
-// next), and is pure JavaScript, so it needs no native build on the head node.
+// has a connection pool built in, supports LISTEN/NOTIFY (the feed below), and is pure JavaScript,
+// so it needs no native build on the head node.
 //
 // One revision order for the whole cluster. Revisions are not a sequence (a sequence hands out
 // numbers at insert time, and transactions commit in another order, so a reader following
