@@ -253,4 +253,25 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
     gapFree(seenByB);
     expect(seenByB.filter((e) => e.kind === 'node').map((e) => JSON.parse(e.new!).name)).toEqual([spec.name, other.name]);
   });
+
+  it("makes a user and a profile written through one the other's too, and a removed user's token refused by both", async () => {
+    const url = await server!.createDatabase();
+    keyDir = tempDir();
+    const a = await start(url);
+    const b = await start(url);
+    const onA = api(a, a.token);
+    const created = await onA('POST', '/api/v1/users', { name: 'vera', role: 'viewer' });
+    expect(created.status).toBe(201);
+    const asVera = api(b, created.body.token as string);
+    await waitFor(async () => (await asVera('GET', '/api/v1/nodes')).status === 200, "vera's token accepted by B");
+
+    const profile = { selector: 'role=compute', settings: { hostname: '{{ name }}.lab' } };
+    expect((await onA('PUT', '/api/v1/profiles/compute', profile)).status).toBe(201);
+    await waitFor(async () => (await api(b, a.token)('GET', '/api/v1/profiles/compute')).status === 200, "the profile in B's API");
+    expect((await api(b, a.token)('GET', '/api/v1/profiles/compute')).body).toMatchObject(profile);
+
+    expect((await onA('DELETE', '/api/v1/users/vera')).status).toBe(204);
+    await waitFor(async () => (await asVera('GET', '/api/v1/nodes')).status === 401, "vera's token refused by B");
+    expect((await api(a, created.body.token as string)('GET', '/api/v1/nodes')).status).toBe(401);
+  });
 });
