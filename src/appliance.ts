@@ -65,7 +65,8 @@ export class Appliance {
     const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
     const desired = new DesiredVocabulary(definitions);
     const store = await openStore(config, log);
-    const state = await ClusterState.open(store, { checkDesired: desired.check });
+    // A store other appliances write to has a feed: their events reach this appliance's memory, engine and event stream.
+    const state = await ClusterState.open(store, { checkDesired: desired.check, ...(store.follow ? { follow: { log: log.child({ component: 'feed' }) } } : {}) });
     state.on('error', (err) => log.error({ err }, 'committing observations failed'));
     const users = new UserDirectory(state);
     const profiles = new ProfileDirectory(state);
@@ -179,6 +180,7 @@ export class Appliance {
       ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
       ['the profile directory to let go of the state', 1_000, () => this.profiles.close()],
       ['the observations to be committed', 10_000, () => this.state.flush()],
+      ['the feed from the store to stop', 5_000, () => this.state.close()],
       ['the store to close', 5_000, () => this.store.close()],
     ]);
     for (const problem of problems) this.log.warn({ problem }, 'stopping the appliance: a step did not finish');

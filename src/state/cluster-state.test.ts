@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterState, ConflictError } from './cluster-state.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { NodeSpec } from '../domain/node.js';
+import type { FeedBatch, ShoalEvent, StateStore } from './store.js';
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -62,6 +63,77 @@ describe('cluster state on SQLite', () => {
     expect(state.list().map((n) => n.name)).toEqual(['a']);
     await state.removeNode(state.resolve('a').id, 'op');
     expect(state.size).toBe(0);
+    await store.close();
+  });
+});
+
+/**
+ * A store whose feed the test drives: the log is a SQLite file, "another appliance" commits to it
+ * directly, and the test hands the feed's batches over itself (a mock in a unit test of the code
+ * above it; test/postgres-feed.test.ts runs the real feed).
+ */
+function drivenFeed(): { store: StateStore; other: SqliteStore; deliver: (events: ShoalEvent[]) => Promise<void> } {
+  const other = newStore();
+  let onBatch: ((batch: FeedBatch) => Promise<void>) | undefined;
+  const store: StateStore = {
+    load: () => other.load(),
+    commit: (changes) => other.commit(changes),
+    events: (query) => other.events(query),
+    close: () => other.close(),
+    follow: async (_afterRev, handler) => {
+      onBatch = handler;
+      return { close: async () => undefined };
+    },
+  };
+  return { store, other, deliver: (events) => onBatch!({ events, values: new Map() }) };
+}
+
+const silent = { info: () => undefined, warn: () => undefined };
+
+describe('cluster state following a feed', () => {
+  it('applies an event from the feed once: delivered again, or written by this appliance, it changes nothing more', async () => {
+    const { store, other, deliver } = drivenFeed();
+    const state = await ClusterState.open(store, { follow: { log: silent } });
+    const nodeEvents: string[] = [];
+    const streamed: number[] = [];
+    state.on('node', (id) => nodeEvents.push(id));
+    state.on('events', (events) => streamed.push(...events.map((e) => e.rev)));
+
+    const added = await other.commit([{ nodeId: 'id-a', kind: 'node', facet: 'spec', old: null, value: JSON.stringify(spec('a', '52:54:00:00:00:01')), writer: 'elsewhere' }]);
+    await deliver(added);
+    expect(state.resolve('a').id).toBe('id-a');
+    expect(nodeEvents).toEqual(['id-a']);
+    await deliver(added);
+    expect(nodeEvents).toEqual(['id-a']);
+    expect(streamed).toEqual([1]);
+
+    // Its own write changed memory (and told listeners) before it committed; from the feed it is only news for the stream.
+    await state.setDesired('id-a', { power: 'on' }, 'op');
+    expect(nodeEvents).toEqual(['id-a', 'id-a']);
+    expect(streamed).toEqual([1]);
+    await deliver(await other.events({ afterRev: 1 }));
+    expect(nodeEvents).toEqual(['id-a', 'id-a']);
+    expect(streamed).toEqual([1, 2]);
+    expect(state.desired('id-a')).toEqual({ power: 'on' });
+    expect(state.revision).toBe(2);
+    await state.close();
+    await store.close();
+  });
+
+  it('keeps its own change to a fact over an older event from elsewhere to the same fact, as the log ends', async () => {
+    const { store, other, deliver } = drivenFeed();
+    await other.commit([{ nodeId: 'id-a', kind: 'node', facet: 'spec', old: null, value: JSON.stringify(spec('a', '52:54:00:00:00:01')), writer: 'elsewhere' }]);
+    const state = await ClusterState.open(store, { follow: { log: silent } });
+    // Elsewhere wishes power on (revision 2), then this appliance wishes it off (3), before the feed brings 2.
+    await other.commit([{ nodeId: 'id-a', kind: 'desired', facet: 'power', old: null, value: 'on', writer: 'elsewhere' }]);
+    await state.setDesired('id-a', { power: 'off' }, 'op');
+    await deliver(await other.events({ afterRev: 1 }));
+    expect((await other.load()).facts.find((f) => f.kind === 'desired')?.value).toBe('off');
+    expect(state.desired('id-a')).toEqual({ power: 'off' });
+    // Once the feed has passed its own change, the next event from elsewhere applies again.
+    await deliver(await other.commit([{ nodeId: 'id-a', kind: 'desired', facet: 'power', old: 'off', value: 'on', writer: 'elsewhere' }]));
+    expect(state.desired('id-a')).toEqual({ power: 'on' });
+    await state.close();
     await store.close();
   });
 });

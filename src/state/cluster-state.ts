@@ -1,11 +1,13 @@
 // The appliance's view of its cluster, held in memory and written through the store. Operators
 // write desired state and inventory (durable before the call returns); modules write observations
 // (batched into one transaction per turn of the event loop, so thousands of polls cost one commit).
+// On a store other appliances write to (PostgreSQL), it also follows the store's feed and applies
+// their events, through the same path that loads the facts at start-up (`apply`).
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
-import type { Change, Fact, RecordKind, ShoalEvent, StateStore } from './store.js';
+import type { Change, Fact, Feed, FeedBatch, FollowOptions, RecordKind, ShoalEvent, StateStore } from './store.js';
 import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
 import type { Selector } from '../domain/selector.js';
 
@@ -25,6 +27,8 @@ export interface ClusterStateEvents {
   node: [NodeId];
   /** Appliance-wide setting changed (freeze). */
   appliance: [];
+  /** Another appliance changed a record (fact undefined: removed it); its owner updates what it holds. */
+  record: [RecordChange];
   /** A batch of observations failed to commit. */
   error: [unknown];
 }
@@ -32,7 +36,43 @@ export interface ClusterStateEvents {
 export interface ClusterStateOptions {
   /** Refuses a desired state whose facets contradict each other (throws); given by whoever knows the facets. */
   checkDesired?: (next: DesiredState) => void;
+  /**
+   * Follow the store's feed (a store with `follow`: other appliances write to it) from the revision
+   * loaded, applying the others' events; `events` then come from the feed, this appliance's own
+   * included, so they reach listeners in revision order without gaps.
+   */
+  follow?: FollowOptions;
 }
+
+export interface RecordChange {
+  kind: RecordKind;
+  nodeId: NodeId | null;
+  key: string;
+  /** The record now; undefined: removed. */
+  fact: Fact | undefined;
+}
+
+/** A fact as one event of the log (or one loaded fact) states it; value null removes it. */
+type FactUpdate = Omit<Fact, 'value'> & { value: string | null };
+
+/** What applying facts changed, for the listeners. */
+interface Touched {
+  nodes: Set<NodeId>;
+  appliance: boolean;
+  records: RecordChange[];
+}
+
+/** While the feed runs: this appliance's changes it has not passed yet. */
+interface OwnChanges {
+  /** The last revision the feed handed over (or the one loaded). */
+  rev: number;
+  /** Own committed events ahead of the feed, by revision: their fact's key. */
+  revs: Map<number, string>;
+  /** Own changes (queued, committing, or committed ahead of the feed) per fact key. */
+  unpassed: Map<string, number>;
+}
+
+const factKey = (c: { nodeId: NodeId | null; kind: string; facet: string }): string => `${c.nodeId ?? ''}\0${c.kind}\0${c.facet}`;
 
 /** Fact kinds kept as opaque records for the components that own them. */
 const RECORD_KINDS = new Set<string>(['rollout', 'user', 'profile'] satisfies RecordKind[]);
@@ -47,9 +87,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly frozenNodes = new Set<NodeId>();
   private readonly secrets = new Map<NodeId, string>();
   private frozen = false;
-  /** Records of kinds the state layer does not interpret (e.g. rollouts), by kind, as loaded at start-up. */
-  private readonly records = new Map<string, Fact[]>();
+  /** Records of kinds the state layer does not interpret (e.g. rollouts), by kind and key, as loaded and as other appliances changed them. */
+  private readonly records = new Map<string, Map<string, Fact>>();
   private pending: Change[] = [];
+  private own: OwnChanges | undefined;
+  private feed: Feed | undefined;
   private flushing: Promise<ShoalEvent[]> | undefined;
   /** Settles when the last batch taken has been committed (or has failed). */
   private committed: Promise<void> = Promise.resolve();
@@ -63,29 +105,140 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.setMaxListeners(0);
   }
 
+  /** Loads the facts; with `options.follow`, follows the store's feed from there (stop it with close). */
   static async open(store: StateStore, options: ClusterStateOptions = {}): Promise<ClusterState> {
     const state = new ClusterState(store, options);
     const { facts, rev } = await store.load();
     state.revision = rev;
-    for (const f of facts) {
-      if (f.kind === 'node') state.index({ id: f.nodeId!, ...(JSON.parse(f.value) as NodeSpec) });
-    }
-    for (const f of facts) {
-      const id = f.nodeId;
-      if (f.kind === 'appliance' && f.facet === 'freeze') state.frozen = f.value === 'true';
-      if (RECORD_KINDS.has(f.kind) && (!id || state.nodes.has(id))) {
-        const records = state.records.get(f.kind);
-        if (records) records.push(f);
-        else state.records.set(f.kind, [f]);
-      }
-      if (!id || !state.nodes.has(id)) continue;
-      if (f.kind === 'desired') state.desiredOf(id)[f.facet] = f.value;
-      if (f.kind === 'observed') state.observedOf(id)[f.facet] = { value: f.value, ...(f.detail ? { detail: f.detail } : {}), at: f.at, source: 'store' };
-      if (f.kind === 'secret') state.secrets.set(id, f.value);
-      if (f.kind === 'engine' && f.facet === 'hold') state.holds.set(id, f.value);
-      if (f.kind === 'engine' && f.facet === 'frozen') state.frozenNodes.add(id);
+    // A node's spec may be newer than its other facts (an update): nodes first, then what they hold.
+    const touched = noneTouched();
+    for (const f of facts) if (f.kind === 'node') state.apply(f, 'store', touched);
+    for (const f of facts) if (f.kind !== 'node') state.apply(f, 'store', touched);
+    if (options.follow) {
+      if (!store.follow) throw new Error('this store has no feed to follow: only one appliance writes to it');
+      state.own = { rev, revs: new Map(), unpassed: new Map() };
+      state.feed = await store.follow(rev, (batch) => state.receive(batch), options.follow);
     }
     return state;
+  }
+
+  /** Stops following the feed (when it does); the store stays open. */
+  async close(): Promise<void> {
+    await this.feed?.close();
+    this.feed = undefined;
+  }
+
+  /**
+   * The one way a fact changes memory, for the facts loaded at start-up and for the events other
+   * appliances wrote (this appliance's own writes change memory before they commit, in the write
+   * methods, and are not applied again).
+   */
+  private apply(f: FactUpdate, source: string, touched: Touched): void {
+    const id = f.nodeId;
+    if (f.kind === 'node') {
+      const current = this.nodes.get(id!);
+      if (current) this.unindex(current);
+      if (f.value === null) this.forget(id!);
+      else this.index({ id: id!, ...(JSON.parse(f.value) as NodeSpec) });
+      touched.nodes.add(id!);
+      return;
+    }
+    if (f.kind === 'appliance') {
+      if (f.facet === 'freeze') this.frozen = f.value === 'true';
+      touched.appliance = true;
+      return;
+    }
+    // A removed node's facts end with it.
+    if (id !== null && !this.nodes.has(id)) return;
+    if (RECORD_KINDS.has(f.kind)) {
+      const kind = f.kind as RecordKind;
+      let records = this.records.get(kind);
+      if (!records) this.records.set(kind, (records = new Map()));
+      const fact = f.value === null ? undefined : { ...f, value: f.value };
+      if (fact) records.set(factKey(f), fact);
+      else records.delete(factKey(f));
+      touched.records.push({ kind, nodeId: id, key: f.facet, fact });
+      return;
+    }
+    if (id === null) return;
+    const { facet, value } = f;
+    if (f.kind === 'desired') {
+      if (value === null) delete this.desiredOf(id)[facet];
+      else this.desiredOf(id)[facet] = value;
+    } else if (f.kind === 'observed') {
+      if (value === null) delete this.observedOf(id)[facet];
+      else this.observedOf(id)[facet] = { value, ...(f.detail ? { detail: f.detail } : {}), at: f.at, source };
+    } else if (f.kind === 'secret') {
+      if (value === null) this.secrets.delete(id);
+      else this.secrets.set(id, value);
+    } else if (f.kind === 'engine' && facet === 'hold') {
+      if (value === null) this.holds.delete(id);
+      else this.holds.set(id, value);
+    } else if (f.kind === 'engine' && facet === 'frozen') {
+      if (value === null) this.frozenNodes.delete(id);
+      else this.frozenNodes.add(id);
+    }
+    touched.nodes.add(id);
+  }
+
+  /**
+   * A batch from the feed. Own events are not applied again (memory had them before they committed)
+   * and an event from elsewhere is skipped where an own change to the same fact comes later in the
+   * log (it is queued, committing, or committed ahead of the feed): memory already holds the value
+   * the log ends with.
+   */
+  private async receive({ events, values }: FeedBatch): Promise<void> {
+    // Own commits settle first, so that the feed knows their revisions as own when it reaches them.
+    await this.committed;
+    const own = this.own!;
+    const touched = noneTouched();
+    const fresh: ShoalEvent[] = [];
+    for (const e of events) {
+      // Handed over already (a feed never repeats one, but memory must not depend on it).
+      if (e.rev <= own.rev) continue;
+      own.rev = e.rev;
+      fresh.push(e);
+      const key = own.revs.get(e.rev);
+      if (key !== undefined) {
+        own.revs.delete(e.rev);
+        this.passed(key);
+        continue;
+      }
+      if (own.unpassed.has(factKey(e))) continue;
+      // The log holds no secret or token hash: the feed read them beside it.
+      const value = e.kind === 'secret' || e.kind === 'user' ? (e.new === null ? null : (values.get(e.rev) ?? null)) : e.new;
+      this.apply({ nodeId: e.nodeId, kind: e.kind, facet: e.facet, value, detail: e.detail, rev: e.rev, at: e.at, writer: e.writer }, e.writer, touched);
+    }
+    if (fresh.length === 0) return;
+    this.revision = Math.max(this.revision, own.rev);
+    this.emit('events', fresh);
+    for (const change of touched.records) this.emit('record', change);
+    for (const id of touched.nodes) this.emit('node', id);
+    if (touched.appliance) this.emit('appliance');
+  }
+
+  /** An own change to `key` is behind the feed now (or failed to commit). */
+  private passed(key: string): void {
+    const unpassed = this.own!.unpassed;
+    const left = (unpassed.get(key) ?? 0) - 1;
+    if (left > 0) unpassed.set(key, left);
+    else unpassed.delete(key);
+  }
+
+  /** Every change goes through here, so that the feed knows which facts have an own change on the way. */
+  private queue(change: Change): void {
+    this.pending.push(change);
+    if (this.own) this.own.unpassed.set(factKey(change), (this.own.unpassed.get(factKey(change)) ?? 0) + 1);
+  }
+
+  /** Drops what memory holds of a removed node. */
+  private forget(id: NodeId): void {
+    this.desiredByNode.delete(id);
+    this.observedByNode.delete(id);
+    this.holds.delete(id);
+    this.frozenNodes.delete(id);
+    this.secrets.delete(id);
+    for (const records of this.records.values()) for (const [key, f] of records) if (f.nodeId === id) records.delete(key);
   }
 
   // ---- reads
@@ -139,9 +292,13 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     return this.secrets.get(id);
   }
 
-  /** The records of one kind as loaded at start-up; their owner (e.g. the rollout controller) rebuilds its state from them. */
+  /**
+   * The records of one kind as loaded at start-up and as other appliances changed them since (not
+   * this appliance's own record writes: their owner holds those); their owner (e.g. the rollout
+   * controller) rebuilds its state from them, and follows `record` after.
+   */
   loadedRecords(kind: RecordKind): readonly Fact[] {
-    return this.records.get(kind) ?? [];
+    return [...(this.records.get(kind)?.values() ?? [])];
   }
 
   /**
@@ -172,10 +329,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const records = entries.map(({ spec, bmcPassword }) => {
       const node: NodeRecord = { id: randomUUID(), ...spec };
       this.index(node);
-      this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: null, value: JSON.stringify(spec), writer });
+      this.queue({ nodeId: node.id, kind: 'node', facet: 'spec', old: null, value: JSON.stringify(spec), writer });
       if (bmcPassword !== undefined) {
         this.secrets.set(node.id, bmcPassword);
-        this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: null, value: bmcPassword, writer });
+        this.queue({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: null, value: bmcPassword, writer });
       }
       return node;
     });
@@ -195,9 +352,9 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.unindex(current);
     const node: NodeRecord = { id: current.id, ...spec };
     this.index(node);
-    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(current), value: JSON.stringify(spec), writer });
+    this.queue({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(current), value: JSON.stringify(spec), writer });
     if (bmcPassword !== undefined) {
-      this.pending.push({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: this.secrets.get(node.id) ?? null, value: bmcPassword, writer });
+      this.queue({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: this.secrets.get(node.id) ?? null, value: bmcPassword, writer });
       this.secrets.set(node.id, bmcPassword);
     }
     await this.flush();
@@ -208,12 +365,8 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   async removeNode(id: NodeId, writer: string): Promise<void> {
     const node = this.resolve(id);
     this.unindex(node);
-    this.desiredByNode.delete(node.id);
-    this.observedByNode.delete(node.id);
-    this.holds.delete(node.id);
-    this.frozenNodes.delete(node.id);
-    this.secrets.delete(node.id);
-    this.pending.push({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(node), value: null, writer });
+    this.forget(node.id);
+    this.queue({ nodeId: node.id, kind: 'node', facet: 'spec', old: specJson(node), value: null, writer });
     await this.flush();
     this.emit('node', node.id);
   }
@@ -223,7 +376,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const after = applyDesiredPatch(before, patch);
     this.options.checkDesired?.(after);
     for (const facet of new Set([...Object.keys(before), ...Object.keys(after)])) {
-      if (before[facet] !== after[facet]) this.pending.push({ nodeId: id, kind: 'desired', facet, old: before[facet] ?? null, value: after[facet] ?? null, writer });
+      if (before[facet] !== after[facet]) this.queue({ nodeId: id, kind: 'desired', facet, old: before[facet] ?? null, value: after[facet] ?? null, writer });
     }
     this.desiredByNode.set(id, after);
     // A new wish is a fresh start: a node held as failed tries again.
@@ -236,10 +389,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   async setFrozen(id: NodeId | null, frozen: boolean, writer: string): Promise<void> {
     const flag = (on: boolean) => (on ? 'true' : null);
     if (id === null) {
-      this.pending.push({ nodeId: null, kind: 'appliance', facet: 'freeze', old: flag(this.frozen), value: flag(frozen), writer });
+      this.queue({ nodeId: null, kind: 'appliance', facet: 'freeze', old: flag(this.frozen), value: flag(frozen), writer });
       this.frozen = frozen;
     } else {
-      this.pending.push({ nodeId: id, kind: 'engine', facet: 'frozen', old: flag(this.frozenNodes.has(id)), value: flag(frozen), writer });
+      this.queue({ nodeId: id, kind: 'engine', facet: 'frozen', old: flag(this.frozenNodes.has(id)), value: flag(frozen), writer });
       if (frozen) this.frozenNodes.add(id);
       else this.frozenNodes.delete(id);
     }
@@ -259,7 +412,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     const observation: Observation = { value, at: Date.now(), source };
     if (detail !== undefined) observation.detail = detail;
     observed[facet] = observation;
-    this.pending.push({ nodeId: id, kind: 'observed', facet, old: current?.value ?? null, value, detail: detail ?? null, writer: source, at: observation.at });
+    this.queue({ nodeId: id, kind: 'observed', facet, old: current?.value ?? null, value, detail: detail ?? null, writer: source, at: observation.at });
     this.scheduleFlush();
     this.emit('node', id);
   }
@@ -268,7 +421,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   setHold(id: NodeId, reason: string | null, writer: string): void {
     const old = this.holds.get(id) ?? null;
     if (old === reason) return;
-    this.pending.push({ nodeId: id, kind: 'engine', facet: 'hold', old, value: reason, writer });
+    this.queue({ nodeId: id, kind: 'engine', facet: 'hold', old, value: reason, writer });
     if (reason === null) this.holds.delete(id);
     else this.holds.set(id, reason);
     this.scheduleFlush();
@@ -280,7 +433,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
    * written right after it in the same turn joins the same transaction.
    */
   record(kind: RecordKind, nodeId: NodeId | null, key: string, old: string | null, value: string | null, detail: string | null, writer: string): void {
-    this.pending.push({ nodeId, kind, facet: key, old, value, detail, writer });
+    this.queue({ nodeId, kind, facet: key, old, value, detail, writer });
     this.scheduleFlush();
   }
 
@@ -294,14 +447,25 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
           this.flushing = undefined;
           if (batch.length === 0) return resolve([]);
           // Batches commit one after another, in the order they were taken, whatever the store's latency.
-          const commit = this.committed.then(() => this.store.commit(batch));
+          // Their revisions are noted before `committed` settles, which is what the feed waits for.
+          const commit = this.committed.then(() => this.store.commit(batch)).then(
+            (events) => {
+              if (this.own) events.forEach((e, i) => this.own!.revs.set(e.rev, factKey(batch[i]!)));
+              return events;
+            },
+            (err: unknown) => {
+              if (this.own) for (const c of batch) this.passed(factKey(c));
+              throw err;
+            },
+          );
           this.committed = commit.then(
             () => undefined,
             () => undefined,
           );
           commit.then((events) => {
-            this.revision = events.at(-1)?.rev ?? this.revision;
-            this.emit('events', events);
+            this.revision = Math.max(this.revision, events.at(-1)?.rev ?? 0);
+            // Following a feed, the feed emits every event, own ones too, in revision order.
+            if (!this.feed) this.emit('events', events);
             resolve(events);
           }, reject);
         }, GROUP_COMMIT_MS);
@@ -337,6 +501,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.ids.delete(node.name);
     for (const mac of node.macs) this.macs.delete(mac);
   }
+}
+
+function noneTouched(): Touched {
+  return { nodes: new Set(), appliance: false, records: [] };
 }
 
 /** The node's spec as the log stores it (the id is the event's node). */

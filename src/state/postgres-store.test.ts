@@ -59,6 +59,7 @@ const observation = (nodeId: string, value: string, writer: string): Change => (
 describe.skipIf(skip)('PostgreSQL store', () => {
   storeContract({
     name: 'PostgreSQL',
+    shared: true,
     async database() {
       const url = await server!.createDatabase();
       return { open: ({ keyFile: key }) => PostgresStore.open(url, { keyFile: key }) };

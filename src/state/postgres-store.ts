@@ -7,8 +7,8 @@
 // appliance on one database needs a copy of the same key file.
 //
 // Client: `pg` (node-postgres). It is the most used and longest kept PostgreSQL client for Node,
-// has a connection pool built in, supports LISTEN/NOTIFY (what the appliances' live feeds need
-// next), and is pure JavaScript, so it needs no native build on the head node.
+// has a connection pool built in, supports LISTEN/NOTIFY (the feed below), and is pure JavaScript,
+// so it needs no native build on the head node.
 //
 // One revision order for the whole cluster. Revisions are not a sequence (a sequence hands out
 // numbers at insert time, and transactions commit in another order, so a reader following
@@ -21,14 +21,35 @@
 // READ COMMITTED whatever the server's default (under REPEATABLE READ the snapshot would be taken
 // by the lock statement, before the previous holder's commit), and max(rev) is read by a statement
 // of its own after the lock is granted (a statement's snapshot is taken when it starts).
+//
+// The feed (follow): each commit sends NOTIFY shoal_events with its last revision, inside its
+// transaction, so PostgreSQL delivers it only if the transaction commits, and after its rows are
+// visible. A follower LISTENs on a connection of its own and, at start, on each notification and
+// after each reconnect, reads everything after the last revision it handed over: a notification is
+// only a wake-up, the read is what makes the feed gap-free (notifications sent while the listener
+// was away are lost, the rows are not). README.md says more.
 import { existsSync } from 'node:fs';
 import pg from 'pg';
+import { z } from 'zod';
 import { SecretKey, SecretKeyError } from './secret-key.js';
-import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
+import { REDACTED, type Change, type EventQuery, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
 
 /** Advisory lock keys (one bigint namespace per database): 'shoal' in ASCII, then what the lock guards. */
 const REVISION_LOCK = 0x73686f616c01n;
 const MIGRATION_LOCK = 0x73686f616c02n;
+
+/** The NOTIFY channel of the event log; the payload is the committing transaction's last revision. */
+const EVENTS_CHANNEL = 'shoal_events';
+/** What the listening connection calls itself in pg_stat_activity, so an operator can tell it from the pool's. */
+export const FEED_APPLICATION_NAME = 'shoal-feed';
+/** Events read per catch-up query. */
+const FEED_PAGE = 1000;
+
+/** A NOTIFY payload, from the wire: a revision, and nothing else. */
+const NotifyPayloadSchema = z
+  .string()
+  .regex(/^[0-9]{1,15}$/, 'a revision is a decimal number')
+  .transform(Number);
 
 interface Migration {
   version: number;
@@ -93,9 +114,13 @@ export function describeDatabase(url: string): string {
 }
 
 export class PostgresStore implements StateStore {
+  private readonly feeds = new Set<PostgresFeed>();
+
   private constructor(
     private readonly pool: pg.Pool,
     private readonly key: SecretKey,
+    private readonly url: string,
+    private readonly connectTimeoutMs: number,
   ) {}
 
   /**
@@ -103,13 +128,14 @@ export class PostgresStore implements StateStore {
    * the database is newer than this code, a SecretKeyError if the key file does not belong to it.
    */
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000 });
+    const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: connectTimeoutMs });
     // Without a listener an idle connection's error would be thrown as an uncaught exception.
     pool.on('error', (err) => options.onIdleError?.(err));
     const where = describeDatabase(url);
     try {
       await migrate(pool, where);
-      return new PostgresStore(pool, await secretKey(pool, options.keyFile, where));
+      return new PostgresStore(pool, await secretKey(pool, options.keyFile, where), url, connectTimeoutMs);
     } catch (err) {
       await pool.end();
       if (err instanceof SchemaVersionError || err instanceof SecretKeyError) throw err;
@@ -171,10 +197,14 @@ export class PostgresStore implements StateStore {
         }
         events.push({ rev: ++rev, at, nodeId: c.nodeId, kind: c.kind, facet: c.facet, old, new: value, detail, writer: c.writer });
       }
-      // One statement for the whole batch: a group commit of observations is one round trip.
+      // One statement for the whole batch, a group commit of observations is one round trip, and
+      // the NOTIFY rides in it: sent in this transaction, it is delivered only if the batch commits.
       await client.query(
-        `INSERT INTO events (rev, at, node_id, kind, facet, old, new, detail, writer)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`,
+        `WITH inserted AS (
+           INSERT INTO events (rev, at, node_id, kind, facet, old, new, detail, writer)
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+         )
+         SELECT pg_notify('${EVENTS_CHANNEL}', $10)`,
         [
           events.map((e) => e.rev),
           events.map((e) => e.at),
@@ -185,6 +215,7 @@ export class PostgresStore implements StateStore {
           events.map((e) => e.new),
           events.map((e) => e.detail),
           events.map((e) => e.writer),
+          String(rev),
         ],
       );
       return events;
@@ -196,11 +227,211 @@ export class PostgresStore implements StateStore {
     const { rows } = query.nodeId
       ? await this.pool.query<EventRow>('SELECT * FROM events WHERE node_id = $1 AND rev > $2 ORDER BY rev LIMIT $3', [query.nodeId, query.afterRev ?? 0, limit])
       : await this.pool.query<EventRow>('SELECT * FROM events WHERE rev > $1 ORDER BY rev LIMIT $2', [query.afterRev ?? 0, limit]);
-    return rows.map((r) => ({ rev: Number(r.rev), at: Number(r.at), nodeId: r.node_id, kind: r.kind, facet: r.facet, old: r.old, new: r.new, detail: r.detail, writer: r.writer }));
+    return rows.map(eventOf);
+  }
+
+  async follow(afterRev: number, onBatch: (batch: FeedBatch) => Promise<void>, options: FollowOptions): Promise<Feed> {
+    const feed = new PostgresFeed(
+      () => listeningClient(this.url, this.connectTimeoutMs),
+      (after) => this.batchAfter(after),
+      afterRev,
+      onBatch,
+      options,
+      () => this.feeds.delete(feed),
+    );
+    this.feeds.add(feed);
+    try {
+      await feed.start();
+    } catch (err) {
+      await feed.close();
+      throw err;
+    }
+    return feed;
+  }
+
+  /** The next page of the log after `afterRev`, with the values of its secrets and users, from one snapshot. */
+  private batchAfter(afterRev: number): Promise<FeedBatch> {
+    return transaction(this.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (client) => {
+      const events = (await client.query<EventRow>('SELECT * FROM events WHERE rev > $1 ORDER BY rev LIMIT $2', [afterRev, FEED_PAGE])).rows.map(eventOf);
+      const values = new Map<number, string>();
+      const setting = (kind: ShoalEvent['kind']) => events.filter((e) => e.kind === kind && e.new !== null);
+      const secretEvents = setting('secret');
+      if (secretEvents.length > 0) {
+        const { rows } = await client.query<{ node_id: string; value: string }>('SELECT node_id, value FROM secrets WHERE node_id = ANY($1)', [secretEvents.map((e) => e.nodeId)]);
+        const sealed = new Map(rows.map((r) => [r.node_id, r.value]));
+        for (const e of secretEvents) {
+          const value = this.key.openBmcPassword(e.nodeId!, sealed.get(e.nodeId!));
+          if (value !== undefined) values.set(e.rev, value);
+        }
+      }
+      const userEvents = setting('user');
+      if (userEvents.length > 0) {
+        const { rows } = await client.query<{ name: string; token_sha256: string }>('SELECT name, token_sha256 FROM api_users WHERE name = ANY($1)', [userEvents.map((e) => e.facet)]);
+        const hashes = new Map(rows.map((r) => [r.name, r.token_sha256]));
+        for (const e of userEvents) {
+          const hash = hashes.get(e.facet);
+          if (hash !== undefined) values.set(e.rev, hash);
+        }
+      }
+      return { events, values };
+    });
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.feeds].map((feed) => feed.close()));
     await this.pool.end();
+  }
+}
+
+function eventOf(r: EventRow): ShoalEvent {
+  return { rev: Number(r.rev), at: Number(r.at), nodeId: r.node_id, kind: r.kind, facet: r.facet, old: r.old, new: r.new, detail: r.detail, writer: r.writer };
+}
+
+/** A connection of its own for LISTEN: a pooled one would be handed to other queries and lose it. */
+async function listeningClient(url: string, connectTimeoutMs: number): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, application_name: FEED_APPLICATION_NAME });
+  // Until the feed takes it over, an error only fails connect() or the query below.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+    return client;
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * One follower of the log. Invariant: `delivered` is the last revision handed to onBatch, and a
+ * read after it runs at start, after every notification announcing more, and after every
+ * reconnect; reads run one at a time (a wake-up during a read makes it read once more).
+ */
+class PostgresFeed implements Feed {
+  private client: pg.Client | undefined;
+  private closed = false;
+  private reading: Promise<void> | undefined;
+  private readAgain = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly minMs: number;
+  private readonly maxMs: number;
+  private backoffMs: number;
+
+  constructor(
+    private readonly connect: () => Promise<pg.Client>,
+    private readonly read: (afterRev: number) => Promise<FeedBatch>,
+    private delivered: number,
+    private readonly onBatch: (batch: FeedBatch) => Promise<void>,
+    private readonly options: FollowOptions,
+    private readonly onClosed: () => void,
+  ) {
+    this.minMs = options.reconnect?.minMs ?? 250;
+    this.maxMs = options.reconnect?.maxMs ?? 10_000;
+    this.backoffMs = this.minMs;
+  }
+
+  /** Listens first, then reads: a commit between the two is in the read, one after it is notified. */
+  async start(): Promise<void> {
+    this.adopt(await this.connect());
+    await this.catchUp();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    await this.reading?.catch(() => undefined);
+    await client?.end().catch(() => undefined);
+    this.onClosed();
+  }
+
+  private adopt(client: pg.Client): void {
+    this.client = client;
+    client.removeAllListeners('error');
+    client.on('notification', (message) => this.notified(message));
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client));
+  }
+
+  private notified(message: pg.Notification): void {
+    if (message.channel !== EVENTS_CHANNEL) return;
+    const payload = NotifyPayloadSchema.safeParse(message.payload ?? '');
+    if (!payload.success) {
+      // Someone else NOTIFYing on our channel: not to be trusted, but a read costs nothing wrong.
+      this.options.log.warn({ channel: EVENTS_CHANNEL, payload: message.payload }, 'the PostgreSQL feed got a notification that names no revision; reading the log anyway');
+    } else if (payload.data <= this.delivered) {
+      return;
+    }
+    void this.catchUp().catch(() => undefined);
+  }
+
+  private lost(client: pg.Client, err?: Error): void {
+    if (client !== this.client || this.closed) return;
+    this.client = undefined;
+    void client.end().catch(() => undefined);
+    this.options.log.warn(
+      { err, afterRev: this.delivered, retryInMs: this.backoffMs },
+      'the PostgreSQL feed lost its listening connection; reconnecting, then reading what was committed meanwhile',
+    );
+    this.schedule(() => void this.reconnect());
+  }
+
+  private async reconnect(): Promise<void> {
+    let client: pg.Client;
+    try {
+      client = await this.connect();
+    } catch (err) {
+      if (this.closed) return;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.maxMs);
+      this.options.log.warn({ err, retryInMs: this.backoffMs }, 'the PostgreSQL feed cannot reconnect its listening connection yet');
+      this.schedule(() => void this.reconnect());
+      return;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.adopt(client);
+    this.backoffMs = this.minMs;
+    this.options.log.info({ afterRev: this.delivered }, 'the PostgreSQL feed listens again; reading the log from the last revision it handed over');
+    void this.catchUp().catch(() => undefined);
+  }
+
+  private schedule(then: () => void): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(then, this.backoffMs);
+  }
+
+  /** Reads and hands over everything after `delivered`; a failed read is retried after a backoff (and logged). */
+  private catchUp(): Promise<void> {
+    if (this.reading) {
+      this.readAgain = true;
+      return this.reading;
+    }
+    const reading = (async () => {
+      do {
+        this.readAgain = false;
+        for (;;) {
+          if (this.closed) return;
+          const batch = await this.read(this.delivered);
+          if (batch.events.length === 0 || this.closed) break;
+          await this.onBatch(batch);
+          this.delivered = batch.events.at(-1)!.rev;
+          if (batch.events.length < FEED_PAGE) break;
+        }
+      } while (this.readAgain);
+    })();
+    this.reading = reading.finally(() => {
+      this.reading = undefined;
+    });
+    reading.catch((err: unknown) => {
+      if (this.closed) return;
+      this.options.log.warn({ err, afterRev: this.delivered, retryInMs: this.backoffMs }, 'the PostgreSQL feed could not read the log; trying again');
+      // The listener's own loss schedules a reconnect, which reads; otherwise read again later.
+      if (this.client) this.schedule(() => void this.catchUp().catch(() => undefined));
+    });
+    return this.reading;
   }
 }
 

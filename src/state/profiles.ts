@@ -7,7 +7,8 @@ import type { NodeId, NodeRecord } from '../domain/node.js';
 import { renderSeed, type NoCloudSeed } from '../domain/nocloud.js';
 import { effectiveConfig, profileReaches, ProfileInputSchema, ProfileNameSchema, SettingsSchema, type EffectiveConfig, type Profile, type Settings } from '../domain/profile.js';
 import { SAMPLE_NODE, TemplateError } from '../domain/templates.js';
-import { NotFoundError, type ClusterState } from './cluster-state.js';
+import { NotFoundError, type ClusterState, type RecordChange } from './cluster-state.js';
+import type { Fact } from './store.js';
 import { InventoryError } from './inventory.js';
 
 /** The facet (key) of a node's own overrides among its `profile` records; a profile record has no node. */
@@ -35,16 +36,36 @@ export class ProfileDirectory {
   private readonly overrides = new Map<NodeId, Settings>();
 
   constructor(private readonly state: ClusterState) {
-    for (const fact of state.loadedRecords('profile')) {
-      if (fact.nodeId === null) {
-        this.profiles.set(fact.facet, { profile: { name: fact.facet, ...ProfileInputSchema.parse(JSON.parse(fact.value)) }, updatedAt: fact.at, updatedBy: fact.writer });
-      } else if (fact.facet === NODE_OVERRIDES_KEY) {
-        this.overrides.set(fact.nodeId, SettingsSchema.parse(JSON.parse(fact.value)));
-      }
-    }
+    for (const fact of state.loadedRecords('profile')) this.remember(fact);
     // The store drops a removed node's records with it; so does memory.
     state.on('node', this.forgetRemoved);
+    state.on('record', this.followOthers);
   }
+
+  private remember(fact: Fact): void {
+    if (fact.nodeId === null) {
+      this.profiles.set(fact.facet, { profile: { name: fact.facet, ...ProfileInputSchema.parse(JSON.parse(fact.value)) }, updatedAt: fact.at, updatedBy: fact.writer });
+    } else if (fact.facet === NODE_OVERRIDES_KEY) {
+      this.overrides.set(fact.nodeId, SettingsSchema.parse(JSON.parse(fact.value)));
+    }
+  }
+
+  /** A profile or overrides changed through another appliance: the nodes it reached before and reaches now re-plan, as after a save here. */
+  private readonly followOthers = ({ kind, nodeId, key, fact }: RecordChange): void => {
+    if (kind !== 'profile') return;
+    if (nodeId !== null) {
+      if (key !== NODE_OVERRIDES_KEY) return;
+      if (fact) this.remember(fact);
+      else this.overrides.delete(nodeId);
+      this.touch([nodeId]);
+      return;
+    }
+    const before = this.profiles.get(key);
+    if (fact) this.remember(fact);
+    else this.profiles.delete(key);
+    const after = this.profiles.get(key);
+    this.touch([...(before ? this.reachedIds(before.profile) : []), ...(after ? this.reachedIds(after.profile) : [])]);
+  };
 
   private readonly forgetRemoved = (id: NodeId): void => {
     if (!this.state.node(id)) this.overrides.delete(id);
@@ -53,6 +74,7 @@ export class ProfileDirectory {
   /** Stops following the cluster state (the appliance is stopping). */
   close(): void {
     this.state.off('node', this.forgetRemoved);
+    this.state.off('record', this.followOthers);
   }
 
   list(): ProfileEntry[] {

@@ -75,6 +75,7 @@ function writeOldDatabase(dir: string): string[] {
 
 storeContract({
   name: 'SQLite',
+  shared: false,
   async database() {
     const path = join(tempDir(), 'shoal.db');
     return { open: async ({ keyFile }) => new SqliteStore(path, { keyFile }) };

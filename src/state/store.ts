@@ -65,12 +65,49 @@ export interface EventQuery {
   limit?: number;
 }
 
+/** What a feed hands over: the next events of the log, and the values the log leaves out. */
+export interface FeedBatch {
+  /** Gap-free and in revision order, each after the revision the last batch ended with. */
+  events: ShoalEvent[];
+  /**
+   * For the `secret` and `user` events among them that set a value (the log says only REDACTED):
+   * the value, by the event's revision, as the store holds it when the batch is read. A later
+   * change may have replaced it (that change comes in this batch or a later one); a value removed
+   * since is missing.
+   */
+  values: Map<number, string>;
+}
+
+/** Where a feed says what happens to it (a pino logger is one). */
+export interface FeedLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface FollowOptions {
+  log: FeedLog;
+  /** The wait before reconnecting, doubling from `minMs` up to `maxMs` while the server stays away (default 250 ms to 10 s). */
+  reconnect?: { minMs: number; maxMs: number };
+}
+
+export interface Feed {
+  /** Stops following: no batch is handed over once this resolves. */
+  close(): Promise<void>;
+}
+
 export interface StateStore {
   /** Every current fact, and the last revision written. */
   load(): Promise<{ facts: Fact[]; rev: number }>;
   /** Writes the changes atomically, in order; returns their events. A removed node loses all its facts. */
   commit(changes: Change[]): Promise<ShoalEvent[]>;
   events(query: EventQuery): Promise<ShoalEvent[]>;
+  /**
+   * Only a store other appliances write to has it (PostgreSQL; not SQLite, which one appliance
+   * owns): hands every event after `afterRev` to `onBatch`, whoever wrote it, once each, in
+   * revision order, one batch at a time (the next waits for the last to settle), and goes on as
+   * events commit. Resolves once it listens and the events up to now have been handed over.
+   */
+  follow?(afterRev: number, onBatch: (batch: FeedBatch) => Promise<void>, options: FollowOptions): Promise<Feed>;
   close(): Promise<void>;
 }
 

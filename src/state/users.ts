@@ -5,6 +5,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, type ClusterState } from './cluster-state.js';
+import type { Fact } from './store.js';
 
 /** In order of what they may do: each role may do everything the roles before it may. */
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -50,10 +51,18 @@ export class UserDirectory {
   private readonly users = new Map<string, Entry>();
 
   constructor(private readonly state: ClusterState) {
-    for (const fact of state.loadedRecords('user')) {
-      const { role } = UserDetailSchema.parse(JSON.parse(fact.detail ?? '{}'));
-      this.users.set(fact.facet, { user: { name: fact.facet, role, createdAt: fact.at, createdBy: fact.writer }, tokenHash: Buffer.from(fact.value, 'hex') });
-    }
+    for (const fact of state.loadedRecords('user')) this.put(fact);
+    // Users added or removed through another appliance on the same database.
+    state.on('record', ({ kind, key, fact }) => {
+      if (kind !== 'user') return;
+      if (fact) this.put(fact);
+      else this.users.delete(key);
+    });
+  }
+
+  private put(fact: Fact): void {
+    const { role } = UserDetailSchema.parse(JSON.parse(fact.detail ?? '{}'));
+    this.users.set(fact.facet, { user: { name: fact.facet, role, createdAt: fact.at, createdBy: fact.writer }, tokenHash: Buffer.from(fact.value, 'hex') });
   }
 
   get size(): number {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterState } from '../../src/state/cluster-state.js';
-import { REDACTED, type Change, type StateStore } from '../../src/state/store.js';
+import { REDACTED, type Change, type FeedBatch, type StateStore } from '../../src/state/store.js';
 import type { NodeSpec } from '../../src/domain/node.js';
 
 /** One empty database of a backend; `open` can be called again after a close (a reopen). */
@@ -18,6 +18,8 @@ export interface StoreDatabase {
 
 export interface StoreBackend {
   name: string;
+  /** Several appliances may write to one database: the store has a feed (`follow`). */
+  shared: boolean;
   /** A new, empty database for one test. */
   database(): Promise<StoreDatabase>;
 }
@@ -33,6 +35,17 @@ const change = (nodeId: string | null, kind: Change['kind'], facet: string, valu
   writer: 'test',
   ...extra,
 });
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+/** Polls `check` until it holds; fails with `what` after `ms`. */
+async function waitFor(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 export function storeContract(backend: StoreBackend): void {
   describe(`the store contract on ${backend.name}`, () => {
@@ -213,6 +226,77 @@ export function storeContract(backend: StoreBackend): void {
       expect(reopened.hold(a!.id)).toBe('power.on failed 6 times');
       expect(reopened.bmcPassword(a!.id)).toBe('pw');
       expect(reopened.isFrozen()).toBe(true);
+    });
+
+    it(`has a feed ${backend.shared ? 'since other appliances may write to it' : 'not: one appliance owns it'}`, async () => {
+      const store = await (await fresh()).open();
+      expect(typeof store.follow).toBe(backend.shared ? 'function' : 'undefined');
+    });
+
+    it.skipIf(!backend.shared)('hands a follower every event after a revision once, in order, whoever wrote it, with the values the log leaves out', async () => {
+      const t = await fresh();
+      const [one, two] = [await t.open(), await t.open()];
+      await one.commit([change('a', 'node', 'spec', '{}'), change('a', 'secret', 'bmc', 'pw')]);
+      const batches: FeedBatch[] = [];
+      const feed = await two.follow!(1, async (batch) => void batches.push(batch), { log: quiet });
+      // Caught up when follow resolves: what was committed before it is handed over already.
+      expect(batches.flatMap((b) => b.events.map((e) => e.rev))).toEqual([2]);
+      expect(batches[0]!.values.get(2)).toBe('pw');
+      const hash = 'b'.repeat(64);
+      await one.commit([change('a', 'observed', 'power', 'on')]);
+      await two.commit([change(null, 'user', 'alice', hash, { detail: '{"role":"viewer"}' })]);
+      const last = await one.commit([change('a', 'secret', 'bmc', 'pw2', { old: 'pw' }), change('a', 'desired', 'power', 'on')]);
+      const delivered = () => batches.flatMap((b) => b.events);
+      await waitFor(() => delivered().some((e) => e.rev === last.at(-1)!.rev), `revision ${last.at(-1)!.rev} from the feed`);
+      expect(delivered().map((e) => e.rev)).toEqual([2, 3, 4, 5, 6]);
+      expect(delivered()).toEqual(await one.events({ afterRev: 1 }));
+      const values = new Map(batches.flatMap((b) => [...b.values]));
+      expect(values.get(4)).toBe(hash);
+      expect(values.get(5)).toBe('pw2');
+      expect([...values.keys()].sort()).toEqual([2, 4, 5]);
+      await feed.close();
+    });
+
+    it.skipIf(!backend.shared)('keeps two cluster states on one database in step: nodes, desired, observed, secrets, holds and freezes, whichever writes', async () => {
+      const t = await fresh();
+      const a = await ClusterState.open(await t.open(), { follow: { log: quiet } });
+      const b = await ClusterState.open(await t.open(), { follow: { log: quiet } });
+      try {
+        const [n] = await a.addNodes([{ spec: spec('n', '52:54:00:00:00:09'), bmcPassword: 'pw' }], 'op');
+        await a.setDesired(n!.id, { power: 'on' }, 'op');
+        a.observe(n!.id, 'power', 'off', 'ipmi');
+        a.setHold(n!.id, 'power.on failed 6 times', 'engine');
+        await a.setFrozen(null, true, 'op');
+        await a.flush();
+        await waitFor(() => b.revision === a.revision, `the second state at revision ${a.revision}`);
+        expect(b.resolve('n')).toEqual(n);
+        expect(b.byMac('52:54:00:00:00:09')?.id).toBe(n!.id);
+        expect(b.desired(n!.id)).toEqual({ power: 'on' });
+        expect(b.observed(n!.id).power).toMatchObject({ value: 'off', source: 'ipmi' });
+        expect(b.bmcPassword(n!.id)).toBe('pw');
+        expect(b.hold(n!.id)).toBe('power.on failed 6 times');
+        expect(b.isFrozen()).toBe(true);
+
+        // The other way round, and a change of spec and password.
+        await b.updateNode(n!.id, { ...spec('n2', '52:54:00:00:00:0a') }, 'pw2', 'op');
+        await b.setDesired(n!.id, { power: 'off' }, 'op');
+        await waitFor(() => a.revision === b.revision, `the first state at revision ${b.revision}`);
+        expect(a.resolve('n2').id).toBe(n!.id);
+        expect(() => a.resolve('n')).toThrow(/no node/);
+        expect(a.byMac('52:54:00:00:00:09')).toBeUndefined();
+        expect(a.bmcPassword(n!.id)).toBe('pw2');
+        expect(a.desired(n!.id)).toEqual({ power: 'off' });
+        // A new wish released the hold, in the log too.
+        expect(a.hold(n!.id)).toBeUndefined();
+
+        await a.removeNode(n!.id, 'op');
+        await waitFor(() => b.revision === a.revision, `the second state at revision ${a.revision}`);
+        expect(b.list()).toEqual([]);
+        expect(b.bmcPassword(n!.id)).toBeUndefined();
+        expect(b.desired(n!.id)).toEqual({});
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
     });
 
     it('makes a 32-byte key file readable by its owner only at first open', async () => {
