@@ -7,7 +7,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config.js';
@@ -17,7 +16,7 @@ import type { Change, FeedBatch, ShoalEvent } from '../src/state/store.js';
 import type { NodePhase } from '../src/engine/executor.js';
 import { SimRack } from '../modules/sim/sim.js';
 import { skipUnless } from './support/environment.js';
-import { postgresRequirement, startPostgres, type TestPostgres } from './support/postgres.js';
+import { postgresRequirement, sql, startPostgres, type TestPostgres } from './support/postgres.js';
 
 const skip = skipUnless('the PostgreSQL feed', postgresRequirement());
 
@@ -60,16 +59,6 @@ function tempDir(): string {
   return dir;
 }
 
-/** Runs one statement on a connection of its own (the "third client"). */
-async function sql<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 const listenerPids = async (url: string): Promise<number[]> =>
   (await sql<{ pid: number }>(url, 'SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database() ORDER BY pid', [FEED_APPLICATION_NAME])).map((r) => r.pid);

@@ -5,10 +5,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { skipUnless } from '../../test/support/environment.js';
-import { postgresRequirement, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
+import { postgresRequirement, sql, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
 import { describeDatabase, MIGRATIONS, PostgresStore, SchemaVersionError } from './postgres-store.js';
 import { SecretKey } from './secret-key.js';
 import { storeContract } from '../../test/support/store-contract.js';
@@ -43,16 +42,6 @@ async function open(url: string, key: string, poolSize?: number): Promise<Postgr
   return store;
 }
 
-/** Runs one statement on its own connection. */
-async function sql<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 const observation = (nodeId: string, value: string, writer: string): Change => ({ nodeId, kind: 'observed', facet: 'power', value, old: null, writer });
 

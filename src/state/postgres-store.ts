@@ -32,7 +32,7 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
 import { SecretKey, SecretKeyError } from './secret-key.js';
-import { REDACTED, type Change, type EventQuery, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
+import { REDACTED, type Change, type EventQuery, type EventRow as StoredEventRow, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
 
 /** Advisory lock keys (one bigint namespace per database): 'shoal' in ASCII, then what the lock guards. */
 const REVISION_LOCK = 0x73686f616c01n;
@@ -96,17 +96,7 @@ export interface PostgresStoreOptions {
   onIdleError?: (err: Error) => void;
 }
 
-interface EventRow {
-  rev: string;
-  at: string;
-  node_id: string | null;
-  kind: ShoalEvent['kind'];
-  facet: string;
-  old: string | null;
-  new: string | null;
-  detail: string | null;
-  writer: string;
-}
+type EventRow = StoredEventRow<string>;
 
 /** The URL without its password, for messages. */
 export function describeDatabase(url: string): string {

@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SecretKey, SecretKeyError } from './secret-key.js';
-import { REDACTED, type Change, type EventQuery, type Fact, type ShoalEvent, type StateStore } from './store.js';
+import { REDACTED, type Change, type EventQuery, type EventRow as StoredEventRow, type Fact, type ShoalEvent, type StateStore } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -43,17 +43,7 @@ export interface SqliteStoreOptions {
   keyFile: string;
 }
 
-interface EventRow {
-  rev: number;
-  at: number;
-  node_id: string | null;
-  kind: ShoalEvent['kind'];
-  facet: string;
-  old: string | null;
-  new: string | null;
-  detail: string | null;
-  writer: string;
-}
+type EventRow = StoredEventRow<number>;
 
 export class SqliteStore implements StateStore {
   readonly db: Database.Database;

@@ -46,6 +46,19 @@ export interface ShoalEvent {
   writer: string;
 }
 
+/** An events table row as a backend's driver returns it: `rev` and `at` are numbers from SQLite, strings (bigint) from PostgreSQL. */
+export interface EventRow<Int extends number | string> {
+  rev: Int;
+  at: Int;
+  node_id: string | null;
+  kind: ShoalEvent['kind'];
+  facet: string;
+  old: string | null;
+  new: string | null;
+  detail: string | null;
+  writer: string;
+}
+
 export interface Fact {
   nodeId: NodeId | null;
   kind: FactKind;

@@ -102,3 +102,14 @@ async function killPostmaster(data: string): Promise<void> {
     // Already gone: what stop asked for.
   }
 }
+
+/** Runs one statement on a connection of its own (a client beside the stores under test). */
+export async function sql<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
