@@ -6,7 +6,7 @@
 // Needs skopeo, umoci, squashfs-tools, GNU tar and apt's lists (busybox-static for the initramfs).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -151,6 +151,9 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     kernelFiles(CACHE_DIR, tree);
     mkdirSync(join(tree, 'etc'), { recursive: true });
     writeFileSync(join(tree, 'etc', 'site-secret'), 'removed by the next layer\n');
+    // As in a tree made from a Shoal image (debian@12's): the agent's bin directory is there already.
+    mkdirSync(join(tree, 'usr/lib/shoal-agent/bin'), { recursive: true });
+    symlinkSync('/bin/busybox', join(tree, 'usr/lib/shoal-agent/bin/wget'));
     run('umoci', ['new', '--image', `${layout}:inserted`]);
     run('umoci', ['insert', '--image', `${layout}:inserted`, tree, '/']);
     run('umoci', ['insert', '--image', `${layout}:inserted`, '--whiteout', '/etc/site-secret']);
@@ -160,6 +163,7 @@ describe.skipIf(skip)('OCI import', { timeout: 10 * MINUTE }, () => {
     expect(listing).toContain('/usr/bin/shoal-agent');
     expect(listing).not.toContain('/etc/site-secret');
     expect(listing.filter((p) => p.includes('.wh.'))).toEqual([]);
+    expect(run('unsquashfs', ['-lls', '-d', '', image.rootfsPath!, '/usr/lib/shoal-agent/bin/wget'])).toMatch(/\/usr\/lib\/shoal-agent\/bin\/wget -> busybox$/m);
   });
 
   it('refuses a path that is no image: a plain directory, a compressed archive, a tar of something else', async () => {

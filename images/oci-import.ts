@@ -189,7 +189,12 @@ async function installAgent(tree: string, busyboxTree: string, progress: (line: 
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolveList(names) : reject(new Error(`busybox --list exit status ${code}`))));
   });
-  for (const applet of applets.filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) await symlink('busybox', join(posix.dirname(busybox), applet));
+  // An image made from a Shoal image (debian@12's tree, say) has some of these already.
+  for (const applet of applets.filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) {
+    const link = join(posix.dirname(busybox), applet);
+    await rm(link, { recursive: true, force: true });
+    await symlink('busybox', link);
+  }
 
   const agent = await placeInTree(tree, '/usr/bin/shoal-agent');
   await writeFile(agent, await here('./agent/shoal-agent.sh'));
