@@ -10,7 +10,8 @@
 // root.squashfs, image.json naming the source and its OCI manifest digest. All work happens in a
 // directory that is removed at the end; the image directory appears only when complete
 // (writeImageDir).
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { MANIFEST_FILE, KERNEL_FILE, prepareBusybox, shoalImageFile, sourceDateEpochFromEnv, type BuildOptions, type BuiltImage } from './builder.js';
+import { SKOPEO_REFERENCE } from '../src/contracts/services.js';
 import { parseManifest, type ImageManifest } from './manifest.js';
 import { checkLayers, OciImageError, readOciImage, walkTar } from './oci-layout.js';
 import { ROOTFS_SQUASHFS_FILE, treeKernelPackage, treeKernelRelease, writeRootImage, writeRootSquashfs } from './os-builder.js';
@@ -28,7 +30,6 @@ export { OciImageError } from './oci-layout.js';
 const LAYOUT_TAG = 'shoal';
 const DEFAULT_CMDLINE = 'console=ttyS0 quiet systemd.show_status=1';
 
-const TRANSPORT = /^(oci:|oci-archive:|docker-archive:|docker:\/\/)./;
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const VERSION = /^[0-9a-z][0-9a-z.-]{0,31}$/;
 
@@ -37,7 +38,7 @@ export const OciImportRequestSchema = z
     /** An absolute path (an OCI layout directory, an OCI archive or a `docker save` archive), or a skopeo reference. */
     source: z
       .string()
-      .refine((s) => s.startsWith('/') || TRANSPORT.test(s), 'an absolute path to an OCI layout or archive, or a skopeo reference: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF'),
+      .refine((s) => s.startsWith('/') || SKOPEO_REFERENCE.test(s), 'an absolute path to an OCI layout or archive, or a skopeo reference: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF'),
     /** Defaults to the source's file name, made a valid name. */
     name: z.string().regex(NAME, 'lowercase letters, digits and dashes, starting with a letter').optional(),
     /** Defaults to the first 12 hex digits of the image's manifest digest: the same content, the same version. */
@@ -144,7 +145,7 @@ async function skopeoReference(path: string): Promise<string> {
 
 /** A name for an image imported without one: the source's file name, made a valid name. */
 function defaultName(source: string): string {
-  const file = basename(source.replace(/^(oci:|oci-archive:|docker-archive:|docker:\/\/)/, ''));
+  const file = basename(source.replace(SKOPEO_REFERENCE, ''));
   const name = file
     .replace(/\.(tar|oci|docker)$/, '')
     .toLowerCase()
@@ -155,6 +156,7 @@ function defaultName(source: string): string {
   return name === '' ? 'imported' : name;
 }
 
+const execFileAsync = promisify(execFile);
 const here = (path: string) => readFile(new URL(path, import.meta.url));
 const AGENT_BIN = '/usr/lib/shoal-agent/bin';
 const UNIT_DIR = '/etc/systemd/system';
@@ -182,13 +184,7 @@ async function installAgent(tree: string, busyboxTree: string, progress: (line: 
   const busybox = await placeInTree(tree, `${AGENT_BIN}/busybox`);
   await copyFile(join(busyboxTree, 'bin/busybox'), busybox);
   await chmod(busybox, 0o755);
-  const applets = await new Promise<string[]>((resolveList, reject) => {
-    const child = spawn(join(busyboxTree, 'bin/busybox'), ['--list'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    const names: string[] = [];
-    createInterface({ input: child.stdout }).on('line', (line) => names.push(line));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolveList(names) : reject(new Error(`busybox --list exit status ${code}`))));
-  });
+  const applets = (await execFileAsync(join(busyboxTree, 'bin/busybox'), ['--list'])).stdout.split('\n');
   // An image made from a Shoal image (debian@12's tree, say) has some of these already.
   for (const applet of applets.filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) {
     const link = join(posix.dirname(busybox), applet);

@@ -8,7 +8,7 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ImportJobView } from '../../src/api/views.js';
-import type { ContainerImageImporter } from '../../src/contracts/services.js';
+import { SKOPEO_REFERENCE, type ContainerImageImporter } from '../../src/contracts/services.js';
 import { IMAGE_NAME, IMAGE_REF } from './manifest.js';
 import { refOf, type ImageStore, type StoredImage } from './store.js';
 
@@ -17,7 +17,7 @@ export const ImportRequestSchema = z
     source: z
       .string()
       .min(1)
-      .refine((s) => s.startsWith('/') || /^(oci:|oci-archive:|docker-archive:|docker:\/\/)./.test(s), 'an absolute path on the appliance host, or a skopeo reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF)'),
+      .refine((s) => s.startsWith('/') || SKOPEO_REFERENCE.test(s), 'an absolute path on the appliance host, or a skopeo reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF)'),
     /** NAME or NAME@VERSION; by default the source's file name, and the manifest digest's first 12 hex digits. */
     name: z
       .string()

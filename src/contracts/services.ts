@@ -51,6 +51,9 @@ export interface NodeConfigs {
   seed(nodeId: NodeId): NoCloudSeed | undefined;
 }
 
+/** A skopeo reference an import takes besides a plain path: its transport, then what it names. */
+export const SKOPEO_REFERENCE = /^(oci:|oci-archive:|docker-archive:|docker:\/\/)(?=.)/;
+
 /** What an import of a container image is asked to do (modules/oci does it with images/oci-import.ts). */
 export interface ContainerImageRequest {
   /** An absolute path on the appliance host (OCI layout, OCI archive, `docker save` archive), or a skopeo reference. */
