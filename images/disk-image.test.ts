@@ -171,7 +171,7 @@ describe('runTool', () => {
 
 const buildSkip = skipUnless(
   'disk image build from a tiny tree',
-  requirements({ root: true, commands: ['sfdisk', 'mkfs.ext4', 'debugfs', 'e2fsck', 'mkfs.vfat', 'mmd', 'mcopy', 'mdir', 'grub-mkimage', 'zstd', 'unshare'] }),
+  requirements({ root: true, commands: ['sfdisk', 'mkfs.ext4', 'debugfs', 'e2fsck', 'mkfs.vfat', 'mmd', 'mcopy', 'mdir', 'mtype', 'grub-mkimage', 'zstd', 'unshare'] }),
 );
 
 describe.skipIf(buildSkip || !existsSync('/usr/lib/grub/x86_64-efi/kernel.img') || !existsSync('/usr/lib/grub/i386-pc/boot.img'))('buildDiskImage from a tiny tree', () => {

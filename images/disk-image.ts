@@ -153,7 +153,7 @@ export function grubConfig(o: GrubConfigOptions): string {
     'set default=0',
     `menuentry '${o.title.replaceAll("'", '')}' {`,
     `  search --no-floppy --fs-uuid --set=root ${o.rootFsUuid}`,
-    `  echo 'Loading Linux ${o.release} ...'`,
+    `  echo "Loading Linux ${o.release} ..."`,
     `  linux /boot/vmlinuz-${o.release} root=UUID=${o.rootFsUuid} ro ${o.cmdline}`.trimEnd(),
     `  initrd /boot/initrd.img-${o.release}`,
     '}',
