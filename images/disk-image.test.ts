@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements, skipUnless } from '../test/support/environment.js';
 import {
   buildDiskImage,
@@ -175,7 +175,10 @@ const buildSkip = skipUnless(
 );
 
 describe.skipIf(buildSkip || !existsSync('/usr/lib/grub/x86_64-efi/kernel.img') || !existsSync('/usr/lib/grub/i386-pc/boot.img'))('buildDiskImage from a tiny tree', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'shoal-disk-image-'));
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-disk-image-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('writes a GPT disk whose partitions hold what each firmware boots, and leaves the tree as it was', { timeout: 120_000 }, async () => {

@@ -329,6 +329,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
   for (const platform of ['i386-pc', 'x86_64-efi']) {
     if (!existsSync(join(grubDir, platform, 'kernel.img'))) throw new DiskImageError(`GRUB ${platform} is not installed in ${grubDir}/${platform} (apt-get install ${platform === 'i386-pc' ? 'grub-pc-bin' : 'grub-efi-amd64-bin'})`);
   }
+  if (process.getuid?.() !== 0) throw new DiskImageError('building a disk image needs root: mkfs.ext4 reads the tree through an overlay in a private mount namespace');
   const seed = o.seed ?? randomBytes(16).toString('hex');
   const rootFsUuid = derivedUuid(seed, 'root-filesystem');
   const espVolumeId = derivedFatVolumeId(seed);
