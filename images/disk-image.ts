@@ -52,9 +52,11 @@ const TOOL_PACKAGES: Record<string, string> = {
 };
 
 /** Runs a tool with execFile; a failure names the tool, how it ended and the end of its stderr. */
-export async function runTool(tool: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function runTool(tool: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<string> {
   try {
-    const { stdout } = await execFileAsync(tool, args, { maxBuffer: 64 * MIB, env: options.env ?? process.env, encoding: 'utf8' });
+    const running = execFileAsync(tool, args, { maxBuffer: 64 * MIB, env: options.env ?? process.env, encoding: 'utf8' });
+    running.child.stdin?.end(options.input);
+    const { stdout } = await running;
     return stdout;
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stderr?: string; code?: number | string; signal?: string };
@@ -443,14 +445,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
 }
 
 async function sfdisk(file: string, script: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const child = execFile('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '--wipe', 'never', file], (error, _stdout, stderr) => {
-      if (!error) return resolve();
-      const e = error as NodeJS.ErrnoException;
-      reject(new DiskImageError(e.code === 'ENOENT' ? 'sfdisk is not installed (apt-get install fdisk)' : `sfdisk failed (exit status ${e.code}): ${String(stderr).trim() || e.message}`));
-    });
-    child.stdin!.end(script);
-  });
+  await runTool('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '--wipe', 'never', file], { input: script });
 }
 
 // $1 tree, $2 upper, $3 work, $4 mount point, $5 kernel release, $6 where the initrd goes.
