@@ -5,6 +5,7 @@ import { Planner } from './planner.js';
 import type { FacetDefinition } from './facet.js';
 import { standardFacets, bootFacet, imageFacet } from '../facets/standard.js';
 import { DesiredVocabulary } from './desired.js';
+import { diskFacet, writtenDetail } from '../facets/disk.js';
 import type { DesiredState } from '../domain/state.js';
 
 const graph = new FacetGraph(standardFacets);
@@ -138,5 +139,60 @@ describe('start-up lint', () => {
     };
     const problems = lintGraph(new FacetGraph([stuck]), [stuck]).problems;
     expect(problems).toEqual(['state only=b has no way out']);
+  });
+});
+
+describe('planner with the disk facet (install to disk)', () => {
+  const facets = [...standardFacets, diskFacet];
+  const diskGraph = new FacetGraph(facets);
+  const diskVocabulary = new DesiredVocabulary(facets);
+  const diskPlanner = new Planner(diskGraph);
+  // power, boot, run, image, disk
+  const plan = (vector: string[], desired: DesiredState) => diskPlanner.plan(vector, diskVocabulary.target(desired)).steps.map((s) => s.step);
+
+  it('passes the lint', () => {
+    expect(lintGraph(diskGraph, facets).problems).toEqual([]);
+  });
+
+  it('installs boot=disk image=X by a deploy boot, a verified write and a boot from the disk', () => {
+    const install = ['boot.deploy', 'power.on', 'run.boot', 'disk.write', 'boot.disk', 'run.drain', 'run.reboot', 'run.boot'];
+    expect(plan(['off', 'idle', 'off', 'unknown', 'unknown'], { image: 'debian@12', boot: 'disk' })).toEqual(install);
+    // a node running another image from its disk is installed the same way, once drained and rebooted
+    expect(plan(['on', 'disk', 'ready', 'stale', 'other'], { image: 'debian@12', boot: 'disk' })).toEqual(['boot.deploy', 'run.drain', 'run.reboot', ...install.slice(2)]);
+    // the deploy environment's kernel was served: what is left is its hello, then the write
+    expect(plan(['on', 'deployed', 'booting', 'unknown', 'unknown'], { image: 'debian@12', boot: 'disk' })).toEqual(install.slice(2));
+    // a failed write is tried again from the running deploy environment
+    expect(plan(['on', 'deployed', 'ready', 'stale', 'failed'], { image: 'debian@12', boot: 'disk' })).toEqual(install.slice(3));
+  });
+
+  it('leaves a node alone whose disk holds the desired image and runs it', () => {
+    expect(plan(['on', 'disk', 'ready', 'current', 'written'], { image: 'debian@12', boot: 'disk' })).toEqual([]);
+    // written but not yet booted from: only the disk boot is left
+    expect(plan(['on', 'deployed', 'ready', 'stale', 'written'], { image: 'debian@12', boot: 'disk' })).toEqual(['boot.disk', 'run.drain', 'run.reboot', 'run.boot']);
+  });
+
+  it('never counts the deploy environment, nor a disk it did not write, as the desired image', () => {
+    const end = (vector: string[], desired: DesiredState) => {
+      const p = diskPlanner.plan(vector, diskVocabulary.target(desired));
+      return p.steps.at(-1)?.expect ?? p.from;
+    };
+    expect(end(['off', 'idle', 'off', 'unknown', 'unknown'], { image: 'debian@12', boot: 'disk' })).toMatchObject({ boot: 'disk', run: 'ready', image: 'current', disk: 'written' });
+    // no plan may reach image=current with boot=disk before the disk was written
+    const p = diskPlanner.plan(['off', 'idle', 'off', 'unknown', 'unknown'], diskVocabulary.target({ image: 'debian@12', boot: 'disk' }));
+    const writeAt = p.steps.findIndex((s) => s.step === 'disk.write');
+    expect(writeAt).toBeGreaterThan(0);
+    expect(p.steps.slice(0, writeAt).every((s) => s.expect.image !== 'current')).toBe(true);
+  });
+
+  it('erases a disk from the deploy environment, and refuses disk=erased with boot=disk', () => {
+    expect(plan(['off', 'idle', 'off', 'unknown', 'written'], { disk: 'erased' })).toEqual(['boot.deploy', 'power.on', 'run.boot', 'disk.erase']);
+    expect(() => diskVocabulary.parsePatch({ disk: 'erased', boot: 'disk' })).toThrow(/disk=erased contradicts boot=disk/);
+  });
+
+  it('sees a disk written with another image as other', () => {
+    const written = { value: 'written', detail: writtenDetail('debian@11', 'a'.repeat(64), 'vda'), at: 0, source: 't' };
+    expect(diskFacet.abstract!(written, { image: 'debian@12', boot: 'disk' })).toBe('other');
+    expect(diskFacet.abstract!(written, { image: 'debian@11', boot: 'disk' })).toBe('written');
+    expect(diskFacet.abstract!(undefined, {})).toBe('unknown');
   });
 });

@@ -10,6 +10,13 @@ const inBoot = (...values: string[]) => or(values.map((v) => stateIn({ boot: v }
 
 /** The boot values of a network boot under way or done, in the order the boot facet observes them. */
 export const NETWORK_BOOT_STAGES = ['armed', 'dhcp', 'loader', 'kernel'] as const;
+/**
+ * The boot values of a network boot of the deploy environment (the RAM image whose agent writes a
+ * disk, src/facets/disk.ts): `deploy` while it is armed or under way (the stage is the detail),
+ * `deployed` once its kernel was served. Kept apart from the image's own network boot because
+ * what that boot runs is not the desired image: the planner must not count it as current.
+ */
+export const DEPLOY_BOOT_STAGES = ['deploy', 'deployed'] as const;
 
 const SECOND = 1000;
 
@@ -42,21 +49,23 @@ export const powerFacet = defineFacet({
   },
 });
 
-const idleStates = ['unknown', 'idle', 'kernel', 'disk'] as const;
+const idleStates = ['unknown', 'idle', 'kernel', 'disk', 'deployed'] as const;
 export const bootFacet = defineFacet({
   name: 'boot',
-  values: ['unknown', 'idle', 'armed', 'dhcp', 'loader', 'kernel', 'disk'],
+  values: ['unknown', 'idle', 'armed', 'dhcp', 'loader', 'kernel', 'disk', 'deploy', 'deployed'],
   initial: 'unknown',
   failureValues: ['unknown'],
   observedOnly: ['dhcp', 'loader'],
   guards: {
-    bootReached: inBoot(...NETWORK_BOOT_STAGES, 'disk'),
+    bootReached: inBoot(...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'disk'),
     networkBooted: inBoot(...NETWORK_BOOT_STAGES),
     diskBooted: inBoot('disk'),
+    deployBooted: inBoot(...DEPLOY_BOOT_STAGES),
   },
   steps: {
     'boot.arm': { kind: 'action', confirms: ['armed'], timeoutMs: 30 * SECOND, failsTo: 'unknown', serialize: 'bmc', explain: 'prepare a network boot of the desired image (DHCP reservation, iPXE script, next boot device PXE)' },
     'boot.disk': { kind: 'action', confirms: ['disk'], timeoutMs: 30 * SECOND, failsTo: 'unknown', serialize: 'bmc', explain: 'make the next boot go to the local disk' },
+    'boot.deploy': { kind: 'action', confirms: ['deploy'], timeoutMs: 30 * SECOND, failsTo: 'unknown', serialize: 'bmc', explain: 'prepare a network boot of the deploy environment, whose agent writes the disk (next boot device PXE)' },
   },
   states: {
     ...Object.fromEntries(
@@ -65,17 +74,20 @@ export const bootFacet = defineFacet({
         {
           on: {
             'boot.arm': { target: 'armed', guard: 'notBooting' },
+            'boot.deploy': { target: 'deploy', guard: 'notBooting' },
             ...(value === 'disk' ? {} : { 'boot.disk': { target: 'disk', guard: 'notBooting' } }),
-            ...(value === 'kernel' ? { 'run.reboot': { target: 'idle', guard: 'runIsDrained' } } : {}),
+            ...(value === 'kernel' || value === 'deployed' ? { 'run.reboot': { target: 'idle', guard: 'runIsDrained' } } : {}),
           },
           // A boot that was under way or done is over once the node is off: the one-time arming is spent.
-          ...(value === 'kernel' ? { always: { guard: 'powerOff', target: 'idle' } } : {}),
+          ...(value === 'kernel' || value === 'deployed' ? { always: { guard: 'powerOff', target: 'idle' } } : {}),
         },
       ]),
     ),
     armed: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'boot.disk': { target: 'disk', guard: 'notBooting' } } },
     dhcp: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'run.reboot': { target: 'idle', guard: 'runIsDrained' } }, always: { guard: 'powerOff', target: 'idle' } },
     loader: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'run.reboot': { target: 'idle', guard: 'runIsDrained' } }, always: { guard: 'powerOff', target: 'idle' } },
+    // Armed like `armed`, its stages (dhcp, loader) in the detail: a deploy boot is one value until its kernel is served.
+    deploy: { on: { 'run.boot': { target: 'deployed', guard: 'runIsBooting' }, 'boot.disk': { target: 'disk', guard: 'notBooting' } } },
   },
   abstract(observation, desired) {
     if (!observation) return 'unknown';
@@ -137,6 +149,10 @@ export const imageFacet = defineFacet({
   guards: {
     networkBootDone: and(['runIsBooting', 'networkBooted']),
     diskBootDone: and(['runIsBooting', 'diskBooted']),
+    deployBootDone: and(['runIsBooting', 'deployBooted']),
+    // The disk facet (src/facets/disk.ts) is declared by the module that writes disks; without it this is never true.
+    diskHoldsImage: stateIn({ disk: 'written' }),
+    diskBootOfImage: and(['diskBootDone', 'diskHoldsImage']),
   },
   steps: {},
   states: Object.fromEntries(
@@ -146,7 +162,11 @@ export const imageFacet = defineFacet({
         on: {
           'run.boot': [
             { guard: 'networkBootDone', target: 'current' },
+            // A disk written with the desired image boots it; any other disk boots something Shoal cannot vouch for.
+            { guard: 'diskBootOfImage', target: 'current' },
             { guard: 'diskBootDone', target: 'unknown' },
+            // The deploy environment runs, not the desired image.
+            { guard: 'deployBootDone', target: 'stale' },
           ],
         },
       },
@@ -159,8 +179,9 @@ export const imageFacet = defineFacet({
   },
   desired: {
     accepts: { pattern: IMAGE_REF, describe: 'an image is name@version, e.g. compute@2' },
-    // An image implies a network boot to ready, unless the node is to be off or boot from disk.
-    target: (_, desired): Target => (desired.power !== 'off' && desired.boot !== 'disk' ? { image: ['current'], run: ['ready'] } : {}),
+    // An image implies a boot to ready: from the network, or with boot=disk from a disk written with
+    // it (the disk facet's `written` is relative to the desired image); nothing when the node is to be off.
+    target: (_, desired): Target => (desired.power === 'off' ? {} : desired.boot === 'disk' ? { image: ['current'], run: ['ready'], disk: ['written'] } : { image: ['current'], run: ['ready'] }),
   },
 });
 
