@@ -241,6 +241,14 @@ export class Executor extends EventEmitter<ExecutorEvents> {
 
     const first = plan.steps[0];
     if (rt.inflight) {
+      // A module that observes the step's failure value while it runs (an agent reporting a failed
+      // disk write) has failed it: now, with its reason, rather than at the deadline.
+      const running = this.graph.step(rt.inflight.step);
+      const seen = this.state.observed(id)[running.facet];
+      if (seen?.value === running.failsTo && seen.at >= rt.inflight.startedAt && !running.confirms.includes(running.failsTo)) {
+        this.fail(id, rt.inflight, 'failed', seen.detail ?? `${running.facet} was observed ${running.failsTo}`);
+        return;
+      }
       if (first?.step === rt.inflight.step) {
         this.setPhase(id, rt, plan);
         return;
