@@ -62,7 +62,8 @@ export class Appliance {
     const certificate = config.api.tls === 'off' ? undefined : await loadApiCertificate(config.api.tls, config.dataDir, config.api.listen);
     const modules = options.modules ?? (await loadModules(config));
     // The standard facets and those the modules declare: what the engine plans over and operators may desire.
-    const definitions = [...standardFacets, ...modules.flatMap((m) => m.facets ?? [])];
+    // Modules that drive the same facet (the agent and the sim both drive disk) declare the same definition: kept once.
+    const definitions = [...new Set([...standardFacets, ...modules.flatMap((m) => m.facets ?? [])])];
     const desired = new DesiredVocabulary(definitions);
     const store = await openStore(config, log);
     // A store other appliances write to has a feed: their events reach this appliance's memory, engine and event stream.
@@ -96,6 +97,12 @@ export class Appliance {
       seed: (id) => {
         const node = state.node(id);
         return node && profiles.seed(node);
+      },
+      disk: (id) => {
+        const node = state.node(id);
+        if (!node) return undefined;
+        const { rootDevice, diskErase = 'quick' } = profiles.effective(node).settings;
+        return { ...(rootDevice ? { rootDevice } : {}), erase: diskErase };
       },
     });
     const moduleApis: express.Router[] = [];

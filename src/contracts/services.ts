@@ -2,6 +2,17 @@
 // never on each other. Each is looked up at call time: modules start in configuration order.
 import type { NoCloudSeed } from '../domain/nocloud.js';
 import type { NodeId } from '../domain/node.js';
+import type { RootDeviceHint } from '../domain/root-device.js';
+
+/** A disk image as stored (ImageFile: the stored file, maybe compressed) and what writing it puts on a disk. */
+export interface DiskImageFile extends ImageFile {
+  format: 'raw' | 'zstd' | 'gzip';
+  /** Bytes on the disk once decompressed: a multiple of 1 MiB. */
+  rawSize: number;
+  rawSha256: string;
+  /** Where in the raw disk the GRUB environment block sits that a deploy writes the installed OS's boot arguments into. */
+  bootEnv?: { offset: number; size: number };
+}
 
 /** A bootable image as the images module stores it. */
 export interface ImageInfo {
@@ -15,6 +26,8 @@ export interface ImageInfo {
   kernel: ImageFile;
   initrd: ImageFile;
   rootfs?: ImageFile;
+  /** A disk image of the same root, for installs to disk. */
+  disk?: DiskImageFile;
   /** Kernel arguments the image needs (the boot module appends its own). */
   cmdline: string;
 }
@@ -49,6 +62,8 @@ export interface NodeConfigs {
   boot(nodeId: NodeId): { image?: string; kernelArgs: string[] } | undefined;
   /** What cloud-init's NoCloud datasource reads for the node now; undefined for a node not in the inventory. */
   seed(nodeId: NodeId): NoCloudSeed | undefined;
+  /** Which disk an install writes and how disk=erased wipes it (quick when unset). */
+  disk(nodeId: NodeId): { rootDevice?: RootDeviceHint; erase: 'quick' | 'full' } | undefined;
 }
 
 /** A skopeo reference an import takes besides a plain path: its transport, then what it names. */

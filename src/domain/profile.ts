@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { normalizeMac, type NodeRecord } from './node.js';
 import { parseSelector } from './selector.js';
+import { RootDeviceHintSchema } from './root-device.js';
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -56,6 +57,10 @@ export const SettingsSchema = z.strictObject({
   userData: z.string().max(256 * 1024).optional(),
   files: z.array(FileSchema).max(128).optional(),
   network: NetworkSchema.optional(),
+  /** Which disk an install to disk writes (src/domain/root-device.ts). */
+  rootDevice: RootDeviceHintSchema.optional(),
+  /** What disk=erased does: `quick` wipes partition tables and signatures, `full` overwrites the whole disk. */
+  diskErase: z.enum(['quick', 'full']).optional(),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
@@ -114,7 +119,7 @@ export function profilesFor(profiles: Iterable<Profile>, node: Pick<NodeRecord, 
 
 /**
  * Merges settings in order, the later layer over the earlier: single values (image, hostname,
- * userData, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
+ * userData, rootDevice as a whole, diskErase, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
  * item by item; kernel arguments and SSH keys accumulate, each once, in the order first given.
  * userData is one document, not merged key by key: a later layer's replaces an earlier one's.
  */
@@ -122,9 +127,9 @@ export function mergeSettings(layers: { source: Source; settings: Settings }[]):
   const merged: Settings = {};
   const sources: Record<string, Source> = {};
   for (const { source, settings } of layers) {
-    for (const key of ['image', 'hostname', 'userData'] as const) {
+    for (const key of ['image', 'hostname', 'userData', 'rootDevice', 'diskErase'] as const) {
       if (settings[key] !== undefined) {
-        merged[key] = settings[key];
+        (merged as Record<string, unknown>)[key] = settings[key];
         sources[key] = source;
       }
     }
