@@ -9,11 +9,13 @@ import type { ZodType } from 'zod';
 import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { formatZodIssues } from '../../src/domain/zod-issues.js';
 import { HARDWARE_FACET, type Hardware } from '../../src/contracts/hardware.js';
-import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
+import { DEPLOY_BOOT_STAGES, NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
+import { diskFacet } from '../../src/facets/disk.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { AgentMetrics } from './metrics.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
+import { diskObservation, eraseJob, jobLines, reportedHardware, writeJob, type DiskJob } from './disk-jobs.js';
 import {
   DrainedReportSchema,
   HelloSchema,
@@ -41,8 +43,11 @@ export function defaultLostAfterMs(intervalSeconds: number): number {
 const RUN_OF_STATE: Record<AgentState, string> = { running: 'ready', draining: 'draining', drained: 'drained' };
 /** Run values an agent keeps alive with heartbeats: only these can go silent and become lost. */
 const LIVE_RUN = new Set(['ready', 'draining', 'drained']);
-/** Boot values of a network boot armed and not yet over: only then can its bootstrap be spent. */
-const ARMED_BOOT = new Set<string>(NETWORK_BOOT_STAGES);
+/**
+ * Boot values of a boot armed and not yet over: only then can its bootstrap be spent. A disk boot
+ * counts: a disk write hands its bootstrap to the installed OS (disk-jobs.ts).
+ */
+const ARMED_BOOT = new Set<string>([...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'disk']);
 /** `sha256:` + 16 hex digits of the report as parsed: short enough for an event line, enough to tell two machines apart. */
 function hardwareDigest(hardware: Hardware): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(hardware)).digest('hex').slice(0, 16)}`;
@@ -85,6 +90,7 @@ export class AgentModule implements ShoalModule {
       },
     },
   };
+  readonly facets = [diskFacet];
   readonly drivers: FacetDriver[];
   private host: ModuleHost | undefined;
   private tokens: BootTokenStore | undefined;
@@ -93,10 +99,14 @@ export class AgentModule implements ShoalModule {
   private stopListening: (() => void) | undefined;
   private readonly liveness = new Map<NodeId, Liveness>();
   private readonly actions = new Map<NodeId, PendingAction>();
+  private readonly diskJobs = new Map<NodeId, DiskJob>();
 
   constructor(private readonly options: AgentModuleOptions) {
     // run.boot is an await step: the hello confirms it, nothing is sent.
-    this.drivers = [{ facet: 'run', claims: (node) => this.claims(node), steps: { 'run.drain': (r) => this.ask('drain', r), 'run.reboot': (r) => this.ask('reboot', r) } }];
+    this.drivers = [
+      { facet: 'run', claims: (node) => this.claims(node), steps: { 'run.drain': (r) => this.ask('drain', r), 'run.reboot': (r) => this.ask('reboot', r) } },
+      { facet: 'disk', claims: (node) => this.claims(node), steps: { 'disk.write': (r) => this.startDiskJob('write', r), 'disk.erase': (r) => this.startDiskJob('erase', r) } },
+    ];
   }
 
   start(host: ModuleHost): void {
@@ -117,6 +127,7 @@ export class AgentModule implements ShoalModule {
       tokens.forget(id);
       this.liveness.delete(id);
       this.actions.delete(id);
+      this.diskJobs.delete(id);
     });
     // A tenth of the deadline: lost is noticed at most 10 % late, and a sweep of 10,000 nodes is cheap.
     const sweepMs = Math.min(1_000, Math.max(50, Math.floor(this.options.lostAfterMs / 10)));
@@ -162,6 +173,38 @@ export class AgentModule implements ShoalModule {
     signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
   }
 
+  /** Decides a disk job for the deploy environment's agent, carried by its next replies until a report ends it. */
+  private async startDiskJob(kind: DiskJob['kind'], { node, desired, signal }: StepRequest): Promise<void> {
+    const host = this.host!;
+    const hardware = reportedHardware(host.observed(node.id)[HARDWARE_FACET]?.detail);
+    const config = host.services.get('nodeConfig')?.disk(node.id);
+    const job =
+      kind === 'write'
+        ? writeJob(hardware, config?.rootDevice, desired.image ? host.services.get('images')?.get(desired.image) : undefined, desired.image, () => this.tokens!.issue(node.id, desired.image!))
+        : eraseJob(hardware, config?.rootDevice, config?.erase ?? 'quick');
+    this.diskJobs.set(node.id, job);
+    host.log.info({ node: node.id, job: job.id, kind, device: job.device, image: job.write?.image.ref, erase: job.erase }, 'disk job for the deploy environment');
+    signal.addEventListener('abort', () => this.diskJobs.get(node.id) === job && this.diskJobs.delete(node.id), { once: true });
+  }
+
+  /** What a heartbeat says of the node's disk job, as the disk observation; a job that ended is not sent again. */
+  private diskReport(id: NodeId, report: StatusReport): void {
+    const job = this.diskJobs.get(id);
+    const seen = job && diskObservation(job, report);
+    if (!seen) return;
+    this.host!.observe(id, 'disk', seen.value, seen.detail);
+    if (seen.ended) this.diskJobs.delete(id);
+  }
+
+  /** A node that boots again while its disk was being written or erased was cut off (a power cut, a reset): the disk holds a partial job. */
+  private diskJobInterrupted(id: NodeId): void {
+    this.diskJobs.delete(id);
+    const disk = this.host!.observed(id).disk;
+    if (disk?.value === 'writing' || disk?.value === 'erasing') {
+      this.host!.observe(id, 'disk', 'failed', `interrupted: the node booted again during the ${disk.value === 'writing' ? 'write' : 'erase'} (${disk.detail ?? 'no progress reported'}); its first MiB stays zero, so it boots nothing`);
+    }
+  }
+
   private onHello(req: Request, res: Response): void {
     const accepted = this.accept(req, res, HelloSchema);
     if (!accepted) return;
@@ -180,6 +223,7 @@ export class AgentModule implements ShoalModule {
       if (firstHello) {
         // The node has rebooted, so whatever was asked of the boot before it is moot.
         this.actions.delete(id);
+        this.diskJobInterrupted(id);
         this.logHello(match, body);
       } else {
         host.log.info({ node: id, bootId: body.bootId }, 'hello repeated with the bootstrap token before the boot token was used: a new boot token replaces it');
@@ -215,6 +259,7 @@ export class AgentModule implements ShoalModule {
     this.heard(match.nodeId);
     // What systemd says of the node as a whole: a degraded node is visible, and news only when it changes.
     if (body.system) this.host!.observe(match.nodeId, SYSTEM_FACET, body.system);
+    this.diskReport(match.nodeId, body);
     this.respond(res, match.nodeId, body.bootId, body.state);
   }
 
@@ -299,6 +344,8 @@ export class AgentModule implements ShoalModule {
     let action: AgentAction = 'none';
     if (pending?.action === 'drain' && state === 'drained') this.actions.delete(id);
     else if (pending) action = pending.action;
+    const diskJob = action === 'none' ? this.diskJobs.get(id) : undefined;
+    if (diskJob) action = diskJob.kind === 'write' ? 'write-disk' : 'erase-disk';
 
     if (action === 'reboot') {
       if (pending!.deliveredTo === undefined) this.observeRun(id, 'booting');
@@ -308,7 +355,8 @@ export class AgentModule implements ShoalModule {
     }
     // Every node sends this every interval: answered without express's send (ETag hashing, header
     // rewriting), work a fixed two-line reply does not need.
-    const reply = formatReply(this.options.intervalSeconds, action, bootToken);
+    const lines = diskJob ? jobLines(diskJob, `${res.req.protocol}://${res.req.get('host')}`, id) : [];
+    const reply = formatReply(this.options.intervalSeconds, action, bootToken, lines);
     this.metrics!.answered(res.req.path, action);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);
   }

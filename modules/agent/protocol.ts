@@ -47,13 +47,29 @@ export type Hello = z.infer<typeof HelloSchema>;
 export const AgentStateSchema = z.enum(['running', 'draining', 'drained']);
 export type AgentState = z.infer<typeof AgentStateSchema>;
 
+/** What a disk job (write-disk, erase-disk) is doing, as heartbeats carry it. */
+export const DiskJobStateSchema = z.enum(['writing', 'written', 'erasing', 'erased', 'failed']);
+export type DiskJobState = z.infer<typeof DiskJobStateSchema>;
+export const DISK_JOB_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
 /** The body of a heartbeat, and of a drained report (whose state is always `drained`). */
-export const StatusReportSchema = z.object({ node: nodeId, bootId, uptime, state: AgentStateSchema, system: systemState.optional() });
+export const StatusReportSchema = z.object({
+  node: nodeId,
+  bootId,
+  uptime,
+  state: AgentStateSchema,
+  system: systemState.optional(),
+  disk: DiskJobStateSchema.optional(),
+  diskJob: z.string().regex(DISK_JOB_ID).optional(),
+  diskBytes: z.number().int().nonnegative().max(2 ** 60).optional(),
+  diskSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  diskError: z.string().max(200).regex(/^[A-Za-z0-9 ._:/()@+,#-]*$/).optional(),
+});
 export type StatusReport = z.infer<typeof StatusReportSchema>;
 export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal('drained') });
 
 /** The actions the appliance asks for (PROTOCOL.md also has `poweroff`; power belongs to the BMC modules). */
-export type AgentAction = 'none' | 'drain' | 'reboot';
+export type AgentAction = 'none' | 'drain' | 'reboot' | 'write-disk' | 'erase-disk';
 
 /**
  * The `token` of a request body: the credential travels in the body, not a header, because busybox
@@ -66,7 +82,10 @@ export function bodyToken(body: unknown): string | undefined | 'invalid' {
   return typeof token === 'string' && token.length <= 512 && TOKEN.test(token) ? token : 'invalid';
 }
 
-/** A reply; `token` is the boot token, handed out only in the reply to the hello that spent a bootstrap. */
-export function formatReply(intervalSeconds: number, action: AgentAction, token?: string): string {
-  return `interval=${intervalSeconds}\naction=${action}\n${token === undefined ? '' : `token=${token}\n`}`;
+/**
+ * A reply; `token` is the boot token, handed out only in the reply to the hello that spent a
+ * bootstrap; `lines` are the action's own keys (a disk job's `disk.…=` lines).
+ */
+export function formatReply(intervalSeconds: number, action: AgentAction, token?: string, lines: readonly string[] = []): string {
+  return `interval=${intervalSeconds}\naction=${action}\n${token === undefined ? '' : `token=${token}\n`}${lines.map((l) => `${l}\n`).join('')}`;
 }

@@ -19,12 +19,17 @@ import type { AgentModule } from '../../modules/agent/module.js';
 export const DIGESTS: Record<string, string> = {
   'compute@1': 'a'.repeat(64),
   'compute@2': 'b'.repeat(64),
+  'deploy@1': 'c'.repeat(64),
+  'debian@12': 'd'.repeat(64),
 };
+
+/** debian@12's disk in the stand-in catalog: 64 MiB raw, zstd-compressed, with a boot environment block. */
+export const STAND_IN_DISK = { sha256: 'e'.repeat(64), size: 1_000_000, path: '/images/debian/12/disk.raw.zst', format: 'zstd', rawSize: 64 * 1024 * 1024, rawSha256: 'f'.repeat(64), bootEnv: { offset: 2 * 1024 * 1024, size: 1024 } } as const;
 
 function imageInfo(ref: string, digest: string): ImageInfo {
   const [name, version] = ref.split('@') as [string, string];
   const file = { sha256: digest, size: 1, path: `/images/${name}/${version}/file` };
-  return { ref, name, version, arch: 'x86_64', digest, kernel: file, initrd: file, cmdline: '' };
+  return { ref, name, version, arch: 'x86_64', digest, kernel: file, initrd: file, cmdline: '', ...(ref === 'debian@12' ? { disk: { ...STAND_IN_DISK } } : {}) };
 }
 
 /** Power and boot of `ipmi://` nodes, in memory; the image catalog. */
@@ -49,6 +54,7 @@ export class StandInModule implements ShoalModule {
       // An armed boot is served as the node powers on (the pxe module sees the kernel fetched);
       // that spends the arming, so the next power-on needs a new one, with a new token.
       if (host.observed(node.id).boot?.value === 'armed') host.observe(node.id, 'boot', 'kernel');
+      if (host.observed(node.id).boot?.value === 'deploy') host.observe(node.id, 'boot', 'deployed', 'deploy@1');
     },
     'power.off': async ({ node }) => {
       const host = this.host!;
@@ -62,6 +68,10 @@ export class StandInModule implements ShoalModule {
     },
     // The engine refuses a boot driver without it; a BMC module would set the next boot device.
     'boot.disk': async ({ node }) => void this.host!.observe(node.id, 'boot', 'disk'),
+    'boot.deploy': async ({ node }) => {
+      this.armedTokens.set(node.id, this.bootTokens().issue(node.id, 'deploy@1'));
+      this.host!.observe(node.id, 'boot', 'deploy', 'armed deploy@1');
+    },
   };
   readonly drivers = ['power', 'boot'].map((facet) => ({
     facet,
