@@ -65,6 +65,8 @@ export const PxeOptionsSchema = z
       .strict()
       .optional(),
     ipxeDir: z.string().default('/usr/lib/ipxe'),
+    /** The image boot.deploy network-boots: the RAM environment whose agent writes and erases disks (images/recipes.ts). */
+    deployImage: z.string().default('deploy@1'),
     /**
      * iPXE script fetches allowed per MAC and per source address (429 with Retry-After past them).
      * A boot fetches its script once or twice, and iPXE retries a failed fetch. The source is each
@@ -134,7 +136,7 @@ export class PxeModule implements ShoalModule {
   ) {
     this.scriptsPerMac = new RateLimiter(options.scriptRateLimit.perMac);
     this.scriptsPerSource = new RateLimiter(options.scriptRateLimit.perSource);
-    this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', steps: { 'boot.arm': (r) => this.arm(r), 'boot.disk': (r) => this.bootFromDisk(r) } }];
+    this.drivers = [{ facet: 'boot', claims: (node) => node.bmc.scheme !== 'sim', steps: { 'boot.arm': (r) => this.arm(r), 'boot.disk': (r) => this.bootFromDisk(r), 'boot.deploy': (r) => this.armDeploy(r) } }];
   }
 
   async start(host: ModuleHost): Promise<void> {
@@ -288,24 +290,43 @@ export class PxeModule implements ShoalModule {
   }
 
   private async arm({ node, desired }: StepRequest): Promise<void> {
-    const host = this.host!;
-    const config = host.services.get('nodeConfig')?.boot(node.id);
+    const config = this.host!.services.get('nodeConfig')?.boot(node.id);
     // The desired image first: an operator's wish for this node outranks what its profiles say.
     const image = desired.image ?? config?.image;
     if (!image) throw new Error('no desired image to boot: set image=NAME@VERSION (or an image in a profile of the node)');
+    await this.armNetworkBoot(node, image, 'image');
+    this.host!.observe(node.id, 'boot', 'armed', image);
+  }
+
+  /** Arms a network boot of the deploy environment, whose agent then writes or erases the node's disk. */
+  private async armDeploy({ node }: StepRequest): Promise<void> {
+    const image = this.options.deployImage;
+    await this.armNetworkBoot(node, image, 'deploy');
+    this.host!.observe(node.id, 'boot', 'deploy', `armed ${image}`);
+  }
+
+  /**
+   * Saves a network boot plan with a fresh bootstrap. A deploy boot gets no NoCloud seed and no
+   * configuration digest: it is not the node's configured OS, so it must not make config current.
+   */
+  private async armNetworkBoot(node: NodeRecord, image: string, purpose: 'image' | 'deploy'): Promise<void> {
+    const host = this.host!;
+    const config = host.services.get('nodeConfig')?.boot(node.id);
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
     const imageInfo = images.get(image);
-    if (!imageInfo) throw new Error(`image ${image} is not in the image store (shoal image add DIR)`);
+    if (!imageInfo) {
+      throw new Error(purpose === 'deploy' ? `the deploy environment ${image} is not in the image store (build it: npx tsx images/build.ts ${image}, then shoal image add DIR)` : `image ${image} is not in the image store (shoal image add DIR)`);
+    }
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
-    const nocloud = host.services.get('nodeConfig')?.seed(node.id);
+    const nocloud = purpose === 'image' ? host.services.get('nodeConfig')?.seed(node.id) : undefined;
     const plan: NetworkBootPlan = {
       kind: 'network',
       image,
       token: tokens.issue(node.id, image),
-      seed: randomBytes(24).toString('base64url'),
       kernelArgs: config?.kernelArgs ?? [],
+      ...(purpose === 'deploy' ? { deploy: true as const } : { seed: randomBytes(24).toString('base64url') }),
       ...(nocloud ? { digest: nocloud.digest } : {}),
       ...(nocloud?.networkConfigArg ? { networkConfig: nocloud.networkConfigArg } : {}),
     };
@@ -315,7 +336,6 @@ export class PxeModule implements ShoalModule {
       throw new Error(`the kernel command line of ${node.name}'s boot of ${image} would take ${bytes} bytes, over the ${KERNEL_CMDLINE_MAX} the kernel keeps: shorten the image's cmdline, the profiles' kernelArgs or network settings, or the advertise URL`);
     }
     this.savePlan(node.id, plan);
-    host.observe(node.id, 'boot', 'armed', image);
   }
 
   /**
@@ -374,11 +394,22 @@ export class PxeModule implements ShoalModule {
 
   /** Boot progress only moves forward from an armed network boot; a disk boot is never turned into "dhcp". */
   private progress(node: NodeRecord, stage: (typeof NETWORK_BOOT_STAGES)[number]): void {
+    const plan = this.plans.get(node.id);
+    if (plan?.kind === 'network' && plan.deploy) return this.deployProgress(node, stage, plan.image);
     const order: readonly string[] = NETWORK_BOOT_STAGES;
     const current = order.indexOf(this.host!.observed(node.id).boot?.value ?? '');
     // Only an armed boot under way (not yet at its kernel) moves on, and only forward.
     if (current < 0 || current === order.length - 1) return;
     if (order.indexOf(stage) > current) this.host!.observe(node.id, 'boot', stage);
+  }
+
+  /** A deploy boot's stages, forward only: boot=deploy with the stage in its detail, then deployed once its kernel is fetched. */
+  private deployProgress(node: NodeRecord, stage: (typeof NETWORK_BOOT_STAGES)[number], image: string): void {
+    const boot = this.host!.observed(node.id).boot;
+    if (boot?.value !== 'deploy') return;
+    if (stage === 'kernel') return this.host!.observe(node.id, 'boot', 'deployed', image);
+    const order: readonly string[] = NETWORK_BOOT_STAGES;
+    if (order.indexOf(stage) > order.indexOf(boot.detail?.split(' ', 1)[0] ?? '')) this.host!.observe(node.id, 'boot', 'deploy', `${stage} ${image}`);
   }
 
   /**

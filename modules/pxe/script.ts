@@ -17,6 +17,8 @@ export interface NetworkBootPlan {
   digest?: string;
   /** The `network-config=…` argument of the node's configuration when the boot was armed, if it has network settings. */
   networkConfig?: string;
+  /** A boot of the deploy environment (boot.deploy): its stages are observed as boot=deploy, then deployed. */
+  deploy?: true;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 

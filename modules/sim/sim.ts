@@ -4,7 +4,9 @@
 // the real modules implement, so the engine cannot tell the difference.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { diskFacet, writtenDetail } from '../../src/facets/disk.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import { stepsOf, type FacetDriver, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
@@ -48,12 +50,19 @@ export const SimFaultSchema = z.discriminatedUnion('kind', [
 ]);
 export type SimFault = z.infer<typeof SimFaultSchema>;
 
+/** A network boot of an image, of the deploy environment, or a boot from the local disk. */
+type SimBoot = { kind: 'network' | 'deploy'; image: string } | { kind: 'disk' };
+/** What a simulated node's deploy boot runs, as the pxe module's deployImage default. */
+const SIM_DEPLOY_IMAGE = 'deploy@1';
+
 interface SimMachine {
   power: 'on' | 'off';
   /** What the next boot does; network boots are one-time, like IPMI's boot-once flag. */
-  nextBoot: { kind: 'network'; image: string } | { kind: 'disk' } | null;
+  nextBoot: SimBoot | null;
   /** The boot under way, if any: hardware goes on booting while the appliance restarts. */
-  booting: { kind: 'network'; image: string } | { kind: 'disk' } | null;
+  booting: SimBoot | null;
+  /** The image written to the local disk, if any (disk.write from the deploy environment). */
+  disk?: string | null;
   /** What the booted node runs (an image ref, or local-disk) while its agent is up; null otherwise. */
   running: string | null;
   powerOnFailures: number;
@@ -64,7 +73,7 @@ interface SimMachine {
   generation: number;
 }
 
-type StoredMachine = Pick<SimMachine, 'power' | 'nextBoot' | 'booting' | 'running'>;
+type StoredMachine = Pick<SimMachine, 'power' | 'nextBoot' | 'booting' | 'running' | 'disk'>;
 
 export interface SimOptions {
   latencies?: Partial<SimLatencies>;
@@ -79,6 +88,7 @@ export interface SimOptions {
 
 export class SimRack implements ShoalModule {
   readonly name = 'sim';
+  readonly facets = [diskFacet];
   readonly drivers: FacetDriver[];
   readonly openapi = {
     '/sim/nodes/{id}/faults': {
@@ -99,7 +109,7 @@ export class SimRack implements ShoalModule {
     this.latency = { ...REALISTIC_LATENCY, ...options.latencies };
     const claims = (node: NodeRecord) => node.bmc.scheme === 'sim';
     const driver = (facet: string): FacetDriver => ({ facet, claims, steps: stepsOf(facet, this.handlers) });
-    this.drivers = [driver('power'), driver('boot'), driver('run')];
+    this.drivers = [driver('power'), driver('boot'), driver('run'), driver('disk')];
   }
 
   start(host: ModuleHost): void {
@@ -250,6 +260,39 @@ export class SimRack implements ShoalModule {
       this.save();
       this.observe(id, 'boot', 'disk');
     },
+    'boot.deploy': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      await this.bmcAnswers(m, signal);
+      await this.wait(this.latency.armMs, signal);
+      m.nextBoot = { kind: 'deploy', image: SIM_DEPLOY_IMAGE };
+      this.save();
+      this.observe(node.id, 'boot', 'deploy', `armed ${SIM_DEPLOY_IMAGE}`);
+    },
+    // A simulated disk takes one boot stage to write or erase.
+    'disk.write': async ({ node, desired }) => {
+      const m = this.machine(node.id);
+      if (!desired.image) throw new Error('no desired image to write');
+      const image = desired.image;
+      this.observe(node.id, 'disk', 'writing');
+      const generation = m.generation;
+      this.after(this.latency.bootStageMs, () => {
+        if (m.generation !== generation) return;
+        m.disk = image;
+        this.save();
+        this.observe(node.id, 'disk', 'written', writtenDetail(image, createHash('sha256').update(image).digest('hex'), 'sda'));
+      });
+    },
+    'disk.erase': async ({ node }) => {
+      const m = this.machine(node.id);
+      this.observe(node.id, 'disk', 'erasing');
+      const generation = m.generation;
+      this.after(this.latency.bootStageMs, () => {
+        if (m.generation !== generation) return;
+        m.disk = null;
+        this.save();
+        this.observe(node.id, 'disk', 'erased', 'sda (quick)');
+      });
+    },
     'run.drain': async ({ node }) => {
       const m = this.machine(node.id);
       const id = node.id;
@@ -287,7 +330,7 @@ export class SimRack implements ShoalModule {
   private boot(id: NodeId, m: SimMachine, resume?: SimMachine['booting']): void {
     const generation = ++m.generation;
     const plan = resume ?? m.nextBoot;
-    if (plan?.kind === 'network') m.nextBoot = null;
+    if (plan?.kind === 'network' || plan?.kind === 'deploy') m.nextBoot = null;
     m.booting = plan;
     m.running = null;
     this.save();
@@ -297,20 +340,22 @@ export class SimRack implements ShoalModule {
       plan?.kind === 'network'
         ? [['boot', 'dhcp'], ['boot', 'loader'], ['boot', 'kernel'], ['image', plan.image], ['run', 'ready']]
         : plan?.kind === 'disk'
-          ? [['image', 'local-disk'], ['run', 'ready']]
-          : [];
+          ? [['image', m.disk ?? 'local-disk'], ['run', 'ready']]
+          : plan?.kind === 'deploy'
+            ? [['boot', 'deploy', `dhcp ${plan.image}`], ['boot', 'deploy', `loader ${plan.image}`], ['boot', 'deployed', plan.image], ['image', plan.image], ['run', 'ready']]
+            : [];
     const next = (i: number) => {
       if (m.generation !== generation || m.power !== 'on') return;
       const stage = stages[i];
       // The boot is over when its last stage (the agent's hello) happens: saved before it is observed.
       if (!stage || i === stages.length - 1) {
         m.booting = null;
-        m.running = plan?.kind === 'network' ? plan.image : plan?.kind === 'disk' ? 'local-disk' : null;
+        m.running = plan?.kind === 'disk' ? (m.disk ?? 'local-disk') : (plan?.image ?? null);
         this.save();
       }
       if (!stage) return;
       if (hangs && stage[0] === 'boot' && stage[1] === 'kernel') return;
-      this.observe(id, stage[0], stage[1]);
+      this.observe(id, stage[0], stage[1], stage[2]);
       if (i < stages.length - 1) this.after(this.latency.bootStageMs, () => next(i + 1));
     };
     this.after(this.latency.bootStageMs, () => next(0));
@@ -320,7 +365,7 @@ export class SimRack implements ShoalModule {
   private save(): void {
     if (!this.statePath) return;
     const stored: Record<NodeId, StoredMachine> = {};
-    for (const [id, m] of this.machines) stored[id] = { power: m.power, nextBoot: m.nextBoot, booting: m.booting, running: m.running };
+    for (const [id, m] of this.machines) stored[id] = { power: m.power, nextBoot: m.nextBoot, booting: m.booting, running: m.running, disk: m.disk ?? null };
     writeFileSync(`${this.statePath}.tmp`, JSON.stringify(stored));
     renameSync(`${this.statePath}.tmp`, this.statePath);
   }
