@@ -79,7 +79,9 @@ export function withDisk(m: ImageManifest, disk: DiskArtifact): ImageManifest {
   });
   // Spelled out for image.json's key order: the files, then what the kernel is given, then where it came from.
   const { name, version, arch, kernel, initrd, rootfs, cmdline, builtFrom } = m;
-  return ImageManifest.parse({ name, version, arch, kernel, initrd, ...(rootfs ? { rootfs } : {}), disk, cmdline, digest, builtFrom });
+  const result = ImageManifest.safeParse({ name, version, arch, kernel, initrd, ...(rootfs ? { rootfs } : {}), disk, cmdline, digest, builtFrom });
+  if (!result.success) throw new Error(`${name}@${version}: the disk does not fit image.json: ${z.prettifyError(result.error)}`);
+  return result.data;
 }
 
 /** Validates an image.json's text; the error names the file and the bad field. */
