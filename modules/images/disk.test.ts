@@ -13,6 +13,7 @@ import { parseManifest, withDisk, type ImageManifest } from '../../images/manife
 import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
 import { imageDigest } from '../../src/contracts/image-digest.js';
+import { ImageViewSchema } from '../../src/api/views.js';
 import { createLogger } from '../../src/log.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
 import { writeFakeImage } from '../../test/support/fake-image.js';
@@ -276,7 +277,8 @@ describe.skipIf(noZstd)('the images module serving a disk', { timeout: 60_000 },
 
   it('lists the disk with the image, its size counted', async () => {
     const res = await fetch(`${appliance.url}/api/v1/images/debian@1`, { headers: { authorization: `Bearer ${appliance.token}` } });
-    const view = (await res.json()) as { size: number; disk: { path: string; rawSize: number } };
+    // The view schema the CLI and the web UI read it with takes the disk.
+    const view = ImageViewSchema.parse(await res.json());
     expect(view.disk).toMatchObject({ path: '/images/debian/1/disk.raw.zst', rawSize: raw.length });
     expect(view.size).toBe(5000 + 3000 + compressed.length);
   });
