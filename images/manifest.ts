@@ -3,10 +3,30 @@
 // digest is defined in src/contracts/image-digest.ts, which the image store uses as well.
 import { z } from 'zod';
 
-export { imageDigest } from '../src/contracts/image-digest.js';
+import { imageDigest } from '../src/contracts/image-digest.js';
+
+export { imageDigest };
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const artifact = z.object({ file: z.string().regex(/^[A-Za-z0-9._-]+$/), sha256: sha256Hex, size: z.number().int().positive() });
+const MIB = 1024 * 1024;
+/** A GRUB environment block's size (what grub-editenv writes). */
+export const BOOT_ENV_BYTES = 1024;
+// A disk image (disk-image.ts): the file as stored (compressed or not), and the disk's own bytes after decompression.
+const diskArtifact = artifact
+  .extend({
+    format: z.enum(['raw', 'zstd', 'gzip']),
+    rawSize: z.number().int().positive().multipleOf(MIB, 'a positive multiple of 1 MiB (1048576 bytes): disk images are MiB-aligned'),
+    rawSha256: sha256Hex,
+    /** Where the GRUB environment block a deploy writes the node's boot arguments into is, in the raw disk. */
+    bootEnv: z.object({ offset: z.number().int().positive(), size: z.literal(BOOT_ENV_BYTES, `exactly ${BOOT_ENV_BYTES} bytes, a GRUB environment block`) }).strict().optional(),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.bootEnv && d.bootEnv.offset + d.bootEnv.size > d.rawSize) ctx.addIssue({ code: 'custom', path: ['bootEnv', 'offset'], message: `the block ends at ${d.bootEnv.offset + d.bootEnv.size}, past the disk's ${d.rawSize} bytes` });
+    if (d.format === 'raw' && (d.size !== d.rawSize || d.sha256 !== d.rawSha256)) ctx.addIssue({ code: 'custom', path: ['rawSha256'], message: 'a raw disk has size = rawSize and sha256 = rawSha256' });
+  });
+export type DiskArtifact = z.infer<typeof diskArtifact>;
 const debianPackage = z.object({ name: z.string().min(1), version: z.string().min(1) });
 
 export const ImageManifest = z.object({
@@ -17,6 +37,8 @@ export const ImageManifest = z.object({
   initrd: artifact,
   /** A root filesystem the initramfs fetches and switches into: a gzip'd tar (compute@3) or a squashfs (an OS recipe); only some images have one. */
   rootfs: artifact.optional(),
+  /** A disk image a deploy writes to a node's disk (build-disk.ts --image adds it); only some images have one. */
+  disk: diskArtifact.optional(),
   /** Base kernel arguments; boot configuration appends the shoal.* ones. */
   cmdline: z.string(),
   /** "sha256:" + hex; see `imageDigest`. */
@@ -42,6 +64,25 @@ export const ImageManifest = z.object({
   }),
 });
 export type ImageManifest = z.infer<typeof ImageManifest>;
+
+/**
+ * The manifest with `disk` as its disk and the digest recomputed (the digest covers the disk):
+ * what build-disk.ts --image writes into an image directory built before.
+ */
+export function withDisk(m: ImageManifest, disk: DiskArtifact): ImageManifest {
+  const digest = imageDigest({
+    kernelSha256: m.kernel.sha256,
+    initrdSha256: m.initrd.sha256,
+    rootfsSha256: m.rootfs?.sha256,
+    disk: { rawSha256: disk.rawSha256, bootEnvOffset: disk.bootEnv?.offset },
+    cmdline: m.cmdline,
+  });
+  // Spelled out for image.json's key order: the files, then what the kernel is given, then where it came from.
+  const { name, version, arch, kernel, initrd, rootfs, cmdline, builtFrom } = m;
+  const result = ImageManifest.safeParse({ name, version, arch, kernel, initrd, ...(rootfs ? { rootfs } : {}), disk, cmdline, digest, builtFrom });
+  if (!result.success) throw new Error(`${name}@${version}: the disk does not fit image.json: ${z.prettifyError(result.error)}`);
+  return result.data;
+}
 
 /** Validates an image.json's text; the error names the file and the bad field. */
 export function parseManifest(text: string, source: string): ImageManifest {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ImportJobView } from '../../src/api/views.js';
 import { SKOPEO_REFERENCE, type ContainerImageImporter } from '../../src/contracts/services.js';
-import { IMAGE_NAME, IMAGE_REF } from './manifest.js';
+import { artifactsOf, IMAGE_NAME, IMAGE_REF } from './manifest.js';
 import { refOf, type ImageStore, type StoredImage } from './store.js';
 
 export const ImportRequestSchema = z
@@ -103,8 +103,7 @@ export class ImportJobs {
     const dir = join(staging, 'kernel-from', ref);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'image.json'), `${JSON.stringify(image.manifest, null, 2)}\n`);
-    const m = image.manifest;
-    for (const artifact of [m.kernel, m.initrd, ...(m.rootfs ? [m.rootfs] : [])]) await symlink(this.store.blobPath(artifact.sha256), join(dir, artifact.file));
+    for (const { artifact } of artifactsOf(image.manifest)) await symlink(this.store.blobPath(artifact.sha256), join(dir, artifact.file));
     return dir;
   }
 

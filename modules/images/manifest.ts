@@ -16,6 +16,32 @@ const artifact = z
   })
   .strict();
 
+const MIB = 1024 * 1024;
+/** A GRUB environment block's size (what grub-editenv writes): a deploy writes the node's boot arguments into it. */
+export const BOOT_ENV_BYTES = 1024;
+
+// A disk image a deploy writes to a node's disk: the stored file (file, sha256, size) may be
+// compressed; rawSize and rawSha256 are the disk's own bytes, what the node writes and checks.
+const disk = artifact
+  .extend({
+    format: z.enum(['raw', 'zstd', 'gzip']),
+    rawSize: z.number().int().positive().multipleOf(MIB, 'a positive multiple of 1 MiB (1048576 bytes): disk images are MiB-aligned'),
+    rawSha256: z.string().regex(SHA256_HEX, '64 lowercase hex digits'),
+    bootEnv: z
+      .object({
+        offset: z.number().int().positive(),
+        size: z.literal(BOOT_ENV_BYTES, `exactly ${BOOT_ENV_BYTES} bytes, a GRUB environment block`),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.bootEnv && d.bootEnv.offset + d.bootEnv.size > d.rawSize) ctx.addIssue({ code: 'custom', path: ['bootEnv', 'offset'], message: `the block ends at ${d.bootEnv.offset + d.bootEnv.size}, past the disk's ${d.rawSize} bytes` });
+    // An uncompressed disk is its own raw bytes: two descriptions of one file must agree.
+    if (d.format === 'raw' && (d.size !== d.rawSize || d.sha256 !== d.rawSha256)) ctx.addIssue({ code: 'custom', path: ['rawSha256'], message: 'a raw disk has size = rawSize and sha256 = rawSha256' });
+  });
+
 // Names and versions an operator can also write in desired state (src/domain/state.ts IMAGE_REF)
 // and that image.json allows: the intersection of both grammars, so every stored image can be
 // asked for and every built one can be stored.
@@ -31,6 +57,7 @@ export const StoredManifestSchema = z
     kernel: artifact,
     initrd: artifact,
     rootfs: artifact.optional(),
+    disk: disk.optional(),
     cmdline: z.string().max(4096),
     digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, '"sha256:" and 64 lowercase hex digits'),
     // Provenance, kept as written; the store does not interpret it.
@@ -38,23 +65,33 @@ export const StoredManifestSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
-    const files = [m.kernel.file, m.initrd.file, ...(m.rootfs ? [m.rootfs.file] : [])];
-    if (new Set(files).size !== files.length) ctx.addIssue({ code: 'custom', path: ['initrd', 'file'], message: 'kernel, initrd and rootfs need distinct file names' });
-    const expected = imageDigest({ kernelSha256: m.kernel.sha256, initrdSha256: m.initrd.sha256, rootfsSha256: m.rootfs?.sha256, cmdline: m.cmdline });
-    if (m.digest !== expected) ctx.addIssue({ code: 'custom', path: ['digest'], message: `does not match the kernel, initrd and cmdline (expected ${expected})` });
+    const files = artifactsOf(m).map((a) => a.artifact.file);
+    if (new Set(files).size !== files.length) ctx.addIssue({ code: 'custom', path: ['initrd', 'file'], message: 'kernel, initrd, rootfs and disk need distinct file names' });
+    const expected = digestOf(m);
+    if (m.digest !== expected) ctx.addIssue({ code: 'custom', path: ['digest'], message: `does not match the kernel, initrd, rootfs, disk and cmdline (expected ${expected})` });
   });
 export type StoredManifest = z.infer<typeof StoredManifestSchema>;
 
-export type ArtifactRole = 'kernel' | 'initrd' | 'rootfs';
+export type ArtifactRole = 'kernel' | 'initrd' | 'rootfs' | 'disk';
 export type Artifact = z.infer<typeof artifact>;
+export type DiskArtifact = z.infer<typeof disk>;
+
+type ManifestParts = Pick<StoredManifest, 'kernel' | 'initrd' | 'rootfs' | 'disk' | 'cmdline'>;
 
 /** The artifacts of a manifest in a fixed order, with the role each plays. */
-export function artifactsOf(m: StoredManifest): { role: ArtifactRole; artifact: Artifact }[] {
+export function artifactsOf(m: Pick<ManifestParts, 'kernel' | 'initrd' | 'rootfs' | 'disk'>): { role: ArtifactRole; artifact: Artifact }[] {
   return [
     { role: 'kernel', artifact: m.kernel },
     { role: 'initrd', artifact: m.initrd },
     ...(m.rootfs ? [{ role: 'rootfs' as const, artifact: m.rootfs }] : []),
+    ...(m.disk ? [{ role: 'disk' as const, artifact: m.disk }] : []),
   ];
+}
+
+/** The digest the manifest's parts give (src/contracts/image-digest.ts). */
+function digestOf(m: ManifestParts): string {
+  const disk = m.disk && { rawSha256: m.disk.rawSha256, bootEnvOffset: m.disk.bootEnv?.offset };
+  return imageDigest({ kernelSha256: m.kernel.sha256, initrdSha256: m.initrd.sha256, rootfsSha256: m.rootfs?.sha256, disk, cmdline: m.cmdline });
 }
 
 /** Validates an image.json's text; the message names the source and every bad field. */

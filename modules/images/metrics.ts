@@ -26,7 +26,7 @@ export class ImagesMetrics {
   constructor(registry: Registry) {
     this.requests = new Counter({
       name: 'shoal_image_requests_total',
-      help: 'Image file requests from nodes, by route (kernel, initrd, rootfs, unknown) and outcome (full, partial, not-modified, not-found, precondition-failed, unsatisfiable, error, aborted)',
+      help: 'Image file requests from nodes, by route (kernel, initrd, rootfs, disk, unknown) and outcome (full, partial, not-modified, not-found, precondition-failed, unsatisfiable, error, aborted)',
       labelNames: ['route', 'outcome'] as const,
       registers: [registry],
     });

@@ -1,4 +1,4 @@
-// The images module: the image store behind three faces. Nodes fetch kernels, initrds and root
+// The images module: the image store behind three faces. Nodes fetch kernels, initrds, root and disk
 // images over plain HTTP (`/images/<name>/<version>/<file>`, Range and ETag); operators list,
 // import and remove images under /api/v1/images, and import container images as jobs
 // (imports.ts, converted by the oci module's `containerImages` service); other modules look images up through the
@@ -29,7 +29,7 @@ const ImportBodySchema = z.object({ path: z.string().min(1).refine((p) => p.star
 
 const UploadQuerySchema = z.object({ ref: z.string().regex(IMAGE_REF, 'name@version, e.g. compute@3') }).strict();
 
-/** Kernel, initramfs and a root image fit; a bigger upload is a mistake, not an image. */
+/** Kernel, initramfs, a root image and a compressed disk image fit; a bigger upload is a mistake, not an image. */
 const MAX_UPLOAD_BYTES = 8 * 2 ** 30;
 
 /** Bytes per read when streaming a blob: fewer, larger writes than the 64 KiB default. */

@@ -2,7 +2,8 @@
 // refs (`name@version`) to their manifests in `index.json`, replaced atomically. A blob reaches
 // its place only after its bytes were hashed on the way in and matched the manifest, and the
 // index names an image only once all its blobs are in place; a crash in between leaves orphan
-// blobs that the next open removes, never an image with a missing or wrong file.
+// blobs that the next open removes, never an image with a missing or wrong file. A compressed disk
+// image is also decompressed once on import (disk-bytes.ts) to check the raw bytes a node writes.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
@@ -11,7 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { z } from 'zod';
 import type { ImageFile, ImageInfo } from '../../src/contracts/services.js';
-import { artifactsOf, ManifestError, parseStoredManifest, SHA256_HEX, StoredManifestSchema, type Artifact, type StoredManifest } from './manifest.js';
+import { DiskDecompressionError, rawDiskBytes } from './disk-bytes.js';
+import { artifactsOf, ManifestError, parseStoredManifest, SHA256_HEX, StoredManifestSchema, type Artifact, type DiskArtifact, type StoredManifest } from './manifest.js';
 
 const MAX_MANIFEST_BYTES = 1 << 20;
 
@@ -160,7 +162,12 @@ export class ImageStore {
 
     const copies: string[] = [];
     try {
-      for (const { role, artifact } of artifactsOf(manifest)) copies.push(await this.copyVerified(join(dir, artifact.file), role, artifact));
+      for (const { role, artifact } of artifactsOf(manifest)) {
+        const copy = await this.copyVerified(join(dir, artifact.file), role, artifact);
+        copies.push(copy);
+        // The copy, not the source: what is checked is what gets stored.
+        if (role === 'disk' && manifest.disk) await verifyDiskBytes(copy, manifest.disk);
+      }
       for (const [i, { artifact }] of artifactsOf(manifest).entries()) {
         // Same hash, same bytes: a blob another image brought stays as it is.
         const blob = this.blobPath(artifact.sha256);
@@ -248,6 +255,9 @@ export function imageInfo(image: StoredImage): ImageInfo {
     kernel: file(m.kernel),
     initrd: file(m.initrd),
     ...(m.rootfs ? { rootfs: file(m.rootfs) } : {}),
+    ...(m.disk
+      ? { disk: { ...file(m.disk), format: m.disk.format, rawSize: m.disk.rawSize, rawSha256: m.disk.rawSha256, ...(m.disk.bootEnv ? { bootEnv: { ...m.disk.bootEnv } } : {}) } }
+      : {}),
     cmdline: m.cmdline,
   };
 }
@@ -256,6 +266,19 @@ export function imageInfo(image: StoredImage): ImageInfo {
 function sameContent(a: StoredManifest, b: StoredManifest): boolean {
   const files = (m: StoredManifest) => JSON.stringify(artifactsOf(m).map(({ role, artifact }) => [role, artifact.file, artifact.sha256, artifact.size]));
   return a.digest === b.digest && a.arch === b.arch && files(a) === files(b);
+}
+
+/** Checks what a compressed disk's copy decompresses to against rawSize and rawSha256 (a raw one is its own file, checked already). */
+async function verifyDiskBytes(copy: string, disk: DiskArtifact): Promise<void> {
+  if (disk.format === 'raw') return;
+  const described = `disk ${disk.file}`;
+  const raw = await rawDiskBytes(copy, disk.format, disk.rawSize).catch((err: unknown) => {
+    if (err instanceof DiskDecompressionError) throw new ImageStoreError('verification', `${described} does not decompress as ${disk.format}: ${err.message}`);
+    throw err;
+  });
+  if (!raw.complete) throw new ImageStoreError('verification', `${described} decompresses to more than ${disk.rawSize} bytes (stopped at ${raw.readPast}); the manifest's rawSize says ${disk.rawSize}`);
+  if (raw.size !== disk.rawSize) throw new ImageStoreError('verification', `${described} decompresses to ${raw.size} bytes; the manifest's rawSize says ${disk.rawSize}`);
+  if (raw.sha256 !== disk.rawSha256) throw new ImageStoreError('verification', `${described} decompresses to bytes with sha256 ${raw.sha256}; the manifest's rawSha256 says ${disk.rawSha256}`);
 }
 
 function parseManifestOrRefuse(text: string, source: string): StoredManifest {

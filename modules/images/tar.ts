@@ -9,8 +9,8 @@ import type { Readable } from 'node:stream';
 
 const BLOCK = 512;
 const PLAIN_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
-/** image.json and at most three files: anything more is not an image. */
-const MAX_FILES = 4;
+/** image.json and at most four files (kernel, initrd, root image, disk image): anything more is not an image. */
+const MAX_FILES = 5;
 const MAX_PAX_BYTES = 64 * 1024;
 
 export class TarError extends Error {}

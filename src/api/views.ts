@@ -176,8 +176,15 @@ export const ImageViewSchema = z.strictObject({
   kernel: ImageFileSchema,
   initrd: ImageFileSchema,
   rootfs: ImageFileSchema.optional(),
+  /** The disk image a deploy writes (ImageDisk in src/contracts/services.ts): the file as served, and the raw disk's size and sha256. */
+  disk: ImageFileSchema.extend({
+    format: z.enum(['raw', 'zstd', 'gzip']),
+    rawSize: z.number().int(),
+    rawSha256: z.string(),
+    bootEnv: z.strictObject({ offset: z.number().int(), size: z.number().int() }).optional(),
+  }).optional(),
   cmdline: z.string(),
-  /** Bytes of the kernel, initrd and root image together. */
+  /** Bytes of the kernel, initrd, root image and disk image files together. */
   size: z.number().int(),
   importedAt: z.string(),
   builtFrom: z.record(z.string(), z.unknown()).optional(),

@@ -8,17 +8,22 @@ export interface ImageDigestInputs {
   initrdSha256: string;
   /** Only images with a root filesystem have one. */
   rootfsSha256?: string | undefined;
+  /** Only images with a disk image have one: the disk's bytes after decompression, and where its GRUB environment block is. */
+  disk?: { rawSha256: string; bootEnvOffset?: number | undefined } | undefined;
   /** The image's base kernel command line. */
   cmdline: string;
 }
 
 /**
- * `sha256:` + SHA-256 of `kernel <hex>\ninitrd <hex>\n[rootfs <hex>\n]cmdline <cmdline>\n`: one
- * value for everything that decides what a node boots. The root filesystem is the optional line
- * before the cmdline, so images without one keep the digest they had before images could have one.
+ * `sha256:` + SHA-256 of `kernel <hex>\ninitrd <hex>\n[rootfs <hex>\n][disk <hex>[ bootenv <offset>]\n]cmdline <cmdline>\n`:
+ * one value for everything that decides what a node boots or writes. The optional lines come before
+ * the cmdline and only when the image has that part, so images without one keep the digest they had
+ * before images could have one. The disk is named by its raw bytes, not its compressed file: that
+ * is what a node writes, whatever the store keeps it compressed with.
  */
-export function imageDigest({ kernelSha256, initrdSha256, rootfsSha256, cmdline }: ImageDigestInputs): string {
+export function imageDigest({ kernelSha256, initrdSha256, rootfsSha256, disk, cmdline }: ImageDigestInputs): string {
   const rootfs = rootfsSha256 ? `rootfs ${rootfsSha256}\n` : '';
-  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}cmdline ${cmdline}\n`;
+  const diskLine = disk ? `disk ${disk.rawSha256}${disk.bootEnvOffset !== undefined ? ` bootenv ${disk.bootEnvOffset}` : ''}\n` : '';
+  const canonical = `kernel ${kernelSha256}\ninitrd ${initrdSha256}\n${rootfs}${diskLine}cmdline ${cmdline}\n`;
   return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
 }

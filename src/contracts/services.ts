@@ -4,16 +4,6 @@ import type { NoCloudSeed } from '../domain/nocloud.js';
 import type { NodeId } from '../domain/node.js';
 import type { RootDeviceHint } from '../domain/root-device.js';
 
-/** A disk image as stored (ImageFile: the stored file, maybe compressed) and what writing it puts on a disk. */
-export interface DiskImageFile extends ImageFile {
-  format: 'raw' | 'zstd' | 'gzip';
-  /** Bytes on the disk once decompressed: a multiple of 1 MiB. */
-  rawSize: number;
-  rawSha256: string;
-  /** Where in the raw disk the GRUB environment block sits that a deploy writes the installed OS's boot arguments into. */
-  bootEnv?: { offset: number; size: number };
-}
-
 /** A bootable image as the images module stores it. */
 export interface ImageInfo {
   /** `name@version`, what desired state names. */
@@ -26,8 +16,8 @@ export interface ImageInfo {
   kernel: ImageFile;
   initrd: ImageFile;
   rootfs?: ImageFile;
-  /** A disk image of the same root, for installs to disk. */
-  disk?: DiskImageFile;
+  /** A disk image a deploy writes to the node's disk; only some images have one. */
+  disk?: ImageDisk;
   /** Kernel arguments the image needs (the boot module appends its own). */
   cmdline: string;
 }
@@ -38,6 +28,19 @@ export interface ImageFile {
   /** Path on the appliance's HTTP server, e.g. /images/compute/2/vmlinuz */
   path: string;
 }
+
+/**
+ * The disk image's file as served (`sha256` and `size` are the file's, compressed or not) and the
+ * disk's own bytes, what the node writes to its disk and checks after decompressing.
+ */
+export type ImageDisk = ImageFile & {
+  format: 'raw' | 'zstd' | 'gzip';
+  /** Bytes of the raw disk, a multiple of 1 MiB. */
+  rawSize: number;
+  rawSha256: string;
+  /** Where in the raw disk the 1024-byte GRUB environment block is that a deploy writes the node's boot arguments into. */
+  bootEnv?: { offset: number; size: number };
+};
 
 export interface ImageCatalog {
   get(ref: string): ImageInfo | undefined;
