@@ -1,7 +1,8 @@
 #!/bin/sh
 # shoal-agent: runs in a node's initramfs, says hello to the Shoal appliance, then sends
 # heartbeats and obeys the action in each reply. The wire protocol is in PROTOCOL.md next
-# to this file. Needs only busybox (ash, wget, awk, sed, timeout).
+# to this file. Needs only busybox (ash, wget, awk, sed, timeout; dd, sha256sum, blockdev and
+# gunzip for disk writes), and zstd for a zstd image (the deploy@1 image carries it).
 #
 # The token on the kernel command line is a one-time bootstrap, readable by anyone on the node;
 # the hello trades it for this boot's token, which is kept in a root-only file and in a shell
