@@ -560,6 +560,17 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       expect(appliance.count('/images/disk.raw')).toBe(0);
     });
 
+    it('refuses a disk with a mounted file system, as the running root of an installed system', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      fakeTree({ 'proc/mounts': 'sysfs /sys sysfs rw 0 0\n/dev/vdb1 /data ext4 rw 0 0\n/dev/vda2 / ext4 rw,relatime 0 0\n' });
+      appliance = await diskAppliance(action('write-disk', writeFields()), { '/images/disk.raw': serveBytes(image) });
+      startAgent(cmdlineFor(appliance.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), SHOAL_PROC_DIR: join(dir, 'proc'), PATH: busyboxPath() });
+      await waitFor('the job to fail', () => ended() !== undefined);
+      expect(ended()).toMatchObject({ disk: 'failed', diskError: 'disk vda is in use: /dev/vda2 on /' });
+      expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);
+      expect(appliance.count('/images/disk.raw')).toBe(0);
+    });
+
     it('refuses a zstd image where the node has no zstd', async () => {
       const device = fakeDisk('vda', 16 * MiB);
       appliance = await diskAppliance(action('write-disk', writeFields({ format: 'zstd' })), {});

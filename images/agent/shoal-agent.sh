@@ -350,6 +350,9 @@ check_device() {
   [ -r "$SYS_DIR/block/$device/size" ] && [ -e "$DEV_DIR/$device" ] || { disk_fail "no disk $device on this node"; return 1; }
   size=$(( $(number "$SYS_DIR/block/$device/size") * 512 ))
   [ "$size" = "$device_bytes" ] || { disk_fail "disk $device is $size bytes, the appliance expected $device_bytes (another disk)"; return 1; }
+  # The agent runs in installed systems too: never overwrite a disk something has mounted (the running root).
+  mounted=$(awk -v disk="/dev/$device" '$1 == disk || index($1, disk) == 1 && substr($1, length(disk) + 1) ~ /^p?[0-9]+$/ { print $1 " on " $2; exit }' "$PROC_DIR/mounts" 2>/dev/null)
+  [ -z "$mounted" ] || { disk_fail "disk $device is in use: $mounted"; return 1; }
 }
 
 write_disk() {
