@@ -480,10 +480,15 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       res.end(data);
     };
 
+    /** The agent's environment: the made-up sysfs, dev and /proc (no mounts unless a test writes some; the host's own name its disks), busybox's PATH. */
+    function diskEnv(extraTools: string[] = []): Record<string, string> {
+      if (!existsSync(join(dir, 'proc/mounts'))) fakeTree({ 'proc/mounts': '' });
+      return { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), SHOAL_PROC_DIR: join(dir, 'proc'), PATH: busyboxPath(extraTools) };
+    }
     const beats = () => appliance!.requests.filter((r) => r.path === '/agent/v1/heartbeat').map((r) => r.body);
     const ended = () => beats().find((b) => b.disk !== 'writing' && b.disk !== 'erasing' && b.disk !== undefined);
     async function startDiskAgent(extraTools: string[] = []): Promise<Record<string, unknown>> {
-      startAgent(cmdlineFor(appliance!.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), PATH: busyboxPath(extraTools) });
+      startAgent(cmdlineFor(appliance!.url), diskEnv(extraTools));
       await waitFor('the disk job to end', () => ended() !== undefined);
       return ended()!;
     }
@@ -523,7 +528,7 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
           void released.then(() => res.end(big.subarray(9 * MiB)));
         },
       }, 4);
-      startAgent(cmdlineFor(appliance.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), PATH: busyboxPath() });
+      startAgent(cmdlineFor(appliance.url), diskEnv());
       await waitFor('a heartbeat with 9 MiB written', () => beats().some((b) => b.disk === 'writing' && b.diskBytes === 9 * MiB));
       expect(beats().find((b) => b.disk === 'writing')).toMatchObject({ diskJob: 'j1' });
       const releasedAt = Date.now();
@@ -564,7 +569,7 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       const device = fakeDisk('vda', 16 * MiB);
       fakeTree({ 'proc/mounts': 'sysfs /sys sysfs rw 0 0\n/dev/vdb1 /data ext4 rw 0 0\n/dev/vda2 / ext4 rw,relatime 0 0\n' });
       appliance = await diskAppliance(action('write-disk', writeFields()), { '/images/disk.raw': serveBytes(image) });
-      startAgent(cmdlineFor(appliance.url), { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), SHOAL_PROC_DIR: join(dir, 'proc'), PATH: busyboxPath() });
+      startAgent(cmdlineFor(appliance.url), diskEnv());
       await waitFor('the job to fail', () => ended() !== undefined);
       expect(ended()).toMatchObject({ disk: 'failed', diskError: 'disk vda is in use: /dev/vda2 on /' });
       expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);

@@ -328,7 +328,7 @@ read_disk_fields() { # write-disk|erase-disk
   fi
   image_path=$(reply_value 'disk\.path'); format=$(reply_value 'disk\.format'); image_bytes=$(reply_value 'disk\.bytes')
   want_sha=$(reply_value 'disk\.sha256' | tr 'A-F' 'a-f'); env_offset=$(reply_value 'disk\.envOffset'); boot_args=$(reply_value 'disk\.bootArgs')
-  case $image_path in /images/*) only_chars "$image_path" 'A-Za-z0-9._/@+-' && case $image_path in *..*) false ;; esac || { field_error="disk.path has characters outside its alphabet"; return 1; } ;;
+  case $image_path in /images/*) only_chars "$image_path" 'A-Za-z0-9._/@+-' && case $image_path in *..*) false ;; esac || { field_error="disk.path has characters outside its alphabet, or .."; return 1; } ;;
     *) field_error="disk.path must start with /images/"; return 1 ;; esac
   case $format in raw | gzip | zstd) ;; *) field_error="disk.format '$format' is not raw, gzip or zstd"; return 1 ;; esac
   case $image_bytes in '' | *[!0-9]*) field_error="disk.bytes is not a number"; return 1 ;; esac
