@@ -1,18 +1,19 @@
 // Builds node images from Debian packages: the Debian kernel as it ships, and a gzip'd newc
-// initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent;
+// initramfs holding busybox-static, the NIC and power-button modules, /init, the udhcpc script and the agent
+// (and, for recipes that list them, programs from other Debian packages with the libraries they load);
 // for recipes that ask for one, a gzip'd tar root filesystem holding the same and a marker.
 // Images of a real OS (os-builder.ts) reuse the initramfs parts from here.
 // Same inputs give the same bytes: entries are sorted, owned by root, stamped with one fixed
 // time (SOURCE_DATE_EPOCH, default 0), and the gzip header carries no time or name.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackages, unpackDeb, type DebianPackage } from './debian.js';
 import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
 import { writeNewc, type CpioEntry } from './newc.js';
-import { findRecipe, imageRef, KERNEL_MODULES, type ImageRecipe } from './recipes.js';
+import { findRecipe, imageRef, KERNEL_MODULES, type DebianProgram, type ImageRecipe } from './recipes.js';
 import { writeTar, type TarEntry } from './tar.js';
 
 export interface BuiltImage {
@@ -135,12 +136,106 @@ export async function initramfsEntries(
   inputs: Pick<BuildInputs, 'busyboxTree' | 'kernelTree'>,
   release: string,
   modulePaths: string[],
+  programFiles: CpioEntry[] = [],
 ): Promise<CpioEntry[]> {
-  const files = await systemEntries(recipe, inputs, release, modulePaths);
+  const files = [...(await systemEntries(recipe, inputs, release, modulePaths)), ...programFiles];
   // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs.
   files.push({ kind: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 });
   // Where a root filesystem is unpacked before switch_root (shoal.rootfs=URL).
   return withDirectories(files, ['newroot']);
+}
+
+/** What a dynamically linked ELF file asks the loader for: its interpreter (programs only) and its NEEDED libraries. */
+export interface ElfDependencies {
+  interpreter?: string;
+  needed: string[];
+}
+
+/**
+ * Reads an x86-64 ELF's program headers: PT_INTERP, and the DT_NEEDED entries of PT_DYNAMIC,
+ * whose names are in the string table the DT_STRTAB address points to (mapped to a file offset
+ * through the PT_LOAD segment holding it). A static file has neither.
+ */
+export function elfDependencies(elf: Buffer, what: string): ElfDependencies {
+  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) throw new Error(`${what} is not a 64-bit little-endian ELF file`);
+  const headers = [];
+  for (let i = 0, at = Number(elf.readBigUInt64LE(0x20)); i < elf.readUInt16LE(0x38); i++, at += elf.readUInt16LE(0x36)) {
+    headers.push({ type: elf.readUInt32LE(at), offset: Number(elf.readBigUInt64LE(at + 8)), vaddr: Number(elf.readBigUInt64LE(at + 16)), size: Number(elf.readBigUInt64LE(at + 32)) });
+  }
+  const cString = (at: number) => elf.subarray(at, elf.indexOf(0, at)).toString('latin1');
+  const interp = headers.find((h) => h.type === 3);
+  const dynamic = headers.find((h) => h.type === 2);
+  const result: ElfDependencies = { needed: [], ...(interp ? { interpreter: cString(interp.offset) } : {}) };
+  if (!dynamic) return result;
+  const entries: [number, number][] = [];
+  for (let at = dynamic.offset; at + 16 <= dynamic.offset + dynamic.size; at += 16) {
+    const tag = Number(elf.readBigInt64LE(at));
+    if (tag === 0) break; // DT_NULL
+    entries.push([tag, Number(elf.readBigUInt64LE(at + 8))]);
+  }
+  const strtab = entries.find(([tag]) => tag === 5)?.[1]; // DT_STRTAB
+  const load = headers.find((h) => h.type === 1 && strtab !== undefined && h.vaddr <= strtab && strtab < h.vaddr + h.size);
+  if (strtab === undefined || !load) throw new Error(`${what}: its dynamic string table is in no loaded segment`);
+  const strtabOffset = strtab - load.vaddr + load.offset;
+  for (const [tag, value] of entries) if (tag === 1) result.needed.push(cString(strtabOffset + value)); // DT_NEEDED
+  return result;
+}
+
+/** Where the loader of a Debian system finds libraries by name (Debian's glibc searches the multiarch directories). */
+const LIBRARY_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'lib64', 'lib', 'usr/lib'];
+
+/**
+ * The initramfs entries for a program at `programPath` in `programTree` and every library it loads,
+ * found in `libraryTrees` (unpacked packages) at the path the loader looks in. Symlinks on the way
+ * (libz.so.1 -> libz.so.1.2.13, the loader's /lib64 link) are kept as symlinks, so nothing is stored twice.
+ */
+export async function programEntries(programTree: string, programPath: string, libraryTrees: readonly string[]): Promise<CpioEntry[]> {
+  const entries = new Map<string, CpioEntry>();
+  const exists = (path: string) => lstat(path).then(() => true, () => false);
+  /** Adds `path` of `tree` (following its symlinks inside the tree) and returns the real file's contents. */
+  const add = async (tree: string, path: string): Promise<Buffer> => {
+    for (let hops = 0; hops < 16; hops++) {
+      const stat = await lstat(join(tree, path));
+      if (!stat.isSymbolicLink()) {
+        const data = await readFile(join(tree, path));
+        entries.set(path, { kind: 'file', path, mode: 0o755, data });
+        return data;
+      }
+      const target = await readlink(join(tree, path));
+      entries.set(path, { kind: 'symlink', path, target });
+      path = target.startsWith('/') ? target.slice(1) : posix.normalize(posix.join(posix.dirname(path), target));
+    }
+    throw new Error(`${tree}/${path}: too many symbolic links`);
+  };
+  const find = async (paths: string[], asker: string): Promise<[string, string]> => {
+    for (const tree of libraryTrees) for (const path of paths) if (await exists(join(tree, path))) return [tree, path];
+    throw new Error(`${asker} needs ${paths[0]!.split('/').at(-1)}, which none of its library packages has (in /${LIBRARY_DIRS.join(', /')})`);
+  };
+  const pending: [string, Buffer][] = [[programPath, await add(programTree, programPath)]];
+  for (let next = pending.shift(); next; next = pending.shift()) {
+    const [asker, elf] = next;
+    const { interpreter, needed } = elfDependencies(elf, asker);
+    const wanted = [...(interpreter ? [[interpreter.slice(1)]] : []), ...needed.map((name) => LIBRARY_DIRS.map((dir) => `${dir}/${name}`))];
+    for (const paths of wanted) {
+      const [tree, path] = await find(paths, asker);
+      if (!entries.has(path)) pending.push([path, await add(tree, path)]);
+    }
+  }
+  return [...entries.values()];
+}
+
+/** Downloads and unpacks a recipe's programs' packages (cached) and returns their initramfs entries. */
+async function recipeProgramEntries(programs: readonly DebianProgram[], cacheDir: string, progress: (line: string) => void): Promise<CpioEntry[]> {
+  const unpacked = async (names: readonly string[]) =>
+    Promise.all((await resolvePackages(names)).map(async (pkg) => unpackDeb(await fetchDeb(pkg, cacheDir, progress), pkg, cacheDir, progress)));
+  const files: CpioEntry[] = [];
+  for (const program of programs) {
+    const [programTree] = await unpacked([program.package]);
+    const found = await programEntries(programTree!, program.path, await unpacked(program.libraryPackages));
+    // Two programs may share a library: keep one entry per path.
+    files.push(...found.filter((entry) => !files.some((other) => other.path === entry.path)));
+  }
+  return files;
 }
 
 /** The root filesystem: the same system as the initramfs, plus the marker that says /init runs from it. */
@@ -192,8 +287,9 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
   const kernel = await readFile(join(inputs.kernelTree, `boot/vmlinuz-${release}`));
   const modulePaths = await findModules(inputs.kernelTree, release);
 
+  const programFiles = recipe.programs ? await recipeProgramEntries(recipe.programs, options.cacheDir, progress) : [];
   progress(`${ref}: writing initramfs`);
-  const cpio = writeNewc(await initramfsEntries(recipe, inputs, release, modulePaths), sourceDateEpoch);
+  const cpio = writeNewc(await initramfsEntries(recipe, inputs, release, modulePaths, programFiles), sourceDateEpoch);
   // Node's gzip header has mtime 0 and no file name: the same archive always gzips the same.
   const initrd = gzipSync(cpio, { level: 9 });
   let rootfs: Buffer | undefined;

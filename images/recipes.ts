@@ -35,6 +35,20 @@ export interface ImageRecipe {
    * it into a tmpfs and switch_roots into it; the agent then runs from there.
    */
   rootfs?: boolean;
+  /** Programs from Debian packages the initramfs carries besides busybox, with the shared libraries they load. */
+  programs?: readonly DebianProgram[];
+}
+
+/** A dynamically linked program from a Debian package, for a busybox initramfs. */
+export interface DebianProgram {
+  package: string;
+  /** Its path inside the package, and so in the initramfs. */
+  path: string;
+  /**
+   * Packages its shared libraries and the dynamic loader are looked up in, by the names its ELF
+   * asks for (NEEDED and the interpreter, followed through each library): a missing one fails the build.
+   */
+  libraryPackages: readonly string[];
 }
 
 const IMAGE_REF = /^([a-z][a-z0-9-]*)@([0-9A-Za-z][0-9A-Za-z.+-]*)$/;
@@ -62,6 +76,15 @@ export const RECIPES: readonly ImageRecipe[] = [
     description: 'Compute node, third release: the initramfs fetches a root filesystem and switches into it; the agent runs there',
     cmdline: 'console=ttyS0 quiet',
     rootfs: true,
+  },
+  {
+    name: 'deploy',
+    version: '1',
+    description: 'The deploy environment a disk install boots: the agent writes or erases a disk (write-disk, erase-disk)',
+    cmdline: 'console=ttyS0 quiet',
+    // busybox has dd, gunzip, sha256sum and blockdev, but no zstd. Debian's zstd links libzstd
+    // statically; it loads zlib, liblzma and liblz4 (for the other formats it reads) and libc.
+    programs: [{ package: 'zstd', path: 'usr/bin/zstd', libraryPackages: ['zlib1g', 'liblzma5', 'liblz4-1', 'libc6'] }],
   },
 ];
 

@@ -2,9 +2,10 @@
 // 127.0.0.1 that speaks PROTOCOL.md. The kernel command line, boot id and /etc/shoal-image
 // are files in a temp dir; SHOAL_POWER_CMD is always set so a reboot action cannot reach
 // the host (the tests run as root).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, symlinkSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,7 +21,8 @@ interface AgentRequest {
   headers: IncomingHttpHeaders;
   body: Record<string, unknown>;
 }
-type Reply = { status: number; body?: string };
+/** A reply: a status and text body, or (send) a handler that writes the response itself, e.g. a disk image served slowly or cut. */
+type Reply = { status: number; body?: string; send?: (res: ServerResponse) => void };
 /** Decides the reply to a request, given every request seen so far (this one last). */
 type Responder = (request: AgentRequest, seen: AgentRequest[]) => Reply;
 
@@ -44,6 +46,7 @@ class FakeAppliance {
         appliance!.requests.push(request);
         const reply = appliance!.responder(request, appliance!.requests);
         void appliance!.beforeReply(request).then(() => {
+          if (reply.send) return reply.send(res);
           res.writeHead(reply.status, { 'content-type': 'text/plain' });
           res.end(reply.body ?? '');
         });
@@ -429,5 +432,218 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     await waitFor('the agent to exit', () => running.exitCode !== null);
     expect(running.exitCode).toBe(2);
     expect(running.stderr).toContain('shoal.token');
+  });
+
+  // write-disk and erase-disk: the "disk" is a file under dev/ with a made-up sys/block entry, and
+  // the agent's PATH holds busybox's applets only (the deploy environment's tools), so no command
+  // can reach a real block device or a host tool the node lacks.
+  describe('disk actions', () => {
+    const MiB = 1 << 20;
+    const FILL = 0xee; // what the device holds before a job, so zeroed and untouched bytes tell apart
+    const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+    const image = randomBytes(4 * MiB);
+
+    /** A busybox-only bin directory, plus the named host tools. */
+    function busyboxPath(extra: string[] = []): string {
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      for (const applet of execFileSync('busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean)) symlinkSync(execFileSync('which', ['busybox'], { encoding: 'utf8' }).trim(), join(bin, applet));
+      for (const tool of extra) symlinkSync(execFileSync('which', [tool], { encoding: 'utf8' }).trim(), join(bin, tool));
+      return bin;
+    }
+
+    /** A device NAME of BYTES filled with FILL, with partitions (name → start sector) in its sysfs dir. */
+    function fakeDisk(name: string, bytes: number, partitions: Record<string, number> = {}): string {
+      fakeTree({ [`sys/block/${name}/size`]: `${bytes / 512}\n` });
+      for (const [part, start] of Object.entries(partitions)) fakeTree({ [`sys/block/${name}/${part}/start`]: `${start}\n` });
+      mkdirSync(join(dir, 'dev'), { recursive: true });
+      writeFileSync(join(dir, 'dev', name), Buffer.alloc(bytes, FILL));
+      return join(dir, 'dev', name);
+    }
+
+    const action = (name: string, fields: Record<string, string | number>) =>
+      `action=${name}\n${Object.entries(fields).map(([key, value]) => `disk.${key}=${value}`).join('\n')}\n`;
+    const writeFields = (fields: Record<string, string | number> = {}) => ({ job: 'j1', device: 'vda', deviceBytes: 16 * MiB, path: '/images/disk.raw', format: 'raw', bytes: image.length, sha256: sha256(image), ...fields });
+
+    /** The action lines every hello and heartbeat reply carries; a test sets it to send the next job. */
+    let currentAction = '';
+    /** An appliance that serves IMAGES (path → reply) and answers every hello and heartbeat with currentAction. */
+    async function diskAppliance(actionLines: string, images: Record<string, (res: ServerResponse) => void>, interval = 1): Promise<FakeAppliance> {
+      currentAction = actionLines;
+      return FakeAppliance.start((request) => {
+        const serve = images[request.path];
+        return serve ? { status: 200, send: serve } : ok(`interval=${interval}\n${currentAction}`);
+      });
+    }
+    const serveBytes = (data: Buffer) => (res: ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
+      res.end(data);
+    };
+
+    /** The agent's environment: the made-up sysfs, dev and /proc (no mounts unless a test writes some; the host's own name its disks), busybox's PATH. */
+    function diskEnv(extraTools: string[] = []): Record<string, string> {
+      if (!existsSync(join(dir, 'proc/mounts'))) fakeTree({ 'proc/mounts': '' });
+      return { SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_DEV_DIR: join(dir, 'dev'), SHOAL_PROC_DIR: join(dir, 'proc'), PATH: busyboxPath(extraTools) };
+    }
+    const beats = () => appliance!.requests.filter((r) => r.path === '/agent/v1/heartbeat').map((r) => r.body);
+    const ended = () => beats().find((b) => b.disk !== 'writing' && b.disk !== 'erasing' && b.disk !== undefined);
+    async function startDiskAgent(extraTools: string[] = []): Promise<Record<string, unknown>> {
+      startAgent(cmdlineFor(appliance!.url), diskEnv(extraTools));
+      await waitFor('the disk job to end', () => ended() !== undefined);
+      return ended()!;
+    }
+    const zeros = (n: number) => Buffer.alloc(n);
+    const filled = (n: number) => Buffer.alloc(n, FILL);
+
+    it.each([
+      ['raw', (data: Buffer) => data],
+      ['gzip', (data: Buffer) => execFileSync('gzip', ['-c'], { input: data, maxBuffer: 64 * MiB })],
+      ['zstd', (data: Buffer) => execFileSync('zstd', ['-q', '-c'], { input: data, maxBuffer: 64 * MiB })],
+    ] as const)('writes a %s image to the disk, checks it, and writes it once however often the action repeats', async (format, pack) => {
+      const device = fakeDisk('vda', 16 * MiB);
+      appliance = await diskAppliance(action('write-disk', writeFields({ format, path: `/images/disk.${format}` })), { [`/images/disk.${format}`]: serveBytes(pack(image)) });
+      const result = await startDiskAgent(format === 'zstd' ? ['zstd'] : []);
+      expect(result).toMatchObject({ disk: 'written', diskJob: 'j1', diskSha256: sha256(image), diskBytes: image.length });
+      const disk = readFileSync(device);
+      expect(disk.subarray(0, image.length).equals(image)).toBe(true);
+      expect(disk.subarray(image.length, 15 * MiB).equals(filled(11 * MiB))).toBe(true);
+      expect(disk.subarray(15 * MiB).equals(zeros(MiB))).toBe(true); // the old backup GPT is gone
+      // The appliance keeps sending the action; the agent keeps reporting the result and never fetches again.
+      const seen = beats().length;
+      await waitFor('three more heartbeats', () => beats().length >= seen + 3);
+      expect(appliance.count(`/images/disk.${format}`)).toBe(1);
+      expect(beats().slice(seen).every((b) => b.disk === 'written' && b.diskJob === 'j1')).toBe(true);
+    });
+
+    it('reports its progress while writing, and the result at once when the write ends', async () => {
+      const big = randomBytes(12 * MiB);
+      fakeDisk('vda', 16 * MiB);
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      appliance = await diskAppliance(action('write-disk', writeFields({ bytes: big.length, sha256: sha256(big) })), {
+        // Nine MiB (the first, kept aside, and one chunk), then nothing until the test has seen them counted.
+        '/images/disk.raw': (res) => {
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
+          res.write(big.subarray(0, 9 * MiB));
+          void released.then(() => res.end(big.subarray(9 * MiB)));
+        },
+      }, 4);
+      startAgent(cmdlineFor(appliance.url), diskEnv());
+      await waitFor('a heartbeat with 9 MiB written', () => beats().some((b) => b.disk === 'writing' && b.diskBytes === 9 * MiB));
+      expect(beats().find((b) => b.disk === 'writing')).toMatchObject({ diskJob: 'j1' });
+      const releasedAt = Date.now();
+      release();
+      await waitFor('the written report', () => ended() !== undefined);
+      expect(ended()).toMatchObject({ disk: 'written', diskBytes: big.length, diskSha256: sha256(big) });
+      // The interval is 4 s: the report came when the job ended, not at the next interval.
+      expect(Date.now() - releasedAt).toBeLessThan(3000);
+    });
+
+    it('fails on a checksum mismatch and leaves the first MiB zero, so the disk does not boot', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      const other = randomBytes(image.length);
+      appliance = await diskAppliance(action('write-disk', writeFields()), { '/images/disk.raw': serveBytes(other) });
+      const result = await startDiskAgent();
+      expect(result).toMatchObject({ disk: 'failed', diskJob: 'j1', diskError: `checksum mismatch: wrote ${sha256(other)}, expected ${sha256(image)}` });
+      expect(result).not.toHaveProperty('diskSha256');
+      const disk = readFileSync(device);
+      expect(disk.subarray(0, MiB).equals(zeros(MiB))).toBe(true);
+      expect(disk.subarray(MiB, image.length).equals(other.subarray(MiB))).toBe(true);
+    });
+
+    it('refuses an image larger than the disk, and a disk of another size than the appliance saw, before writing anything', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      appliance = await diskAppliance(action('write-disk', writeFields({ bytes: 32 * MiB })), { '/images/disk.raw': serveBytes(image) });
+      const result = await startDiskAgent();
+      expect(result).toMatchObject({ disk: 'failed', diskError: `disk too small: the image is ${32 * MiB} bytes, disk vda ${16 * MiB} bytes` });
+      expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);
+      // A new job for a disk that changed size since the hardware report.
+      currentAction = action('write-disk', writeFields({ job: 'j2', deviceBytes: 8 * MiB }));
+      await waitFor('the second job to fail', () => beats().some((b) => b.diskJob === 'j2' && b.disk === 'failed'));
+      expect(beats().find((b) => b.diskJob === 'j2' && b.disk === 'failed')!.diskError).toBe(`disk vda is ${16 * MiB} bytes, the appliance expected ${8 * MiB} (another disk)`);
+      expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);
+      expect(appliance.count('/images/disk.raw')).toBe(0);
+    });
+
+    it('refuses a disk with a mounted file system, as the running root of an installed system', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      fakeTree({ 'proc/mounts': 'sysfs /sys sysfs rw 0 0\n/dev/vdb1 /data ext4 rw 0 0\n/dev/vda2 / ext4 rw,relatime 0 0\n' });
+      appliance = await diskAppliance(action('write-disk', writeFields()), { '/images/disk.raw': serveBytes(image) });
+      startAgent(cmdlineFor(appliance.url), diskEnv());
+      await waitFor('the job to fail', () => ended() !== undefined);
+      expect(ended()).toMatchObject({ disk: 'failed', diskError: 'disk vda is in use: /dev/vda2 on /' });
+      expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);
+      expect(appliance.count('/images/disk.raw')).toBe(0);
+    });
+
+    it('refuses a zstd image where the node has no zstd', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      appliance = await diskAppliance(action('write-disk', writeFields({ format: 'zstd' })), {});
+      const result = await startDiskAgent();
+      expect(result).toMatchObject({ disk: 'failed', diskError: 'zstd is missing on this node, so a zstd image cannot be written' });
+      expect(readFileSync(device).equals(filled(16 * MiB))).toBe(true);
+    });
+
+    it('fails with the reason when the image store goes away midway, and leaves the first MiB zero', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      appliance = await diskAppliance(action('write-disk', writeFields()), {
+        '/images/disk.raw': (res) => {
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': image.length });
+          res.write(image.subarray(0, 2 * MiB), () => setTimeout(() => res.destroy(), 200));
+        },
+      });
+      const result = await startDiskAgent();
+      expect(result.disk).toBe('failed');
+      expect(result.diskError).toMatch(new RegExp(`^fetching ${appliance.url}/images/disk.raw failed: .+`));
+      expect(String(result.diskError).length).toBeLessThanOrEqual(200);
+      expect(readFileSync(device).subarray(0, MiB).equals(zeros(MiB))).toBe(true);
+    });
+
+    it('puts the GRUB environment block with the boot arguments at envOffset, after the checksum', async () => {
+      const device = fakeDisk('vda', 16 * MiB);
+      const bootArgs = 'shoal.url=http://10.0.0.1:8080 shoal.node=n01 shoal.token=boot.tok-9 shoal.image=debian-12@3';
+      const envOffset = 3 * MiB + 4096; // past the first MiB: written to the disk itself
+      const firstMiBOffset = 512 * 1024; // inside it: written into the kept first MiB
+      const block = (args: string) => {
+        const text = `# GRUB Environment Block\nshoal_args=${args}\n`;
+        return Buffer.from(text + '#'.repeat(1024 - text.length));
+      };
+      appliance = await diskAppliance(action('write-disk', writeFields({ envOffset, bootArgs })), { '/images/disk.raw': serveBytes(image) });
+      const result = await startDiskAgent();
+      expect(result).toMatchObject({ disk: 'written', diskSha256: sha256(image) });
+      let disk = readFileSync(device);
+      expect(disk.subarray(envOffset, envOffset + 1024).equals(block(bootArgs))).toBe(true);
+      expect(disk.subarray(0, envOffset).equals(image.subarray(0, envOffset))).toBe(true);
+      expect(disk.subarray(envOffset + 1024, image.length).equals(image.subarray(envOffset + 1024))).toBe(true);
+
+      currentAction = action('write-disk', writeFields({ job: 'j2', envOffset: firstMiBOffset, bootArgs: 'a=b' }));
+      await waitFor('the second job to end', () => beats().some((b) => b.diskJob === 'j2' && b.disk === 'written'));
+      disk = readFileSync(device);
+      expect(disk.subarray(firstMiBOffset, firstMiBOffset + 1024).equals(block('a=b'))).toBe(true);
+      expect(disk.subarray(0, firstMiBOffset).equals(image.subarray(0, firstMiBOffset))).toBe(true);
+
+      // Arguments that do not fit the block are refused before the disk is touched.
+      currentAction = action('write-disk', writeFields({ job: 'j3', envOffset, bootArgs: 'x'.repeat(988) }));
+      await waitFor('the third job to fail', () => beats().some((b) => b.diskJob === 'j3' && b.disk === 'failed'));
+      expect(beats().find((b) => b.diskJob === 'j3')!.diskError).toBe('disk.bootArgs is 988 characters, at most 987 fit the 1024-byte environment block');
+      expect(readFileSync(device).equals(disk)).toBe(true);
+    });
+
+    it('quick erase zeroes both ends of the disk and the start of every partition', async () => {
+      const device = fakeDisk('nvme0n1', 16 * MiB, { nvme0n1p1: 2048, nvme0n1p2: 16384 });
+      appliance = await diskAppliance(action('erase-disk', { job: 'e1', device: 'nvme0n1', deviceBytes: 16 * MiB, mode: 'quick' }), {});
+      expect(await startDiskAgent()).toMatchObject({ disk: 'erased', diskJob: 'e1' });
+      const disk = readFileSync(device);
+      const zeroed = [0, 1, 8, 15]; // MiB: the table, partition 1 at sector 2048, partition 2 at 16384, the backup table
+      for (let mib = 0; mib < 16; mib++) expect([mib, disk.subarray(mib * MiB, (mib + 1) * MiB).equals(zeroed.includes(mib) ? zeros(MiB) : filled(MiB))]).toEqual([mib, true]);
+    });
+
+    it('full erase zeroes the whole disk, to its last sector', async () => {
+      const size = 16 * MiB + 4096; // not a whole number of MiB
+      const device = fakeDisk('vdb', size);
+      appliance = await diskAppliance(action('erase-disk', { job: 'e2', device: 'vdb', deviceBytes: size, mode: 'full' }), {});
+      expect(await startDiskAgent()).toMatchObject({ disk: 'erased', diskJob: 'e2', diskBytes: size });
+      expect(readFileSync(device).equals(zeros(size))).toBe(true);
+    });
   });
 });

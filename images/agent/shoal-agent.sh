@@ -1,7 +1,8 @@
 #!/bin/sh
 # shoal-agent: runs in a node's initramfs, says hello to the Shoal appliance, then sends
 # heartbeats and obeys the action in each reply. The wire protocol is in PROTOCOL.md next
-# to this file. Needs only busybox (ash, wget, awk, sed, timeout).
+# to this file. Needs only busybox (ash, wget, awk, sed, timeout; dd, sha256sum, blockdev and
+# gunzip for disk writes), and zstd for a zstd image (the deploy@1 image carries it).
 #
 # The token on the kernel command line is a one-time bootstrap, readable by anyone on the node;
 # the hello trades it for this boot's token, which is kept in a root-only file and in a shell
@@ -21,6 +22,7 @@ TOKEN_CHARS='A-Za-z0-9._~+/=-'
 POWER_CMD=${SHOAL_POWER_CMD:-}
 SYS_DIR=${SHOAL_SYS_DIR:-/sys}    # the hardware report's sources, so a test can give it a made-up machine
 PROC_DIR=${SHOAL_PROC_DIR:-/proc}
+DEV_DIR=${SHOAL_DEV_DIR:-/dev}    # where the disks a write-disk or erase-disk action names are
 # Under systemd (the real-OS images), the unit a drain stops; the initramfs has a placeholder instead.
 WORKLOAD_UNIT=${SHOAL_WORKLOAD_UNIT:-}
 SYSTEMD_DIR=${SHOAL_SYSTEMD_DIR:-/run/systemd/system} # exists when systemd is PID 1 (sd_booted)
@@ -211,7 +213,7 @@ system_json() {
 }
 
 status_body() { # STATE
-  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"%s}' "$node" "$boot_id" "$(uptime_seconds)" "$1" "$(system_json)"
+  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"%s%s}' "$node" "$boot_id" "$(uptime_seconds)" "$1" "$(system_json)" "$(disk_json)"
 }
 
 # post PATH BODY: sends BODY with the credential (the boot token, or the bootstrap before the
@@ -247,6 +249,192 @@ back_off() {
   sleep "$delay"
   backoff=$((backoff * 2))
   [ "$backoff" -gt "$MAX_BACKOFF" ] && backoff=$MAX_BACKOFF
+}
+
+# --- Disk jobs: write-disk and erase-disk (PROTOCOL.md, "Disk actions") ---
+# A job runs in the background so heartbeats go on; its state lives in files under DISK_DIR so
+# the heartbeat (and an agent restarted by /init) can report it, and so the action, which the
+# appliance repeats until it sees the result, starts a job id only once.
+DISK_DIR=$WORK_DIR/disk
+MIB=1048576
+DISK_CHUNK_MIB=8 # progress is counted per chunk written
+ERROR_CHARS='A-Za-z0-9 ._:/()@+,#-'
+
+disk_file() { cat "$DISK_DIR/$1" 2>/dev/null; }
+disk_set() { printf '%s\n' "$2" > "$DISK_DIR/$1.new" && mv -f "$DISK_DIR/$1.new" "$DISK_DIR/$1"; }
+
+# The pid of the job still running, or nothing (a job whose process is gone is not running).
+disk_running_pid() {
+  case $(disk_file state) in writing | erasing) ;; *) return 0 ;; esac
+  pid=$(disk_file pid)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# `,"disk":"writing","diskJob":"j1","diskBytes":N[,"diskSha256":..][,"diskError":..]` once a job was started.
+disk_json() {
+  job=$(disk_file job)
+  [ -n "$job" ] || return 0
+  disk_state=$(disk_file state)
+  # A job that died without saying so (the agent was killed with it): report it failed, once and for all.
+  if { [ "$disk_state" = writing ] || [ "$disk_state" = erasing ]; } && [ -z "$(disk_running_pid)" ]; then
+    # Read again now the process is seen gone: it may have ended, and said so, in between.
+    disk_state=$(disk_file state)
+    case $disk_state in writing | erasing) disk_set error "the disk job stopped before it ended (the agent was killed)"; disk_set state failed; disk_state=failed ;; esac
+  fi
+  printf ',"disk":"%s","diskJob":"%s","diskBytes":%s' "$disk_state" "$job" "$(disk_file bytes | tr -cd 0-9 | grep . || echo 0)"
+  [ "$disk_state" = written ] && printf ',"diskSha256":"%s"' "$(disk_file sha256)"
+  [ "$disk_state" = failed ] && printf ',"diskError":"%s"' "$(disk_file error)"
+  return 0
+}
+
+# Ends the job: its state, and a marker that makes the main loop report at once.
+disk_end() { # STATE
+  disk_set state "$1"
+  : > "$DISK_DIR/ended"
+}
+disk_fail() { # REASON
+  log "disk job $(disk_file job) failed: $1"
+  disk_set error "$(printf '%s' "$1" | tr -cd "$ERROR_CHARS" | head -c 200)"
+  disk_end failed
+}
+
+# zero_range DEVICE OFFSET LENGTH: writes zeros, in bytes, without truncating (the tests' disk is a file).
+zero_range() {
+  dd if=/dev/zero of="$1" bs=65536 seek="$2" count="$3" oflag=seek_bytes iflag=count_bytes conv=notrunc 2>/dev/null
+}
+
+# copy_chunks DEVICE FROM_MIB MIBS: copies MIBS MiB from stdin to DEVICE at FROM_MIB, counting
+# progress in the bytes file (which starts at FROM_MIB). Returns 1 when stdin ended early.
+copy_chunks() {
+  at=$2
+  end=$(($2 + $3))
+  while [ "$at" -lt "$end" ]; do
+    n=$((end - at)); [ "$n" -gt "$DISK_CHUNK_MIB" ] && n=$DISK_CHUNK_MIB
+    full=$(dd of="$1" bs=1M seek="$at" count="$n" iflag=fullblock conv=notrunc 2>&1 | sed -n 's/^\([0-9]*\)+[0-9]* records in$/\1/p')
+    at=$((at + ${full:-0}))
+    disk_set bytes $((at * MIB))
+    [ "${full:-0}" = "$n" ] || return 1
+  done
+}
+
+# The action's disk.* fields, checked, into variables; returns 1 with the reason in field_error when one is bad.
+read_disk_fields() { # write-disk|erase-disk
+  device=$(reply_value 'disk\.device'); device_bytes=$(reply_value 'disk\.deviceBytes')
+  case $device in '' | *[!a-z0-9]*) field_error="disk.device '$device' is not a name under /sys/block"; return 1 ;; esac
+  case $device_bytes in '' | *[!0-9]*) field_error="disk.deviceBytes is not a number"; return 1 ;; esac
+  if [ "$1" = erase-disk ]; then
+    erase_mode=$(reply_value 'disk\.mode')
+    case $erase_mode in quick | full) return 0 ;; *) field_error="disk.mode '$erase_mode' is not quick or full"; return 1 ;; esac
+  fi
+  image_path=$(reply_value 'disk\.path'); format=$(reply_value 'disk\.format'); image_bytes=$(reply_value 'disk\.bytes')
+  want_sha=$(reply_value 'disk\.sha256' | tr 'A-F' 'a-f'); env_offset=$(reply_value 'disk\.envOffset'); boot_args=$(reply_value 'disk\.bootArgs')
+  case $image_path in /images/*) only_chars "$image_path" 'A-Za-z0-9._/@+-' && case $image_path in *..*) false ;; esac || { field_error="disk.path has characters outside its alphabet, or .."; return 1; } ;;
+    *) field_error="disk.path must start with /images/"; return 1 ;; esac
+  case $format in raw | gzip | zstd) ;; *) field_error="disk.format '$format' is not raw, gzip or zstd"; return 1 ;; esac
+  case $image_bytes in '' | *[!0-9]*) field_error="disk.bytes is not a number"; return 1 ;; esac
+  if [ "$image_bytes" -lt "$MIB" ] || [ $((image_bytes % MIB)) != 0 ]; then field_error="disk.bytes $image_bytes is not a whole number of MiB"; return 1; fi
+  [ "${#want_sha}" = 64 ] && only_chars "$want_sha" '0-9a-f' || { field_error="disk.sha256 is not 64 hex digits"; return 1; }
+  [ -n "$env_offset" ] && [ -n "$boot_args" ] || { env_offset=; return 0; }
+  case $env_offset in *[!0-9]*) field_error="disk.envOffset is not a number"; return 1 ;; esac
+  if [ $((env_offset + 1024)) -gt "$image_bytes" ] || { [ "$env_offset" -lt "$MIB" ] && [ $((env_offset + 1024)) -gt "$MIB" ]; }; then
+    field_error="disk.envOffset $env_offset: the 1024-byte block must lie inside the image and not straddle its first MiB"; return 1
+  fi
+  # GRUB's env file escapes backslashes and newlines; words from this alphabet need no escaping.
+  only_chars "$boot_args" ' A-Za-z0-9._:/[]@+=~,;-' || { field_error="disk.bootArgs has characters outside its alphabet"; return 1; }
+  # 24 + 1 header, 11 + 1 around the words: the rest of the 1024 bytes is room for them.
+  [ "${#boot_args}" -le 987 ] || { field_error="disk.bootArgs is ${#boot_args} characters, at most 987 fit the 1024-byte environment block"; return 1; }
+}
+
+# The device the job works on, checked against what the appliance saw; prints its size in bytes.
+check_device() {
+  [ -r "$SYS_DIR/block/$device/size" ] && [ -e "$DEV_DIR/$device" ] || { disk_fail "no disk $device on this node"; return 1; }
+  size=$(( $(number "$SYS_DIR/block/$device/size") * 512 ))
+  [ "$size" = "$device_bytes" ] || { disk_fail "disk $device is $size bytes, the appliance expected $device_bytes (another disk)"; return 1; }
+  # The agent runs in installed systems too: never overwrite a disk something has mounted (the running root).
+  mounted=$(awk -v disk="/dev/$device" '$1 == disk || index($1, disk) == 1 && substr($1, length(disk) + 1) ~ /^p?[0-9]+$/ { print $1 " on " $2; exit }' "$PROC_DIR/mounts" 2>/dev/null)
+  [ -z "$mounted" ] || { disk_fail "disk $device is in use: $mounted"; return 1; }
+}
+
+write_disk() {
+  check_device || return
+  [ "$image_bytes" -le "$size" ] || { disk_fail "disk too small: the image is $image_bytes bytes, disk $device $size bytes"; return; }
+  case $format in raw) unpack=cat ;; gzip) unpack='gunzip -c' ;; zstd) unpack='zstd -dc' ;; esac
+  command -v "${unpack%% *}" >/dev/null 2>&1 || { disk_fail "${unpack%% *} is missing on this node, so a $format image cannot be written"; return; }
+  dev=$DEV_DIR/$device
+  # No partition table at either end until the whole image is there and checked: a half-written disk never boots.
+  zero_range "$dev" 0 "$MIB" && zero_range "$dev" $((size - MIB)) "$MIB" && sync || { disk_fail "cannot write to $dev"; return; }
+  rm -f "$DISK_DIR/first" "$DISK_DIR/fetch.rc" "$DISK_DIR/unpack.rc" "$DISK_DIR/short"
+  log "writing $url$image_path ($format, $image_bytes bytes) to $dev"
+  { wget -q -O - "$url$image_path" 2>"$DISK_DIR/fetch.err"; echo $? > "$DISK_DIR/fetch.rc"; } |
+    { $unpack 2>"$DISK_DIR/unpack.err"; echo $? > "$DISK_DIR/unpack.rc"; } |
+    # The first MiB (the partition table, the boot code) stays aside until the rest is checked.
+    { dd of="$DISK_DIR/first" bs=1M count=1 iflag=fullblock 2>/dev/null && [ "$(wc -c < "$DISK_DIR/first")" = "$MIB" ] &&
+      copy_chunks "$dev" 1 $((image_bytes / MIB - 1)) || : > "$DISK_DIR/short"; }
+  if [ "$(disk_file fetch.rc)" != 0 ]; then disk_fail "fetching $url$image_path failed: $(tail -n 1 "$DISK_DIR/fetch.err")"; return; fi
+  if [ "$(disk_file unpack.rc)" != 0 ]; then disk_fail "unpacking the $format image failed: $(tail -n 1 "$DISK_DIR/unpack.err")"; return; fi
+  if [ -e "$DISK_DIR/short" ]; then disk_fail "the image ended after $(disk_file bytes) bytes, disk.bytes says $image_bytes"; return; fi
+  sync
+  blockdev --flushbufs "$dev" 2>/dev/null # read back from the disk, not from the page cache
+  got_sha=$({ cat "$DISK_DIR/first"; dd if="$dev" bs=1M skip=1 count=$((image_bytes / MIB - 1)) 2>/dev/null; } | sha256sum | cut -d ' ' -f 1)
+  [ "$got_sha" = "$want_sha" ] || { disk_fail "checksum mismatch: wrote $got_sha, expected $want_sha"; return; }
+  if [ -n "$env_offset" ]; then
+    { printf '# GRUB Environment Block\nshoal_args=%s\n' "$boot_args"; } > "$DISK_DIR/envblock"
+    head -c $((1024 - $(wc -c < "$DISK_DIR/envblock"))) /dev/zero | tr '\0' '#' >> "$DISK_DIR/envblock"
+    if [ "$env_offset" -lt "$MIB" ]; then env_target=$DISK_DIR/first; else env_target=$dev; fi
+    dd if="$DISK_DIR/envblock" of="$env_target" bs=1024 seek="$env_offset" oflag=seek_bytes conv=notrunc 2>/dev/null || { disk_fail "cannot write the boot environment block"; return; }
+  fi
+  dd if="$DISK_DIR/first" of="$dev" bs=1M count=1 conv=notrunc,fsync 2>/dev/null && sync || { disk_fail "cannot write the first MiB of $dev"; return; }
+  blockdev --rereadpt "$dev" 2>/dev/null # a file or a busy disk: the kernel reads the table at the next boot anyway
+  disk_set sha256 "$got_sha"
+  log "wrote $device: sha256 $got_sha"
+  disk_end written
+}
+
+erase_disk() {
+  check_device || return
+  dev=$DEV_DIR/$device
+  log "erasing $dev ($erase_mode)"
+  if [ "$erase_mode" = full ]; then
+    copy_chunks "$dev" 0 $((size / MIB)) < /dev/zero && zero_range "$dev" $((size / MIB * MIB)) $((size % MIB)) || { disk_fail "cannot zero $dev"; return; }
+  else
+    # The partition tables at both ends, and each partition's first MiB: its file system's superblock.
+    zero_range "$dev" 0 "$MIB" && zero_range "$dev" $((size - MIB)) "$MIB" || { disk_fail "cannot zero $dev"; return; }
+    for part in "$SYS_DIR/block/$device/$device"*; do
+      [ -r "$part/start" ] || continue
+      zero_range "$dev" $(( $(number "$part/start") * 512 )) "$MIB" || { disk_fail "cannot zero partition ${part##*/}"; return; }
+    done
+  fi
+  disk_set bytes "$size"
+  sync
+  blockdev --rereadpt "$dev" 2>/dev/null
+  disk_end erased
+}
+
+start_disk_job() { # write-disk|erase-disk
+  job=$(reply_value 'disk\.job')
+  [ "$job" = "$(disk_file job)" ] && return 0 # repeated until the appliance sees the result
+  if ! only_chars "$job" 'A-Za-z0-9._,-' || [ "${#job}" -gt 64 ]; then log "$1 with a bad disk.job '$job' ignored"; return 0; fi
+  running=$(disk_running_pid)
+  if [ -n "$running" ]; then log "$1 job $job ignored: job $(disk_file job) is still running"; return 0; fi
+  mkdir -p "$DISK_DIR"
+  rm -f "$DISK_DIR/error" "$DISK_DIR/sha256" "$DISK_DIR/ended"
+  disk_set bytes 0
+  disk_set job "$job"
+  if [ "$1" = write-disk ]; then disk_set state writing; else disk_set state erasing; fi
+  read_disk_fields "$1" || { disk_fail "$field_error"; return 0; }
+  if [ "$1" = write-disk ]; then write_disk & else erase_disk & fi
+  disk_set pid $!
+}
+
+# Sleeps the interval, but reports at once when a disk job ends.
+wait_interval() {
+  waited=0
+  while [ "$waited" -lt "$interval" ]; do
+    [ -e "$DISK_DIR/ended" ] && { rm -f "$DISK_DIR/ended"; return; }
+    if [ -z "$(disk_running_pid)" ] && [ ! -e "$DISK_DIR/ended" ]; then sleep $((interval - waited)); return; fi
+    sleep 1
+    waited=$((waited + 1))
+  done
 }
 
 # What "drain" stops: the image's workload unit under systemd, else a placeholder process.
@@ -298,6 +486,7 @@ apply_reply() {
         state=draining
       fi
       ;;
+    write-disk | erase-disk) start_disk_job "$action" ;;
     *) log "unknown action '$action' ignored" ;;
   esac
 }
@@ -340,5 +529,5 @@ while :; do
     if [ "$status" = 200 ]; then state=drained; log "drained"; else log "drained report failed (HTTP $status)"; fi
   fi
   [ "$confirm_now" = yes ] && continue
-  sleep "$interval"
+  wait_interval
 done
