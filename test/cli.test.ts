@@ -55,6 +55,30 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     expect(plan.stdout).toContain('nothing to do');
   });
 
+  it('installs to disk: plan explains the deploy, --wait follows it, and the disk is written with the image', async () => {
+    expect((await shoal('node', 'add', 'cli05', '--mac', '52:54:00:ee:ee:05', '--bmc', 'sim://cli05')).code).toBe(0);
+    const set = await shoal('node', 'set', 'cli05', 'power=on', 'boot=disk', 'image=compute@1', '--wait', '--timeout', '30');
+    expect(set.code, set.stdout + set.stderr).toBe(0);
+    // The write takes a simulated boot stage (800 ms), longer than --wait's poll: it always shows, with its progress.
+    expect(set.stdout).toMatch(/cli05\s+disk\.write: writing/);
+    expect(set.stdout).toContain('1 converged, 0 failed');
+    const node = ((await t.api('GET', '/api/v1/nodes/cli05')).body as { id: string }).id;
+    await t.appliance.state.flush();
+    const boots = (await t.appliance.state.events({ nodeId: node })).filter((e) => e.facet === 'boot' && e.kind === 'observed').map((e) => e.new);
+    expect(boots).toEqual(['deploy', 'deploy', 'deploy', 'deployed', 'disk']);
+    const show = JSON.parse((await shoal('node', 'show', 'cli05', '--json')).stdout) as { observed: Record<string, { value: string; detail?: string }> };
+    expect(show.observed.disk).toMatchObject({ value: 'written' });
+    expect(show.observed.disk!.detail).toMatch(/^compute@1 sha256:[0-9a-f]{64} on sda$/);
+    expect(show.observed.image?.value).toBe('compute@1');
+    // Another image, the node frozen so nothing runs: the plan says how it gets there.
+    expect((await shoal('freeze', 'cli05')).code).toBe(0);
+    expect((await shoal('node', 'set', 'cli05', 'image=compute@2')).code).toBe(0);
+    const plan = (await shoal('plan', 'cli05')).stdout;
+    expect(plan).toMatch(/1\. boot\.deploy[\s\S]*2\. run\.drain[\s\S]*3\. run\.reboot[\s\S]*4\. run\.boot[\s\S]*5\. disk\.write[\s\S]*6\. boot\.disk[\s\S]*9\. run\.boot/);
+    expect(plan).toContain('stream the desired image onto the disk the root-device hint picks');
+    expect((await shoal('thaw', 'cli05')).code).toBe(0);
+  });
+
   it('imports an inventory file and exports it back; a bad file reports the line and exits non-zero', async () => {
     const good = join(dir, 'rack.yaml');
     writeFileSync(good, 'nodes:\n  - name: cli02\n    macs: ["52:54:00:ee:ee:02"]\n    bmc: sim://cli02\n');

@@ -76,6 +76,16 @@ async function setCommand(client: ApiClient, args: string[], values: CliValues):
   return waitForConvergence(client, names, Number(values.timeout ?? 900));
 }
 
+/**
+ * What the step's own facet was observed to be since the step started (a disk write's bytes, a
+ * drain under way), so a long step shows it moving; empty when nothing was observed yet.
+ */
+function stepProgress(v: NodeView): string {
+  if (!v.step || v.step.waiting) return '';
+  const seen = v.observed[v.step.name.split('.', 1)[0]!];
+  return seen && seen.at >= v.step.startedAt ? `: ${seen.value}${seen.detail ? ` ${seen.detail}` : ''}` : '';
+}
+
 /** Shows each node's step as it goes until all converge or one fails; non-zero exit on failure. */
 async function waitForConvergence(client: ApiClient, names: string[], timeoutSeconds: number): Promise<number> {
   const deadline = Date.now() + timeoutSeconds * 1000;
@@ -85,7 +95,7 @@ async function waitForConvergence(client: ApiClient, names: string[], timeoutSec
   for (;;) {
     const views = await Promise.all(names.map((n) => client.request<NodeView>('GET', `/nodes/${enc(n)}`)));
     for (const v of views) {
-      const line = v.phase === 'converging' ? `${v.step?.waiting ? `waiting (${v.step.waiting}) for ` : ''}${v.step?.name ?? 'planning'}` : v.phase;
+      const line = v.phase === 'converging' ? `${v.step?.waiting ? `waiting (${v.step.waiting}) for ` : ''}${v.step?.name ?? 'planning'}${stepProgress(v)}` : v.phase;
       if (last.get(v.name) !== line) {
         console.log(`${v.name.padEnd(16)} ${phaseColour(v.phase, line)}${v.reason ? `: ${v.reason}` : ''}`);
         last.set(v.name, line);
