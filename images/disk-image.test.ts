@@ -16,6 +16,9 @@ import {
   fstab,
   grubConfig,
   grubEarlyConfig,
+  grubEnvBlock,
+  GRUB_MODULES_BIOS,
+  GRUB_MODULES_EFI,
   PARTITION_TYPES,
   patchBiosBoot,
   planDiskLayout,
@@ -90,17 +93,53 @@ describe('GRUB and fstab', () => {
   it('the early config finds the root by filesystem UUID and reads its /boot/grub/grub.cfg', () => {
     expect(grubEarlyConfig(uuid)).toBe(`search --no-floppy --fs-uuid --set=root ${uuid}\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n`);
   });
-  it('grub.cfg boots the tree kernel with root=UUID=… ro and the recipe cmdline, on the serial console', () => {
-    const cfg = grubConfig({ title: "debian@12 'x'", release: '6.1.0-50-amd64', rootFsUuid: uuid, cmdline: 'console=ttyS0 quiet' });
-    expect(cfg).toContain(`  linux /boot/vmlinuz-6.1.0-50-amd64 root=UUID=${uuid} ro console=ttyS0 quiet\n`);
+  it('grub.cfg boots the tree kernel with root=UUID=… ro, the recipe cmdline and the deploy’s $shoal_args, on the serial console', () => {
+    const cfg = grubConfig({ title: "debian@12 'x'", release: '6.1.0-50-amd64', rootFsUuid: uuid, espVolumeId: 'ABCD1234', cmdline: 'console=ttyS0 quiet' });
+    expect(cfg).toContain(`  linux /boot/vmlinuz-6.1.0-50-amd64 root=UUID=${uuid} ro console=ttyS0 quiet $shoal_args\n`);
     expect(cfg).toContain('  initrd /boot/initrd.img-6.1.0-50-amd64\n');
     expect(cfg).toContain("menuentry 'debian@12 x' {");
     expect(cfg).toMatch(/^terminal_output serial console$/m);
+  });
+  it('grub.cfg loads only shoal_args from the ESP’s environment block, found by the ESP’s volume id, before the linux line', () => {
+    const cfg = grubConfig({ title: 't', release: '1.2.3', rootFsUuid: uuid, espVolumeId: 'ABCD1234', cmdline: '' });
+    const loadEnv = '  if search --no-floppy --fs-uuid --set=esp ABCD-1234; then\n    load_env --file ($esp)/shoal/grubenv shoal_args\n  fi\n';
+    expect(cfg).toContain(loadEnv);
+    expect(cfg.indexOf(loadEnv)).toBeLessThan(cfg.indexOf('  linux '));
+    expect(cfg).toContain(`  linux /boot/vmlinuz-1.2.3 root=UUID=${uuid} ro $shoal_args\n`);
+    for (const modules of [GRUB_MODULES_BIOS, GRUB_MODULES_EFI]) expect(modules).toContain('loadenv');
   });
   it('fstab mounts the root by UUID with x-systemd.growfs, and the ESP by its volume id', () => {
     const text = fstab(uuid, 'ABCD1234');
     expect(text).toContain(`UUID=${uuid} / ext4 defaults,x-systemd.growfs 0 1\n`);
     expect(text).toContain('UUID=ABCD-1234 /boot/efi vfat umask=0077,nofail 0 2\n');
+  });
+});
+
+describe('grubEnvBlock', () => {
+  it('is 1024 bytes: GRUB’s header line, a line per variable, then # to the end', () => {
+    const empty = grubEnvBlock();
+    expect(empty.length).toBe(1024);
+    expect(empty.toString()).toBe('# GRUB Environment Block\n' + '#'.repeat(1024 - 25));
+    const set = grubEnvBlock({ shoal_args: 'shoal.node=n1 shoal.url=http://10.0.0.1:8080' });
+    expect(set.length).toBe(1024);
+    expect(set.toString()).toMatch(/^# GRUB Environment Block\nshoal_args=shoal\.node=n1 shoal\.url=http:\/\/10\.0\.0\.1:8080\n#+$/);
+  });
+  it('refuses what GRUB would escape or what does not fit', () => {
+    expect(() => grubEnvBlock({ shoal_args: 'a\nb' })).toThrow(DiskImageError);
+    expect(() => grubEnvBlock({ shoal_args: 'a\\b' })).toThrow(DiskImageError);
+    expect(() => grubEnvBlock({ shoal_args: 'x'.repeat(1000) })).toThrow(/more than 1024/);
+  });
+  it.skipIf(!requirements({ commands: ['grub-editenv'] }).ok)('is read by grub-editenv as GRUB reads it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-grubenv-'));
+    try {
+      const file = join(dir, 'grubenv');
+      writeFileSync(file, grubEnvBlock());
+      expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe('');
+      writeFileSync(file, grubEnvBlock({ shoal_args: 'shoal.node=n1 shoal.token=t' }));
+      expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe('shoal_args=shoal.node=n1 shoal.token=t\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

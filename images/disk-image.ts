@@ -14,6 +14,10 @@
 // The cached tree is never written: the initrd is made in a private mount namespace on an overlay
 // of it (cached beside the tree, like its squashfs), and the files the disk adds (fstab, grub.cfg,
 // the initrd, the repart drop-in) are a second, read-only overlay layer that mkfs.ext4 reads.
+//
+// The image is one file for every node, but the installed OS needs per-node words on its kernel
+// command line: grub.cfg loads shoal_args from a GRUB environment block on the ESP, /shoal/grubenv,
+// and appends them to the kernel's command line.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -81,6 +85,33 @@ export function derivedFatVolumeId(seed: string): string {
   return createHash('sha256').update(`shoal-disk\n${seed}\nesp-volume\n`).digest('hex').slice(0, 8).toUpperCase();
 }
 
+/** A FAT volume id as a UUID, XXXX-XXXX: what fstab's UUID= and GRUB's search --fs-uuid (case-insensitive) match. */
+export function fatUuid(volumeId: string): string {
+  return `${volumeId.slice(0, 4)}-${volumeId.slice(4)}`;
+}
+
+/** Where on the ESP the deploy's boot arguments go, and the GRUB variable that carries them. */
+export const BOOT_ENV_PATH = '/shoal/grubenv';
+export const BOOT_ENV_VARIABLE = 'shoal_args';
+export const GRUB_ENV_BLOCK_BYTES = 1024;
+const GRUB_ENV_HEADER = '# GRUB Environment Block\n';
+
+/**
+ * A GRUB environment block as upstream grub-editenv writes it: the header line, one `name=value` line
+ * per variable, `#` padding to 1024 bytes. Values with a backslash or newline (which GRUB escapes) are refused.
+ */
+export function grubEnvBlock(variables: Readonly<Record<string, string>> = {}): Buffer {
+  const lines = Object.entries(variables).map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /[\\\n]/.test(value)) throw new DiskImageError(`a GRUB environment variable needs a plain name and a value with no backslash or newline: ${name}`);
+    return `${name}=${value}\n`;
+  });
+  const text = GRUB_ENV_HEADER + lines.join('');
+  if (Buffer.byteLength(text) > GRUB_ENV_BLOCK_BYTES) throw new DiskImageError(`the GRUB environment block is ${Buffer.byteLength(text)} bytes, more than ${GRUB_ENV_BLOCK_BYTES}`);
+  const block = Buffer.alloc(GRUB_ENV_BLOCK_BYTES, '#');
+  block.write(text);
+  return block;
+}
+
 export interface Partition {
   number: number;
   name: string;
@@ -141,10 +172,16 @@ export interface GrubConfigOptions {
   title: string;
   release: string;
   rootFsUuid: string;
+  /** The ESP's FAT volume id, where the boot environment block is. */
+  espVolumeId: string;
   cmdline: string;
 }
 
-/** /boot/grub/grub.cfg in the root: the serial console, no menu wait, the tree's kernel with its disk initrd. */
+/**
+ * /boot/grub/grub.cfg in the root: the serial console, no menu wait, the tree's kernel with its disk
+ * initrd and the command line's words plus the deploy's (shoal_args from the ESP's environment block,
+ * whitelisted so the block can set nothing else; an empty block adds nothing).
+ */
 export function grubConfig(o: GrubConfigOptions): string {
   return [
     '# Written by Shoal (images/disk-image.ts) for the disk image; GRUB reads it through the early config built into its images.',
@@ -155,8 +192,11 @@ export function grubConfig(o: GrubConfigOptions): string {
     'set default=0',
     `menuentry '${o.title.replaceAll("'", '')}' {`,
     `  search --no-floppy --fs-uuid --set=root ${o.rootFsUuid}`,
+    `  if search --no-floppy --fs-uuid --set=esp ${fatUuid(o.espVolumeId)}; then`,
+    `    load_env --file ($esp)${BOOT_ENV_PATH} ${BOOT_ENV_VARIABLE}`,
+    '  fi',
     `  echo "Loading Linux ${o.release} ..."`,
-    `  linux /boot/vmlinuz-${o.release} root=UUID=${o.rootFsUuid} ro ${o.cmdline}`.trimEnd(),
+    ['  linux', `/boot/vmlinuz-${o.release}`, `root=UUID=${o.rootFsUuid}`, 'ro', o.cmdline, `$${BOOT_ENV_VARIABLE}`].filter((w) => w !== '').join(' '),
     `  initrd /boot/initrd.img-${o.release}`,
     '}',
     '',
@@ -165,12 +205,11 @@ export function grubConfig(o: GrubConfigOptions): string {
 
 /** The root's /etc/fstab: the root by UUID, grown by systemd-growfs after systemd-repart grew its partition; the ESP on /boot/efi. */
 export function fstab(rootFsUuid: string, espVolumeId: string): string {
-  const esp = `${espVolumeId.slice(0, 4)}-${espVolumeId.slice(4)}`;
   return [
     '# Written by Shoal (images/disk-image.ts): the root grows to fill its partition (x-systemd.growfs) after',
     '# systemd-repart (/etc/repart.d/50-shoal-root.conf) grew the partition to the end of the disk.',
     `UUID=${rootFsUuid} / ext4 defaults,x-systemd.growfs 0 1`,
-    `UUID=${esp} /boot/efi vfat umask=0077,nofail 0 2`,
+    `UUID=${fatUuid(espVolumeId)} /boot/efi vfat umask=0077,nofail 0 2`,
     '',
   ].join('\n');
 }
@@ -178,8 +217,8 @@ export function fstab(rootFsUuid: string, espVolumeId: string): string {
 /** systemd-repart's drop-in: the existing x86-64 root partition takes all free space after it. */
 export const REPART_ROOT_CONFIG = ['# Written by Shoal (images/disk-image.ts): grow the root partition to the end of the disk on boot.', '[Partition]', 'Type=root', ''].join('\n');
 
-/** The GRUB modules both images embed: enough to find the root by UUID on GPT, read ext4 and boot Linux on a serial console, with no module files on disk. */
-export const GRUB_MODULES_COMMON = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'echo', 'test', 'serial', 'terminal', 'ls', 'cat', 'reboot', 'halt'] as const;
+/** The GRUB modules both images embed: enough to find the root by UUID on GPT, read ext4, load the ESP's environment block and boot Linux on a serial console, with no module files on disk. */
+export const GRUB_MODULES_COMMON = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search', 'search_fs_uuid', 'normal', 'configfile', 'loadenv', 'linux', 'echo', 'test', 'serial', 'terminal', 'ls', 'cat', 'reboot', 'halt'] as const;
 export const GRUB_MODULES_BIOS = ['biosdisk', ...GRUB_MODULES_COMMON] as const;
 export const GRUB_MODULES_EFI = [...GRUB_MODULES_COMMON, 'efi_gop', 'all_video'] as const;
 
@@ -345,7 +384,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await mkdir(layer, { mode: 0o755 });
     await writeDiskFiles(layer, [
       { path: `/boot/initrd.img-${o.release}`, source: o.initrdPath },
-      { path: '/boot/grub/grub.cfg', content: grubConfig({ title: o.title, release: o.release, rootFsUuid, cmdline: o.cmdline }) },
+      { path: '/boot/grub/grub.cfg', content: grubConfig({ title: o.title, release: o.release, rootFsUuid, espVolumeId, cmdline: o.cmdline }) },
       { path: '/etc/fstab', content: fstab(rootFsUuid, espVolumeId) },
       { path: '/etc/repart.d/50-shoal-root.conf', content: REPART_ROOT_CONFIG },
       ...(o.extraFiles ?? []),
