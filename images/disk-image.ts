@@ -16,8 +16,9 @@
 // the initrd, the repart drop-in) are a second, read-only overlay layer that mkfs.ext4 reads.
 //
 // The image is one file for every node, but the installed OS needs per-node words on its kernel
-// command line: grub.cfg loads shoal_args from a GRUB environment block on the ESP, /shoal/grubenv,
-// and appends them to the kernel's command line.
+// command line: the ESP holds /shoal/grubenv, an empty GRUB environment block at a byte offset the
+// build reports (bootEnv), which a deploy overwrites in place after writing the image; grub.cfg
+// loads its shoal_args and appends them to the kernel's command line.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -50,6 +51,7 @@ const TOOL_PACKAGES: Record<string, string> = {
   'mkfs.vfat': 'dosfstools',
   mmd: 'mtools',
   mcopy: 'mtools',
+  mshowfat: 'mtools',
   'grub-mkimage': 'grub-common',
   zstd: 'zstd',
   unshare: 'util-linux',
@@ -311,6 +313,8 @@ export interface DiskImageResult {
   espVolumeId: string;
   /** What the tree and the added files take on the root filesystem, in bytes (du). */
   contentBytes: number;
+  /** Where in disk.raw the ESP's /shoal/grubenv is: a deploy overwrites these bytes with a GRUB environment block carrying shoal_args. */
+  bootEnv: { offset: number; size: number };
 }
 
 /** Bytes and entry count of a directory as du and find see them (one filesystem). */
@@ -434,7 +438,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     ]);
     progress(`disk: root filesystem written in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
-    // 3. The EFI system partition: FAT32 in place, GRUB's EFI image copied in with mtools.
+    // 3. The EFI system partition: FAT32 in place, GRUB's EFI image and the empty boot environment block copied in with mtools.
     const efi = join(work, 'BOOTX64.EFI');
     const early = join(work, 'early.cfg');
     await writeFile(early, grubEarlyConfig(rootFsUuid));
@@ -449,7 +453,13 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await runTool('mmd', ['-i', espImage, '::/EFI'], { env: mtoolsEnv });
     await runTool('mmd', ['-i', espImage, '::/EFI/BOOT'], { env: mtoolsEnv });
     await runTool('mcopy', ['-i', espImage, efi, '::/EFI/BOOT/BOOTX64.EFI'], { env: mtoolsEnv });
-    progress(`disk: ESP with EFI/BOOT/BOOTX64.EFI (${(await stat(efi)).size} bytes)`);
+    const bootEnvFile = join(work, 'grubenv');
+    const bootEnvBlock = grubEnvBlock();
+    await writeFile(bootEnvFile, bootEnvBlock);
+    await runTool('mmd', ['-i', espImage, `::${dirname(BOOT_ENV_PATH)}`], { env: mtoolsEnv });
+    await runTool('mcopy', ['-i', espImage, bootEnvFile, `::${BOOT_ENV_PATH}`], { env: mtoolsEnv });
+    const bootEnv = { offset: await espFileOffset(rawStaging, layout.esp.startSector * SECTOR, BOOT_ENV_PATH, bootEnvBlock, mtoolsEnv), size: bootEnvBlock.length };
+    progress(`disk: ESP with EFI/BOOT/BOOTX64.EFI (${(await stat(efi)).size} bytes) and ${BOOT_ENV_PATH.slice(1)} at byte ${bootEnv.offset}`);
 
     // 4. BIOS: core.img in the BIOS boot partition, boot.img in the MBR pointing at it.
     const coreFile = join(work, 'core.img');
@@ -475,11 +485,42 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await runTool('zstd', ['-T0', '-q', '-f', raw, '-o', `${zst}.partial`]);
     await rename(`${zst}.partial`, zst);
     const info = async (path: string): Promise<DiskFileInfo> => ({ path, size: (await stat(path)).size, sha256: await sha256File(path) });
-    const result = { raw: await info(raw), zst: await info(zst), layout, rootFsUuid, espVolumeId, contentBytes };
+    const result = { raw: await info(raw), zst: await info(zst), layout, rootFsUuid, espVolumeId, contentBytes, bootEnv };
     progress(`disk: ${DISK_RAW_FILE} ${result.raw.size} bytes sha256:${result.raw.sha256}; ${DISK_ZST_FILE} ${result.zst.size} bytes sha256:${result.zst.sha256}`);
     return result;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The byte offset in the disk of a file on the FAT filesystem at `espOffset`: its first cluster from
+ * its chain (mshowfat) and the data area's start from the boot sector. The ESP has 512-byte clusters
+ * (mkfs.vfat -s 1), so a 1024-byte file spans two; a deploy writes it as one run of bytes, so the
+ * chain must be a single run (mcopy on a fresh FAT allocates in order). The bytes found there must be
+ * the file's `content`, which checks the arithmetic.
+ */
+async function espFileOffset(disk: string, espOffset: number, path: string, content: Buffer, env: NodeJS.ProcessEnv): Promise<number> {
+  const chain = (await runTool('mshowfat', ['-i', `${disk}@@${espOffset}`, `::${path}`], { env })).trim();
+  const run = /<(\d+)(?:-(\d+))?>$/.exec(chain);
+  if (!run) throw new DiskImageError(`${path} on the ESP is not in one run of clusters: ${chain}`);
+  const fd = await open(disk, 'r');
+  try {
+    const boot = Buffer.alloc(SECTOR);
+    await fd.read(boot, 0, SECTOR, espOffset);
+    const bytesPerSector = boot.readUInt16LE(0x0b);
+    const sectorsPerCluster = boot.readUInt8(0x0d);
+    const dataSector = boot.readUInt16LE(0x0e) + boot.readUInt8(0x10) * boot.readUInt32LE(0x24); // reserved sectors + FATs × FAT32 sectors per FAT
+    const first = Number(run[1]);
+    const clusters = Number(run[2] ?? run[1]) - first + 1;
+    if (clusters * sectorsPerCluster * bytesPerSector < content.length) throw new DiskImageError(`${path} on the ESP has ${clusters} clusters, too few for ${content.length} bytes: ${chain}`);
+    const offset = espOffset + (dataSector + (first - 2) * sectorsPerCluster) * bytesPerSector;
+    const found = Buffer.alloc(content.length);
+    await fd.read(found, 0, content.length, offset);
+    if (!found.equals(content)) throw new DiskImageError(`${path} is not at byte ${offset} of the disk where its FAT chain ${chain} says`);
+    return offset;
+  } finally {
+    await fd.close();
   }
 }
 
