@@ -33,6 +33,7 @@ async function main(): Promise<void> {
   });
   console.log(`${result.raw.path}\t${result.raw.size}\tsha256:${result.raw.sha256}`);
   console.log(`${result.zst.path}\t${result.zst.size}\tsha256:${result.zst.sha256}`);
+  console.log(`boot environment block (shoal_args): ${result.raw.path} bytes ${result.bootEnv.offset}+${result.bootEnv.size}`);
   console.log(`built in ${((performance.now() - started) / 1000).toFixed(1)}s`);
 }
 
