@@ -48,9 +48,10 @@ async function main(): Promise<void> {
   });
   console.log(`${result.raw.path}\t${result.raw.size}\tsha256:${result.raw.sha256}`);
   console.log(`${result.zst.path}\t${result.zst.size}\tsha256:${result.zst.sha256}`);
+  console.log(`boot environment block (shoal_args): ${result.raw.path} bytes ${result.bootEnv.offset}+${result.bootEnv.size}`);
   if (imageDir) {
     const stored = values.raw ? result.raw : result.zst;
-    const manifest = await addDiskToImageDir(imageDir, { raw: result.raw, stored, format: values.raw ? 'raw' : 'zstd', treeKey: result.treeKey });
+    const manifest = await addDiskToImageDir(imageDir, { raw: result.raw, stored, format: values.raw ? 'raw' : 'zstd', treeKey: result.treeKey, bootEnv: result.bootEnv });
     console.log(`${imageDir}: disk ${manifest.disk!.file}, digest ${manifest.digest} (a store holding ${manifest.name}@${manifest.version} with the old digest refuses it: remove it first, or build another version)`);
   }
   console.log(`built in ${((performance.now() - started) / 1000).toFixed(1)}s`);

@@ -3,19 +3,24 @@
 // tools themselves (sfdisk --json, debugfs and e2fsck at the root's offset, mtools on the ESP).
 // The build needs root (its overlay) and the disk tools, and skips with the reason otherwise.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements, skipUnless } from '../test/support/environment.js';
 import {
+  BOOT_ENV_PATH,
   buildDiskImage,
   derivedFatVolumeId,
   derivedUuid,
   DiskImageError,
+  fatUuid,
   fstab,
   grubConfig,
   grubEarlyConfig,
+  grubEnvBlock,
+  GRUB_MODULES_BIOS,
+  GRUB_MODULES_EFI,
   PARTITION_TYPES,
   patchBiosBoot,
   planDiskLayout,
@@ -90,17 +95,53 @@ describe('GRUB and fstab', () => {
   it('the early config finds the root by filesystem UUID and reads its /boot/grub/grub.cfg', () => {
     expect(grubEarlyConfig(uuid)).toBe(`search --no-floppy --fs-uuid --set=root ${uuid}\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n`);
   });
-  it('grub.cfg boots the tree kernel with root=UUID=… ro and the recipe cmdline, on the serial console', () => {
-    const cfg = grubConfig({ title: "debian@12 'x'", release: '6.1.0-50-amd64', rootFsUuid: uuid, cmdline: 'console=ttyS0 quiet' });
-    expect(cfg).toContain(`  linux /boot/vmlinuz-6.1.0-50-amd64 root=UUID=${uuid} ro console=ttyS0 quiet\n`);
+  it('grub.cfg boots the tree kernel with root=UUID=… ro, the recipe cmdline and the deploy’s $shoal_args, on the serial console', () => {
+    const cfg = grubConfig({ title: "debian@12 'x'", release: '6.1.0-50-amd64', rootFsUuid: uuid, espVolumeId: 'ABCD1234', cmdline: 'console=ttyS0 quiet' });
+    expect(cfg).toContain(`  linux /boot/vmlinuz-6.1.0-50-amd64 root=UUID=${uuid} ro console=ttyS0 quiet $shoal_args\n`);
     expect(cfg).toContain('  initrd /boot/initrd.img-6.1.0-50-amd64\n');
     expect(cfg).toContain("menuentry 'debian@12 x' {");
     expect(cfg).toMatch(/^terminal_output serial console$/m);
+  });
+  it('grub.cfg loads only shoal_args from the ESP’s environment block, found by the ESP’s volume id, before the linux line', () => {
+    const cfg = grubConfig({ title: 't', release: '1.2.3', rootFsUuid: uuid, espVolumeId: 'ABCD1234', cmdline: '' });
+    const loadEnv = '  if search --no-floppy --fs-uuid --set=esp ABCD-1234; then\n    load_env --file ($esp)/shoal/grubenv shoal_args\n  fi\n';
+    expect(cfg).toContain(loadEnv);
+    expect(cfg.indexOf(loadEnv)).toBeLessThan(cfg.indexOf('  linux '));
+    expect(cfg).toContain(`  linux /boot/vmlinuz-1.2.3 root=UUID=${uuid} ro $shoal_args\n`);
+    for (const modules of [GRUB_MODULES_BIOS, GRUB_MODULES_EFI]) expect(modules).toContain('loadenv');
   });
   it('fstab mounts the root by UUID with x-systemd.growfs, and the ESP by its volume id', () => {
     const text = fstab(uuid, 'ABCD1234');
     expect(text).toContain(`UUID=${uuid} / ext4 defaults,x-systemd.growfs 0 1\n`);
     expect(text).toContain('UUID=ABCD-1234 /boot/efi vfat umask=0077,nofail 0 2\n');
+  });
+});
+
+describe('grubEnvBlock', () => {
+  it('is 1024 bytes: GRUB’s header line, a line per variable, then # to the end', () => {
+    const empty = grubEnvBlock();
+    expect(empty.length).toBe(1024);
+    expect(empty.toString()).toBe('# GRUB Environment Block\n' + '#'.repeat(1024 - 25));
+    const set = grubEnvBlock({ shoal_args: 'shoal.node=n1 shoal.url=http://10.0.0.1:8080' });
+    expect(set.length).toBe(1024);
+    expect(set.toString()).toMatch(/^# GRUB Environment Block\nshoal_args=shoal\.node=n1 shoal\.url=http:\/\/10\.0\.0\.1:8080\n#+$/);
+  });
+  it('refuses what GRUB would escape or what does not fit', () => {
+    expect(() => grubEnvBlock({ shoal_args: 'a\nb' })).toThrow(DiskImageError);
+    expect(() => grubEnvBlock({ shoal_args: 'a\\b' })).toThrow(DiskImageError);
+    expect(() => grubEnvBlock({ shoal_args: 'x'.repeat(1000) })).toThrow(/more than 1024/);
+  });
+  it.skipIf(!requirements({ commands: ['grub-editenv'] }).ok)('is read by grub-editenv as GRUB reads it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-grubenv-'));
+    try {
+      const file = join(dir, 'grubenv');
+      writeFileSync(file, grubEnvBlock());
+      expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe('');
+      writeFileSync(file, grubEnvBlock({ shoal_args: 'shoal.node=n1 shoal.token=t' }));
+      expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe('shoal_args=shoal.node=n1 shoal.token=t\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -171,7 +212,7 @@ describe('runTool', () => {
 
 const buildSkip = skipUnless(
   'disk image build from a tiny tree',
-  requirements({ root: true, commands: ['sfdisk', 'mkfs.ext4', 'debugfs', 'e2fsck', 'mkfs.vfat', 'mmd', 'mcopy', 'mdir', 'mtype', 'grub-mkimage', 'zstd', 'unshare'] }),
+  requirements({ root: true, commands: ['sfdisk', 'mkfs.ext4', 'debugfs', 'e2fsck', 'mkfs.vfat', 'mmd', 'mcopy', 'mdir', 'mtype', 'mshowfat', 'grub-mkimage', 'grub-fstest', 'grub-editenv', 'zstd', 'unshare'] }),
 );
 
 describe.skipIf(buildSkip || !existsSync('/usr/lib/grub/x86_64-efi/kernel.img') || !existsSync('/usr/lib/grub/i386-pc/boot.img'))('buildDiskImage from a tiny tree', () => {
@@ -180,13 +221,17 @@ describe.skipIf(buildSkip || !existsSync('/usr/lib/grub/x86_64-efi/kernel.img') 
     dir = mkdtempSync(join(tmpdir(), 'shoal-disk-image-'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-  it('writes a GPT disk whose partitions hold what each firmware boots, and leaves the tree as it was', { timeout: 120_000 }, async () => {
+  const tinyTree = () => {
     const tree = join(dir, 'tree');
     for (const d of ['boot', 'etc', 'usr/bin']) mkdirSync(join(tree, d), { recursive: true });
     writeFileSync(join(tree, 'boot', 'vmlinuz-1.2.3-test'), 'not a kernel');
     writeFileSync(join(tree, 'etc', 'fstab'), '# UNCONFIGURED FSTAB\n');
     writeFileSync(join(tree, 'usr', 'bin', 'hello'), 'hello\n');
+    return tree;
+  };
+
+  it('writes a GPT disk whose partitions hold what each firmware boots, and leaves the tree as it was', { timeout: 120_000 }, async () => {
+    const tree = tinyTree();
     const before = execFileSync('find', [tree, '-printf', '%p %s %m\n'], { encoding: 'utf8' });
     const initrd = join(dir, 'initrd');
     writeFileSync(initrd, 'not an initrd');
@@ -248,6 +293,51 @@ describe.skipIf(buildSkip || !existsSync('/usr/lib/grub/x86_64-efi/kernel.img') 
     expect(disk.subarray(0x1be + 4, 0x1be + 5)[0]).toBe(0xee); // the protective MBR entry survived
 
     expect(execFileSync('find', [tree, '-printf', '%p %s %m\n'], { encoding: 'utf8' })).toBe(before);
+  });
+
+  it('puts an empty GRUB environment block on the ESP at the reported offset, where a deploy’s block becomes the file GRUB loads', { timeout: 120_000 }, async () => {
+    const initrd = join(dir, 'initrd-env');
+    writeFileSync(initrd, 'not an initrd');
+    const lines: string[] = [];
+    const r = await buildDiskImage({ tree: tinyTree(), release: '1.2.3-test', initrdPath: initrd, outDir: join(dir, 'out-env'), cmdline: '', title: 'tiny@1', seed: 'tiny-env', slackBytes: 0, progress: (l) => lines.push(l) });
+    const espStart = r.layout.esp.startSector * SECTOR;
+    expect(r.bootEnv.size).toBe(1024);
+    expect(r.bootEnv.offset % SECTOR).toBe(0);
+    expect(r.bootEnv.offset).toBeGreaterThan(espStart);
+    expect(r.bootEnv.offset + r.bootEnv.size).toBeLessThanOrEqual(espStart + r.layout.esp.sectors * SECTOR);
+    expect(lines.some((l) => l.endsWith(` and shoal/grubenv at byte ${r.bootEnv.offset}`))).toBe(true);
+
+    // The bytes at the offset are the empty block, and they are the ESP file's, as mtools and GRUB's own FAT driver find it.
+    const readAt = () => {
+      const fd = openSync(r.raw.path, 'r');
+      try {
+        const b = Buffer.alloc(r.bootEnv.size);
+        readSync(fd, b, 0, b.length, r.bootEnv.offset);
+        return b;
+      } finally {
+        closeSync(fd);
+      }
+    };
+    expect(readAt().toString()).toBe('# GRUB Environment Block\n' + '#'.repeat(1024 - 25));
+    const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+    const mtype = () => execFileSync('mtype', ['-i', `${r.raw.path}@@${espStart}`, `::${BOOT_ENV_PATH}`], { env });
+    expect(mtype().equals(readAt())).toBe(true);
+    expect(execFileSync('grub-fstest', [r.raw.path, 'blocklist', `(loop0,gpt2)${BOOT_ENV_PATH}`], { encoding: 'utf8' }).trim()).toBe(`${(r.bootEnv.offset - espStart) / SECTOR}+2`);
+
+    // grub.cfg finds this ESP by its volume id and loads shoal_args from the file.
+    const cfg = execFileSync('debugfs', ['-R', 'cat /boot/grub/grub.cfg', `${r.raw.path}?offset=${r.layout.root.startSector * SECTOR}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(cfg).toContain(`--set=esp ${fatUuid(r.espVolumeId)}; then\n    load_env --file ($esp)/shoal/grubenv shoal_args\n`);
+
+    // A deploy's write at the offset is what the ESP file then holds.
+    const deployed = grubEnvBlock({ shoal_args: 'shoal.node=n1' });
+    const fd = openSync(r.raw.path, 'r+');
+    writeSync(fd, deployed, 0, deployed.length, r.bootEnv.offset);
+    closeSync(fd);
+    expect(mtype().equals(deployed)).toBe(true);
+    expect(execFileSync('grub-fstest', [r.raw.path, 'cat', `(loop0,gpt2)${BOOT_ENV_PATH}`]).equals(deployed)).toBe(true);
+    const file = join(dir, 'grubenv-read-back');
+    writeFileSync(file, mtype());
+    expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe('shoal_args=shoal.node=n1\n');
   });
 
   it('fails naming the missing kernel before writing anything', async () => {

@@ -14,6 +14,11 @@
 // The cached tree is never written: the initrd is made in a private mount namespace on an overlay
 // of it (cached beside the tree, like its squashfs), and the files the disk adds (fstab, grub.cfg,
 // the initrd, the repart drop-in) are a second, read-only overlay layer that mkfs.ext4 reads.
+//
+// The image is one file for every node, but the installed OS needs per-node words on its kernel
+// command line: the ESP holds /shoal/grubenv, an empty GRUB environment block at a byte offset the
+// build reports (bootEnv), which a deploy overwrites in place after writing the image; grub.cfg
+// loads its shoal_args and appends them to the kernel's command line.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -46,6 +51,7 @@ const TOOL_PACKAGES: Record<string, string> = {
   'mkfs.vfat': 'dosfstools',
   mmd: 'mtools',
   mcopy: 'mtools',
+  mshowfat: 'mtools',
   'grub-mkimage': 'grub-common',
   zstd: 'zstd',
   unshare: 'util-linux',
@@ -79,6 +85,33 @@ export function derivedUuid(seed: string, role: string): string {
 /** A FAT volume id (8 hex digits) from a seed; mkfs.vfat -i takes it, and /dev/disk/by-uuid shows it as XXXX-XXXX. */
 export function derivedFatVolumeId(seed: string): string {
   return createHash('sha256').update(`shoal-disk\n${seed}\nesp-volume\n`).digest('hex').slice(0, 8).toUpperCase();
+}
+
+/** A FAT volume id as a UUID, XXXX-XXXX: what fstab's UUID= and GRUB's search --fs-uuid (case-insensitive) match. */
+export function fatUuid(volumeId: string): string {
+  return `${volumeId.slice(0, 4)}-${volumeId.slice(4)}`;
+}
+
+/** Where on the ESP the deploy's boot arguments go, and the GRUB variable that carries them. */
+export const BOOT_ENV_PATH = '/shoal/grubenv';
+export const BOOT_ENV_VARIABLE = 'shoal_args';
+export const GRUB_ENV_BLOCK_BYTES = 1024;
+const GRUB_ENV_HEADER = '# GRUB Environment Block\n';
+
+/**
+ * A GRUB environment block as upstream grub-editenv writes it: the header line, one `name=value` line
+ * per variable, `#` padding to 1024 bytes. Values with a backslash or newline (which GRUB escapes) are refused.
+ */
+export function grubEnvBlock(variables: Readonly<Record<string, string>> = {}): Buffer {
+  const lines = Object.entries(variables).map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /[\\\n]/.test(value)) throw new DiskImageError(`a GRUB environment variable needs a plain name and a value with no backslash or newline: ${name}`);
+    return `${name}=${value}\n`;
+  });
+  const text = GRUB_ENV_HEADER + lines.join('');
+  if (Buffer.byteLength(text) > GRUB_ENV_BLOCK_BYTES) throw new DiskImageError(`the GRUB environment block is ${Buffer.byteLength(text)} bytes, more than ${GRUB_ENV_BLOCK_BYTES}`);
+  const block = Buffer.alloc(GRUB_ENV_BLOCK_BYTES, '#');
+  block.write(text);
+  return block;
 }
 
 export interface Partition {
@@ -141,10 +174,16 @@ export interface GrubConfigOptions {
   title: string;
   release: string;
   rootFsUuid: string;
+  /** The ESP's FAT volume id, where the boot environment block is. */
+  espVolumeId: string;
   cmdline: string;
 }
 
-/** /boot/grub/grub.cfg in the root: the serial console, no menu wait, the tree's kernel with its disk initrd. */
+/**
+ * /boot/grub/grub.cfg in the root: the serial console, no menu wait, the tree's kernel with its disk
+ * initrd and the command line's words plus the deploy's (shoal_args from the ESP's environment block,
+ * whitelisted so the block can set nothing else; an empty block adds nothing).
+ */
 export function grubConfig(o: GrubConfigOptions): string {
   return [
     '# Written by Shoal (images/disk-image.ts) for the disk image; GRUB reads it through the early config built into its images.',
@@ -155,8 +194,11 @@ export function grubConfig(o: GrubConfigOptions): string {
     'set default=0',
     `menuentry '${o.title.replaceAll("'", '')}' {`,
     `  search --no-floppy --fs-uuid --set=root ${o.rootFsUuid}`,
+    `  if search --no-floppy --fs-uuid --set=esp ${fatUuid(o.espVolumeId)}; then`,
+    `    load_env --file ($esp)${BOOT_ENV_PATH} ${BOOT_ENV_VARIABLE}`,
+    '  fi',
     `  echo "Loading Linux ${o.release} ..."`,
-    `  linux /boot/vmlinuz-${o.release} root=UUID=${o.rootFsUuid} ro ${o.cmdline}`.trimEnd(),
+    ['  linux', `/boot/vmlinuz-${o.release}`, `root=UUID=${o.rootFsUuid}`, 'ro', o.cmdline, `$${BOOT_ENV_VARIABLE}`].filter((w) => w !== '').join(' '),
     `  initrd /boot/initrd.img-${o.release}`,
     '}',
     '',
@@ -165,12 +207,11 @@ export function grubConfig(o: GrubConfigOptions): string {
 
 /** The root's /etc/fstab: the root by UUID, grown by systemd-growfs after systemd-repart grew its partition; the ESP on /boot/efi. */
 export function fstab(rootFsUuid: string, espVolumeId: string): string {
-  const esp = `${espVolumeId.slice(0, 4)}-${espVolumeId.slice(4)}`;
   return [
     '# Written by Shoal (images/disk-image.ts): the root grows to fill its partition (x-systemd.growfs) after',
     '# systemd-repart (/etc/repart.d/50-shoal-root.conf) grew the partition to the end of the disk.',
     `UUID=${rootFsUuid} / ext4 defaults,x-systemd.growfs 0 1`,
-    `UUID=${esp} /boot/efi vfat umask=0077,nofail 0 2`,
+    `UUID=${fatUuid(espVolumeId)} /boot/efi vfat umask=0077,nofail 0 2`,
     '',
   ].join('\n');
 }
@@ -178,8 +219,8 @@ export function fstab(rootFsUuid: string, espVolumeId: string): string {
 /** systemd-repart's drop-in: the existing x86-64 root partition takes all free space after it. */
 export const REPART_ROOT_CONFIG = ['# Written by Shoal (images/disk-image.ts): grow the root partition to the end of the disk on boot.', '[Partition]', 'Type=root', ''].join('\n');
 
-/** The GRUB modules both images embed: enough to find the root by UUID on GPT, read ext4 and boot Linux on a serial console, with no module files on disk. */
-export const GRUB_MODULES_COMMON = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'echo', 'test', 'serial', 'terminal', 'ls', 'cat', 'reboot', 'halt'] as const;
+/** The GRUB modules both images embed: enough to find the root by UUID on GPT, read ext4, load the ESP's environment block and boot Linux on a serial console, with no module files on disk. */
+export const GRUB_MODULES_COMMON = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search', 'search_fs_uuid', 'normal', 'configfile', 'loadenv', 'linux', 'echo', 'test', 'serial', 'terminal', 'ls', 'cat', 'reboot', 'halt'] as const;
 export const GRUB_MODULES_BIOS = ['biosdisk', ...GRUB_MODULES_COMMON] as const;
 export const GRUB_MODULES_EFI = [...GRUB_MODULES_COMMON, 'efi_gop', 'all_video'] as const;
 
@@ -272,6 +313,8 @@ export interface DiskImageResult {
   espVolumeId: string;
   /** What the tree and the added files take on the root filesystem, in bytes (du). */
   contentBytes: number;
+  /** Where in disk.raw the ESP's /shoal/grubenv is: a deploy overwrites these bytes with a GRUB environment block carrying shoal_args. */
+  bootEnv: { offset: number; size: number };
 }
 
 /** Bytes and entry count of a directory as du and find see them (one filesystem). */
@@ -345,7 +388,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await mkdir(layer, { mode: 0o755 });
     await writeDiskFiles(layer, [
       { path: `/boot/initrd.img-${o.release}`, source: o.initrdPath },
-      { path: '/boot/grub/grub.cfg', content: grubConfig({ title: o.title, release: o.release, rootFsUuid, cmdline: o.cmdline }) },
+      { path: '/boot/grub/grub.cfg', content: grubConfig({ title: o.title, release: o.release, rootFsUuid, espVolumeId, cmdline: o.cmdline }) },
       { path: '/etc/fstab', content: fstab(rootFsUuid, espVolumeId) },
       { path: '/etc/repart.d/50-shoal-root.conf', content: REPART_ROOT_CONFIG },
       ...(o.extraFiles ?? []),
@@ -395,7 +438,7 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     ]);
     progress(`disk: root filesystem written in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
-    // 3. The EFI system partition: FAT32 in place, GRUB's EFI image copied in with mtools.
+    // 3. The EFI system partition: FAT32 in place, GRUB's EFI image and the empty boot environment block copied in with mtools.
     const efi = join(work, 'BOOTX64.EFI');
     const early = join(work, 'early.cfg');
     await writeFile(early, grubEarlyConfig(rootFsUuid));
@@ -410,7 +453,13 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await runTool('mmd', ['-i', espImage, '::/EFI'], { env: mtoolsEnv });
     await runTool('mmd', ['-i', espImage, '::/EFI/BOOT'], { env: mtoolsEnv });
     await runTool('mcopy', ['-i', espImage, efi, '::/EFI/BOOT/BOOTX64.EFI'], { env: mtoolsEnv });
-    progress(`disk: ESP with EFI/BOOT/BOOTX64.EFI (${(await stat(efi)).size} bytes)`);
+    const bootEnvFile = join(work, 'grubenv');
+    const bootEnvBlock = grubEnvBlock();
+    await writeFile(bootEnvFile, bootEnvBlock);
+    await runTool('mmd', ['-i', espImage, `::${dirname(BOOT_ENV_PATH)}`], { env: mtoolsEnv });
+    await runTool('mcopy', ['-i', espImage, bootEnvFile, `::${BOOT_ENV_PATH}`], { env: mtoolsEnv });
+    const bootEnv = { offset: await espFileOffset(rawStaging, layout.esp.startSector * SECTOR, BOOT_ENV_PATH, bootEnvBlock, mtoolsEnv), size: bootEnvBlock.length };
+    progress(`disk: ESP with EFI/BOOT/BOOTX64.EFI (${(await stat(efi)).size} bytes) and ${BOOT_ENV_PATH.slice(1)} at byte ${bootEnv.offset}`);
 
     // 4. BIOS: core.img in the BIOS boot partition, boot.img in the MBR pointing at it.
     const coreFile = join(work, 'core.img');
@@ -436,11 +485,42 @@ export async function buildDiskImage(o: DiskImageOptions): Promise<DiskImageResu
     await runTool('zstd', ['-T0', '-q', '-f', raw, '-o', `${zst}.partial`]);
     await rename(`${zst}.partial`, zst);
     const info = async (path: string): Promise<DiskFileInfo> => ({ path, size: (await stat(path)).size, sha256: await sha256File(path) });
-    const result = { raw: await info(raw), zst: await info(zst), layout, rootFsUuid, espVolumeId, contentBytes };
+    const result = { raw: await info(raw), zst: await info(zst), layout, rootFsUuid, espVolumeId, contentBytes, bootEnv };
     progress(`disk: ${DISK_RAW_FILE} ${result.raw.size} bytes sha256:${result.raw.sha256}; ${DISK_ZST_FILE} ${result.zst.size} bytes sha256:${result.zst.sha256}`);
     return result;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The byte offset in the disk of a file on the FAT filesystem at `espOffset`: its first cluster from
+ * its chain (mshowfat) and the data area's start from the boot sector. The ESP has 512-byte clusters
+ * (mkfs.vfat -s 1), so a 1024-byte file spans two; a deploy writes it as one run of bytes, so the
+ * chain must be a single run (mcopy on a fresh FAT allocates in order). The bytes found there must be
+ * the file's `content`, which checks the arithmetic.
+ */
+async function espFileOffset(disk: string, espOffset: number, path: string, content: Buffer, env: NodeJS.ProcessEnv): Promise<number> {
+  const chain = (await runTool('mshowfat', ['-i', `${disk}@@${espOffset}`, `::${path}`], { env })).trim();
+  const run = /<(\d+)(?:-(\d+))?>$/.exec(chain);
+  if (!run) throw new DiskImageError(`${path} on the ESP is not in one run of clusters: ${chain}`);
+  const fd = await open(disk, 'r');
+  try {
+    const boot = Buffer.alloc(SECTOR);
+    await fd.read(boot, 0, SECTOR, espOffset);
+    const bytesPerSector = boot.readUInt16LE(0x0b);
+    const sectorsPerCluster = boot.readUInt8(0x0d);
+    const dataSector = boot.readUInt16LE(0x0e) + boot.readUInt8(0x10) * boot.readUInt32LE(0x24); // reserved sectors + FATs × FAT32 sectors per FAT
+    const first = Number(run[1]);
+    const clusters = Number(run[2] ?? run[1]) - first + 1;
+    if (clusters * sectorsPerCluster * bytesPerSector < content.length) throw new DiskImageError(`${path} on the ESP has ${clusters} clusters, too few for ${content.length} bytes: ${chain}`);
+    const offset = espOffset + (dataSector + (first - 2) * sectorsPerCluster) * bytesPerSector;
+    const found = Buffer.alloc(content.length);
+    await fd.read(found, 0, content.length, offset);
+    if (!found.equals(content)) throw new DiskImageError(`${path} is not at byte ${offset} of the disk where its FAT chain ${chain} says`);
+    return offset;
+  } finally {
+    await fd.close();
   }
 }
 

@@ -18,7 +18,8 @@ export interface BuiltDisk {
   format: DiskArtifact['format'];
   /** The root tree the disk was made from (mmdebstrap.ts). */
   treeKey: string;
-  bootEnv?: DiskArtifact['bootEnv'];
+  /** As the disk builder reports it; image.json's schema checks it (withDisk). */
+  bootEnv?: { offset: number; size: number };
 }
 
 /** The image.json in `dir`, validated: read before a disk is built for it, so a wrong directory fails at once. */
@@ -45,7 +46,7 @@ export async function addDiskToImageDir(dir: string, disk: BuiltDisk): Promise<I
     format: disk.format,
     rawSize: disk.raw.size,
     rawSha256: disk.raw.sha256,
-    ...(disk.bootEnv ? { bootEnv: disk.bootEnv } : {}),
+    ...(disk.bootEnv ? { bootEnv: disk.bootEnv as NonNullable<DiskArtifact['bootEnv']> } : {}),
   };
   const after = withDisk(before, artifact);
   // The file first, then the manifest naming it, each renamed into place whole.
