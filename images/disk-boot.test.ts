@@ -19,7 +19,8 @@ const CACHE_DIR = process.env.SHOAL_IMAGE_CACHE ?? DEFAULT_CACHE_DIR;
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const GROWN_DISK_BYTES = 3 * 1024 ** 3;
-const BOOT_DEADLINE_MS = 240_000;
+// Under TCG on a loaded 2-core machine: each boot reported in about 110 s when idle.
+const BOOT_DEADLINE_MS = 10 * 60_000;
 const MINUTE = 60_000;
 
 function diskToolsRequirement() {
@@ -60,13 +61,15 @@ interface Boot {
 /** Boots `disk` and waits (until `deadline` ms) for the report line; QEMU is killed by its PID whatever happens. */
 async function boot(firmware: 'bios' | 'uefi', disk: string, dir: string): Promise<Boot> {
   const serial = join(dir, `${firmware}-console.log`);
-  const args = ['-nographic', '-serial', `file:${serial}`, '-monitor', 'none', '-m', '1024', '-nic', 'none', '-snapshot', '-accel', existsSync('/dev/kvm') ? 'kvm' : 'tcg'];
+  const args = ['-nographic', '-serial', `file:${serial}`, '-monitor', 'none', '-m', '1024', '-nic', 'none', '-snapshot', '-accel', 'tcg'];
   args.push('-drive', `file=${disk},format=raw,if=virtio`);
   if (firmware === 'uefi') {
     const vars = join(dir, 'OVMF_VARS_4M.fd');
     copyFileSync(OVMF_VARS, vars);
     args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
   }
+  // TCG, as the lab's VMs (vm-test/harness/vm.ts): with this machine's /dev/kvm both guests hung
+  // after GRUB loaded Linux, for the whole deadline, on both firmwares.
   const started = performance.now();
   const qemu: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -135,7 +138,7 @@ describe.skipIf(skip)('debian@12 disk image boots from disk and grows its root',
   });
 
   // Both at once: each is a single-vCPU guest, and the suite stays well under five minutes.
-  it.concurrent.each(['bios', 'uefi'] as const)('boots on %s through GRUB into systemd, and the root grows to the end of the disk', { timeout: 6 * MINUTE }, async (firmware) => {
+  it.concurrent.each(['bios', 'uefi'] as const)('boots on %s through GRUB into systemd, and the root grows to the end of the disk', { timeout: 12 * MINUTE }, async (firmware) => {
     const b = await boot(firmware, grown, dir);
     console.log(`[disk-boot] ${firmware}: ${b.report ? `reported after ${b.seconds.toFixed(0)} s: ${JSON.stringify(b.report)}` : 'no report'}`);
     expect(b.console).toMatch(/Welcome to .*Debian GNU\/Linux 12/);
