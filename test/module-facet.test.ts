@@ -97,7 +97,7 @@ describe('a facet declared by a module', () => {
     expect(bad.body.detail).toContain('lamp is one of on, off');
     const unknown = await t.api('PATCH', '/api/v1/nodes/l1/desired', { colour: 'red' });
     expect(unknown.status).toBe(400);
-    expect(unknown.body.detail).toMatch(/colour: not a facet that can be desired; these can: power, boot, run, image, lamp/);
+    expect(unknown.body.detail).toMatch(/colour: not a facet that can be desired; these can: power, boot, run, image, disk, lamp/);
     expect(t.appliance.state.desired(t.appliance.state.resolve('l1').id)).toEqual({ power: 'on', lamp: 'on' });
   });
 

@@ -63,7 +63,7 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
 
   it('the facets an operator can desire', async () => {
     const { facets } = await reply(views.DesirableFacetListSchema, 'GET', '/desired-facets');
-    expect(facets.map((f) => f.facet)).toEqual(['power', 'boot', 'run', 'image', 'config']);
+    expect(facets.map((f) => f.facet)).toEqual(['power', 'boot', 'run', 'image', 'disk', 'config']);
     expect(facets[0]).toEqual({ facet: 'power', values: ['on', 'off'] });
     expect(facets[3]).toMatchObject({ facet: 'image', describe: 'an image is name@version, e.g. compute@2' });
   });
