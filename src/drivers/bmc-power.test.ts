@@ -66,20 +66,20 @@ class SlowBmc implements BmcConnector {
         if (!timesOut || this.behaviour.timeouts?.carriedOut) this.offAt ??= Date.now() + this.behaviour.offAfterMs;
         if (timesOut) throw new Error('Chassis Control: no reply after 3 attempt(s)');
       },
-      setNextBoot: async () => undefined,
+      setNextBoot: async (device) => void this.requests.push(`setNextBoot ${device}`),
       close: async () => undefined,
     };
   }
 }
 
 /** Just enough of the appliance for one node: observations are recorded, nothing else happens. */
-function hostFor(observations: { value: string; detail: string | undefined }[], run?: string): ModuleHost {
+function hostFor(observations: { value: string; detail: string | undefined }[], run?: string, boot?: string): ModuleHost {
   const host: Pick<ModuleHost, 'nodes' | 'node' | 'byMac' | 'desired' | 'observed' | 'bmcPassword' | 'observe' | 'onNodeChange' | 'log'> = {
     nodes: () => [node],
     node: () => node,
     byMac: () => undefined,
     desired: () => ({}),
-    observed: () => (run ? ({ run: { value: run } } as unknown as ObservedState) : {}),
+    observed: () => ({ ...(run ? { run: { value: run } } : {}), ...(boot ? { boot: { value: boot } } : {}) }) as unknown as ObservedState,
     bmcPassword: () => 'secret',
     observe: (_id, facet, value, detail) => {
       if (facet === 'power') observations.push({ value, detail });
@@ -98,13 +98,13 @@ afterEach(async () => {
 });
 
 /** Starts `step` on the slow BMC and resolves once the driver observed the node `want`. */
-async function runStep(bmc: SlowBmc, step: 'power.on' | 'power.off', options: { gracefulOffMs: number; forcedOffMs: number }, run?: string) {
+async function runStep(bmc: SlowBmc, step: 'power.on' | 'power.off', options: { gracefulOffMs: number; forcedOffMs: number }, run?: string, boot?: string) {
   const want = step === 'power.on' ? 'on' : 'off';
   const observations: { value: string; detail: string | undefined }[] = [];
   // A background poll far off, so only the step's own polling reads the BMC.
   const module = new BmcPowerModule('slow', bmc, { pollMs: 60_000, fastPollMs: 10, maxConcurrent: 4, ...options });
   modules.push(module);
-  module.start(hostFor(observations, run));
+  module.start(hostFor(observations, run, boot));
   const controller = new AbortController();
   controllers.push(controller);
   const request: StepRequest = { step, node, desired: { power: want }, bmcPassword: 'secret', signal: controller.signal };
@@ -171,5 +171,17 @@ describe('power readings', () => {
     controllers.push(controller);
     await module.drivers[0]!.steps['power.probe']!({ step: 'power.probe', node, desired: {}, bmcPassword: 'secret', signal: controller.signal });
     expect(observations.at(-1)).toEqual({ value: 'unknown', detail: 'the BMC answered without a power state' });
+  });
+});
+
+describe('power.on sets the boot the plan prepared', () => {
+  it('PXE for an armed boot of an image and for a deploy boot, the disk for a disk boot, nothing otherwise', async () => {
+    const options = { gracefulOffMs: 1_000, forcedOffMs: 1_000 };
+    for (const [boot, want] of [['armed', 'setNextBoot pxe'], ['deploy', 'setNextBoot pxe'], ['disk', 'setNextBoot disk'], ['idle', undefined]] as const) {
+      const bmc = new SlowBmc({ offAfterMs: 0, reportsTransition: false });
+      bmc.power = 'off';
+      await runStep(bmc, 'power.on', options, undefined, boot);
+      expect(bmc.requests, boot).toEqual(want ? [want, 'powerOn'] : ['powerOn']);
+    }
   });
 });

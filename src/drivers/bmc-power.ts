@@ -103,7 +103,7 @@ export class BmcPowerModule implements ShoalModule {
     const boot = this.host!.observed(node.id).boot?.value;
     await this.withSession(node, bmcPassword, async (s) => {
       // The boot the plan prepared must be the one the firmware takes.
-      if (boot === 'armed') await s.setNextBoot('pxe', node.firmware);
+      if (boot === 'armed' || boot === 'deploy') await s.setNextBoot('pxe', node.firmware);
       if (boot === 'disk') await s.setNextBoot('disk', node.firmware);
       if ((await s.powerState()) === 'off') await s.powerOn();
     });

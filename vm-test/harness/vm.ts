@@ -43,6 +43,12 @@ export interface VmOptions {
   maxRunMs?: number;
   /** Virtio disks, as sparse files in the VM's directory (kept across its boots); after the NIC in boot order. */
   disks?: VmDisk[];
+  /**
+   * The NIC first in the firmware's boot order, then each disk, on every boot and reset (bootindex),
+   * as servers installed to disk are set: iPXE hands over to the disk when the appliance says so.
+   * Without it a reset boots a bootable disk before the network.
+   */
+  networkFirst?: boolean;
 }
 
 export interface VmDisk {
@@ -77,6 +83,7 @@ export class Vm {
   readonly qemuLog: string;
   private readonly varsFile?: string;
   private readonly nicRom: 'ipxe' | 'none';
+  private readonly networkFirst: boolean;
   private readonly noReboot: boolean;
   /** When the lab first saw each QEMU PID of this VM, for the watchdog. */
   private readonly firstSeen = new Map<number, number>();
@@ -93,6 +100,7 @@ export class Vm {
     this.firmware = options.firmware ?? 'bios';
     this.nic = options.nic ?? 'virtio-net-pci';
     this.nicRom = options.nicRom ?? 'ipxe';
+    this.networkFirst = options.networkFirst ?? false;
     this.memoryMb = options.memoryMb ?? 384;
     this.noReboot = options.noReboot ?? false;
     this.maxRunMs = options.maxRunMs ?? 180_000;
@@ -126,7 +134,7 @@ export class Vm {
     const nicOptions = [`${this.nic},netdev=net0,mac=${this.mac}`];
     if (this.nicRom === 'none') nicOptions.push('romfile=');
     // OVMF ignores -boot order; it follows bootindex, so PXE-first is said on the NIC.
-    if (boot === 'pxe' && this.firmware === 'uefi') nicOptions.push('bootindex=1');
+    if ((boot === 'pxe' && this.firmware === 'uefi') || this.networkFirst) nicOptions.push('bootindex=1');
     const args = [
       'qemu-system-x86_64',
       '-nodefaults',
@@ -149,7 +157,7 @@ export class Vm {
         '-drive', `if=pflash,format=raw,unit=1,file=${this.varsFile}`,
       );
     }
-    this.disks.forEach((disk, i) => args.push('-drive', `file=${disk.path},if=none,id=disk${i},format=raw`, '-device', `virtio-blk-pci,drive=disk${i},serial=${disk.serial}`));
+    this.disks.forEach((disk, i) => args.push('-drive', `file=${disk.path},if=none,id=disk${i},format=raw`, '-device', `virtio-blk-pci,drive=disk${i},serial=${disk.serial}${this.networkFirst ? `,bootindex=${i + 2}` : ''}`));
     if (this.noReboot) args.push('-no-reboot');
     if (boot === 'pxe') {
       if (this.firmware === 'bios') args.push('-boot', 'n');
