@@ -17,9 +17,10 @@ import { ImageViewSchema } from '../../src/api/views.js';
 import { createLogger } from '../../src/log.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
 import { writeFakeImage } from '../../test/support/fake-image.js';
+import { storeRefusal } from '../../test/support/store-refusal.js';
 import { parseStoredManifest, type DiskArtifact, type StoredManifest } from './manifest.js';
 import { createModule } from './module.js';
-import { ImageStore, ImageStoreError, imageInfo } from './store.js';
+import { ImageStore, imageInfo } from './store.js';
 
 const MIB = 1024 * 1024;
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -43,14 +44,6 @@ function addDisk(dir: string, manifest: StoredManifest, file: string, bytes: Buf
   return withIt;
 }
 
-const refusal = async (promise: Promise<unknown>): Promise<ImageStoreError> => {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ImageStoreError);
-  return err as ImageStoreError;
-};
 
 describe('the disk artifact in image.json', () => {
   const k = 'a'.repeat(64);
@@ -197,7 +190,7 @@ describe('the image store with disk images', () => {
     const source = image('1');
     addDisk(source.dir, source.manifest, 'disk.raw.zst', corrupted, { format: 'zstd', rawSize: raw.length, rawSha256: sha256(raw) });
     const store = await ImageStore.open(root);
-    const err = await refusal(store.importFrom(source.dir));
+    const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.kind).toBe('verification');
     expect(err.message).toMatch(/^disk disk\.raw\.zst does not decompress as zstd: not zstd data, or cut short: zstd exited with 1: .+/);
     expectNothingStored(store);
@@ -209,7 +202,7 @@ describe('the image store with disk images', () => {
     const source = image('1');
     addDisk(source.dir, source.manifest, 'disk.raw.gz', cut, { format: 'gzip', rawSize: raw.length, rawSha256: sha256(raw) });
     const store = await ImageStore.open(root);
-    const err = await refusal(store.importFrom(source.dir));
+    const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.message).toMatch(/^disk disk\.raw\.gz does not decompress as gzip: not gzip data, or cut short: /);
     expectNothingStored(store);
   });
@@ -221,7 +214,7 @@ describe('the image store with disk images', () => {
     const source = image('1');
     addDisk(source.dir, source.manifest, 'disk.raw.zst', compressed, { format: 'zstd', rawSize: raw.length, rawSha256: said });
     const store = await ImageStore.open(root);
-    const err = await refusal(store.importFrom(source.dir));
+    const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.kind).toBe('verification');
     expect(err.message).toBe(`disk disk.raw.zst decompresses to bytes with sha256 ${sha256(raw)}; the manifest's rawSha256 says ${said}`);
     expectNothingStored(store);
@@ -233,12 +226,12 @@ describe('the image store with disk images', () => {
     const store = await ImageStore.open(root);
     const larger = image('1');
     addDisk(larger.dir, larger.manifest, 'disk.raw.zst', compressed, { format: 'zstd', rawSize: 4 * MIB, rawSha256: sha256(raw) });
-    expect((await refusal(store.importFrom(larger.dir))).message).toBe(`disk disk.raw.zst decompresses to ${3 * MIB} bytes; the manifest's rawSize says ${4 * MIB}`);
+    expect((await storeRefusal(store.importFrom(larger.dir))).message).toBe(`disk disk.raw.zst decompresses to ${3 * MIB} bytes; the manifest's rawSize says ${4 * MIB}`);
     expectNothingStored(store);
     // Said smaller than it is: reading stops past the size said, and zstd is stopped.
     const smaller = image('2');
     addDisk(smaller.dir, smaller.manifest, 'disk.raw.zst', compressed, { format: 'zstd', rawSize: 1 * MIB, rawSha256: sha256(raw) });
-    expect((await refusal(store.importFrom(smaller.dir))).message).toMatch(new RegExp(`^disk disk\\.raw\\.zst decompresses to more than ${MIB} bytes \\(stopped at \\d+\\); the manifest's rawSize says ${MIB}$`));
+    expect((await storeRefusal(store.importFrom(smaller.dir))).message).toMatch(new RegExp(`^disk disk\\.raw\\.zst decompresses to more than ${MIB} bytes \\(stopped at \\d+\\); the manifest's rawSize says ${MIB}$`));
     expectNothingStored(store);
   });
 });

@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { imageDigest, parseManifest } from '../../images/manifest.js';
 import { writeFakeImage } from '../../test/support/fake-image.js';
+import { storeRefusal } from '../../test/support/store-refusal.js';
 import { parseStoredManifest } from './manifest.js';
-import { ImageStore, ImageStoreError, imageInfo } from './store.js';
+import { ImageStore, imageInfo } from './store.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -25,14 +26,6 @@ describe('image store', () => {
   const fake = (version: string, kernel = randomBytes(5000), initrd = randomBytes(3000)) =>
     writeFakeImage(join(work, `src-${version}-${randomBytes(4).toString('hex')}`), { name: 'compute', version, kernel, initrd });
 
-  const refusal = async (promise: Promise<unknown>): Promise<ImageStoreError> => {
-    const err = await promise.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(ImageStoreError);
-    return err as ImageStoreError;
-  };
 
   it('reads the manifests images/manifest.ts writes, and checks their digest', () => {
     const k = 'a'.repeat(64);
@@ -91,7 +84,7 @@ describe('image store', () => {
     corrupted[1234] = corrupted[1234]! ^ 0x01;
     writeFileSync(initrdPath, corrupted);
     const store = await ImageStore.open(root);
-    const err = await refusal(store.importFrom(source.dir));
+    const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.kind).toBe('verification');
     expect(err.message).toContain(`initrd initrd.img has sha256 ${sha256(corrupted)}; the manifest says ${source.manifest.initrd.sha256}`);
     expect(store.list()).toEqual([]);
@@ -103,7 +96,7 @@ describe('image store', () => {
   it('refuses a file of the wrong size before reading it', async () => {
     const source = fake('1');
     writeFileSync(join(source.dir, 'vmlinuz'), randomBytes(4999));
-    const err = await refusal((await ImageStore.open(root)).importFrom(source.dir));
+    const err = await storeRefusal((await ImageStore.open(root)).importFrom(source.dir));
     expect(err.kind).toBe('verification');
     expect(err.message).toContain('kernel vmlinuz is 4999 bytes; the manifest says 5000');
   });
@@ -112,10 +105,10 @@ describe('image store', () => {
     const store = await ImageStore.open(root);
     const source = fake('1');
     rmSync(join(source.dir, 'vmlinuz'));
-    expect((await refusal(store.importFrom(source.dir))).message).toMatch(/cannot read kernel vmlinuz .*ENOENT/);
-    expect((await refusal(store.importFrom('relative/dir'))).message).toContain('not an absolute path');
+    expect((await storeRefusal(store.importFrom(source.dir))).message).toMatch(/cannot read kernel vmlinuz .*ENOENT/);
+    expect((await storeRefusal(store.importFrom('relative/dir'))).message).toContain('not an absolute path');
     writeFileSync(join(source.dir, 'image.json'), '{"name":"compute"}');
-    const err = await refusal(store.importFrom(source.dir));
+    const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.kind).toBe('invalid-source');
     expect(err.message).toMatch(/not an image manifest: .*version/);
   });
@@ -126,7 +119,7 @@ describe('image store', () => {
     const store = await ImageStore.open(root);
     await store.importFrom(fake('2', kernel, initrd).dir);
     expect((await store.importFrom(fake('2', kernel, initrd).dir)).created).toBe(false);
-    const err = await refusal(store.importFrom(fake('2', kernel, randomBytes(3000)).dir));
+    const err = await storeRefusal(store.importFrom(fake('2', kernel, randomBytes(3000)).dir));
     expect(err.kind).toBe('conflict');
     expect(err.message).toMatch(/compute@2 is already stored with digest sha256:[0-9a-f]{64}/);
     expect(readdirSync(join(root, 'blobs', 'sha256')).sort()).toEqual([sha256(kernel), sha256(initrd)].sort());
@@ -144,7 +137,7 @@ describe('image store', () => {
     expect(store.list().map((i) => i.manifest.version)).toEqual(['2']);
     expect(readdirSync(store.blobDir).sort()).toEqual([sha256(kernel), sha256(initrd2)].sort());
     expect((await ImageStore.open(root)).list().map((i) => i.manifest.version)).toEqual(['2']);
-    expect((await refusal(store.remove('compute@1'))).kind).toBe('not-found');
+    expect((await storeRefusal(store.remove('compute@1'))).kind).toBe('not-found');
   });
 
   it('removes blobs no image names when it opens (an import cut short)', async () => {

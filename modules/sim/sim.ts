@@ -268,31 +268,12 @@ export class SimRack implements ShoalModule {
       this.save();
       this.observe(node.id, 'boot', 'deploy', `armed ${SIM_DEPLOY_IMAGE}`);
     },
-    // A simulated disk takes one boot stage to write or erase.
     'disk.write': async ({ node, desired }) => {
-      const m = this.machine(node.id);
-      if (!desired.image) throw new Error('no desired image to write');
       const image = desired.image;
-      this.observe(node.id, 'disk', 'writing');
-      const generation = m.generation;
-      this.after(this.latency.bootStageMs, () => {
-        if (m.generation !== generation) return;
-        m.disk = image;
-        this.save();
-        this.observe(node.id, 'disk', 'written', writtenDetail(image, createHash('sha256').update(image).digest('hex'), 'sda'));
-      });
+      if (!image) throw new Error('no desired image to write');
+      this.diskJob(node.id, 'writing', image, 'written', writtenDetail(image, createHash('sha256').update(image).digest('hex'), 'sda'));
     },
-    'disk.erase': async ({ node }) => {
-      const m = this.machine(node.id);
-      this.observe(node.id, 'disk', 'erasing');
-      const generation = m.generation;
-      this.after(this.latency.bootStageMs, () => {
-        if (m.generation !== generation) return;
-        m.disk = null;
-        this.save();
-        this.observe(node.id, 'disk', 'erased', 'sda (quick)');
-      });
-    },
+    'disk.erase': async ({ node }) => this.diskJob(node.id, 'erasing', null, 'erased', 'sda (quick)'),
     'run.drain': async ({ node }) => {
       const m = this.machine(node.id);
       const id = node.id;
@@ -311,6 +292,19 @@ export class SimRack implements ShoalModule {
       this.boot(id, m);
     },
   };
+
+  /** A simulated disk job: under way at once, done one boot stage later unless the machine restarted meanwhile. */
+  private diskJob(id: NodeId, progress: 'writing' | 'erasing', holds: string | null, done: 'written' | 'erased', detail: string): void {
+    const m = this.machine(id);
+    this.observe(id, 'disk', progress);
+    const generation = m.generation;
+    this.after(this.latency.bootStageMs, () => {
+      if (m.generation !== generation) return;
+      m.disk = holds;
+      this.save();
+      this.observe(id, 'disk', done, detail);
+    });
+  }
 
   /** A BMC command's exchange: fails as a real client would when a fault says the BMC does not answer, or answers amiss. */
   private async bmcAnswers(m: SimMachine, signal: AbortSignal): Promise<void> {
