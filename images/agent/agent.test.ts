@@ -189,6 +189,30 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
     }
   }
 
+  it('keeps the next boot\'s bootstrap from a reply in the GRUB environment block of its disk, once, the other words as they were', async () => {
+    const envFile = join(dir, 'grubenv');
+    const block = (args: string) => {
+      const text = `# GRUB Environment Block\nshoal_args=${args}\n`;
+      return text + '#'.repeat(1024 - text.length);
+    };
+    const words = (token: string) => `shoal.url=http://10.0.0.1:8080 shoal.node=n01 shoal.token=${token} shoal.image=debian@12`;
+    writeFileSync(envFile, block(words('tok-123')));
+    appliance = await FakeAppliance.start((request) => ok(request.path === '/agent/v1/hello' ? 'interval=1\naction=none\ntoken=boot-tok\n' : 'interval=1\naction=none\nnext=next-tok_42\n'));
+    startAgent(cmdlineFor(appliance.url), { SHOAL_BOOT_ENV_FILE: envFile });
+    await waitFor('the block rewritten', () => readFileSync(envFile, 'latin1').includes('next-tok_42'));
+    expect(readFileSync(envFile, 'latin1')).toBe(block(words('next-tok_42')));
+    await waitFor('three more heartbeats', () => appliance!.count('/agent/v1/heartbeat') >= 4);
+    expect(agent!.stderr.match(/the next boot from disk has its bootstrap/g)).toHaveLength(1);
+    expect(readdirSync(dir).filter((f) => f.startsWith('grubenv'))).toEqual(['grubenv']);
+  });
+
+  it('says why it cannot keep the next bootstrap when its disk has no block with a token', async () => {
+    appliance = await FakeAppliance.start(() => ok('interval=1\naction=none\nnext=next-tok\n'));
+    startAgent(cmdlineFor(appliance.url), { SHOAL_BOOT_ENV_FILE: join(dir, 'no-such-grubenv') });
+    await waitFor('the reason logged', () => agent!.stderr.includes('has no shoal.token to replace; the next boot from disk cannot say hello'));
+    expect(existsSync(join(dir, 'no-such-grubenv'))).toBe(false);
+  });
+
   it('reports the hardware in its hello: system, CPU sockets and threads, memory, and only the disks an install could use', async () => {
     // Two sockets of one core with two threads each.
     const cpu = (n: number, socket: number) => `processor\t: ${n}\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: ${socket}\ncore id\t\t: 0\n\n`;

@@ -23,6 +23,8 @@ POWER_CMD=${SHOAL_POWER_CMD:-}
 SYS_DIR=${SHOAL_SYS_DIR:-/sys}    # the hardware report's sources, so a test can give it a made-up machine
 PROC_DIR=${SHOAL_PROC_DIR:-/proc}
 DEV_DIR=${SHOAL_DEV_DIR:-/dev}    # where the disks a write-disk or erase-disk action names are
+# An OS installed to disk: the GRUB environment block on its ESP whose shoal_args its kernel got.
+BOOT_ENV_FILE=${SHOAL_BOOT_ENV_FILE:-/boot/efi/shoal/grubenv}
 # Under systemd (the real-OS images), the unit a drain stops; the initramfs has a placeholder instead.
 WORKLOAD_UNIT=${SHOAL_WORKLOAD_UNIT:-}
 SYSTEMD_DIR=${SHOAL_SYSTEMD_DIR:-/run/systemd/system} # exists when systemd is PID 1 (sd_booted)
@@ -240,6 +242,30 @@ keep_token() {
   if ! only_chars "$new_token" "$TOKEN_CHARS"; then log "reply has a token outside the token alphabet; ignored"; return 1; fi
   printf '%s\n' "$new_token" > "$TOKEN_FILE.new" && mv -f "$TOKEN_FILE.new" "$TOKEN_FILE" || log "cannot write $TOKEN_FILE; the token lasts only as long as this agent"
   token=$new_token
+}
+
+# A hello's `next=` (an OS booted from disk): the bootstrap of the node's next boot from this disk,
+# put in place of this boot's, spent now, in the GRUB environment block its words come from, so a
+# reboot the appliance did not arm (a power cut, a reboot by hand) can still say hello.
+keep_next_bootstrap() {
+  next=$(reply_value next)
+  [ -n "$next" ] || return 0
+  if ! only_chars "$next" "$TOKEN_CHARS"; then log "reply has a next bootstrap outside the token alphabet; ignored"; return 0; fi
+  args=$(sed -n 's/^shoal_args=//p' "$BOOT_ENV_FILE" 2>/dev/null)
+  case " $args " in
+    *" shoal.token=$next "*) return 0 ;; # repeated in every reply of this boot; kept once
+    *" shoal.token="*) ;;
+    *) log "the appliance sent the next boot's bootstrap, but $BOOT_ENV_FILE has no shoal.token to replace; the next boot from disk cannot say hello"; return 0 ;;
+  esac
+  args=$(printf '%s' "$args" | sed "s|shoal\.token=[^ ]*|shoal.token=$next|")
+  { printf '# GRUB Environment Block\nshoal_args=%s\n' "$args"; } > "$BOOT_ENV_FILE.new"
+  head -c $((1024 - $(wc -c < "$BOOT_ENV_FILE.new"))) /dev/zero | tr '\0' '#' >> "$BOOT_ENV_FILE.new"
+  if [ "$(wc -c < "$BOOT_ENV_FILE.new")" = 1024 ] && mv -f "$BOOT_ENV_FILE.new" "$BOOT_ENV_FILE" && sync; then
+    log "the next boot from disk has its bootstrap ($BOOT_ENV_FILE)"
+  else
+    rm -f "$BOOT_ENV_FILE.new"
+    log "cannot rewrite $BOOT_ENV_FILE; the next boot from disk cannot say hello"
+  fi
 }
 
 backoff=1
@@ -470,6 +496,7 @@ power() { # reboot|poweroff
 }
 
 apply_reply() {
+  keep_next_bootstrap
   new_interval=$(reply_value interval)
   case $new_interval in
     '' | *[!0-9]*) log "reply has no valid interval; keeping ${interval}s" ;;

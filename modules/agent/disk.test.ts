@@ -96,11 +96,25 @@ describe('install to disk through the agent', () => {
     const diskBootstrap = /shoal\.token=(\S+)/.exec(bootArgs)![1]!;
     const installed = await t.post('/agent/v1/hello', diskBootstrap, hello(node.id, DISK_BOOT, 'debian@12'));
     expect(installed.status).toBe(200);
+    // Its words stay on the disk and this bootstrap is spent: from its first heartbeat on, every
+    // reply carries the bootstrap of its next boot from the disk.
+    const diskToken = replyValue(installed.text, 'token')!;
+    expect(replyValue(installed.text, 'next')).toBeUndefined();
+    const next = replyValue((await t.post('/agent/v1/heartbeat', diskToken, beat(node.id, DISK_BOOT))).text, 'next');
+    expect(next).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(replyValue((await t.post('/agent/v1/heartbeat', diskToken, beat(node.id, DISK_BOOT))).text, 'next')).toBe(next);
     await until(t.appliance, () => t!.appliance.engine.executor.status(node.id).phase === 'converged', 10_000, 'converged on the disk');
     expect(state.observed(node.id).image?.value).toBe('debian@12');
     await state.flush();
     const steps = (await state.events({ nodeId: node.id })).filter((e) => e.facet === 'disk' && e.kind === 'observed').map((e) => e.new);
     expect(steps).toEqual(['writing', 'written']);
+
+    // A reboot nobody armed (a power cut): the next boot from disk says hello with that bootstrap, the spent one is refused.
+    const REBOOT = '55555555-5555-4555-8555-555555555555';
+    expect((await t.post('/agent/v1/hello', diskBootstrap, hello(node.id, REBOOT, 'debian@12'))).status).toBe(401);
+    const again = await t.post('/agent/v1/hello', next!, hello(node.id, REBOOT, 'debian@12'));
+    expect(again.status).toBe(200);
+    expect(replyValue((await t.post('/agent/v1/heartbeat', replyValue(again.text, 'token')!, beat(node.id, REBOOT))).text, 'next')).not.toBe(next);
   });
 
   it('holds the node failed, writing nothing, when no disk or several match the hint, or the disk is too small', async () => {

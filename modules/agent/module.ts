@@ -100,6 +100,8 @@ export class AgentModule implements ShoalModule {
   private readonly liveness = new Map<NodeId, Liveness>();
   private readonly actions = new Map<NodeId, PendingAction>();
   private readonly diskJobs = new Map<NodeId, DiskJob>();
+  /** The bootstrap each node booted from disk keeps for its next boot from there, by the boot it was given to. */
+  private readonly nextBootstraps = new Map<NodeId, { bootId: string; token?: string }>();
 
   constructor(private readonly options: AgentModuleOptions) {
     // run.boot is an await step: the hello confirms it, nothing is sent.
@@ -128,6 +130,7 @@ export class AgentModule implements ShoalModule {
       this.liveness.delete(id);
       this.actions.delete(id);
       this.diskJobs.delete(id);
+      this.nextBootstraps.delete(id);
     });
     // A tenth of the deadline: lost is noticed at most 10 % late, and a sweep of 10,000 nodes is cheap.
     const sweepMs = Math.min(1_000, Math.max(50, Math.floor(this.options.lostAfterMs / 10)));
@@ -171,6 +174,19 @@ export class AgentModule implements ShoalModule {
     this.actions.set(node.id, pending);
     // A step that ended stops asking: given up (superseded, timed out), or confirmed, when the agent has done it.
     signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
+  }
+
+  /**
+   * An OS booted from disk keeps its boot words on the disk, and this boot's bootstrap is spent: it
+   * is given the bootstrap of its next boot from there, once its boot token is confirmed, in every
+   * reply of this boot (a lost reply loses nothing; the agent rewrites its file only when it
+   * changed). A network boot armed later supersedes it, as any newer arming does.
+   */
+  private nextDiskBootstrap(id: NodeId, bootId: string, imageRef: string): string | undefined {
+    const next = this.nextBootstraps.get(id);
+    if (next?.bootId !== bootId || this.host!.observed(id).boot?.value !== 'disk') return undefined;
+    next.token ??= this.tokens!.issue(id, imageRef);
+    return next.token;
   }
 
   /** Decides a disk job for the deploy environment's agent, carried by its next replies until a report ends it. */
@@ -224,6 +240,9 @@ export class AgentModule implements ShoalModule {
         // The node has rebooted, so whatever was asked of the boot before it is moot.
         this.actions.delete(id);
         this.diskJobInterrupted(id);
+        // A boot from disk (not the deploy environment that ran while boot=disk was set for its next boot).
+        if (host.observed(id).boot?.value === 'disk') this.nextBootstraps.set(id, { bootId: body.bootId });
+        else this.nextBootstraps.delete(id);
         this.logHello(match, body);
       } else {
         host.log.info({ node: id, bootId: body.bootId }, 'hello repeated with the bootstrap token before the boot token was used: a new boot token replaces it');
@@ -260,7 +279,8 @@ export class AgentModule implements ShoalModule {
     // What systemd says of the node as a whole: a degraded node is visible, and news only when it changes.
     if (body.system) this.host!.observe(match.nodeId, SYSTEM_FACET, body.system);
     this.diskReport(match.nodeId, body);
-    this.respond(res, match.nodeId, body.bootId, body.state);
+    const next = this.nextDiskBootstrap(match.nodeId, body.bootId, match.record.imageRef);
+    this.respond(res, match.nodeId, body.bootId, body.state, undefined, next === undefined ? [] : [`next=${next}`]);
   }
 
   /** Checks the token, the body and that both name the same node; answers and logs when not. */
@@ -339,7 +359,7 @@ export class AgentModule implements ShoalModule {
    * delivered to a running workload is run=draining; a reboot delivered is run=booting, and that
    * boot's later reports (it may take a moment to go) change nothing.
    */
-  private respond(res: Response, id: NodeId, bootId: string, state: AgentState, bootToken?: string): void {
+  private respond(res: Response, id: NodeId, bootId: string, state: AgentState, bootToken?: string, helloLines: readonly string[] = []): void {
     const pending = this.actions.get(id);
     let action: AgentAction = 'none';
     if (pending?.action === 'drain' && state === 'drained') this.actions.delete(id);
@@ -355,7 +375,7 @@ export class AgentModule implements ShoalModule {
     }
     // Every node sends this every interval: answered without express's send (ETag hashing, header
     // rewriting), work a fixed two-line reply does not need.
-    const lines = diskJob ? jobLines(diskJob, `${res.req.protocol}://${res.req.get('host')}`, id) : [];
+    const lines = [...helloLines, ...(diskJob ? jobLines(diskJob, `${res.req.protocol}://${res.req.get('host')}`, id) : [])];
     const reply = formatReply(this.options.intervalSeconds, action, bootToken, lines);
     this.metrics!.answered(res.req.path, action);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);
