@@ -149,7 +149,8 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
 
     const { vm, bmc } = rack.n2!;
     await timed('scenario 3b: n2 boot=disk, then power cycled', async () => {
-      await appliance.setDesired('n2', { boot: 'disk' });
+      // Without an image: boot=disk with one installs it to the disk (disk-install.test.ts); without, it only makes the next boot local.
+      await appliance.setDesired('n2', { boot: 'disk', image: null });
       await appliance.waitFor('n2', 'set to boot from disk', (n) => n.observed.boot?.value === 'disk' && n.phase === 'converged', 3 * MINUTE);
       await appliance.setDesired('n2', { power: 'off' });
       await appliance.waitFor('n2', 'off', (n) => n.observed.power?.value === 'off' && n.phase === 'converged', 3 * MINUTE);

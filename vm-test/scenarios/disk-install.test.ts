@@ -6,7 +6,8 @@
 // arguments into the disk's GRUB environment block; the engine then makes the next boot go to disk
 // and reboots the node, which goes through PXE again (iPXE hands over to the disk), GRUB and the
 // installed Debian, whose agent says hello with the bootstrap the write handed it and debian@12's
-// digest. Then disk=erased boots the deploy environment again and wipes the disk: the host reads
+// digest; reset by nobody's plan, it says hello again with the bootstrap it was given for its next
+// boot from disk. Then disk=erased boots the deploy environment again and wipes the disk: the host reads
 // the VM's disk file back and finds no partition table. Timed from the desired change.
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, openSync, readSync, closeSync } from 'node:fs';
@@ -99,6 +100,22 @@ describe.skipIf(skip)('install to disk: deploy environment → verified write �
     const console_ = vm.consoleSince(0);
     expect(console_).toMatch(/shoal-agent: writing http:\/\/\S+ \(zstd, \d+ bytes\) to \S*vda/);
     expect(console_).toMatch(/Welcome to .*Debian GNU\/Linux 12/);
+    // A reset nobody armed (as a power cut): the installed OS boots from its disk again and says
+    // hello with the bootstrap its last boot was given for it, not the spent one of the write.
+    await vm.waitForConsole(/shoal-agent: the next boot from disk has its bootstrap/, { timeoutMs: 5 * MINUTE });
+    const mark = vm.consoleMark();
+    const qmp = await vm.qmp();
+    try {
+      await qmp.execute('system_reset');
+    } finally {
+      qmp.close();
+    }
+    const resetAt = performance.now();
+    await vm.waitForConsole(/shoal-agent: hello accepted/, { since: mark, timeoutMs: 10 * MINUTE });
+    timings.push(['reset of the installed OS → its hello with the next bootstrap', Math.round(performance.now() - resetAt)]);
+    expect(vm.consoleSince(mark)).not.toMatch(/rejected the bootstrap token/);
+    await appliance.waitFor('i1', 'ready again on debian@12', (n) => n.observed.run?.value === 'ready' && n.observed.image?.detail === debian.manifest.digest, 5 * MINUTE);
+
     // The system disk holds a GPT now; the data disk is untouched.
     expect(head(vm.disks[0]!.path, 1024).subarray(512, 520).toString('latin1')).toBe('EFI PART');
     expect(head(vm.disks[1]!.path, 1024 * 1024).every((b) => b === 0)).toBe(true);
