@@ -4,28 +4,14 @@
 import { z } from 'zod';
 
 import { imageDigest } from '../src/contracts/image-digest.js';
+import { diskArtifactSchema } from '../src/contracts/disk-artifact.js';
 
 export { imageDigest };
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const artifact = z.object({ file: z.string().regex(/^[A-Za-z0-9._-]+$/), sha256: sha256Hex, size: z.number().int().positive() });
-const MIB = 1024 * 1024;
-/** A GRUB environment block's size (what grub-editenv writes). */
-export const BOOT_ENV_BYTES = 1024;
-// A disk image (disk-image.ts): the file as stored (compressed or not), and the disk's own bytes after decompression.
-const diskArtifact = artifact
-  .extend({
-    format: z.enum(['raw', 'zstd', 'gzip']),
-    rawSize: z.number().int().positive().multipleOf(MIB, 'a positive multiple of 1 MiB (1048576 bytes): disk images are MiB-aligned'),
-    rawSha256: sha256Hex,
-    /** Where the GRUB environment block a deploy writes the node's boot arguments into is, in the raw disk. */
-    bootEnv: z.object({ offset: z.number().int().positive(), size: z.literal(BOOT_ENV_BYTES, `exactly ${BOOT_ENV_BYTES} bytes, a GRUB environment block`) }).strict().optional(),
-  })
-  .strict()
-  .superRefine((d, ctx) => {
-    if (d.bootEnv && d.bootEnv.offset + d.bootEnv.size > d.rawSize) ctx.addIssue({ code: 'custom', path: ['bootEnv', 'offset'], message: `the block ends at ${d.bootEnv.offset + d.bootEnv.size}, past the disk's ${d.rawSize} bytes` });
-    if (d.format === 'raw' && (d.size !== d.rawSize || d.sha256 !== d.rawSha256)) ctx.addIssue({ code: 'custom', path: ['rawSha256'], message: 'a raw disk has size = rawSize and sha256 = rawSha256' });
-  });
+// A disk image (disk-image.ts): the file as stored, and the disk's own bytes after decompression.
+const diskArtifact = diskArtifactSchema(artifact);
 export type DiskArtifact = z.infer<typeof diskArtifact>;
 const debianPackage = z.object({ name: z.string().min(1), version: z.string().min(1) });
 

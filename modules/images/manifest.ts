@@ -4,6 +4,7 @@
 // arm64 and no `builtFrom` (hand-made images).
 import { z } from 'zod';
 import { imageDigest } from '../../src/contracts/image-digest.js';
+import { diskArtifactSchema } from '../../src/contracts/disk-artifact.js';
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -16,31 +17,8 @@ const artifact = z
   })
   .strict();
 
-const MIB = 1024 * 1024;
-/** A GRUB environment block's size (what grub-editenv writes): a deploy writes the node's boot arguments into it. */
-export const BOOT_ENV_BYTES = 1024;
-
-// A disk image a deploy writes to a node's disk: the stored file (file, sha256, size) may be
-// compressed; rawSize and rawSha256 are the disk's own bytes, what the node writes and checks.
-const disk = artifact
-  .extend({
-    format: z.enum(['raw', 'zstd', 'gzip']),
-    rawSize: z.number().int().positive().multipleOf(MIB, 'a positive multiple of 1 MiB (1048576 bytes): disk images are MiB-aligned'),
-    rawSha256: z.string().regex(SHA256_HEX, '64 lowercase hex digits'),
-    bootEnv: z
-      .object({
-        offset: z.number().int().positive(),
-        size: z.literal(BOOT_ENV_BYTES, `exactly ${BOOT_ENV_BYTES} bytes, a GRUB environment block`),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict()
-  .superRefine((d, ctx) => {
-    if (d.bootEnv && d.bootEnv.offset + d.bootEnv.size > d.rawSize) ctx.addIssue({ code: 'custom', path: ['bootEnv', 'offset'], message: `the block ends at ${d.bootEnv.offset + d.bootEnv.size}, past the disk's ${d.rawSize} bytes` });
-    // An uncompressed disk is its own raw bytes: two descriptions of one file must agree.
-    if (d.format === 'raw' && (d.size !== d.rawSize || d.sha256 !== d.rawSha256)) ctx.addIssue({ code: 'custom', path: ['rawSha256'], message: 'a raw disk has size = rawSize and sha256 = rawSha256' });
-  });
+// A disk image a deploy writes to a node's disk (src/contracts/disk-artifact.ts).
+const disk = diskArtifactSchema(artifact);
 
 // Names and versions an operator can also write in desired state (src/domain/state.ts IMAGE_REF)
 // and that image.json allows: the intersection of both grammars, so every stored image can be
