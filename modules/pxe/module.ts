@@ -294,14 +294,14 @@ export class PxeModule implements ShoalModule {
     // The desired image first: an operator's wish for this node outranks what its profiles say.
     const image = desired.image ?? config?.image;
     if (!image) throw new Error('no desired image to boot: set image=NAME@VERSION (or an image in a profile of the node)');
-    await this.armNetworkBoot(node, image, 'image');
+    await this.armNetworkBoot(node, image, 'image', config);
     this.host!.observe(node.id, 'boot', 'armed', image);
   }
 
   /** Arms a network boot of the deploy environment, whose agent then writes or erases the node's disk. */
   private async armDeploy({ node }: StepRequest): Promise<void> {
     const image = this.options.deployImage;
-    await this.armNetworkBoot(node, image, 'deploy');
+    await this.armNetworkBoot(node, image, 'deploy', this.host!.services.get('nodeConfig')?.boot(node.id));
     this.host!.observe(node.id, 'boot', 'deploy', `armed ${image}`);
   }
 
@@ -309,9 +309,8 @@ export class PxeModule implements ShoalModule {
    * Saves a network boot plan with a fresh bootstrap. A deploy boot gets no NoCloud seed and no
    * configuration digest: it is not the node's configured OS, so it must not make config current.
    */
-  private async armNetworkBoot(node: NodeRecord, image: string, purpose: 'image' | 'deploy'): Promise<void> {
+  private async armNetworkBoot(node: NodeRecord, image: string, purpose: 'image' | 'deploy', config: { kernelArgs: string[] } | undefined): Promise<void> {
     const host = this.host!;
-    const config = host.services.get('nodeConfig')?.boot(node.id);
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
     const imageInfo = images.get(image);

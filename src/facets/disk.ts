@@ -20,11 +20,11 @@ export function writtenImage(detail: string | undefined): string | undefined {
   return detail?.split(' ', 1)[0] || undefined;
 }
 
-const restingValues = ['unknown', 'other', 'written', 'erased', 'failed', 'writing', 'erasing'] as const;
+const DISK_VALUES = ['unknown', 'other', 'writing', 'written', 'erasing', 'erased', 'failed'] as const;
 
 export const diskFacet = defineFacet({
   name: 'disk',
-  values: ['unknown', 'other', 'writing', 'written', 'erasing', 'erased', 'failed'],
+  values: DISK_VALUES,
   initial: 'unknown',
   failureValues: ['failed'],
   observedOnly: ['other', 'writing', 'erasing'],
@@ -37,7 +37,8 @@ export const diskFacet = defineFacet({
     'disk.erase': { kind: 'action', confirms: ['erased'], progress: ['erasing'], timeoutMs: 4 * 3600 * SECOND, failsTo: 'failed', explain: 'wipe the partition tables and filesystem signatures of the disk the root-device hint picks (the whole disk with erase=full)' },
   },
   states: Object.fromEntries(
-    restingValues.map((value) => [
+    // From every value, a write or an erase (a write under way may be restarted after an appliance restart).
+    DISK_VALUES.map((value) => [
       value,
       {
         on: {
