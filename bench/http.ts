@@ -130,7 +130,7 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const size = sizeMb << 20;
   const image = writeFakeImage(join(work, 'image'), { name: 'bench', version: '1', kernel: randomBytes(size), initrd: randomBytes(4096) });
-  const sha256 = image.manifest.kernel.sha256;
+  const sha256 = image.manifest.kernel!.sha256;
 
   // Our appliance, as `shoal serve` runs it, with the images module importing the image.
   const oursPort = await freePort();

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../test/support/appliance.js';
 import type { NodeId } from '../../src/domain/node.js';
 import type { Hardware } from '../../src/contracts/hardware.js';
-import { STAND_IN_DISK, replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
+import { DIGESTS, STAND_IN_DISK, replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
 
 const DEPLOY_BOOT = '33333333-3333-4333-8333-333333333333';
 const DISK_BOOT = '44444444-4444-4444-8444-444444444444';
@@ -42,9 +42,9 @@ describe('install to disk through the agent', () => {
     t = undefined;
   });
 
-  /** Desires boot=disk image=debian@12 and brings the deploy environment up; returns its boot token. */
-  const deployUp = async (id: NodeId, disks: Hardware['disks']) => {
-    await t!.appliance.state.setDesired(id, { power: 'on', boot: 'disk', image: 'debian@12' }, 'test');
+  /** Desires boot=disk image=`image` and brings the deploy environment up; returns its boot token. */
+  const deployUp = async (id: NodeId, disks: Hardware['disks'], image = 'debian@12') => {
+    await t!.appliance.state.setDesired(id, { power: 'on', boot: 'disk', image }, 'test');
     await until(t!.appliance, () => t!.appliance.state.observed(id).boot?.value === 'deployed', 10_000, 'the deploy boot served');
     const res = await t!.post('/agent/v1/hello', t!.standIn.armedTokens.get(id)!, hello(id, DEPLOY_BOOT, 'deploy@1', hardware(disks)));
     expect(res.status).toBe(200);
@@ -115,6 +115,26 @@ describe('install to disk through the agent', () => {
     const again = await t.post('/agent/v1/hello', next!, hello(node.id, REBOOT, 'debian@12'));
     expect(again.status).toBe(200);
     expect(replyValue((await t.post('/agent/v1/heartbeat', replyValue(again.text, 'token')!, beat(node.id, REBOOT))).text, 'next')).not.toBe(next);
+  });
+
+  it('installs a disk-only image, and its installed OS runs that image whatever name its tree baked in', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const state = t.appliance.state;
+    const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'SYS')], 'site@1');
+    const reply = await beatUntil(node.id, token, 'write-disk');
+    expect(replyValue(reply, 'disk.path')).toBe('/images/site/1/disk.raw.zst');
+    const job = replyValue(reply, 'disk.job')!;
+    await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'written', diskJob: job, diskBytes: STAND_IN_DISK.rawSize, diskSha256: STAND_IN_DISK.rawSha256 }));
+    expect(state.observed(node.id).disk).toMatchObject({ value: 'written', detail: `site@1 sha256:${STAND_IN_DISK.rawSha256} on vda` });
+    await beatUntil(node.id, token, 'drain');
+    await t.post('/agent/v1/drained', token, beat(node.id, DEPLOY_BOOT, { state: 'drained' }));
+    await beatUntil(node.id, token, 'reboot', { state: 'drained' });
+    // The disk was imported from a file made of debian@12's tree: its agent says debian@12.
+    const diskBootstrap = /shoal\.token=(\S+)/.exec(replyValue(reply, 'disk.bootArgs')!)![1]!;
+    expect((await t.post('/agent/v1/hello', diskBootstrap, hello(node.id, DISK_BOOT, 'debian@12'))).status).toBe(200);
+    expect(state.observed(node.id).image).toMatchObject({ value: 'site@1', detail: DIGESTS['site@1'] });
+    await until(t.appliance, () => t!.appliance.engine.executor.status(node.id).phase === 'converged', 10_000, 'converged on the disk');
   });
 
   it('holds the node failed, writing nothing, when no disk or several match the hint, or the disk is too small', async () => {

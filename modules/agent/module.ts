@@ -10,7 +10,7 @@ import type { NodeId, NodeRecord } from '../../src/domain/node.js';
 import { formatZodIssues } from '../../src/domain/zod-issues.js';
 import { HARDWARE_FACET, type Hardware } from '../../src/contracts/hardware.js';
 import { DEPLOY_BOOT_STAGES, NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
-import { diskFacet } from '../../src/facets/disk.js';
+import { diskFacet, writtenImage } from '../../src/facets/disk.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { AgentMetrics } from './metrics.js';
@@ -252,8 +252,8 @@ export class AgentModule implements ShoalModule {
     } else {
       this.tokens!.confirm(match);
     }
-    const ref = body.bakedImage ?? 'unknown';
-    const digest = body.bakedImage ? host.services.get('images')?.get(body.bakedImage)?.digest : undefined;
+    const ref = this.bootedImage(id, body.bakedImage) ?? 'unknown';
+    const digest = ref !== 'unknown' ? host.services.get('images')?.get(ref)?.digest : undefined;
     this.heard(id);
     if (this.owns(id)) host.observe(id, 'image', ref, digest);
     // Recorded at every hello, news only when it changed (a disk swapped, memory added).
@@ -332,6 +332,17 @@ export class AgentModule implements ShoalModule {
     this.host!.log.warn({ ...context, path: req.originalUrl, remote: req.socket.remoteAddress, status, reason }, 'agent report refused');
     this.metrics!.refused(req.path, reason);
     res.status(status).type('text/plain').send(`${reason}\n`);
+  }
+
+  /**
+   * The image a node runs, as its hello tells it. A boot from a disk this module wrote runs the
+   * image written there, whatever name its tree baked in: a disk-only image imported from a
+   * disk file holds another image's tree under its own name.
+   */
+  private bootedImage(id: NodeId, bakedImage: string | null | undefined): string | undefined {
+    const observed = this.host!.observed(id);
+    if (observed.boot?.value === 'disk' && observed.disk?.value === 'written') return writtenImage(observed.disk.detail) ?? bakedImage ?? undefined;
+    return bakedImage ?? undefined;
   }
 
   private logHello(match: TokenMatch, body: Hello): void {

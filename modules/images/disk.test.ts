@@ -35,8 +35,8 @@ function addDisk(dir: string, manifest: StoredManifest, file: string, bytes: Buf
   writeFileSync(join(dir, file), bytes);
   const withIt = { ...manifest, disk: { file, sha256: sha256(bytes), size: bytes.length, ...disk } };
   withIt.digest = imageDigest({
-    kernelSha256: manifest.kernel.sha256,
-    initrdSha256: manifest.initrd.sha256,
+    kernelSha256: manifest.kernel!.sha256,
+    initrdSha256: manifest.initrd!.sha256,
     disk: { rawSha256: disk.rawSha256, bootEnvOffset: disk.bootEnv?.offset },
     cmdline: manifest.cmdline,
   });

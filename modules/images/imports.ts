@@ -1,6 +1,7 @@
-// Imports of container images as jobs: POST /api/v1/images/import queues one and answers at once
-// (an import takes minutes), GET /api/v1/images/imports/ID shows its progress and its outcome.
-// The conversion is the `containerImages` service's (modules/oci); this file only runs one import
+// Imports of container images and disk files as jobs: POST /api/v1/images/import queues one and
+// answers at once (an import takes minutes), GET /api/v1/images/imports/ID shows its progress and
+// its outcome. A container image's conversion is the `containerImages` service's (modules/oci); a
+// raw or qcow2 disk file's is disk-import.ts, told apart by its first sector. This file only runs one import
 // at a time (each is disk- and CPU-bound), keeps what it printed, and stores the result. Jobs live
 // in memory: an appliance restart forgets them, and the store drops what a cut-off import left.
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ImportJobView } from '../../src/api/views.js';
 import { SKOPEO_REFERENCE, type ContainerImageImporter } from '../../src/contracts/services.js';
+import { diskFileFormat, importDiskFile } from './disk-import.js';
 import { artifactsOf, IMAGE_NAME, IMAGE_REF } from './manifest.js';
 import { refOf, type ImageStore, type StoredImage } from './store.js';
 
@@ -32,6 +34,14 @@ export const ImportRequestSchema = z
 export type ImportRequest = z.infer<typeof ImportRequestSchema>;
 
 const PROGRESS_LINES = 400;
+
+/** Makes an image directory in `out` from the request's source (`staging` is the job's scratch space). */
+type Converter = (out: string, say: (line: string) => void, staging: string) => Promise<{ dir: string; ref: string }>;
+
+function nameAndVersion(request: ImportRequest): { name?: string; version?: string } {
+  const [name, version] = request.name?.split('@') ?? [];
+  return { ...(name ? { name } : {}), ...(version ? { version } : {}) };
+}
 const FINISHED_JOBS_KEPT = 50;
 
 export class ImportJobs {
@@ -55,32 +65,37 @@ export class ImportJobs {
 
   /** Queues the import; refuses at once (undefined kernel image, no importer) what would fail anyway. */
   start(request: ImportRequest): ImportJobView {
-    if (request.kernelFrom && !this.store.get(request.kernelFrom)) throw new ImportRefusal(`kernelFrom ${request.kernelFrom}: no such image is stored (GET /api/v1/images lists them)`);
-    const importer = this.importer();
-    if (!importer) throw new ImportUnavailable('container image import needs the oci module in the configuration (modules: - { name: oci })');
+    const disk = request.source.startsWith('/') ? diskFileFormat(request.source) : undefined;
+    let convert: Converter;
+    if (disk) {
+      if (request.kernelFrom || request.init) throw new ImportRefusal(`${request.source} is a ${disk} disk file: kernelFrom and init apply to container images only`);
+      convert = (out, say) => importDiskFile({ source: request.source, format: disk, ...nameAndVersion(request) }, out, say);
+    } else {
+      if (request.kernelFrom && !this.store.get(request.kernelFrom)) throw new ImportRefusal(`kernelFrom ${request.kernelFrom}: no such image is stored (GET /api/v1/images lists them)`);
+      const importer = this.importer();
+      if (!importer) throw new ImportUnavailable('container image import needs the oci module in the configuration (modules: - { name: oci })');
+      convert = async (out, say, staging) => {
+        const kernelFromDir = request.kernelFrom ? await this.imageDir(request.kernelFrom, staging) : undefined;
+        return importer.importImage({ source: request.source, ...nameAndVersion(request), ...(kernelFromDir ? { kernelFromDir } : {}), ...(request.init ? { init: request.init } : {}) }, out, say);
+      };
+    }
     const job: ImportJobView = { id: randomBytes(6).toString('hex'), request, state: 'queued', queuedAt: new Date().toISOString(), progress: [], progressFrom: 0 };
     this.jobs.set(job.id, job);
     this.forgetOldJobs();
-    this.queue = this.queue.then(() => this.run(job, importer));
+    this.queue = this.queue.then(() => this.run(job, convert));
     return job;
   }
 
-  private async run(job: ImportJobView, importer: ContainerImageImporter): Promise<void> {
+  private async run(job: ImportJobView, convert: Converter): Promise<void> {
     job.state = 'running';
     const say = (line: string) => {
       job.progress.push(line);
       if (job.progress.length > PROGRESS_LINES) job.progressFrom += job.progress.splice(0, job.progress.length - PROGRESS_LINES).length;
     };
-    const staging = await this.store.stagingDir();
+    let staging: string | undefined;
     try {
-      const [name, version] = job.request.name?.split('@') ?? [];
-      const kernelFromDir = job.request.kernelFrom ? await this.imageDir(job.request.kernelFrom, staging) : undefined;
-      const out = join(staging, 'out');
-      const built = await importer.importImage(
-        { source: job.request.source, ...(name ? { name } : {}), ...(version ? { version } : {}), ...(kernelFromDir ? { kernelFromDir } : {}), ...(job.request.init ? { init: job.request.init } : {}) },
-        out,
-        say,
-      );
+      staging = await this.store.stagingDir();
+      const built = await convert(join(staging, 'out'), say, staging);
       say(`storing ${built.ref}`);
       const { image, created } = await this.store.importFrom(built.dir, built.ref);
       job.image = { ref: refOf(image.manifest), digest: image.manifest.digest, created };
@@ -92,7 +107,7 @@ export class ImportJobs {
       job.state = 'failed';
     } finally {
       job.finishedAt = new Date().toISOString();
-      await rm(staging, { recursive: true, force: true });
+      if (staging) await rm(staging, { recursive: true, force: true });
     }
   }
 

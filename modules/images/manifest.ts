@@ -32,8 +32,9 @@ export const StoredManifestSchema = z
     name: z.string().regex(IMAGE_NAME, 'lowercase letters, digits and dashes, starting with a letter'),
     version: z.string().regex(IMAGE_VERSION, 'lowercase letters, digits, dots and dashes'),
     arch: z.enum(['x86_64', 'arm64']),
-    kernel: artifact,
-    initrd: artifact,
+    // Both or neither: a disk-only image (an imported disk file) is written to disks, never network-booted.
+    kernel: artifact.optional(),
+    initrd: artifact.optional(),
     rootfs: artifact.optional(),
     disk: disk.optional(),
     cmdline: z.string().max(4096),
@@ -43,6 +44,10 @@ export const StoredManifestSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
+    if (!m.kernel !== !m.initrd) return ctx.addIssue({ code: 'custom', path: [m.kernel ? 'initrd' : 'kernel'], message: 'an image has both a kernel and an initrd, or neither' });
+    if (!m.kernel && !m.disk) return ctx.addIssue({ code: 'custom', path: ['kernel'], message: 'required: only a disk image (disk) may come without a kernel and initrd' });
+    if (!m.kernel && m.rootfs) return ctx.addIssue({ code: 'custom', path: ['rootfs'], message: 'a disk-only image has no root filesystem to network-boot' });
+    if (!m.kernel && !m.disk?.bootEnv) return ctx.addIssue({ code: 'custom', path: ['disk', 'bootEnv'], message: 'required for a disk-only image: its installed OS gets its boot token through it' });
     const files = artifactsOf(m).map((a) => a.artifact.file);
     if (new Set(files).size !== files.length) ctx.addIssue({ code: 'custom', path: ['initrd', 'file'], message: 'kernel, initrd, rootfs and disk need distinct file names' });
     const expected = digestOf(m);
@@ -59,8 +64,8 @@ type ManifestParts = Pick<StoredManifest, 'kernel' | 'initrd' | 'rootfs' | 'disk
 /** The artifacts of a manifest in a fixed order, with the role each plays. */
 export function artifactsOf(m: Pick<ManifestParts, 'kernel' | 'initrd' | 'rootfs' | 'disk'>): { role: ArtifactRole; artifact: Artifact }[] {
   return [
-    { role: 'kernel', artifact: m.kernel },
-    { role: 'initrd', artifact: m.initrd },
+    ...(m.kernel ? [{ role: 'kernel' as const, artifact: m.kernel }] : []),
+    ...(m.initrd ? [{ role: 'initrd' as const, artifact: m.initrd }] : []),
     ...(m.rootfs ? [{ role: 'rootfs' as const, artifact: m.rootfs }] : []),
     ...(m.disk ? [{ role: 'disk' as const, artifact: m.disk }] : []),
   ];
@@ -69,7 +74,7 @@ export function artifactsOf(m: Pick<ManifestParts, 'kernel' | 'initrd' | 'rootfs
 /** The digest the manifest's parts give (src/contracts/image-digest.ts). */
 function digestOf(m: ManifestParts): string {
   const disk = m.disk && { rawSha256: m.disk.rawSha256, bootEnvOffset: m.disk.bootEnv?.offset };
-  return imageDigest({ kernelSha256: m.kernel.sha256, initrdSha256: m.initrd.sha256, rootfsSha256: m.rootfs?.sha256, disk, cmdline: m.cmdline });
+  return imageDigest({ kernelSha256: m.kernel?.sha256, initrdSha256: m.initrd?.sha256, rootfsSha256: m.rootfs?.sha256, disk, cmdline: m.cmdline });
 }
 
 /** Validates an image.json's text; the message names the source and every bad field. */

@@ -86,7 +86,7 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
 
   it('provides the images service: by ref, by digest, all', () => {
     const catalog = services.get('images')!;
-    expect(catalog.get('compute@2')?.initrd.path).toBe('/images/compute/2/initrd.img');
+    expect(catalog.get('compute@2')?.initrd?.path).toBe('/images/compute/2/initrd.img');
     expect(catalog.get('compute@2')?.cmdline).toBe('console=ttyS0');
     expect(catalog.byDigest(compute1.manifest.digest)?.ref).toBe('compute@1');
     expect(catalog.byDigest(`sha256:${'0'.repeat(64)}`)).toBeUndefined();
@@ -157,7 +157,7 @@ describe('images module in the appliance', { timeout: 60_000 }, () => {
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ ref: 'compute@4', digest: compute4.manifest.digest });
     const served = Buffer.from(await (await fetch(`${appliance.url}/images/compute/4/vmlinuz`)).arrayBuffer());
-    expect(sha256(served)).toBe(compute4.manifest.kernel.sha256);
+    expect(sha256(served)).toBe(compute4.manifest.kernel!.sha256);
 
     const broken = writeFakeImage(join(work, 'compute@6'), { name: 'compute', version: '6', kernel: randomBytes(1000), initrd: randomBytes(1000) });
     writeFileSync(join(broken.dir, 'initrd.img'), randomBytes(1000));

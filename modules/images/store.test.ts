@@ -86,7 +86,7 @@ describe('image store', () => {
     const store = await ImageStore.open(root);
     const err = await storeRefusal(store.importFrom(source.dir));
     expect(err.kind).toBe('verification');
-    expect(err.message).toContain(`initrd initrd.img has sha256 ${sha256(corrupted)}; the manifest says ${source.manifest.initrd.sha256}`);
+    expect(err.message).toContain(`initrd initrd.img has sha256 ${sha256(corrupted)}; the manifest says ${source.manifest.initrd!.sha256}`);
     expect(store.list()).toEqual([]);
     expect(readdirSync(join(root, 'blobs', 'sha256'))).toEqual([]);
     expect(readdirSync(join(root, 'tmp'))).toEqual([]);
@@ -164,8 +164,8 @@ describe('image store', () => {
   it('reports a stored blob that went missing', async () => {
     const store = await ImageStore.open(root);
     const { image } = await store.importFrom(fake('1').dir);
-    rmSync(store.blobPath(image.manifest.initrd.sha256));
-    expect(await store.damaged()).toEqual([`compute@1 initrd blob ${image.manifest.initrd.sha256} is missing`]);
+    rmSync(store.blobPath(image.manifest.initrd!.sha256));
+    expect(await store.damaged()).toEqual([`compute@1 initrd blob ${image.manifest.initrd!.sha256} is missing`]);
   });
 
   it('runs concurrent imports one after the other into one index', async () => {

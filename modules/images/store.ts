@@ -252,8 +252,7 @@ export function imageInfo(image: StoredImage): ImageInfo {
     version: m.version,
     arch: m.arch,
     digest: m.digest,
-    kernel: file(m.kernel),
-    initrd: file(m.initrd),
+    ...(m.kernel && m.initrd ? { kernel: file(m.kernel), initrd: file(m.initrd) } : {}),
     ...(m.rootfs ? { rootfs: file(m.rootfs) } : {}),
     ...(m.disk
       ? { disk: { ...file(m.disk), format: m.disk.format, rawSize: m.disk.rawSize, rawSha256: m.disk.rawSha256, ...(m.disk.bootEnv ? { bootEnv: { ...m.disk.bootEnv } } : {}) } }

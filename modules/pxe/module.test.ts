@@ -40,7 +40,17 @@ const ROOT_IMAGE: ImageInfo = {
   initrd: { sha256: 'i', size: 1, path: '/images/debian/12/initrd.img' },
   rootfs: { sha256: 'r', size: 1, path: '/images/debian/12/root.squashfs' },
 };
-const images = new Map<string, ImageInfo>([[IMAGE.ref, IMAGE]]);
+/** A disk-only image (an imported disk file): it has nothing to network-boot. */
+const DISK_ONLY: ImageInfo = {
+  ref: 'site@1',
+  name: 'site',
+  version: '1',
+  arch: 'x86_64',
+  digest: 'sha256:' + '9'.repeat(64),
+  cmdline: '',
+  disk: { sha256: 'z', size: 1, path: '/images/site/1/disk.raw.zst', format: 'zstd', rawSize: 1048576, rawSha256: 'f'.repeat(64), bootEnv: { offset: 4096, size: 1024 } },
+};
+const images = new Map<string, ImageInfo>([[IMAGE.ref, IMAGE], [DISK_ONLY.ref, DISK_ONLY]]);
 
 const issued: { nodeId: string; image: string }[] = [];
 // Stand-ins for the images and agent modules: the services pxe looks up.
@@ -84,6 +94,8 @@ describe('pxe module', () => {
   it('refuses to arm without an image the store knows', async () => {
     await expect(perform('boot.arm', {})).rejects.toThrow(/no desired image/);
     await expect(perform('boot.arm', { image: 'compute@9' })).rejects.toThrow(/compute@9 is not in the image store/);
+    await expect(perform('boot.arm', { image: 'site@1' })).rejects.toThrow('site@1 is a disk image only (no kernel to network-boot): install it with boot=disk image=site@1');
+    expect(boot()?.value).not.toBe('armed');
   });
 
   it('arms a network boot: a token minted for this boot, boot=armed for the image', async () => {

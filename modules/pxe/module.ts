@@ -317,6 +317,7 @@ export class PxeModule implements ShoalModule {
     if (!imageInfo) {
       throw new Error(purpose === 'deploy' ? `the deploy environment ${image} is not in the image store (build it: npx tsx images/build.ts ${image}, then shoal image add DIR)` : `image ${image} is not in the image store (shoal image add DIR)`);
     }
+    if (!imageInfo.kernel) throw new Error(`${image} is a disk image only (no kernel to network-boot): install it with boot=disk image=${image}`);
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
     const nocloud = purpose === 'image' ? host.services.get('nodeConfig')?.seed(node.id) : undefined;

@@ -173,8 +173,9 @@ export const ImageViewSchema = z.strictObject({
   arch: z.enum(['x86_64', 'arm64']),
   /** What a booted node reports, `sha256:` and 64 hex digits. */
   digest: z.string(),
-  kernel: ImageFileSchema,
-  initrd: ImageFileSchema,
+  /** What a network boot loads; a disk-only image (an imported disk file) has neither. */
+  kernel: ImageFileSchema.optional(),
+  initrd: ImageFileSchema.optional(),
   rootfs: ImageFileSchema.optional(),
   /** The disk image a deploy writes (ImageDisk in src/contracts/services.ts): the file as served, and the raw disk's size and sha256. */
   disk: ImageFileSchema.extend({

@@ -13,8 +13,9 @@ export interface ImageInfo {
   arch: 'x86_64' | 'arm64';
   /** sha256 of the image manifest: what a booted node reports. */
   digest: string;
-  kernel: ImageFile;
-  initrd: ImageFile;
+  /** What a network boot loads; a disk-only image (an imported disk file) has neither and is only written to disks. */
+  kernel?: ImageFile;
+  initrd?: ImageFile;
   rootfs?: ImageFile;
   /** A disk image a deploy writes to the node's disk; only some images have one. */
   disk?: ImageDisk;

@@ -21,6 +21,8 @@ export const DIGESTS: Record<string, string> = {
   'compute@2': 'b'.repeat(64),
   'deploy@1': 'c'.repeat(64),
   'debian@12': 'd'.repeat(64),
+  /** A disk-only image (an imported disk file): written to disks, never network-booted. */
+  'site@1': '9'.repeat(64),
 };
 
 /** debian@12's disk in the stand-in catalog: 64 MiB raw, zstd-compressed, with a boot environment block. */
@@ -29,6 +31,7 @@ export const STAND_IN_DISK = { sha256: 'e'.repeat(64), size: 1_000_000, path: '/
 function imageInfo(ref: string, digest: string): ImageInfo {
   const [name, version] = ref.split('@') as [string, string];
   const file = { sha256: digest, size: 1, path: `/images/${name}/${version}/file` };
+  if (ref === 'site@1') return { ref, name, version, arch: 'x86_64', digest, cmdline: '', disk: { ...STAND_IN_DISK, path: '/images/site/1/disk.raw.zst' } };
   return { ref, name, version, arch: 'x86_64', digest, kernel: file, initrd: file, cmdline: '', ...(ref === 'debian@12' ? { disk: { ...STAND_IN_DISK } } : {}) };
 }
 
