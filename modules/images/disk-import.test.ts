@@ -3,19 +3,20 @@
 // (qemu-img), stored, and refused with the reason when the boot environment block is missing or
 // doubled, the size is not whole MiB, or a qcow2 file reads from a backing file.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { grubEnvBlock } from '../../images/disk-image.js';
 import { imageDigest } from '../../src/contracts/image-digest.js';
 import { requirements, skipUnless } from '../../test/support/environment.js';
+import { GPT_DISK_TOOLS, gptDisk } from '../../test/support/gpt-disk.js';
 import { diskFileFormat, DiskImportError, findBootEnv, importDiskFile } from './disk-import.js';
 import { ImportJobs, ImportRefusal, ImportUnavailable } from './imports.js';
 import { ImageStore, imageInfo } from './store.js';
 
 const MIB = 1024 * 1024;
-const skip = skipUnless('disk file import', requirements({ commands: ['sfdisk', 'mkfs.vfat', 'mmd', 'mcopy', 'qemu-img', 'zstd'] }));
+const skip = skipUnless('disk file import', requirements({ commands: [...GPT_DISK_TOOLS, 'qemu-img', 'zstd'] }));
 
 describe.skipIf(skip)('disk file import', () => {
   let work: string;
@@ -27,27 +28,10 @@ describe.skipIf(skip)('disk file import', () => {
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  /** An 8 MiB GPT disk: partition 1 an ESP from 1 MiB holding the given files, partition 2 a Linux one with some bytes. */
-  function gptDisk(name: string, esp: Record<string, Buffer>, sizeMb = 8): string {
-    const path = join(work, name);
-    truncateSync((writeFileSync(path, ''), path), sizeMb * MIB);
-    execFileSync('sfdisk', ['--quiet', path], { input: 'label: gpt\nstart=2048, size=8192, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=10240, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' });
-    execFileSync('mkfs.vfat', ['--offset', '2048', path, String(8192 / 2)], { stdio: 'ignore' });
-    const at = `${path}@@${2048 * 512}`;
-    for (const [file, bytes] of Object.entries(esp)) {
-      const dirs = file.split('/').slice(0, -1);
-      for (let i = 1; i <= dirs.length; i++) execFileSync('mmd', ['-D', 's', '-i', at, `::/${dirs.slice(0, i).join('/')}`], { stdio: 'ignore' });
-      const local = join(work, `${name}.file`);
-      writeFileSync(local, bytes);
-      execFileSync('mcopy', ['-o', '-i', at, local, `::/${file}`]);
-    }
-    const fd = Buffer.from('the root partition\n');
-    execFileSync('dd', ['of=' + path, 'bs=512', 'seek=10240', 'conv=notrunc', 'status=none'], { input: fd });
-    return path;
-  }
+  const disk = (name: string, esp: Record<string, Buffer>) => gptDisk(join(work, name), { esp });
 
   it('tells a raw disk and a qcow2 file from other files by their first bytes', () => {
-    const raw = gptDisk('kind.raw', { 'shoal/grubenv': grubEnvBlock() });
+    const raw = disk('kind.raw', { 'shoal/grubenv': grubEnvBlock() });
     const qcow2 = join(work, 'kind.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
     const text = join(work, 'kind.txt');
@@ -56,7 +40,7 @@ describe.skipIf(skip)('disk file import', () => {
   });
 
   it('imports a raw disk as a disk-only image: zstd-stored, its raw sha256 and its ESP\'s boot environment block recorded', async () => {
-    const raw = gptDisk('site.raw', { 'EFI/BOOT/BOOTX64.EFI': Buffer.alloc(3000, 1), 'shoal/grubenv': grubEnvBlock() });
+    const raw = disk('site.raw', { 'EFI/BOOT/BOOTX64.EFI': Buffer.alloc(3000, 1), 'shoal/grubenv': grubEnvBlock() });
     const lines: string[] = [];
     const built = await importDiskFile({ source: raw, format: 'raw', name: 'site', version: '1' }, join(work, 'out-raw'), (l) => lines.push(l));
     expect(built.ref).toBe('site@1');
@@ -79,7 +63,7 @@ describe.skipIf(skip)('disk file import', () => {
   });
 
   it('imports a qcow2 file through qemu-img to the same raw bytes, named by the file and the raw digest by default', async () => {
-    const raw = gptDisk('golden.raw', { 'shoal/grubenv': grubEnvBlock() });
+    const raw = disk('golden.raw', { 'shoal/grubenv': grubEnvBlock() });
     const qcow2 = join(work, 'Golden.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
     const built = await importDiskFile({ source: qcow2, format: 'qcow2' }, join(work, 'out-qcow2'), () => {});
@@ -90,9 +74,9 @@ describe.skipIf(skip)('disk file import', () => {
   });
 
   it('refuses a disk without the block, with two, of a size that is not whole MiB, without GPT, or a qcow2 with a backing file', async () => {
-    const none = gptDisk('none.raw', { 'EFI/BOOT/BOOTX64.EFI': Buffer.alloc(100, 1) });
+    const none = disk('none.raw', { 'EFI/BOOT/BOOTX64.EFI': Buffer.alloc(100, 1) });
     await expect(importDiskFile({ source: none, format: 'raw' }, join(work, 'o1'), () => {})).rejects.toThrow(/no GRUB environment block on the EFI system partition/);
-    const two = gptDisk('two.raw', { 'shoal/grubenv': grubEnvBlock(), 'grub/grubenv': grubEnvBlock() });
+    const two = disk('two.raw', { 'shoal/grubenv': grubEnvBlock(), 'grub/grubenv': grubEnvBlock() });
     await expect(findBootEnv(two, 8 * MIB)).rejects.toThrow(/2 GRUB environment blocks on the EFI system partition \(at bytes \d+, \d+\)/);
     const odd = join(work, 'odd.raw');
     writeFileSync(odd, Buffer.alloc(MIB + 512));
@@ -100,7 +84,7 @@ describe.skipIf(skip)('disk file import', () => {
     const mbrOnly = join(work, 'mbr.raw');
     writeFileSync(mbrOnly, Buffer.alloc(2 * MIB));
     await expect(importDiskFile({ source: mbrOnly, format: 'raw' }, join(work, 'o3'), () => {})).rejects.toThrow(/not a GPT disk/);
-    const base = gptDisk('base.raw', { 'shoal/grubenv': grubEnvBlock() });
+    const base = disk('base.raw', { 'shoal/grubenv': grubEnvBlock() });
     const overlay = join(work, 'overlay.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, overlay]);
     const refused = importDiskFile({ source: overlay, format: 'qcow2' }, join(work, 'o4'), () => {});
@@ -109,7 +93,7 @@ describe.skipIf(skip)('disk file import', () => {
   });
 
   it('queues a disk file given to the import jobs as a disk import, told apart from a container image by its first sector', async () => {
-    const raw = gptDisk('queued.raw', { 'shoal/grubenv': grubEnvBlock() });
+    const raw = disk('queued.raw', { 'shoal/grubenv': grubEnvBlock() });
     const qcow2 = join(work, 'queued.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
     const stored: string[] = [];
