@@ -51,10 +51,10 @@ describe('install to disk through the agent', () => {
     return replyValue(res.text, 'token')!;
   };
   /** Heartbeats until a reply carries `action`; returns that reply. */
-  const beatUntil = async (id: NodeId, token: string, action: string, more: Record<string, unknown> = {}) => {
+  const beatUntil = async (id: NodeId, token: string, action: string, more: Record<string, unknown> = {}, bootId = DEPLOY_BOOT) => {
     let reply = '';
     for (let i = 0; i < 200 && !reply.includes(`action=${action}\n`); i++) {
-      reply = (await t!.post('/agent/v1/heartbeat', token, beat(id, DEPLOY_BOOT, more))).text;
+      reply = (await t!.post('/agent/v1/heartbeat', token, beat(id, bootId, more))).text;
       if (!reply.includes(`action=${action}\n`)) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(reply).toContain(`action=${action}\n`);
@@ -178,6 +178,28 @@ describe('install to disk through the agent', () => {
     expect((await t.post('/agent/v1/hello', again, hello(node.id, DISK_BOOT, 'deploy@1', hardware([disk('vda', 8 * GIB, 'A')])))).status).toBe(200);
     expect(state.observed(node.id).disk?.value).toBe('failed');
     expect(state.observed(node.id).disk?.detail).toMatch(/^interrupted: the node booted again during the write \(1 of 64 MiB on vda \(1 %\)\); its first MiB stays zero/);
+  });
+
+  it('fails a write whose deploy environment goes silent (a reset the BMC never saw), and boots it again for a clean retry', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const state = t.appliance.state;
+    const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'A')]);
+    const first = t.standIn.armedTokens.get(node.id);
+    const job = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'writing', diskJob: job, diskBytes: 8 * 1024 * 1024 }));
+    // No more heartbeats: the node reset and its new boot's hello, with the spent bootstrap, is refused.
+    expect((await t.post('/agent/v1/hello', first!, hello(node.id, DISK_BOOT, 'deploy@1'))).status).toBe(401);
+    await until(t.appliance, () => state.observed(node.id).disk?.value === 'failed', 10_000, 'the silent write failed');
+    expect(state.observed(node.id).run?.value).toBe('lost');
+    expect(state.observed(node.id).disk?.detail).toMatch(/^interrupted: the node went silent during the write \(8 of 64 MiB on vda \(12 %\)\); its first MiB stays zero/);
+    // The retry boots the deploy environment again, with a new bootstrap, and writes anew.
+    await until(t.appliance, () => t!.standIn.armedTokens.get(node.id) !== first && state.observed(node.id).boot?.value === 'deployed', 20_000, 'the deploy environment armed again');
+    const RETRY_BOOT = '66666666-6666-4666-8666-666666666666';
+    const again = await t.post('/agent/v1/hello', t.standIn.armedTokens.get(node.id)!, hello(node.id, RETRY_BOOT, 'deploy@1', hardware([disk('vda', 8 * GIB, 'A')])));
+    expect(again.status).toBe(200);
+    const retry = replyValue(await beatUntil(node.id, replyValue(again.text, 'token')!, 'write-disk', {}, RETRY_BOOT), 'disk.job');
+    expect(retry).not.toBe(job);
   });
 
   it('refuses a heartbeat whose disk fields are not the protocol\'s', async () => {

@@ -212,12 +212,17 @@ export class AgentModule implements ShoalModule {
     if (seen.ended) this.diskJobs.delete(id);
   }
 
-  /** A node that boots again while its disk was being written or erased was cut off (a power cut, a reset): the disk holds a partial job. */
-  private diskJobInterrupted(id: NodeId): void {
+  /**
+   * A node that boots again, or goes silent, while its disk was being written or erased was cut
+   * off (a power cut, a reset, a hang): the disk holds a partial job. Silence counts because a reset
+   * the BMC never saw boots the deploy environment again with the spent bootstrap, whose hello is
+   * refused: the write would otherwise wait for its deadline.
+   */
+  private diskJobInterrupted(id: NodeId, how: 'booted again' | 'went silent'): void {
     this.diskJobs.delete(id);
     const disk = this.host!.observed(id).disk;
     if (disk?.value === 'writing' || disk?.value === 'erasing') {
-      this.host!.observe(id, 'disk', 'failed', `interrupted: the node booted again during the ${disk.value === 'writing' ? 'write' : 'erase'} (${disk.detail ?? 'no progress reported'}); its first MiB stays zero, so it boots nothing`);
+      this.host!.observe(id, 'disk', 'failed', `interrupted: the node ${how} during the ${disk.value === 'writing' ? 'write' : 'erase'} (${disk.detail ?? 'no progress reported'}); its first MiB stays zero, so it boots nothing`);
     }
   }
 
@@ -239,7 +244,7 @@ export class AgentModule implements ShoalModule {
       if (firstHello) {
         // The node has rebooted, so whatever was asked of the boot before it is moot.
         this.actions.delete(id);
-        this.diskJobInterrupted(id);
+        this.diskJobInterrupted(id, 'booted again');
         // A boot from disk (not the deploy environment that ran while boot=disk was set for its next boot).
         if (host.observed(id).boot?.value === 'disk') this.nextBootstraps.set(id, { bootId: body.bootId });
         else this.nextBootstraps.delete(id);
@@ -421,6 +426,7 @@ export class AgentModule implements ShoalModule {
       host.log.warn({ node: id, silentS }, 'agent silent past its deadline');
       this.metrics!.lost();
       host.observe(id, 'run', 'lost', `no heartbeat for ${silentS} s`);
+      this.diskJobInterrupted(id, 'went silent');
     }
   }
 }
