@@ -55,4 +55,10 @@ describe('imageDigest', () => {
     ];
     expect(new Set(digests).size).toBe(digests.length);
   });
+
+  it('names a disk-only image by its disk and cmdline alone, and refuses half a network boot or nothing at all', () => {
+    expect(imageDigest({ disk: { rawSha256: disk, bootEnvOffset: 1048576 }, cmdline: '' })).toBe(sha256(`disk ${disk} bootenv 1048576\ncmdline \n`));
+    expect(() => imageDigest({ kernelSha256: kernel, disk: { rawSha256: disk }, cmdline: '' })).toThrow('both a kernel and an initrd, or neither');
+    expect(() => imageDigest({ cmdline: '' })).toThrow('must have a disk');
+  });
 });
