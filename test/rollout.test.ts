@@ -102,6 +102,24 @@ describe('rollouts', () => {
     expect(events.filter((e) => e.kind === 'rollout' && e.nodeId === null).map((e) => e.new)).toEqual(['running', 'done']);
   });
 
+  it('releases a group installed to disk: a rollout of disk=erased cleans each node, at most maxUnavailable at a time', { timeout: 180_000 }, async () => {
+    t = await startTestAppliance({ sim: { latencies: LATENCIES } });
+    const { state, engine } = t.appliance;
+    const group = await enroll(t, 8, 'd', { tenant: 'a' });
+    for (const n of group) await state.setDesired(n.id, { power: 'on', boot: 'disk', image: 'compute@1' }, 'test');
+    await until(t.appliance, () => group.every((n) => state.observed(n.id).disk?.value === 'written' && engine.executor.status(n.id).phase === 'converged'), 60_000, 'the group installed to disk');
+    const sampler = sampleUnavailable(t, group);
+    const res = await t.api('POST', '/api/v1/rollouts', { selector: 'tenant=a', desired: { boot: null, image: null, disk: 'erased' }, maxUnavailable: 3 });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    await rolloutDone(t, res.body.id);
+    sampler.stop();
+    expect(sampler.max).toBeLessThanOrEqual(3);
+    for (const n of group) {
+      expect(state.observed(n.id).disk?.value).toBe('erased');
+      expect(state.desired(n.id)).toEqual({ power: 'on', disk: 'erased' });
+    }
+  });
+
   it('counts nodes of the group that are down already against the budget, and changes them first', { timeout: 120_000 }, async () => {
     t = await startTestAppliance({ sim: { latencies: LATENCIES } });
     const { state, engine } = t.appliance;
