@@ -623,6 +623,25 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       expect(readFileSync(device).subarray(0, MiB).equals(zeros(MiB))).toBe(true);
     });
 
+    it('cuts off a store that goes silent without closing the connection, with the reason, leaving the first MiB zero', async () => {
+      const device = fakeDisk('vda', 32 * MiB);
+      const big = Buffer.concat([image, image, image, image]);
+      let silent: ServerResponse | undefined;
+      appliance = await diskAppliance(action('write-disk', writeFields({ bytes: big.length, sha256: sha256(big), deviceBytes: 32 * MiB })), {
+        '/images/disk.raw': (res) => {
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
+          // A chunk and a half, then nothing: the connection stays open.
+          res.write(big.subarray(0, 12 * MiB));
+          silent = res;
+        },
+      });
+      startAgent(cmdlineFor(appliance.url), { ...diskEnv(), SHOAL_DISK_STALL_SECONDS: '2' });
+      await waitFor('the disk job to end', () => ended() !== undefined);
+      silent?.destroy();
+      expect(ended()).toMatchObject({ disk: 'failed', diskError: `the image store sent nothing for 2 s after 12 MiB: fetching ${appliance.url}/images/disk.raw stopped` });
+      expect(readFileSync(device).subarray(0, MiB).equals(zeros(MiB))).toBe(true);
+    });
+
     it('puts the GRUB environment block with the boot arguments at envOffset, after the checksum', async () => {
       const device = fakeDisk('vda', 16 * MiB);
       const bootArgs = 'shoal.url=http://10.0.0.1:8080 shoal.node=n01 shoal.token=boot.tok-9 shoal.image=debian-12@3';

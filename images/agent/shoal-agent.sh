@@ -284,6 +284,9 @@ back_off() {
 DISK_DIR=$WORK_DIR/disk
 MIB=1048576
 DISK_CHUNK_MIB=8 # progress is counted per chunk written
+# busybox wget has no read timeout: a store that goes silent without closing the connection is cut
+# off after this many seconds without a chunk written.
+DISK_STALL_SECONDS=${SHOAL_DISK_STALL_SECONDS:-120}
 ERROR_CHARS='A-Za-z0-9 ._:/()@+,#-'
 
 disk_file() { cat "$DISK_DIR/$1" 2>/dev/null; }
@@ -327,6 +330,19 @@ disk_fail() { # REASON
 # zero_range DEVICE OFFSET LENGTH: writes zeros, in bytes, without truncating (the tests' disk is a file).
 zero_range() {
   dd if=/dev/zero of="$1" bs=65536 seek="$2" count="$3" oflag=seek_bytes iflag=count_bytes conv=notrunc 2>/dev/null
+}
+
+# Kills the download once no chunk has been written for DISK_STALL_SECONDS (the write's background watcher).
+stall_watch() {
+  last=; still=0
+  while sleep 1; do
+    now=$(disk_file bytes)
+    if [ "$now" = "$last" ]; then still=$((still + 1)); else still=0; last=$now; fi
+    [ "$still" -ge "$DISK_STALL_SECONDS" ] || continue
+    : > "$DISK_DIR/stalled"
+    kill "$(disk_file fetch.pid)" 2>/dev/null
+    return
+  done
 }
 
 # copy_chunks DEVICE FROM_MIB MIBS: copies MIBS MiB from stdin to DEVICE at FROM_MIB, counting
@@ -389,13 +405,16 @@ write_disk() {
   dev=$DEV_DIR/$device
   # No partition table at either end until the whole image is there and checked: a half-written disk never boots.
   zero_range "$dev" 0 "$MIB" && zero_range "$dev" $((size - MIB)) "$MIB" && sync || { disk_fail "cannot write to $dev"; return; }
-  rm -f "$DISK_DIR/first" "$DISK_DIR/fetch.rc" "$DISK_DIR/unpack.rc" "$DISK_DIR/short"
+  rm -f "$DISK_DIR/first" "$DISK_DIR/fetch.rc" "$DISK_DIR/unpack.rc" "$DISK_DIR/short" "$DISK_DIR/fetch.pid" "$DISK_DIR/stalled"
   log "writing $url$image_path ($format, $image_bytes bytes) to $dev"
-  { wget -q -O - "$url$image_path" 2>"$DISK_DIR/fetch.err"; echo $? > "$DISK_DIR/fetch.rc"; } |
+  stall_watch & watch_pid=$!
+  { wget -q -O - "$url$image_path" 2>"$DISK_DIR/fetch.err" & echo $! > "$DISK_DIR/fetch.pid"; wait $!; echo $? > "$DISK_DIR/fetch.rc"; } |
     { $unpack 2>"$DISK_DIR/unpack.err"; echo $? > "$DISK_DIR/unpack.rc"; } |
     # The first MiB (the partition table, the boot code) stays aside until the rest is checked.
     { dd of="$DISK_DIR/first" bs=1M count=1 iflag=fullblock 2>/dev/null && [ "$(wc -c < "$DISK_DIR/first")" = "$MIB" ] &&
       copy_chunks "$dev" 1 $((image_bytes / MIB - 1)) || : > "$DISK_DIR/short"; }
+  kill "$watch_pid" 2>/dev/null
+  if [ -e "$DISK_DIR/stalled" ]; then disk_fail "the image store sent nothing for $DISK_STALL_SECONDS s after $(( $(number "$DISK_DIR/bytes") / MIB )) MiB: fetching $url$image_path stopped"; return; fi
   if [ "$(disk_file fetch.rc)" != 0 ]; then disk_fail "fetching $url$image_path failed: $(tail -n 1 "$DISK_DIR/fetch.err")"; return; fi
   if [ "$(disk_file unpack.rc)" != 0 ]; then disk_fail "unpacking the $format image failed: $(tail -n 1 "$DISK_DIR/unpack.err")"; return; fi
   if [ -e "$DISK_DIR/short" ]; then disk_fail "the image ended after $(disk_file bytes) bytes, disk.bytes says $image_bytes"; return; fi
