@@ -172,7 +172,7 @@ function importApi(store: ImageStore, host: ModuleHost): void {
   const jobs = new ImportJobs(
     store,
     () => host.services.get('containerImages'),
-    (image, created) => host.log.info({ ref: refOf(image.manifest), digest: image.manifest.digest, created }, created ? 'container image imported' : 'imported container image already stored'),
+    (image, created) => host.log.info({ ref: refOf(image.manifest), digest: image.manifest.digest, created }, created ? 'image imported from a container image or disk file' : 'imported image already stored'),
   );
   host.api.post('/images/import', (req, res) => {
     const request = ImportRequestSchema.parse(req.body ?? {});
@@ -184,7 +184,7 @@ function importApi(store: ImageStore, host: ModuleHost): void {
       if (err instanceof ImportUnavailable) throw new HttpProblem(501, 'Import unavailable', err.message);
       throw err;
     }
-    host.log.info({ id: job.id, source: request.source }, 'container image import queued');
+    host.log.info({ id: job.id, source: request.source }, 'image import queued');
     res.status(202).location(`/api/v1/images/imports/${job.id}`).json(job);
   });
   host.api.get('/images/imports', (_req, res) => {
