@@ -74,16 +74,28 @@ export function jobLines(job: DiskJob, applianceUrl: string, nodeId: string): st
   ];
 }
 
+/**
+ * The observation of a job just decided, before the agent reports on it: under way, at 0 %. A job
+ * the agent fails at once then still changes the observation, so a retry that fails as the last
+ * attempt did fails its step at once too, instead of waiting out the step's deadline.
+ */
+export function diskJobQueued(job: DiskJob): { value: DiskJobState; detail: string } {
+  return { value: job.kind === 'write' ? 'writing' : 'erasing', detail: progressDetail(job, 0) };
+}
+
+/** `412 of 1283 MiB on sda (32 %)`. */
+function progressDetail(job: DiskJob, done: number): string {
+  const total = job.write ? job.write.image.disk!.rawSize : job.deviceBytes;
+  return `${Math.floor(done / MIB)} of ${Math.ceil(total / MIB)} MiB on ${job.device} (${Math.min(100, Math.floor((100 * done) / total))} %)`;
+}
+
 /** What a report about `job` makes the disk facet, or undefined when it says nothing of it. */
 export function diskObservation(job: DiskJob, report: StatusReport): { value: DiskJobState; detail: string; ended: boolean } | undefined {
   if (report.disk === undefined || report.diskJob !== job.id) return undefined;
-  const total = job.write ? job.write.image.disk!.rawSize : job.deviceBytes;
   switch (report.disk) {
     case 'writing':
-    case 'erasing': {
-      const done = report.diskBytes ?? 0;
-      return { value: report.disk, detail: `${Math.floor(done / MIB)} of ${Math.ceil(total / MIB)} MiB on ${job.device} (${Math.min(100, Math.floor((100 * done) / total))} %)`, ended: false };
-    }
+    case 'erasing':
+      return { value: report.disk, detail: progressDetail(job, report.diskBytes ?? 0), ended: false };
     case 'written': {
       const { image } = job.write ?? {};
       if (!image) return { value: 'failed', detail: `the agent reported a write for erase job ${job.id}`, ended: true };

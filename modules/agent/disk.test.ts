@@ -107,7 +107,8 @@ describe('install to disk through the agent', () => {
     expect(state.observed(node.id).image?.value).toBe('debian@12');
     await state.flush();
     const steps = (await state.events({ nodeId: node.id })).filter((e) => e.facet === 'disk' && e.kind === 'observed').map((e) => e.new);
-    expect(steps).toEqual(['writing', 'written']);
+    // Under way from the moment the job is decided, then the agent's progress, then its result.
+    expect(steps).toEqual(['writing', 'writing', 'written']);
 
     // A reboot nobody armed (a power cut): the next boot from disk says hello with that bootstrap, the spent one is refused.
     const REBOOT = '55555555-5555-4555-8555-555555555555';
@@ -200,6 +201,25 @@ describe('install to disk through the agent', () => {
     expect(again.status).toBe(200);
     const retry = replyValue(await beatUntil(node.id, replyValue(again.text, 'token')!, 'write-disk', {}, RETRY_BOOT), 'disk.job');
     expect(retry).not.toBe(job);
+  });
+
+  it('fails each attempt at once when the agent fails it the same way again (a corrupted image in the store)', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    const state = t.appliance.state;
+    const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'A')]);
+    const seen: string[] = [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const job = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+      expect(seen).not.toContain(job);
+      seen.push(job);
+      expect(state.observed(node.id).disk).toMatchObject({ value: 'writing', detail: '0 of 64 MiB on vda (0 %)' });
+      await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'failed', diskJob: job, diskError: 'unpacking the zstd image failed: checksum' }));
+      expect(state.observed(node.id).disk).toMatchObject({ value: 'failed', detail: 'write of vda failed: unpacking the zstd image failed: checksum' });
+    }
+    // The second failure, the same as the first, failed its step too: a third attempt is under way.
+    const third = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    expect(seen).not.toContain(third);
   });
 
   it('refuses a heartbeat whose disk fields are not the protocol\'s', async () => {

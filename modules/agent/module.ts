@@ -15,7 +15,7 @@ import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { AgentMetrics } from './metrics.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
-import { diskObservation, eraseJob, jobLines, reportedHardware, writeJob, type DiskJob } from './disk-jobs.js';
+import { diskJobQueued, diskObservation, eraseJob, jobLines, reportedHardware, writeJob, type DiskJob } from './disk-jobs.js';
 import {
   DrainedReportSchema,
   HelloSchema,
@@ -199,6 +199,8 @@ export class AgentModule implements ShoalModule {
         ? writeJob(hardware, config?.rootDevice, desired.image ? host.services.get('images')?.get(desired.image) : undefined, desired.image, () => this.tokens!.issue(node.id, desired.image!))
         : eraseJob(hardware, config?.rootDevice, config?.erase ?? 'quick');
     this.diskJobs.set(node.id, job);
+    const queued = diskJobQueued(job);
+    host.observe(node.id, 'disk', queued.value, queued.detail);
     host.log.info({ node: node.id, job: job.id, kind, device: job.device, image: job.write?.image.ref, erase: job.erase }, 'disk job for the deploy environment');
     signal.addEventListener('abort', () => this.diskJobs.get(node.id) === job && this.diskJobs.delete(node.id), { once: true });
   }
