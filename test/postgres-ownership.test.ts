@@ -164,6 +164,8 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by 
     // A reaches PostgreSQL through the proxy, B directly.
     const a = await start('a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, { networks: ['10.1.0.0/24'] });
     const b = await start('b', url, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
+    // Runs first: a test that fails while A is held still must not leave A's stop waiting on the proxy.
+    cleanups.push(async () => proxy.release());
     const token = a.appliance.token;
 
     // Four nodes enrolled through A without an address (A's), two with an address in B's network (B's).
