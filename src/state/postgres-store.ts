@@ -22,6 +22,10 @@
 // by the lock statement, before the previous holder's commit), and max(rev) is read by a statement
 // of its own after the lock is granted (a statement's snapshot is taken when it starts).
 //
+// Leases (migration 2, PostgresLeases): which appliance acts on whose nodes, at which epoch, until
+// when by the database's clock; a commit that carries a lease taken over since is refused whole
+// (FencedError). src/state/ownership.ts holds them; README.md says how.
+//
 // The feed (follow): each commit sends NOTIFY shoal_events with its last revision, inside its
 // transaction, so PostgreSQL delivers it only if the transaction commits, and after its rows are
 // visible. A follower LISTENs on a connection of its own and, at start, on each notification and
@@ -308,6 +312,9 @@ async function checkFence(client: pg.PoolClient, fence: readonly LeaseClaim[]): 
   }
 }
 
+/** A lease row's networks as another appliance wrote them: parsed, not trusted. */
+const LeaseNetworksSchema = z.array(z.string());
+
 /** How a lease's holder and epoch read in the event that records a takeover. */
 const leaseValue = (holder: string, epoch: number): string => `${holder}#${epoch}`;
 
@@ -364,7 +371,7 @@ class PostgresLeases implements LeaseStore {
     const { rows } = await this.pool.query<{ appliance: string; holder: string; epoch: string; networks: string; standby_for: string | null; expires_in_ms: number }>(
       'SELECT appliance, holder, epoch, networks, standby_for, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS expires_in_ms FROM leases ORDER BY appliance',
     );
-    return rows.map((r) => ({ name: r.appliance, holder: r.holder, epoch: Number(r.epoch), networks: JSON.parse(r.networks) as string[], standbyFor: r.standby_for, expiresInMs: Math.round(r.expires_in_ms) }));
+    return rows.map((r) => ({ name: r.appliance, holder: r.holder, epoch: Number(r.epoch), networks: LeaseNetworksSchema.parse(JSON.parse(r.networks)), standbyFor: r.standby_for, expiresInMs: Math.round(r.expires_in_ms) }));
   }
 }
 
