@@ -82,9 +82,9 @@ export class Appliance {
       if (err instanceof FencedError) ownership?.fenced(err);
       log.error({ err }, 'committing observations failed');
     });
+    // Owns nothing until started, just before the engine: the start's long synchronous work (the
+    // facet graph's lint) cannot then eat into the first lease's time.
     ownership = store.leases ? new LeaseOwnership(state, store.leases, identity, log.child({ component: 'leases', appliance: identity.name })) : new SoleOwnership(state, identity);
-    // Before the engine or a module acts: the first heartbeat takes the leases this appliance may hold.
-    await ownership.start();
     const users = new UserDirectory(state);
     const profiles = new ProfileDirectory(state);
     // The first-start token is the first admin's, so setups from before users keep their token.
@@ -166,6 +166,7 @@ export class Appliance {
       socketServer = await listen(createHttpServer(apiApp), `API socket ${path}`, path);
       chmodSync(path, 0o660);
     }
+    await ownership.start();
     engine.start();
     const appliance = new Appliance(config, log, store, state, profiles, engine, ownership, modules, token, server, socketServer, bootServer, certificate);
     log.info({ appliance: identity.name, url: appliance.url, bootUrl: appliance.bootUrl, fingerprint: certificate?.fingerprint, nodes: state.size, revision: state.revision }, 'appliance started');
