@@ -3,8 +3,9 @@
 // connection to PostgreSQL goes through a proxy the test holds still, as a frozen process or a
 // partition would), B takes A's nodes over after the TTL with the next epoch and converges them;
 // when A's connection comes back, its commits under the old epoch are refused (FencedError) and it
-// acts on none of the nodes; `shoal appliances` and GET /api/v1/appliances show the leases.
-import { mkdtempSync, rmSync } from 'node:fs';
+// acts on none of the nodes; `shoal appliances` and GET /api/v1/appliances show the leases. Then A as
+// a process of its own, killed with SIGKILL: B takes its nodes over within the lease time.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import { skipUnless } from './support/environment.js';
 import { postgresRequirement, sql, startPostgres, type TestPostgres } from './support/postgres.js';
 import { simSpecs } from './support/appliance.js';
 import { runShoal } from './support/cli.js';
+import { killAndWait, killChildAppliances, startChildAppliance } from './support/child-appliance.js';
 
 const skip = skipUnless('ownership on PostgreSQL', postgresRequirement());
 const TTL_MS = 2_000;
@@ -117,6 +119,43 @@ class HoldingProxy {
 /** The steps each appliance's simulated rack was asked to take, per node. */
 type Fired = Map<NodeId, string[]>;
 
+/** An appliance in this process, on the sim with its steps counted, its log kept. */
+  async function start(keyFile: string, name: string, storeUrl: string, powerMs: number, extra: { standbyFor?: string; networks: string[] }): Promise<{ appliance: Appliance; fired: Fired; log: string[] }> {
+    const log: string[] = [];
+    const config = loadConfig(undefined, {
+      dataDir: tempDir(),
+      api: { listen: '127.0.0.1', port: 0 },
+      state: { backend: 'postgres', url: storeUrl },
+      secrets: { keyFile },
+      appliance: { name, leaseTtlMs: TTL_MS, ...extra },
+      engine: { backoffBaseMs: 100, backoffMaxMs: 500 } as never,
+    });
+    const sim = new SimRack({ latencies: { probeMs: 10, powerMs, armMs: 10, bootStageMs: 20 } });
+    const fired: Fired = new Map();
+    for (const driver of sim.drivers) {
+      for (const [step, handler] of Object.entries(driver.steps)) {
+        driver.steps[step] = (request) => {
+          fired.set(request.node.id, [...(fired.get(request.node.id) ?? []), step]);
+          return handler!(request);
+        };
+      }
+    }
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        log.push(String(chunk));
+        done();
+      },
+    });
+    const appliance = await Appliance.start(config, { modules: [sim], log: createLogger('info', sink) });
+    cleanups.push(async () => {
+      const problems = await appliance.stop();
+      // A fenced appliance's last observations are refused: that is the point, not a problem.
+      const unexpected = problems.filter((p) => !p.includes('fenced'));
+      if (unexpected.length > 0) throw new Error(`appliance ${name} did not stop cleanly: ${unexpected.join('; ')}`);
+    });
+    return { appliance, fired, log };
+  }
+
 describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by for A', () => {
   it('lets only the owner act, lets B take over A\'s nodes once A stops renewing, and fences A when it comes back', async () => {
     const url = await server!.createDatabase();
@@ -125,48 +164,12 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by 
     const proxy = await HoldingProxy.start(join(server!.dir, '.s.PGSQL.5432'));
     cleanups.push(() => proxy.close());
 
-    async function start(name: string, storeUrl: string, powerMs: number, extra: { standbyFor?: string; networks: string[] }): Promise<{ appliance: Appliance; fired: Fired; log: string[] }> {
-      const log: string[] = [];
-      const config = loadConfig(undefined, {
-        dataDir: tempDir(),
-        api: { listen: '127.0.0.1', port: 0 },
-        state: { backend: 'postgres', url: storeUrl },
-        secrets: { keyFile },
-        appliance: { name, leaseTtlMs: TTL_MS, ...extra },
-        engine: { backoffBaseMs: 100, backoffMaxMs: 500 } as never,
-      });
-      const sim = new SimRack({ latencies: { probeMs: 10, powerMs, armMs: 10, bootStageMs: 20 } });
-      const fired: Fired = new Map();
-      for (const driver of sim.drivers) {
-        for (const [step, handler] of Object.entries(driver.steps)) {
-          driver.steps[step] = (request) => {
-            fired.set(request.node.id, [...(fired.get(request.node.id) ?? []), step]);
-            return handler!(request);
-          };
-        }
-      }
-      const sink = new Writable({
-        write(chunk, _encoding, done) {
-          log.push(String(chunk));
-          done();
-        },
-      });
-      const appliance = await Appliance.start(config, { modules: [sim], log: createLogger('info', sink) });
-      cleanups.push(async () => {
-        const problems = await appliance.stop();
-        // A fenced appliance's last observations are refused: that is the point, not a problem.
-        const unexpected = problems.filter((p) => !p.includes('fenced'));
-        if (unexpected.length > 0) throw new Error(`appliance ${name} did not stop cleanly: ${unexpected.join('; ')}`);
-      });
-      return { appliance, fired, log };
-    }
-
     // A reaches PostgreSQL through the proxy, B directly. A's BMCs are slow, so that A's steps are
     // still under way when it goes still. B starts first: both run in this process, and an
     // appliance's start holds the event loop long enough (the facet graph's lint) to let a 2 s
     // lease of the other run out unrenewed.
-    const b = await start('b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
-    const a = await start('a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, 1_500, { networks: ['10.1.0.0/24'] });
+    const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
+    const a = await start(keyFile, 'a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, 1_500, { networks: ['10.1.0.0/24'] });
     // Runs first: a test that fails while A is held still must not leave A's stop waiting on the proxy.
     cleanups.push(async () => proxy.release());
     // The first appliance's first-start token is the cluster's admin.
@@ -254,5 +257,57 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by 
       ['b *', '10.2.0.0/24', 'a', 'b', '1', '2'],
     ]);
     expect(rows.slice(1).every((r) => /^\d+\.\d s$/.test(r[5]!))).toBe(true);
+  });
+
+  it("takes over the nodes of an appliance killed with SIGKILL within the lease time, and converges them", async () => {
+    const url = await server!.createDatabase();
+    const dir = tempDir();
+    const keyFile = join(dir, 'secret.key');
+    const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
+    const token = b.appliance.token;
+    const configPath = join(dir, 'a.yaml');
+    writeFileSync(
+      configPath,
+      [
+        `dataDir: ${join(dir, 'a')}`,
+        'api: { listen: 127.0.0.1, port: 0, tls: off }',
+        'log: { level: warn }',
+        `state: { backend: postgres, url: ${JSON.stringify(url)} }`,
+        `secrets: { keyFile: ${keyFile} }`,
+        `appliance: { name: a, networks: [10.1.0.0/24], leaseTtlMs: ${TTL_MS} }`,
+        'modules:',
+        '  - name: sim',
+        '    options: { latencies: { probeMs: 10, powerMs: 50, armMs: 10, bootStageMs: 20 } }',
+        '',
+      ].join('\n'),
+    );
+    const a = await startChildAppliance(configPath);
+    cleanups.push(() => killChildAppliances());
+    const onA = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${a.url}/api/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return { status: res.status, body: (await res.json().catch(() => undefined)) as any };
+    };
+    await waitFor(async () => (await onA('GET', '/nodes')).status === 200, "B's admin token accepted by A");
+    const ids: NodeId[] = [];
+    for (const spec of simSpecs(4, 'k')) {
+      const added = await onA('POST', '/nodes', { name: spec.name, macs: spec.macs, bmc: `sim://${spec.bmc.host}` });
+      expect(added.status).toBe(201);
+      ids.push(added.body.id as string);
+      expect((await onA('PATCH', `/nodes/${spec.name}/desired`, { power: 'on' })).status).toBe(200);
+    }
+    // A powers them on: B sees it through the feed, and fires nothing for them.
+    await waitFor(() => ids.every((id) => b.appliance.state.observed(id).power?.value === 'on'), "A's nodes on, as B sees them");
+    expect(ids.some((id) => b.appliance.ownership.owns(id) || b.fired.has(id))).toBe(false);
+
+    await killAndWait(a.child);
+    const killedAt = performance.now();
+    for (const id of ids) await b.appliance.state.setDesired(id, { power: 'off' }, 'test');
+    await waitFor(() => ids.every((id) => b.appliance.ownership.owns(id)), "B to take over the killed A's nodes", TTL_MS * 5);
+    const takeoverMs = performance.now() - killedAt;
+    console.log(`B took over the nodes of A (SIGKILL) ${Math.round(takeoverMs)} ms after the kill (lease TTL ${TTL_MS} ms)`);
+    expect(takeoverMs).toBeLessThan(TTL_MS + TTL_MS / 3 + 1_000);
+    expect(await sql<{ holder: string; epoch: string }>(url, "SELECT holder, epoch FROM leases WHERE appliance = 'a'")).toEqual([{ holder: 'b', epoch: '2' }]);
+    await waitFor(() => ids.every((id) => b.appliance.state.observed(id).power?.value === 'off' && b.appliance.engine.executor.status(id).phase === 'converged'), "A's nodes off, by B");
+    expect(ids.every((id) => b.fired.get(id)?.includes('power.off'))).toBe(true);
   });
 });
