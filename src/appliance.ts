@@ -14,7 +14,8 @@ import { bootListener, type ShoalConfig } from './config.js';
 import { createLogger } from './log.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import { PostgresStore } from './state/postgres-store.js';
-import type { StateStore } from './state/store.js';
+import { FencedError, type StateStore } from './state/store.js';
+import { LeaseOwnership, SoleOwnership, type Ownership } from './state/ownership.js';
 import { ClusterState } from './state/cluster-state.js';
 import { UserDirectory } from './state/users.js';
 import { Engine } from './engine/engine.js';
@@ -42,6 +43,8 @@ export class Appliance {
     readonly state: ClusterState,
     readonly profiles: ProfileDirectory,
     readonly engine: Engine,
+    /** Which nodes this appliance acts on: all of them on SQLite, those of the leases it holds on PostgreSQL. */
+    readonly ownership: Ownership,
     readonly modules: ShoalModule[],
     readonly token: string,
     /** The operator API (and the node routes too when there is no boot listener). */
@@ -67,13 +70,26 @@ export class Appliance {
     const desired = new DesiredVocabulary(definitions);
     const store = await openStore(config, log);
     // A store other appliances write to has a feed: their events reach this appliance's memory, engine and event stream.
-    const state = await ClusterState.open(store, { checkDesired: desired.check, ...(store.follow ? { follow: { log: log.child({ component: 'feed' }) } } : {}) });
-    state.on('error', (err) => log.error({ err }, 'committing observations failed'));
+    const identity = config.appliance;
+    // Made once the state is open; every commit carries the leases it holds by then.
+    let ownership: Ownership | undefined;
+    const state = await ClusterState.open(store, {
+      checkDesired: desired.check,
+      ...(store.follow ? { follow: { log: log.child({ component: 'feed' }) } } : {}),
+      ...(store.leases ? { enrolledBy: identity.name, fence: () => ownership?.fence() ?? [] } : {}),
+    });
+    state.on('error', (err) => {
+      if (err instanceof FencedError) ownership?.fenced(err);
+      log.error({ err }, 'committing observations failed');
+    });
+    // Owns nothing until started, just before the engine: the start's long synchronous work (the
+    // facet graph's lint) cannot then eat into the first lease's time.
+    ownership = store.leases ? new LeaseOwnership(state, store.leases, identity, log.child({ component: 'leases', appliance: identity.name })) : new SoleOwnership(state, identity);
     const users = new UserDirectory(state);
     const profiles = new ProfileDirectory(state);
     // The first-start token is the first admin's, so setups from before users keep their token.
     if (users.size === 0) await users.add('admin', 'admin', 'appliance', token);
-    const engine = new Engine(state, { definitions, desired }, modules, config.engine, log);
+    const engine = new Engine(state, { definitions, desired }, modules, config.engine, log, ownership);
     log.info({ states: engine.lint.states, edges: engine.lint.edges, facets: engine.graph.facets }, 'facet graph composed and linted');
 
     const boot = bootListener(config);
@@ -87,6 +103,7 @@ export class Appliance {
     const operatorApp = express();
     operatorApp.disable('x-powered-by');
     const services = new ServiceRegistry();
+    services.provide('ownership', ownership);
     services.provide('nodeConfig', {
       boot: (id) => {
         const node = state.node(id);
@@ -134,7 +151,7 @@ export class Appliance {
       nodeApp.use(router);
     }
     const modulePaths = Object.assign({}, ...modules.map((m) => m.openapi ?? {})) as Record<string, Record<string, unknown>>;
-    operatorApp.use(createApiApp({ state, engine, users, profiles, log, moduleApis, modulePaths }));
+    operatorApp.use(createApiApp({ state, engine, users, profiles, ownership, log, moduleApis, modulePaths }));
     operatorApp.use(createWebRouter());
     // Without a boot listener one plain listener answers both, node routes first as they always were.
     const apiApp = boot ? operatorApp : express().disable('x-powered-by').use(nodeApp, operatorApp);
@@ -149,9 +166,10 @@ export class Appliance {
       socketServer = await listen(createHttpServer(apiApp), `API socket ${path}`, path);
       chmodSync(path, 0o660);
     }
+    await ownership.start();
     engine.start();
-    const appliance = new Appliance(config, log, store, state, profiles, engine, modules, token, server, socketServer, bootServer, certificate);
-    log.info({ url: appliance.url, bootUrl: appliance.bootUrl, fingerprint: certificate?.fingerprint, nodes: state.size, revision: state.revision }, 'appliance started');
+    const appliance = new Appliance(config, log, store, state, profiles, engine, ownership, modules, token, server, socketServer, bootServer, certificate);
+    log.info({ appliance: identity.name, url: appliance.url, bootUrl: appliance.bootUrl, fingerprint: certificate?.fingerprint, nodes: state.size, revision: state.revision }, 'appliance started');
     return appliance;
   }
 
@@ -187,6 +205,7 @@ export class Appliance {
       ...[...this.modules].reverse().map((module) => [`module ${module.name} to stop`, 10_000, () => module.stop?.()] as const),
       ['the profile directory to let go of the state', 1_000, () => this.profiles.close()],
       ['the observations to be committed', 10_000, () => this.state.flush()],
+      ['the leases to be let go', 5_000, () => this.ownership.stop()],
       ['the feed from the store to stop', 5_000, () => this.state.close()],
       ['the store to close', 5_000, () => this.store.close()],
     ]);

@@ -41,3 +41,27 @@ describe('state', () => {
     expect(() => loadConfig(undefined, { state: { backend: 'etcd' } as never })).toThrow(/state\.backend/);
   });
 });
+
+describe('appliance', () => {
+  it('defaults to this host, every network and no standby, and takes a name, networks, a standby and a lease TTL', () => {
+    const { appliance } = loadConfig(undefined);
+    expect(appliance).toMatchObject({ networks: ['0.0.0.0/0', '::/0'], leaseTtlMs: 15_000 });
+    expect(appliance.name.length).toBeGreaterThan(0);
+    expect(appliance.standbyFor).toBeUndefined();
+    const state = { backend: 'postgres' as const, url: 'postgresql://shoal@/shoal' };
+    expect(loadConfig(undefined, { state, appliance: { name: 'b', networks: ['10.0.0.0/24', 'fd00::/64'], standbyFor: 'a', leaseTtlMs: 2_000 } }).appliance).toEqual({
+      name: 'b',
+      networks: ['10.0.0.0/24', 'fd00::/64'],
+      standbyFor: 'a',
+      leaseTtlMs: 2_000,
+    });
+  });
+
+  it('refuses a network that is no CIDR, a name with capitals, a standby for itself and a standby without PostgreSQL', () => {
+    expect(() => loadConfig(undefined, { appliance: { networks: ['10.0.0.0'] } })).toThrow(/appliance\.networks\.0: a network is a CIDR/);
+    expect(() => loadConfig(undefined, { appliance: { name: 'Head-1' } })).toThrow(/appliance\.name: an appliance name is/);
+    const state = { backend: 'postgres' as const, url: 'postgresql://shoal@/shoal' };
+    expect(() => loadConfig(undefined, { state, appliance: { name: 'a', standbyFor: 'a' } })).toThrow('appliance.standbyFor: an appliance cannot stand by for itself (a)');
+    expect(() => loadConfig(undefined, { appliance: { name: 'b', standbyFor: 'a' } })).toThrow('appliance.standbyFor: a standby shares the state of the appliance it stands by for: it needs state.backend postgres');
+  });
+});

@@ -1,6 +1,7 @@
 // The appliance's configuration: YAML validated at the edge, embedded defaults for everything, so
 // `shoal serve` with no file runs on SQLite with the built-in servers.
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatZodIssues } from './domain/zod-issues.js';
@@ -50,6 +51,28 @@ export const ConfigSchema = z
           .strict(),
       ])
       .default({ backend: 'sqlite' }),
+    /**
+     * Who this appliance is among those sharing a PostgreSQL store: its name (its lease's), the
+     * provisioning networks whose nodes are its own, and the appliance it stands by for (whose
+     * nodes it takes over when that one's lease expires). On SQLite one appliance owns every node.
+     */
+    appliance: z
+      .object({
+        name: z
+          .string()
+          .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'an appliance name is 1-63 lowercase letters, digits, dots or dashes, not starting or ending with a dot or dash')
+          .default(() => hostname().toLowerCase()),
+        /** CIDRs; a node whose address is in one belongs to this appliance (default: every address). */
+        networks: z
+          .array(z.union([z.cidrv4(), z.cidrv6()], { error: 'a network is a CIDR, e.g. 10.0.0.0/24 or fd00::/64' }))
+          .min(1, 'an appliance serves at least one network (default: 0.0.0.0/0 and ::/0)')
+          .default(['0.0.0.0/0', '::/0']),
+        standbyFor: z.string().min(1).optional(),
+        /** How long a lease lasts unrenewed, by the database's clock; renewed every third of it. */
+        leaseTtlMs: z.number().int().min(300).default(15_000),
+      })
+      .strict()
+      .prefault({}),
     secrets: z
       .object({
         /** The key that seals BMC passwords in the store (default DATA/secret.key): keep it where a copy of the data directory does not go. */
@@ -87,6 +110,12 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    if (config.appliance.standbyFor === config.appliance.name) {
+      ctx.addIssue({ code: 'custom', path: ['appliance', 'standbyFor'], message: `an appliance cannot stand by for itself (${config.appliance.name})` });
+    }
+    if (config.appliance.standbyFor !== undefined && config.state.backend !== 'postgres') {
+      ctx.addIssue({ code: 'custom', path: ['appliance', 'standbyFor'], message: 'a standby shares the state of the appliance it stands by for: it needs state.backend postgres' });
+    }
     const boot = bootListener(config);
     if (boot && boot.port !== 0 && boot.port === config.api.port && boot.listen === config.api.listen) {
       ctx.addIssue({ code: 'custom', path: ['boot', 'port'], message: `the node routes need a port of their own: ${boot.port} is api.port` });

@@ -131,9 +131,9 @@ describe.skipIf(skip)('the PostgreSQL feed', () => {
 describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
   /** Both appliances' copy of the one key file the database's secrets are sealed with. */
   let keyDir: string | undefined;
-  async function start(url: string, log = createLogger('silent')): Promise<Appliance> {
+  async function start(url: string, name: string, log = createLogger('silent')): Promise<Appliance> {
     const dataDir = tempDir();
-    const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 }, state: { backend: 'postgres', url }, secrets: { keyFile: join(keyDir!, 'secret.key') } });
+    const config = loadConfig(undefined, { dataDir, api: { listen: '127.0.0.1', port: 0 }, state: { backend: 'postgres', url }, secrets: { keyFile: join(keyDir!, 'secret.key') }, appliance: { name } });
     const appliance = await Appliance.start(config, { modules: [new SimRack({ latencies: { powerMs: 20, bootStageMs: 20 } })], log });
     cleanups.push(async () => {
       const problems = await appliance.stop();
@@ -187,11 +187,12 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
   it("shows a node and a desired state written through one in the other's API, event stream and engine, also across a lost listening connection", async () => {
     const url = await server!.createDatabase();
     keyDir = tempDir();
-    const a = await start(url);
+    const a = await start(url, 'a');
     const pidOfA = await listenerPids(url);
     const messages: string[] = [];
     const b = await start(
       url,
+      'b',
       createLogger(
         'info',
         new Writable({
@@ -207,8 +208,8 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
     const onA = api(a, a.token);
     const onB = api(b, a.token);
     const seenByB = await stream(b, a.token);
-    const phasesOnB: [string, NodePhase | undefined][] = [];
-    b.engine.executor.on('phase', (id, phase) => phasesOnB.push([id, phase]));
+    const phasesOnA: [string, NodePhase | undefined][] = [];
+    a.engine.executor.on('phase', (id, phase) => phasesOnA.push([id, phase]));
 
     const spec = { name: 'x01', macs: ['52:54:00:bb:00:01'], bmc: 'sim://bmc-x01', bmcPassword: 'pw' };
     const added = await onA('POST', '/api/v1/nodes', spec);
@@ -219,8 +220,10 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
 
     expect((await onA('PATCH', `/api/v1/nodes/${spec.name}/desired`, { power: 'on' })).status).toBe(200);
     await waitFor(async () => (await onB('GET', `/api/v1/nodes/${spec.name}/desired`)).body?.power === 'on', "the desired state in B's API");
-    // B's engine took up the wish: a plan with steps.
-    await waitFor(() => phasesOnB.some(([node, phase]) => node === id && phase === 'converging'), "B's engine converging the node");
+    // B's engine plans the wish, but the node is A's (enrolled through it, no address): A's engine acts on it.
+    expect(b.engine.executor.planFor(id).steps.length).toBeGreaterThan(0);
+    expect(b.ownership.owns(id)).toBe(false);
+    await waitFor(() => phasesOnA.some(([node, phase]) => node === id && phase === 'converging'), "A's engine converging the node");
 
     const nodeEvent = (events: ShoalEvent[]) => events.find((e) => e.nodeId === id && e.kind === 'node');
     const desiredEvent = (events: ShoalEvent[]) => events.find((e) => e.nodeId === id && e.kind === 'desired' && e.new === 'on');
@@ -246,8 +249,8 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database', () => {
   it("makes a user and a profile written through one the other's too, and a removed user's token refused by both", async () => {
     const url = await server!.createDatabase();
     keyDir = tempDir();
-    const a = await start(url);
-    const b = await start(url);
+    const a = await start(url, 'a');
+    const b = await start(url, 'b');
     const onA = api(a, a.token);
     const created = await onA('POST', '/api/v1/users', { name: 'vera', role: 'viewer' });
     expect(created.status).toBe(201);

@@ -105,4 +105,9 @@ describe('the API replies as src/api/views.ts types them', { timeout: 60_000 }, 
     const { users } = await reply(views.UserListSchema, 'GET', '/users');
     expect(users.map((u) => u.name)).toEqual(['admin', 'views']);
   });
+
+  it('appliances: on SQLite the one appliance, owning every node, with no lease', async () => {
+    const list = await reply(views.ApplianceListSchema, 'GET', '/appliances');
+    expect(list.appliances).toEqual([{ name: list.self, networks: ['0.0.0.0/0', '::/0'], standbyFor: null, lease: null, nodes: 2 }]);
+  });
 });

@@ -237,6 +237,12 @@ export class PxeModule implements ShoalModule {
               return node?.ipv4 ? { ip: node.ipv4, hostname: node.name } : undefined;
             },
             isReserved: (ip) => host.nodes().some((n) => n.ipv4 === ip),
+            // Several appliances on one cluster: a node's owner answers it (a machine nobody enrolled, every one).
+            answers: (mac) => {
+              const node = host.byMac(mac);
+              const ownership = host.services.get('ownership');
+              return !node || !ownership || ownership.owns(node.id);
+            },
           },
           leases: this.leases,
           onEvent: (e) => {

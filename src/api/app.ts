@@ -9,6 +9,7 @@ import type { Engine } from '../engine/engine.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { ProfileDirectory } from '../state/profiles.js';
 import type { UserDirectory } from '../state/users.js';
+import type { Ownership } from '../state/ownership.js';
 import { authenticate, authorize } from './auth.js';
 import { HttpProblem, problemHandler } from './problem.js';
 import { openApiDocument } from './openapi.js';
@@ -20,12 +21,14 @@ import { registerNodeRoutes } from './routes/nodes.js';
 import { registerProfileRoutes } from './routes/profiles.js';
 import { registerRolloutRoutes } from './routes/rollouts.js';
 import { registerUserRoutes } from './routes/users.js';
+import { registerApplianceRoutes } from './routes/appliances.js';
 
 export interface ApiDeps {
   state: ClusterState;
   engine: Engine;
   users: UserDirectory;
   profiles: ProfileDirectory;
+  ownership: Ownership;
   log: Logger;
   /** Operator routes of modules, served under /api/v1 behind the same tokens and role rules. */
   moduleApis?: express.Router[];
@@ -33,7 +36,7 @@ export interface ApiDeps {
   modulePaths?: Record<string, Record<string, unknown>>;
 }
 
-export function createApiApp({ state, engine, users, profiles, log, moduleApis = [], modulePaths = {} }: ApiDeps): express.Router {
+export function createApiApp({ state, engine, users, profiles, ownership, log, moduleApis = [], modulePaths = {} }: ApiDeps): express.Router {
   const router = express.Router();
   const api = express.Router();
 
@@ -49,6 +52,7 @@ export function createApiApp({ state, engine, users, profiles, log, moduleApis =
   registerEventRoutes(api, ctx);
   registerInventoryRoutes(api, ctx);
   registerUserRoutes(api, users);
+  registerApplianceRoutes(api, ownership);
   api.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument(engine.desired, modulePaths));
   });

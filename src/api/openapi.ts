@@ -8,6 +8,7 @@ import type { DesiredVocabulary } from '../engine/desired.js';
 import { rolloutInputSchema } from '../engine/rollout.js';
 import { ROLES } from '../state/users.js';
 import { requiredRole } from './roles.js';
+import { ApplianceListSchema } from './views.js';
 
 const problem = { description: 'An error, as application/problem+json', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
@@ -210,6 +211,12 @@ function baseDocument(desired: DesiredVocabulary, modulePaths: Record<string, Re
           summary: 'Import an inventory file: all rows or none; bad rows are reported with their line',
           requestBody: { required: true, content: { 'application/yaml': { schema: { type: 'string' } } } },
           responses: { 201: ok('imported'), 400: problem, 401: problem, 409: problem },
+        },
+      },
+      '/appliances': {
+        get: {
+          summary: 'The appliances sharing this cluster: networks, standby, the lease on their nodes (holder, epoch, expires in), node count',
+          responses: { 200: { description: 'appliances', content: { 'application/json': { schema: z.toJSONSchema(ApplianceListSchema) } } }, 401: problem },
         },
       },
       '/users': {

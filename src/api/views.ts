@@ -252,6 +252,22 @@ export type AgentView = z.infer<typeof AgentViewSchema>;
 export const AgentListSchema = z.strictObject({ agents: z.array(AgentViewSchema) });
 export type AgentList = z.infer<typeof AgentListSchema>;
 
+/** One appliance of the cluster (src/state/ownership.ts) and the lease on its nodes. */
+export const ApplianceViewSchema = z.strictObject({
+  name: z.string(),
+  /** The provisioning networks (CIDRs) whose nodes are its own. */
+  networks: z.array(z.string()),
+  standbyFor: z.string().nullable(),
+  /** Who acts on its nodes, since the takeover that made `epoch`, until the lease expires by the database's clock; null: no lease (SQLite). */
+  lease: z.strictObject({ holder: z.string(), epoch: z.number().int(), expiresInMs: z.number().int() }).nullable(),
+  /** Nodes whose home it is. */
+  nodes: z.number().int(),
+});
+export type ApplianceView = z.infer<typeof ApplianceViewSchema>;
+/** GET /appliances: the cluster's appliances, and which one answered. */
+export const ApplianceListSchema = z.strictObject({ self: z.string(), appliances: z.array(ApplianceViewSchema) });
+export type ApplianceList = z.infer<typeof ApplianceListSchema>;
+
 /** An API user (src/state/users.ts); its token is never in a view, only once in UserCreated. */
 export const UserViewSchema = z.strictObject({
   name: z.string(),

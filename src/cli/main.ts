@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { need, UsageError } from './args.js';
 import { ApiClient, ApiError } from './client.js';
+import { appliancesCommand } from './commands/appliances.js';
 import { discoveredCommand } from './commands/discovered.js';
 import { freezeCommand, planCommand, retryCommand } from './commands/engine.js';
 import { eventsCommand, watchCommand } from './commands/events.js';
@@ -20,6 +21,8 @@ const USAGE = `usage: shoal <command> [options]
 appliance
   serve [--config FILE] [--data DIR] [--listen ADDR] [--port N] [--demo N]
                                   run the appliance; --demo enrolls N simulated nodes on a new store
+  appliances [--json]             the appliances sharing the cluster (* the one answering): networks,
+                                  standby, lease holder, epoch, expires in, node count
 nodes
   node add NAME --mac MAC [--mac MAC] --bmc URL [--bmc-password P] [--label k=v] [--arch A] [--firmware F]
   node list [--selector k=v,...] [--phase PHASE]
@@ -154,6 +157,8 @@ async function main(argv: string[]): Promise<number> {
       return watchCommand(client, values.selector);
     case 'user':
       return userCommand(client, sub, rest, values);
+    case 'appliances':
+      return appliancesCommand(client, values.json);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -2,6 +2,7 @@
 // never on each other. Each is looked up at call time: modules start in configuration order.
 import type { NoCloudSeed } from '../domain/nocloud.js';
 import type { NodeId } from '../domain/node.js';
+import type { NodeOwnership } from './ownership.js';
 import type { RootDeviceHint } from '../domain/root-device.js';
 
 /** A bootable image as the images module stores it. */
@@ -103,6 +104,8 @@ export interface Services {
   containerImages: ContainerImageImporter;
   bootTokens: BootTokens;
   nodeConfig: NodeConfigs;
+  /** Which nodes this appliance acts on (the appliance itself provides it): a boot module answers only those. */
+  ownership: NodeOwnership;
 }
 
 export class ServiceRegistry {

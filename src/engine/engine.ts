@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { NodeRecord } from '../domain/node.js';
 import type { ClusterState } from '../state/cluster-state.js';
+import type { NodeOwnership } from '../contracts/ownership.js';
 import { Executor, type ExecutorOptions, DEFAULT_EXECUTOR_OPTIONS } from './executor.js';
 import type { DesiredVocabulary } from './desired.js';
 import type { FacetDefinition } from './facet.js';
@@ -34,6 +35,8 @@ export class Engine {
     readonly modules: ShoalModule[],
     options: Partial<ExecutorOptions>,
     log: Logger,
+    /** Which nodes this appliance acts on (several appliances on one store); without it, every node. */
+    ownership?: NodeOwnership,
   ) {
     this.definitions = facets.definitions;
     this.desired = facets.desired;
@@ -57,6 +60,7 @@ export class Engine {
       { ...DEFAULT_EXECUTOR_OPTIONS, ...options, limits: { ...DEFAULT_EXECUTOR_OPTIONS.limits, ...options.limits } },
       this.metrics,
       log.child({ component: 'executor' }),
+      ownership,
     );
     this.rollouts = new RolloutController(state, this.executor, this.desired, log.child({ component: 'rollouts' }));
   }

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { FacetValue, NodeId, NodeRecord } from '../domain/node.js';
 import type { DesiredState } from '../domain/state.js';
 import type { ClusterState } from '../state/cluster-state.js';
+import type { NodeOwnership } from '../contracts/ownership.js';
 import type { StepName, Target, FacetDefinition } from './facet.js';
 import type { FacetGraph } from './graph.js';
 import type { EngineMetrics } from './metrics.js';
@@ -100,6 +101,8 @@ export class Executor extends EventEmitter<ExecutorEvents> {
     private readonly options: ExecutorOptions,
     private readonly metrics: EngineMetrics,
     private readonly log: Logger,
+    /** Which nodes this appliance acts on; without it, every node (one appliance). */
+    private readonly ownership?: NodeOwnership,
   ) {
     super();
     this.setMaxListeners(0);
@@ -113,6 +116,8 @@ export class Executor extends EventEmitter<ExecutorEvents> {
     this.state.on('node', onNode);
     this.state.on('appliance', onAppliance);
     this.unsubscribe.push(() => this.state.off('node', onNode), () => this.state.off('appliance', onAppliance));
+    // A lease taken, lost or run out: every node may have changed hands.
+    if (this.ownership) this.unsubscribe.push(this.ownership.onChange(onAppliance));
     for (const node of this.state.list()) this.schedule(node.id);
   }
 
@@ -150,7 +155,7 @@ export class Executor extends EventEmitter<ExecutorEvents> {
 
   phaseCounts(): Record<NodePhase, number> {
     const counts: Record<NodePhase, number> = { converged: 0, converging: 0, failed: 0, frozen: 0, blocked: 0 };
-    for (const node of this.state.list()) counts[this.runtimes.get(node.id)?.phase ?? 'converging']++;
+    for (const node of this.state.list()) if (!this.ownership || this.ownership.owns(node.id)) counts[this.runtimes.get(node.id)?.phase ?? 'converging']++;
     return counts;
   }
 
@@ -224,6 +229,10 @@ export class Executor extends EventEmitter<ExecutorEvents> {
       if (this.runtimes.delete(id)) this.emit('phase', id, undefined);
       return;
     }
+    if (this.ownership && !this.ownership.owns(id)) {
+      this.letGo(id);
+      return;
+    }
     const rt = this.runtime(id);
     const desired = this.state.desired(id);
     const desiredKey = JSON.stringify(desired);
@@ -273,6 +282,20 @@ export class Executor extends EventEmitter<ExecutorEvents> {
       return;
     }
     this.fire(node, rt, first.step);
+  }
+
+  /**
+   * Another appliance acts on the node now (or none: this one's lease ran out): its step under way
+   * is aborted, its retry dropped, and what this appliance knew of it forgotten, so that if the
+   * node comes back it is planned afresh from its observed state.
+   */
+  private letGo(id: NodeId): void {
+    const rt = this.runtimes.get(id);
+    if (!rt) return;
+    if (rt.inflight) this.finish(id, rt, 'superseded');
+    if (rt.retryTimer) clearTimeout(rt.retryTimer);
+    this.runtimes.delete(id);
+    this.log.debug({ node: id }, 'not this appliance\'s node now: stopped acting on it');
   }
 
   private fire(node: NodeRecord, rt: Runtime, step: StepName): void {

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
-import type { Change, Fact, Feed, FeedBatch, FollowOptions, RecordKind, ShoalEvent, StateStore } from './store.js';
+import type { Change, Fact, Feed, FeedBatch, FollowOptions, LeaseClaim, RecordKind, ShoalEvent, StateStore } from './store.js';
 import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
 import type { Selector } from '../domain/selector.js';
 
@@ -42,6 +42,13 @@ export interface ClusterStateOptions {
    * included, so they reach listeners in revision order without gaps.
    */
   follow?: FollowOptions;
+  /**
+   * The appliance that enrolls nodes through this state, recorded with each (`engine`/`home`):
+   * a node without an address belongs to it (src/state/ownership.ts). Unset: nothing recorded.
+   */
+  enrolledBy?: string;
+  /** The leases each commit carries (taken when its batch is), so that a store with leases refuses it once one was taken over. */
+  fence?: () => readonly LeaseClaim[];
 }
 
 export interface RecordChange {
@@ -85,6 +92,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private readonly observedByNode = new Map<NodeId, ObservedState>();
   private readonly holds = new Map<NodeId, string>();
   private readonly frozenNodes = new Set<NodeId>();
+  private readonly homes = new Map<NodeId, string>();
   private readonly secrets = new Map<NodeId, string>();
   private frozen = false;
   /** Records of kinds the state layer does not interpret (e.g. rollouts), by kind and key, as loaded and as other appliances changed them. */
@@ -177,6 +185,9 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     } else if (f.kind === 'engine' && facet === 'frozen') {
       if (value === null) this.frozenNodes.delete(id);
       else this.frozenNodes.add(id);
+    } else if (f.kind === 'engine' && facet === 'home') {
+      if (value === null) this.homes.delete(id);
+      else this.homes.set(id, value);
     }
     touched.nodes.add(id);
   }
@@ -237,6 +248,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     this.observedByNode.delete(id);
     this.holds.delete(id);
     this.frozenNodes.delete(id);
+    this.homes.delete(id);
     this.secrets.delete(id);
     for (const records of this.records.values()) for (const [key, f] of records) if (f.nodeId === id) records.delete(key);
   }
@@ -292,6 +304,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     return this.secrets.get(id);
   }
 
+  /** The appliance the node was enrolled through, where that was recorded (ClusterStateOptions.enrolledBy). */
+  home(id: NodeId): string | undefined {
+    return this.homes.get(id);
+  }
+
   /**
    * The records of one kind as loaded at start-up and as other appliances changed them since (not
    * this appliance's own record writes: their owner holds those); their owner (e.g. the rollout
@@ -333,6 +350,10 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
       if (bmcPassword !== undefined) {
         this.secrets.set(node.id, bmcPassword);
         this.queue({ nodeId: node.id, kind: 'secret', facet: 'bmc', old: null, value: bmcPassword, writer });
+      }
+      if (this.options.enrolledBy !== undefined) {
+        this.homes.set(node.id, this.options.enrolledBy);
+        this.queue({ nodeId: node.id, kind: 'engine', facet: 'home', old: null, value: this.options.enrolledBy, writer });
       }
       return node;
     });
@@ -446,9 +467,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
           this.pending = [];
           this.flushing = undefined;
           if (batch.length === 0) return resolve([]);
+          // The leases held when the batch is taken: what its changes were made under.
+          const fence = this.options.fence?.() ?? [];
           // Batches commit one after another, in the order they were taken, whatever the store's latency.
           // Their revisions are noted before `committed` settles, which is what the feed waits for.
-          const commit = this.committed.then(() => this.store.commit(batch)).then(
+          const commit = this.committed.then(() => this.store.commit(batch, { fence })).then(
             (events) => {
               if (this.own) events.forEach((e, i) => this.own!.revs.set(e.rev, factKey(batch[i]!)));
               return events;

@@ -11,7 +11,7 @@ import { postgresRequirement, sql, startPostgres, type TestPostgres } from '../.
 import { describeDatabase, MIGRATIONS, PostgresStore, SchemaVersionError } from './postgres-store.js';
 import { SecretKey } from './secret-key.js';
 import { storeContract } from '../../test/support/store-contract.js';
-import type { Change, ShoalEvent } from './store.js';
+import { FencedError, type Change, type ShoalEvent } from './store.js';
 
 const skip = skipUnless('PostgreSQL store', postgresRequirement());
 
@@ -109,6 +109,41 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     await open(url, key);
     const versions = await sql<{ version: number; description: string }>(url, 'SELECT version, description FROM schema_migrations ORDER BY version');
     expect(versions).toEqual(MIGRATIONS.map((m) => ({ version: m.version, description: m.description })));
+  });
+
+  it('hands a lease to one holder, takes an expired one over with the next epoch, and refuses a commit under an epoch taken over, whole', async () => {
+    const url = await server!.createDatabase();
+    const key = keyFile();
+    const [a, b] = [await open(url, key), await open(url, key)];
+    const own = { networks: ['10.1.0.0/24'], standbyFor: null };
+    const first = await a.leases.acquire('a', 'a', 60_000, own);
+    expect(first).toEqual({ name: 'a', holder: 'a', epoch: 1 });
+    // Held and unexpired: neither a standby nor another start of `a` gets it; a standby cannot create one.
+    expect(await b.leases.acquire('a', 'b', 60_000)).toBeUndefined();
+    expect(await b.leases.acquire('a', 'a', 60_000, own)).toBeUndefined();
+    expect(await b.leases.acquire('c', 'b', 60_000)).toBeUndefined();
+    await a.commit([observation('n1', 'on', 'sim')], { fence: [first!] });
+
+    // Expired by the database's clock: renewing with a TTL of 0 ends it now.
+    expect(await a.leases.renew(first!, 0)).toBe(true);
+    const second = await b.leases.acquire('a', 'b', 60_000);
+    expect(second).toEqual({ name: 'a', holder: 'b', epoch: 2 });
+    expect(await a.leases.renew(first!, 60_000)).toBe(false);
+    const before = (await a.events({})).length;
+    const refused = await a.commit([observation('n1', 'off', 'sim'), observation('n2', 'off', 'sim')], { fence: [first!] }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(FencedError);
+    expect((refused as FencedError).current).toEqual({ holder: 'b', epoch: 2 });
+    expect(await a.events({})).toHaveLength(before);
+    await b.commit([observation('n1', 'off', 'sim')], { fence: [second!] });
+
+    const leases = await a.leases.list();
+    expect(leases.map(({ expiresInMs, ...rest }) => rest)).toEqual([{ name: 'a', holder: 'b', epoch: 2, networks: ['10.1.0.0/24'], standbyFor: null }]);
+    expect(leases[0]!.expiresInMs).toBeGreaterThan(50_000);
+    // The takeovers are on record, in the revision order.
+    expect((await a.events({})).filter((e) => e.kind === 'appliance').map((e) => [e.facet, e.old, e.new, e.writer])).toEqual([
+      ['lease/a', null, 'a#1', 'a'],
+      ['lease/a', 'a#1', 'b#2', 'b'],
+    ]);
   });
 
   it('refuses a database migrated by newer code, saying so', async () => {

@@ -22,6 +22,10 @@
 // by the lock statement, before the previous holder's commit), and max(rev) is read by a statement
 // of its own after the lock is granted (a statement's snapshot is taken when it starts).
 //
+// Leases (migration 2, PostgresLeases): which appliance acts on whose nodes, at which epoch, until
+// when by the database's clock; a commit that carries a lease taken over since is refused whole
+// (FencedError). src/state/ownership.ts holds them; README.md says how.
+//
 // The feed (follow): each commit sends NOTIFY shoal_events with its last revision, inside its
 // transaction, so PostgreSQL delivers it only if the transaction commits, and after its rows are
 // visible. A follower LISTENs on a connection of its own and, at start, on each notification and
@@ -32,7 +36,7 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
 import { SecretKey, SecretKeyError } from './secret-key.js';
-import { REDACTED, type Change, type EventQuery, type EventRow as StoredEventRow, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
+import { FencedError, REDACTED, type Change, type CommitOptions, type LeaseClaim, type LeaseRow, type LeaseStore, type EventQuery, type EventRow as StoredEventRow, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
 
 /** Advisory lock keys (one bigint namespace per database): 'shoal' in ASCII, then what the lock guards. */
 const REVISION_LOCK = 0x73686f616c01n;
@@ -81,6 +85,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE store_meta (name text PRIMARY KEY, value text NOT NULL);
     `,
   },
+  {
+    version: 2,
+    description: 'leases: which appliance holds the nodes of each appliance, at which epoch, until when',
+    sql: `
+      CREATE TABLE leases (
+        appliance text PRIMARY KEY,
+        holder text NOT NULL,
+        epoch bigint NOT NULL CHECK (epoch > 0),
+        expires_at timestamptz NOT NULL,
+        networks text NOT NULL,
+        standby_for text
+      );
+    `,
+  },
 ];
 
 export class SchemaVersionError extends Error {}
@@ -105,13 +123,16 @@ export function describeDatabase(url: string): string {
 
 export class PostgresStore implements StateStore {
   private readonly feeds = new Set<PostgresFeed>();
+  readonly leases: LeaseStore;
 
   private constructor(
     private readonly pool: pg.Pool,
     private readonly key: SecretKey,
     private readonly url: string,
     private readonly connectTimeoutMs: number,
-  ) {}
+  ) {
+    this.leases = new PostgresLeases(pool);
+  }
 
   /**
    * Connects, applies the pending migrations and checks the key file. Throws a SchemaVersionError if
@@ -160,11 +181,14 @@ export class PostgresStore implements StateStore {
     });
   }
 
-  async commit(changes: Change[]): Promise<ShoalEvent[]> {
+  async commit(changes: Change[], options: CommitOptions = {}): Promise<ShoalEvent[]> {
     if (changes.length === 0) return [];
     return transaction(this.pool, 'BEGIN ISOLATION LEVEL READ COMMITTED', async (client) => {
       // The revision order (see the header): the lock first, then max(rev) in a statement of its own.
       await client.query('SELECT pg_advisory_xact_lock($1)', [REVISION_LOCK]);
+      // Takeovers take the same lock (PostgresLeases.acquire): a commit is ordered wholly before a
+      // takeover of a lease it carries, or after it and refused.
+      if (options.fence && options.fence.length > 0) await checkFence(client, options.fence);
       let rev = Number((await client.query<{ rev: string }>('SELECT coalesce(max(rev), 0) AS rev FROM events')).rows[0]!.rev);
       const events: ShoalEvent[] = [];
       for (const c of changes) {
@@ -189,25 +213,7 @@ export class PostgresStore implements StateStore {
       }
       // One statement for the whole batch, a group commit of observations is one round trip, and
       // the NOTIFY rides in it: sent in this transaction, it is delivered only if the batch commits.
-      await client.query(
-        `WITH inserted AS (
-           INSERT INTO events (rev, at, node_id, kind, facet, old, new, detail, writer)
-           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-         )
-         SELECT pg_notify('${EVENTS_CHANNEL}', $10)`,
-        [
-          events.map((e) => e.rev),
-          events.map((e) => e.at),
-          events.map((e) => e.nodeId),
-          events.map((e) => e.kind),
-          events.map((e) => e.facet),
-          events.map((e) => e.old),
-          events.map((e) => e.new),
-          events.map((e) => e.detail),
-          events.map((e) => e.writer),
-          String(rev),
-        ],
-      );
+      await insertEvents(client, events);
       return events;
     });
   }
@@ -270,6 +276,102 @@ export class PostgresStore implements StateStore {
   async close(): Promise<void> {
     await Promise.all([...this.feeds].map((feed) => feed.close()));
     await this.pool.end();
+  }
+}
+
+/** Inserts events numbered under the revision lock, with the NOTIFY of the last one, in one statement. */
+async function insertEvents(client: pg.PoolClient, events: ShoalEvent[]): Promise<void> {
+  await client.query(
+    `WITH inserted AS (
+       INSERT INTO events (rev, at, node_id, kind, facet, old, new, detail, writer)
+       SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+     )
+     SELECT pg_notify('${EVENTS_CHANNEL}', $10)`,
+    [
+      events.map((e) => e.rev),
+      events.map((e) => e.at),
+      events.map((e) => e.nodeId),
+      events.map((e) => e.kind),
+      events.map((e) => e.facet),
+      events.map((e) => e.old),
+      events.map((e) => e.new),
+      events.map((e) => e.detail),
+      events.map((e) => e.writer),
+      String(events.at(-1)!.rev),
+    ],
+  );
+}
+
+/** Refuses (FencedError) unless every lease the writer carries is still its own at that epoch; the caller holds the revision lock. */
+async function checkFence(client: pg.PoolClient, fence: readonly LeaseClaim[]): Promise<void> {
+  const { rows } = await client.query<{ appliance: string; holder: string; epoch: string }>('SELECT appliance, holder, epoch FROM leases WHERE appliance = ANY($1)', [fence.map((c) => c.name)]);
+  const current = new Map(rows.map((r) => [r.appliance, { holder: r.holder, epoch: Number(r.epoch) }]));
+  for (const claim of fence) {
+    const now = current.get(claim.name);
+    if (!now || now.holder !== claim.holder || now.epoch !== claim.epoch) throw new FencedError(claim, now);
+  }
+}
+
+/** A lease row's networks as another appliance wrote them: parsed, not trusted. */
+const LeaseNetworksSchema = z.array(z.string());
+
+/** How a lease's holder and epoch read in the event that records a takeover. */
+const leaseValue = (holder: string, epoch: number): string => `${holder}#${epoch}`;
+
+/** The lease table (migration 2); README.md says how the leases are used. */
+class PostgresLeases implements LeaseStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  acquire(name: string, holder: string, ttlMs: number, own?: { networks: string[]; standbyFor: string | null }): Promise<LeaseClaim | undefined> {
+    return transaction(this.pool, 'BEGIN ISOLATION LEVEL READ COMMITTED', async (client) => {
+      // Under the revision lock: no commit carrying the old epoch can land after this takeover.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [REVISION_LOCK]);
+      const row = (await client.query<{ holder: string; epoch: string; expired: boolean }>('SELECT holder, epoch, expires_at <= now() AS expired FROM leases WHERE appliance = $1', [name])).rows[0];
+      let epoch: number;
+      if (!row) {
+        if (!own) return undefined;
+        epoch = 1;
+        await client.query("INSERT INTO leases (appliance, holder, epoch, expires_at, networks, standby_for) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', $4, $5)", [
+          name,
+          holder,
+          ttlMs,
+          JSON.stringify(own.networks),
+          own.standbyFor,
+        ]);
+      } else {
+        if (!row.expired) return undefined;
+        epoch = Number(row.epoch) + 1;
+        await client.query("UPDATE leases SET holder = $2, epoch = $3, expires_at = now() + $4 * interval '1 millisecond' WHERE appliance = $1", [name, holder, epoch, ttlMs]);
+        if (own) await client.query('UPDATE leases SET networks = $2, standby_for = $3 WHERE appliance = $1', [name, JSON.stringify(own.networks), own.standbyFor]);
+      }
+      // On record, in the revision order: every appliance's feed hears of the takeover.
+      const rev = Number((await client.query<{ rev: string }>('SELECT coalesce(max(rev), 0) AS rev FROM events')).rows[0]!.rev) + 1;
+      await insertEvents(client, [
+        { rev, at: Date.now(), nodeId: null, kind: 'appliance', facet: `lease/${name}`, old: row ? leaseValue(row.holder, Number(row.epoch)) : null, new: leaseValue(holder, epoch), detail: null, writer: holder },
+      ]);
+      return { name, holder, epoch };
+    });
+  }
+
+  async renew(claim: LeaseClaim, ttlMs: number): Promise<boolean> {
+    const { rowCount } = await this.pool.query("UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond' WHERE appliance = $1 AND holder = $2 AND epoch = $3", [
+      claim.name,
+      claim.holder,
+      claim.epoch,
+      ttlMs,
+    ]);
+    return rowCount === 1;
+  }
+
+  async release(claim: LeaseClaim): Promise<void> {
+    await this.pool.query('UPDATE leases SET expires_at = now() WHERE appliance = $1 AND holder = $2 AND epoch = $3', [claim.name, claim.holder, claim.epoch]);
+  }
+
+  async list(): Promise<LeaseRow[]> {
+    const { rows } = await this.pool.query<{ appliance: string; holder: string; epoch: string; networks: string; standby_for: string | null; expires_in_ms: number }>(
+      'SELECT appliance, holder, epoch, networks, standby_for, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS expires_in_ms FROM leases ORDER BY appliance',
+    );
+    return rows.map((r) => ({ name: r.appliance, holder: r.holder, epoch: Number(r.epoch), networks: LeaseNetworksSchema.parse(JSON.parse(r.networks)), standbyFor: r.standby_for, expiresInMs: Math.round(r.expires_in_ms) }));
   }
 }
 

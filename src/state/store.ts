@@ -108,11 +108,75 @@ export interface Feed {
   close(): Promise<void>;
 }
 
+/** A lease as its holder knows it: the lease of appliance `name`'s nodes, held by `holder` since the takeover that made `epoch`. */
+export interface LeaseClaim {
+  name: string;
+  holder: string;
+  epoch: number;
+}
+
+/** A lease row as every appliance reads it. */
+export interface LeaseRow extends LeaseClaim {
+  /** The provisioning networks (CIDRs) of appliance `name`, as it last wrote them. */
+  networks: string[];
+  /** The appliance `name` stands by for, if any. */
+  standbyFor: string | null;
+  /** Until expiry by the database's clock; negative: expired this long ago. */
+  expiresInMs: number;
+}
+
+export interface CommitOptions {
+  /**
+   * The leases the writer holds (or held and has not learned it lost): the commit is refused whole
+   * with a FencedError unless each lease row still has that holder and epoch.
+   */
+  fence?: readonly LeaseClaim[];
+}
+
+/** A commit refused because the writer's lease was taken over: it must stop acting on that lease's nodes. */
+export class FencedError extends Error {
+  constructor(
+    /** The lease the writer thought it held. */
+    readonly claim: LeaseClaim,
+    /** Who holds it now, at which epoch (undefined: the row is gone). */
+    readonly current: { holder: string; epoch: number } | undefined,
+  ) {
+    super(
+      `fenced: ${claim.holder} wrote with epoch ${claim.epoch} of the lease on ${claim.name}'s nodes, but ${current ? `${current.holder} holds it at epoch ${current.epoch}` : 'that lease no longer exists'}; the whole commit was refused`,
+    );
+    this.name = 'FencedError';
+  }
+}
+
+/**
+ * Leases (PostgreSQL only: SQLite has one appliance, which owns every node). Expiry is by the
+ * database's clock, never an appliance's.
+ */
+export interface LeaseStore {
+  /**
+   * Takes the lease on `name`'s nodes for `holder` in one transaction: creates it (epoch 1) when
+   * `own` and there is none, or takes it over (epoch + 1) once it has expired; records the takeover
+   * in the event log. Undefined when another holds it unexpired (or, not `own`, when it does not exist).
+   */
+  acquire(name: string, holder: string, ttlMs: number, own?: { networks: string[]; standbyFor: string | null }): Promise<LeaseClaim | undefined>;
+  /** Extends a lease still held at this epoch to now + ttl; false when it was lost (taken over). */
+  renew(claim: LeaseClaim, ttlMs: number): Promise<boolean>;
+  /** Lets a lease still held at this epoch expire now (a clean stop), so a standby need not wait the TTL. */
+  release(claim: LeaseClaim): Promise<void>;
+  list(): Promise<LeaseRow[]>;
+}
+
 export interface StateStore {
   /** Every current fact, and the last revision written. */
   load(): Promise<{ facts: Fact[]; rev: number }>;
-  /** Writes the changes atomically, in order; returns their events. A removed node loses all its facts. */
-  commit(changes: Change[]): Promise<ShoalEvent[]>;
+  /**
+   * Writes the changes atomically, in order; returns their events. A removed node loses all its
+   * facts. With `options.fence` on a store that has leases, throws a FencedError and writes nothing
+   * if a lease is no longer the writer's at that epoch (a store without leases ignores it).
+   */
+  commit(changes: Change[], options?: CommitOptions): Promise<ShoalEvent[]>;
+  /** Only a store several appliances share (PostgreSQL) has leases. */
+  readonly leases?: LeaseStore;
   events(query: EventQuery): Promise<ShoalEvent[]>;
   /**
    * Only a store other appliances write to has it (PostgreSQL; not SQLite, which one appliance

@@ -23,6 +23,8 @@ export interface AddressBook {
   reservationFor(mac: string): Reservation | undefined;
   /** Whether some node holds `ip` as its reservation; the dynamic pool never hands it out. */
   isReserved(ip: string): boolean;
+  /** Whether this server answers the client at all: not a node another appliance acts on (default: every client). */
+  answers?(mac: string): boolean;
 }
 
 export type DhcpEventType = 'discover' | 'offer' | 'request' | 'ack' | 'nak' | 'release' | 'decline' | 'inform';

@@ -55,6 +55,11 @@ class FakeTransport implements DhcpTransport {
 
 class MapAddressBook implements AddressBook {
   readonly reservations = new Map<string, Reservation>();
+  /** Clients another appliance acts on. */
+  readonly others = new Set<string>();
+  answers(mac: string): boolean {
+    return !this.others.has(mac);
+  }
   reservationFor(mac: string): Reservation | undefined {
     return this.reservations.get(mac);
   }
@@ -185,6 +190,17 @@ describe('DhcpServer in full mode', () => {
     expect(ack.options.hostname).toBe('n01');
     expect(h.unknown).toEqual([]);
     expect(h.leases.get('52:54:00:aa:bb:01')).toMatchObject({ ip: '10.0.0.21', hostname: 'n01' });
+  });
+
+  it("stays silent for a node another appliance acts on, and answers it once it is this appliance's", async () => {
+    h.book.reservations.set('52:54:00:aa:bb:01', { ip: '10.0.0.21', hostname: 'n01' });
+    h.book.others.add('52:54:00:aa:bb:01');
+    expect(await h.transport.exchange(request('52:54:00:aa:bb:01', MessageType.DISCOVER))).toEqual([]);
+    expect(await h.transport.exchange(request('52:54:00:aa:bb:01', MessageType.REQUEST, { requestedIp: '10.0.0.21' }))).toEqual([]);
+    expect(h.server.counters).toMatchObject({ ignored: 2, offers: 0, naks: 0 });
+    expect(h.events).toEqual([]);
+    h.book.others.delete('52:54:00:aa:bb:01');
+    expect((await dora(h, '52:54:00:aa:bb:01')).yiaddr).toBe('10.0.0.21');
   });
 
   it('never hands a reserved address to a pool client', async () => {

@@ -4,7 +4,7 @@
 // receives and hands each client request to the handler of its mode (full.ts, proxy.ts).
 // Address decisions come from an injected AddressBook; bound leases go to an injected
 // LeaseStore; what clients do is reported through onEvent.
-import { BOOTREQUEST, parseDhcpPacket } from './codec.js';
+import { BOOTREQUEST, macOf, parseDhcpPacket } from './codec.js';
 import { parseDhcpServerConfig, type DhcpServerConfig, type DhcpServerConfigInput } from './config.js';
 import { AddressAllocator } from './allocation.js';
 import { FullHandler } from './full.js';
@@ -32,10 +32,12 @@ export class DhcpServer {
   /** Full mode only: the allocator behind its handler. */
   private readonly addresses: AddressAllocator | undefined;
   private started = false;
+  private readonly addressBook: AddressBook;
 
   /** Throws DhcpConfigError when the configuration is invalid. */
   constructor(config: DhcpServerConfigInput, deps: DhcpServerDeps) {
     this.config = parseDhcpServerConfig(config);
+    this.addressBook = deps.addressBook;
     this.transport = deps.transport ?? new UdpDhcpTransport(this.config.interface.name, this.config.interface.address, this.config.mode === 'proxy');
     const responder = new Responder(this.config, this.counters, this.transport, deps);
     if (this.config.mode === 'proxy') {
@@ -79,6 +81,11 @@ export class DhcpServer {
     }
     // Only Ethernet clients: the MAC is the node's identity in the inventory.
     if (request.htype !== 1 || request.hlen !== 6) {
+      this.counters.ignored += 1;
+      return;
+    }
+    // Another appliance's node: its owner answers it, this server stays silent (no offer, no NAK).
+    if (this.addressBook.answers && !this.addressBook.answers(macOf(request))) {
       this.counters.ignored += 1;
       return;
     }
