@@ -338,11 +338,15 @@ export class PxeModule implements ShoalModule {
     const host = this.host!;
     const mac = macFromUrl(rawMac);
     const node = mac === undefined ? undefined : host.byMac(mac);
-    if (!mac || !node) return localBootGrubConfig(`${rawMac} is not enrolled`);
+    const local = (reason: string) => {
+      this.metrics?.bootFile('script', 'local');
+      return localBootGrubConfig(reason);
+    };
+    if (!mac || !node) return local(`${rawMac} is not enrolled`);
     const plan = this.plans.get(node.id);
-    if (plan?.kind !== 'network') return localBootGrubConfig(`${node.name} is set to boot from disk`);
+    if (plan?.kind !== 'network') return local(`${node.name} is set to boot from disk`);
     const image = host.services.get('images')?.get(plan.image);
-    if (!image) return localBootGrubConfig(`image ${plan.image} is no longer in the store`);
+    if (!image) return local(`image ${plan.image} is no longer in the store`);
     this.metrics?.bootFile('script', 'network');
     return networkBootGrubConfig({ advertiseUrl: this.options.advertiseUrl, mac, nodeId: node.id, plan, image });
   }
@@ -377,7 +381,7 @@ export class PxeModule implements ShoalModule {
       });
     }
     const bytes = await cached.bytes;
-    this.metrics?.bootFile(route, 'redirected');
+    this.metrics?.bootFile(route, 'served');
     if (route === 'kernel') this.kernelFetched(node);
     return { kind: 'source', source: bufferSource(bytes) };
   }

@@ -195,6 +195,14 @@ describe('pxe module: the Secure Boot path', () => {
     expect(boot(sbNode)?.value).toBe('kernel');
     expect(sha256(await tftp(`boot/${SB_MAC}/initrd.img`))).toBe(sha256(INITRD));
     await expect(tftp('boot/52:54:00:00:00:99/vmlinuz')).rejects.toThrow(/curl: \(68\)/); // CURLE_TFTP_NOTFOUND
+    const metrics = ((await t.api('GET', '/metrics')).body as string).split('\n');
+    expect(metrics).toEqual(
+      expect.arrayContaining([
+        'shoal_pxe_boot_files_total{route="kernel",outcome="served"} 1',
+        'shoal_pxe_boot_files_total{route="initrd",outcome="served"} 1',
+        'shoal_pxe_boot_files_total{route="kernel",outcome="not-found"} 1',
+      ]),
+    );
   });
 
   it('renders what GRUB reads as GRUB words: a ";" in the seed URL stays inside its word', () => {
