@@ -272,10 +272,13 @@ export class PxeModule implements ShoalModule {
             if (!node && e.type === 'ack' && e.ip) discovered.leased(e.mac, e.ip);
           },
           onUnknownClient: (mac, info) => discovered.seen(mac, info),
+          // A network boot as it was armed; otherwise (a disk boot, none armed) the node's setting now,
+          // so Secure Boot firmware gets a program it runs and is sent on to its disk from GRUB.
           uefiX64FileFor: (mac) => {
             const node = host.byMac(mac);
             const plan = node && this.plans.get(node.id);
-            return plan?.kind === 'network' && plan.secureBoot ? SHIM_FILE : undefined;
+            const secureBoot = plan?.kind === 'network' ? plan.secureBoot : node && host.services.get('nodeConfig')?.boot(node.id)?.secureBoot;
+            return secureBoot ? SHIM_FILE : undefined;
           },
           ...(this.deps.dhcpTransport ? { transport: this.deps.dhcpTransport } : {}),
         },

@@ -119,5 +119,6 @@ export function networkBootGrubConfig(o: { advertiseUrl: string; mac: string; no
 
 /** Leaves GRUB, so the firmware tries its next boot device. */
 export function localBootGrubConfig(reason: string): string {
-  return ['set timeout=0', `echo 'Shoal: ${reason.replace(/['\\]/g, '')}; booting from local disk'`, 'exit', ''].join('\n');
+  // The reason may hold a name a client sent: only characters that are plain text to GRUB.
+  return ['set timeout=0', `echo 'Shoal: ${reason.replace(/[^\w .:@-]/g, '')}; booting from local disk'`, 'exit', ''].join('\n');
 }

@@ -205,6 +205,14 @@ describe('pxe module: the Secure Boot path', () => {
     );
   });
 
+  it('sends a Secure Boot node set to boot from disk through shim and GRUB to its disk, since its firmware would refuse iPXE', async () => {
+    await t.appliance.engine.driverFor(sbNode, 'boot')!.steps['boot.disk']!({ step: 'boot.disk', node: sbNode, desired: {}, bmcPassword: undefined, signal: new AbortController().signal });
+    expect((await transport.discover(SB_MAC)).file).toBe('shimx64.efi');
+    expect((await tftp(`grub/node/${SB_MAC}.cfg`)).toString()).toBe("set timeout=0\necho 'Shoal: sb01 is set to boot from disk; booting from local disk'\nexit\n");
+    // A client's name for a file is plain text in GRUB's echo: no quote, no newline (curl sends %0a as one) gets through.
+    expect((await tftp("grub/node/x'%0aexit.cfg")).toString()).toMatch(/^set timeout=0\necho 'Shoal: xexit is not enrolled; booting from local disk'\nexit\n$/);
+  });
+
   it('renders what GRUB reads as GRUB words: a ";" in the seed URL stays inside its word', () => {
     const config = networkBootGrubConfig({
       advertiseUrl: 'http://10.0.0.1:8080',
