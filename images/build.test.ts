@@ -65,6 +65,7 @@ describe.skipIf(skip)('node image build', () => {
       expect(again.manifest).toEqual(image.manifest);
       // The manifest tells the truth about the files, and the files themselves are identical.
       expect(sha256(image.kernelPath)).toBe(image.manifest.kernel.sha256);
+      expect(image.manifest.kernelSigned, "Debian's kernel, as shipped, keeps its signature (Secure Boot needs it)").toBe(true);
       expect(sha256(image.initrdPath)).toBe(image.manifest.initrd.sha256);
       expect(sha256(again.initrdPath)).toBe(sha256(image.initrdPath));
       if (image.rootfsPath) {

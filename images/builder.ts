@@ -11,7 +11,7 @@ import { lstat, mkdir, readFile, readlink, rename, rm, writeFile } from 'node:fs
 import { join, posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { fetchDeb, kernelRelease, listFiles, resolveKernelPackageName, resolvePackages, unpackDeb, type DebianPackage } from './debian.js';
-import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
+import { imageDigest, kernelSignedOf, parseManifest, type ImageManifest } from './manifest.js';
 import { writeNewc, type CpioEntry } from './newc.js';
 import { findRecipe, imageRef, KERNEL_MODULES, type DebianProgram, type ImageRecipe } from './recipes.js';
 import { writeTar, type TarEntry } from './tar.js';
@@ -309,6 +309,7 @@ async function buildOne(recipe: ImageRecipe, inputs: BuildInputs, options: Build
     initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
     ...(rootfs && rootfsSha256 ? { rootfs: { file: ROOTFS_FILE, sha256: rootfsSha256, size: rootfs.length } } : {}),
     cmdline: recipe.cmdline,
+    kernelSigned: kernelSignedOf(kernel),
     digest: imageDigest({ kernelSha256, initrdSha256, rootfsSha256, cmdline: recipe.cmdline }),
     builtFrom: {
       kernelPackage: { name: inputs.kernelPackage.name, version: inputs.kernelPackage.version },

@@ -5,6 +5,7 @@ import { z } from 'zod';
 
 import { imageDigest } from '../src/contracts/image-digest.js';
 import { diskArtifactSchema } from '../src/contracts/disk-artifact.js';
+import { hasAuthenticodeSignature } from '../src/domain/pe-signature.js';
 
 export { imageDigest };
 
@@ -27,6 +28,8 @@ export const ImageManifest = z.object({
   disk: diskArtifact.optional(),
   /** Base kernel arguments; boot configuration appends the shoal.* ones. */
   cmdline: z.string(),
+  /** Whether the kernel carries an Authenticode signature (Debian's does), which Secure Boot needs; not part of the digest, since the kernel's bytes are. */
+  kernelSigned: z.boolean().optional(),
   /** "sha256:" + hex; see `imageDigest`. */
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   builtFrom: z.object({
@@ -64,10 +67,18 @@ export function withDisk(m: ImageManifest, disk: DiskArtifact): ImageManifest {
     cmdline: m.cmdline,
   });
   // Spelled out for image.json's key order: the files, then what the kernel is given, then where it came from.
-  const { name, version, arch, kernel, initrd, rootfs, cmdline, builtFrom } = m;
-  const result = ImageManifest.safeParse({ name, version, arch, kernel, initrd, ...(rootfs ? { rootfs } : {}), disk, cmdline, digest, builtFrom });
+  const { name, version, arch, kernel, initrd, rootfs, cmdline, kernelSigned, builtFrom } = m;
+  const result = ImageManifest.safeParse({ name, version, arch, kernel, initrd, ...(rootfs ? { rootfs } : {}), disk, cmdline, ...(kernelSigned !== undefined ? { kernelSigned } : {}), digest, builtFrom });
   if (!result.success) throw new Error(`${name}@${version}: the disk does not fit image.json: ${z.prettifyError(result.error)}`);
   return result.data;
+}
+
+/**
+ * What image.json records of a kernel's signature. A kernel that is no PE file at all (no EFI stub)
+ * is simply not signed; one that starts like a PE file but does not parse fails the build.
+ */
+export function kernelSignedOf(kernel: Buffer): boolean {
+  return kernel.length >= 2 && kernel.readUInt16LE(0) === 0x5a4d && hasAuthenticodeSignature(kernel);
 }
 
 /** Validates an image.json's text; the error names the file and the bad field. */

@@ -16,7 +16,7 @@ import { gzipSync } from 'node:zlib';
 import { INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, initramfsEntries, prepareBusybox, writeImageDir, sha256, sourceDateEpochFromEnv, type BuildOptions, type BuiltImage } from './builder.js';
 import { sha256File, type DebianPackage } from './debian.js';
 import { modulesToLoad } from './kernel-modules.js';
-import { imageDigest, parseManifest, type ImageManifest } from './manifest.js';
+import { imageDigest, kernelSignedOf, parseManifest, type ImageManifest } from './manifest.js';
 import { ensureRootTree } from './mmdebstrap.js';
 import { writeNewc } from './newc.js';
 import type { OsRecipe } from './os-recipe.js';
@@ -115,6 +115,7 @@ export async function writeRootImage(parts: RootImageParts, outDir: string, prog
     initrd: { file: INITRD_FILE, sha256: initrdSha256, size: initrd.length },
     rootfs,
     cmdline: parts.cmdline,
+    kernelSigned: kernelSignedOf(kernel),
     digest: imageDigest({ kernelSha256, initrdSha256, rootfsSha256: rootfs.sha256, cmdline: parts.cmdline }),
     builtFrom: {
       ...(parts.builtFrom.kernelPackage ? { kernelPackage: parts.builtFrom.kernelPackage } : {}),

@@ -108,8 +108,8 @@ export class Appliance {
       boot: (id) => {
         const node = state.node(id);
         if (!node) return undefined;
-        const { image, kernelArgs = [] } = profiles.effective(node).settings;
-        return { ...(image ? { image } : {}), kernelArgs };
+        const { image, kernelArgs = [], secureBoot } = profiles.effective(node).settings;
+        return { ...(image ? { image } : {}), kernelArgs, ...(secureBoot ? { secureBoot } : {}) };
       },
       seed: (id) => {
         const node = state.node(id);

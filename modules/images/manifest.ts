@@ -38,6 +38,8 @@ export const StoredManifestSchema = z
     rootfs: artifact.optional(),
     disk: disk.optional(),
     cmdline: z.string().max(4096),
+    /** Whether the kernel carries an Authenticode signature; checked on import when it says so (Secure Boot boots only such images). */
+    kernelSigned: z.boolean().optional(),
     digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, '"sha256:" and 64 lowercase hex digits'),
     // Provenance, kept as written; the store does not interpret it.
     builtFrom: z.record(z.string(), z.unknown()).optional(),

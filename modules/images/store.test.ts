@@ -46,6 +46,23 @@ describe('image store', () => {
     expect(() => parseStoredManifest(JSON.stringify({ ...built, kernel: { ...built.kernel, file: '../etc/passwd' } }), 'image.json')).toThrow(/kernel\.file/);
   });
 
+  const SIGNED_PE = '/usr/lib/shim/shimx64.efi.signed';
+  it.skipIf(!existsSync(SIGNED_PE))('holds a manifest that says its kernel is signed to it, and tells the catalog', async () => {
+    const withClaim = (source: { dir: string; manifest: object }) => {
+      writeFileSync(join(source.dir, 'image.json'), JSON.stringify({ ...source.manifest, kernelSigned: true }));
+      return source.dir;
+    };
+    const store = await ImageStore.open(root);
+    const garbage = await storeRefusal(store.importFrom(withClaim(fake('1'))));
+    expect(garbage).toMatchObject({ kind: 'verification', message: expect.stringMatching(/says the kernel is signed, but it is no well-formed PE file: not a PE file/) });
+    const unsignedPe = await storeRefusal(store.importFrom(withClaim(fake('2', readFileSync('/usr/lib/shim/shimx64.efi')))));
+    expect(unsignedPe.message).toMatch(/carries no Authenticode signature/);
+    const { image } = await store.importFrom(withClaim(fake('3', readFileSync(SIGNED_PE))));
+    expect(imageInfo(image).kernelSigned).toBe(true);
+    // A manifest without the field says nothing, and is taken as it is.
+    expect(imageInfo((await store.importFrom(fake('4').dir)).image).kernelSigned).toBeUndefined();
+  });
+
   it('stores each file as blobs/sha256/<hex> and the ref in an index that survives reopening', async () => {
     const kernel = randomBytes(5000);
     const initrd = randomBytes(3000);

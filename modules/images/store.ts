@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { z } from 'zod';
 import type { ImageFile, ImageInfo } from '../../src/contracts/services.js';
+import { hasAuthenticodeSignature, PeFormatError } from '../../src/domain/pe-signature.js';
 import { DiskDecompressionError, rawDiskBytes } from './disk-bytes.js';
 import { artifactsOf, ManifestError, parseStoredManifest, SHA256_HEX, StoredManifestSchema, type Artifact, type DiskArtifact, type StoredManifest } from './manifest.js';
 
@@ -167,6 +168,7 @@ export class ImageStore {
         copies.push(copy);
         // The copy, not the source: what is checked is what gets stored.
         if (role === 'disk' && manifest.disk) await verifyDiskBytes(copy, manifest.disk);
+        if (role === 'kernel' && manifest.kernelSigned) await verifyKernelSigned(copy);
       }
       for (const [i, { artifact }] of artifactsOf(manifest).entries()) {
         // Same hash, same bytes: a blob another image brought stays as it is.
@@ -258,7 +260,20 @@ export function imageInfo(image: StoredImage): ImageInfo {
       ? { disk: { ...file(m.disk), format: m.disk.format, rawSize: m.disk.rawSize, rawSha256: m.disk.rawSha256, ...(m.disk.bootEnv ? { bootEnv: { ...m.disk.bootEnv } } : {}) } }
       : {}),
     cmdline: m.cmdline,
+    ...(m.kernelSigned !== undefined ? { kernelSigned: m.kernelSigned } : {}),
   };
+}
+
+/** A manifest that says its kernel is signed is held to it: Secure Boot is offered on that word. */
+async function verifyKernelSigned(kernelCopy: string): Promise<void> {
+  let signed: boolean;
+  try {
+    signed = hasAuthenticodeSignature(await readFile(kernelCopy));
+  } catch (err) {
+    if (!(err instanceof PeFormatError)) throw err;
+    throw new ImageStoreError('verification', `the manifest says the kernel is signed, but it is no well-formed PE file: ${err.message}`);
+  }
+  if (!signed) throw new ImageStoreError('verification', 'the manifest says the kernel is signed, but it carries no Authenticode signature');
 }
 
 /** Same bytes served under the same names: provenance (`builtFrom`) may differ. */

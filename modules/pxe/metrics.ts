@@ -27,8 +27,11 @@ const DHCP_HELP: Record<keyof DhcpCounters, string> = {
 const TFTP_REFUSALS: ReadonlySet<TftpLogEvent> = new Set(['not-found', 'denied', 'malformed', 'refused']);
 
 export type BootFileRoute = 'script' | 'kernel' | 'initrd' | 'rootfs';
-/** network: an iPXE script that boots an image; local: one that exits to the next boot device. */
-export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'not-found' | 'rate-limited';
+/**
+ * network: an iPXE script (or a Secure Boot node's GRUB config) that boots an image; local: one that
+ * exits to the next boot device; served: a kernel or initrd sent over TFTP to GRUB.
+ */
+export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'served' | 'not-found' | 'rate-limited';
 
 export class PxeMetrics {
   private readonly tftpTransfers: Counter<'outcome'>;
@@ -52,7 +55,7 @@ export class PxeMetrics {
     });
     this.bootFiles = new Counter({
       name: 'shoal_pxe_boot_files_total',
-      help: 'Boot files requested over HTTP, by route (script, kernel, initrd) and outcome (network, local, redirected, not-found, rate-limited)',
+      help: 'Boot files requested over HTTP (and over TFTP by the Secure Boot path\'s GRUB), by route (script, kernel, initrd) and outcome (network, local, redirected, served, not-found, rate-limited)',
       labelNames: ['route', 'outcome'] as const,
       registers: [registry],
     });

@@ -5,7 +5,7 @@
 // the node's configuration (meta-data, user-data, vendor-data, network-config) at /nocloud/SECRET/
 // for as long as that boot is the node's armed one; a network-config the node's profiles set is also
 // on its kernel command line, where cloud-init applies it.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -17,8 +17,19 @@ import { NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
 import { configFacet } from '../../src/facets/config.js';
 import { normalizeMac, type NodeId, type NodeRecord } from '../../src/domain/node.js';
 import { DhcpServer, SqliteLeaseStore, type DhcpTransport, type LeaseStore } from './dhcp/index.js';
-import { TftpServer, directoryResolver } from './tftp/index.js';
-import { kernelCommandLine, localBootScript, networkBootScript, type BootPlan, type NetworkBootPlan } from './script.js';
+import { TftpServer, bufferSource, confinedSegments, directoryResolver, type TftpResolution, type TftpResolver } from './tftp/index.js';
+import {
+  GRUB_ENTRY_CONFIG,
+  GRUB_PREFIX_CONFIG,
+  grubCommandLineProblem,
+  kernelCommandLine,
+  localBootGrubConfig,
+  localBootScript,
+  networkBootGrubConfig,
+  networkBootScript,
+  type BootPlan,
+  type NetworkBootPlan,
+} from './script.js';
 import { DiscoveredStore } from './discovered.js';
 import { PxeMetrics } from './metrics.js';
 import { BucketOptionsSchema, RateLimiter } from './rate-limit.js';
@@ -33,6 +44,14 @@ const BOOT_FILE_ROUTES = new Map<string, 'kernel' | 'initrd' | 'rootfs'>([
   ['initrd.img', 'initrd'],
   ['rootfs', 'rootfs'],
 ]);
+
+/** The Secure Boot path's TFTP names: the node's boot program, and where shim looks for its next stage. */
+export const SHIM_FILE = 'shimx64.efi';
+const SHIM_NEXT_STAGE = 'grubx64.efi';
+const GRUB_NODE_CONFIG = /^grub\/node\/([^/]+)\.cfg$/;
+const GRUB_BOOT_FILE = /^boot\/([^/]+)\/(vmlinuz|initrd\.img)$/;
+/** Image files GRUB fetched over TFTP kept in memory, the most recent first: GRUB may ask for one twice. */
+const GRUB_FILE_CACHE_ENTRIES = 4;
 
 /** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
 function macFromUrl(raw: string): string | undefined {
@@ -65,6 +84,18 @@ export const PxeOptionsSchema = z
       .strict()
       .optional(),
     ipxeDir: z.string().default('/usr/lib/ipxe'),
+    /**
+     * The Secure Boot path (nodes with secureBoot: true): shim, signed by Microsoft's UEFI CA, is the
+     * node's boot program, and loads grubx64.efi from beside it, Debian's signed network GRUB
+     * (Debian's shim-signed and grub-efi-amd64-signed).
+     */
+    secureBoot: z
+      .object({
+        shim: z.string().min(1).default('/usr/lib/shim/shimx64.efi.signed'),
+        grub: z.string().min(1).default('/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed'),
+      })
+      .strict()
+      .default({ shim: '/usr/lib/shim/shimx64.efi.signed', grub: '/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed' }),
     /** The image boot.deploy network-boots: the RAM environment whose agent writes and erases disks (images/recipes.ts). */
     deployImage: z.string().default('deploy@1'),
     /**
@@ -211,11 +242,7 @@ export class PxeModule implements ShoalModule {
         return void res.status(404).type('text/plain').send('no such boot file for this node\n');
       }
       metrics.bootFile(route!, 'redirected');
-      if (route === 'kernel') {
-        this.progress(node, 'kernel');
-        this.rootfsAttempts.delete(node.id);
-        if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
-      }
+      if (route === 'kernel') this.kernelFetched(node);
       if (route === 'rootfs') this.rootfsFetched(node, req.query['error']);
       res.redirect(302, file.path);
     });
@@ -251,6 +278,14 @@ export class PxeModule implements ShoalModule {
             if (!node && e.type === 'ack' && e.ip) discovered.leased(e.mac, e.ip);
           },
           onUnknownClient: (mac, info) => discovered.seen(mac, info),
+          // A network boot as it was armed; otherwise (a disk boot, none armed) the node's setting now,
+          // so Secure Boot firmware gets a program it runs and is sent on to its disk from GRUB.
+          uefiX64FileFor: (mac) => {
+            const node = host.byMac(mac);
+            const plan = node && this.plans.get(node.id);
+            const secureBoot = plan?.kind === 'network' ? plan.secureBoot : node && host.services.get('nodeConfig')?.boot(node.id)?.secureBoot;
+            return secureBoot ? SHIM_FILE : undefined;
+          },
           ...(this.deps.dhcpTransport ? { transport: this.deps.dhcpTransport } : {}),
         },
       );
@@ -265,7 +300,7 @@ export class PxeModule implements ShoalModule {
           ...(this.options.tftp.transferThreads !== undefined ? { transferThreads: this.options.tftp.transferThreads } : {}),
         },
         {
-          resolver: directoryResolver(this.options.ipxeDir),
+          resolver: this.tftpResolver(),
           onLog: ({ level, event, message, client, path }) => {
             metrics.tftpLog(event);
             host.log[level]({ event, client, path }, `tftp: ${message}`);
@@ -273,14 +308,109 @@ export class PxeModule implements ShoalModule {
           onTransfer: (o) => {
             metrics.tftpTransfer(o);
             if (o.event !== 'start') return;
-            const lease = this.leases?.getByIp(o.client.address);
-            const node = lease && host.byMac(lease.mac);
+            // Its reservation, else its lease: a reserved node's address is its own even before a lease.
+            const node = host.nodes().find((n) => n.ipv4 === o.client.address) ?? host.byMac(this.leases?.getByIp(o.client.address)?.mac ?? '');
             if (node) this.progress(node, 'loader');
           },
         },
       );
       await this.tftp.start();
     }
+  }
+
+  /**
+   * iPXE's programs from ipxeDir, and the Secure Boot path: shim and GRUB, GRUB's entry config, each
+   * node's GRUB config, and its kernel and initrd (fetching the kernel is boot=kernel, as over HTTP).
+   */
+  private tftpResolver(): TftpResolver {
+    const ipxe = directoryResolver(this.options.ipxeDir);
+    const { shim, grub } = this.options.secureBoot;
+    return {
+      resolve: async (request): Promise<TftpResolution> => {
+        const confined = confinedSegments(request.path);
+        if (!confined.ok) return { kind: 'denied', reason: confined.reason };
+        const name = confined.segments.join('/');
+        if (name === SHIM_FILE) return { kind: 'file', path: shim };
+        if (name === SHIM_NEXT_STAGE) return { kind: 'file', path: grub };
+        if (name === GRUB_PREFIX_CONFIG) return { kind: 'source', source: bufferSource(Buffer.from(GRUB_ENTRY_CONFIG)) };
+        const config = GRUB_NODE_CONFIG.exec(name);
+        if (config) return { kind: 'source', source: bufferSource(Buffer.from(this.grubConfig(config[1]!))) };
+        const bootFile = GRUB_BOOT_FILE.exec(name);
+        if (bootFile) return this.grubBootFile(bootFile[1]!, bootFile[2] === 'vmlinuz' ? 'kernel' : 'initrd');
+        return ipxe.resolve(request);
+      },
+    };
+  }
+
+  /** A node's GRUB config, the Secure Boot path's counterpart of its iPXE script. */
+  private grubConfig(rawMac: string): string {
+    const host = this.host!;
+    const mac = macFromUrl(rawMac);
+    const node = mac === undefined ? undefined : host.byMac(mac);
+    const local = (reason: string) => {
+      this.metrics?.bootFile('script', 'local');
+      return localBootGrubConfig(reason);
+    };
+    if (!mac || !node) return local(`${rawMac} is not enrolled`);
+    const plan = this.plans.get(node.id);
+    if (plan?.kind !== 'network') return local(`${node.name} is set to boot from disk`);
+    const image = host.services.get('images')?.get(plan.image);
+    if (!image) return local(`image ${plan.image} is no longer in the store`);
+    this.metrics?.bootFile('script', 'network');
+    return networkBootGrubConfig({ advertiseUrl: this.options.advertiseUrl, mac, nodeId: node.id, plan, image });
+  }
+
+  private readonly grubFiles: Array<{ sha256: string; bytes: Promise<Buffer> }> = [];
+
+  /**
+   * A node's kernel or initrd for GRUB, which speaks only TFTP here: read from the image store over
+   * its HTTP route (this module knows images by their served paths), checked against the manifest's
+   * sha256, and kept in memory for GRUB's next ask.
+   */
+  private async grubBootFile(rawMac: string, route: 'kernel' | 'initrd'): Promise<TftpResolution> {
+    const host = this.host!;
+    const mac = macFromUrl(rawMac);
+    const node = mac === undefined ? undefined : host.byMac(mac);
+    const plan = node && this.plans.get(node.id);
+    const file = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image)?.[route] : undefined;
+    if (!node || !file) {
+      this.metrics?.bootFile(route, 'not-found');
+      return { kind: 'not-found' };
+    }
+    let cached = this.grubFiles.find((f) => f.sha256 === file.sha256);
+    if (!cached) {
+      cached = { sha256: file.sha256, bytes: this.readImageFile(file) };
+      this.grubFiles.unshift(cached);
+      this.grubFiles.splice(GRUB_FILE_CACHE_ENTRIES);
+      // A failed read is not kept.
+      const entry = cached;
+      entry.bytes.catch(() => {
+        const at = this.grubFiles.indexOf(entry);
+        if (at >= 0) this.grubFiles.splice(at, 1);
+      });
+    }
+    const bytes = await cached.bytes;
+    this.metrics?.bootFile(route, 'served');
+    if (route === 'kernel') this.kernelFetched(node);
+    return { kind: 'source', source: bufferSource(bytes) };
+  }
+
+  private async readImageFile(file: { path: string; sha256: string; size: number }): Promise<Buffer> {
+    const url = new URL(file.path, this.options.advertiseUrl);
+    const response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+    if (!response.ok) throw new Error(`the image store answered ${response.status} for ${url.pathname}`);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (bytes.length !== file.size || sha256 !== file.sha256) throw new Error(`${url.pathname} is not the file its manifest names (sha256 ${sha256}, ${bytes.length} bytes)`);
+    return bytes;
+  }
+
+  /** The node's kernel was fetched (over HTTP or TFTP): the boot is at its kernel, with its configuration. */
+  private kernelFetched(node: NodeRecord): void {
+    const plan = this.plans.get(node.id);
+    this.progress(node, 'kernel');
+    this.rootfsAttempts.delete(node.id);
+    if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
   }
 
   async stop(): Promise<void> {
@@ -315,7 +445,7 @@ export class PxeModule implements ShoalModule {
    * Saves a network boot plan with a fresh bootstrap. A deploy boot gets no NoCloud seed and no
    * configuration digest: it is not the node's configured OS, so it must not make config current.
    */
-  private async armNetworkBoot(node: NodeRecord, image: string, purpose: 'image' | 'deploy', config: { kernelArgs: string[] } | undefined): Promise<void> {
+  private async armNetworkBoot(node: NodeRecord, image: string, purpose: 'image' | 'deploy', config: { kernelArgs: string[]; secureBoot?: boolean } | undefined): Promise<void> {
     const host = this.host!;
     const images = host.services.get('images');
     if (!images) throw new Error('no image store module is loaded (add "images" to the modules)');
@@ -324,6 +454,10 @@ export class PxeModule implements ShoalModule {
       throw new Error(purpose === 'deploy' ? `the deploy environment ${image} is not in the image store (build it: npx tsx images/build.ts ${image}, then shoal image add DIR)` : `image ${image} is not in the image store (shoal image add DIR)`);
     }
     if (!imageInfo.kernel) throw new Error(`${image} is a disk image only (no kernel to network-boot): install it with boot=disk image=${image}`);
+    // Refused when it is asked for, not as a firmware refusal minutes later that says only "loader".
+    if (config?.secureBoot && imageInfo.kernelSigned !== true) {
+      throw new Error(`${node.name} boots with Secure Boot, but the kernel of ${image} is ${imageInfo.kernelSigned === false ? 'not signed' : 'of unknown signature (its manifest is from before Shoal recorded it: rebuild it, then remove and add it again)'}, and shim would refuse it: boot an image with a signed kernel (e.g. Debian's), or set secureBoot: false`);
+    }
     const tokens = host.services.get('bootTokens');
     if (!tokens) throw new Error('no agent module is loaded to issue boot tokens (add "agent" to the modules)');
     const nocloud = purpose === 'image' ? host.services.get('nodeConfig')?.seed(node.id) : undefined;
@@ -335,9 +469,13 @@ export class PxeModule implements ShoalModule {
       ...(purpose === 'deploy' ? { deploy: true as const } : { seed: randomBytes(24).toString('base64url') }),
       ...(nocloud ? { digest: nocloud.digest } : {}),
       ...(nocloud?.networkConfigArg ? { networkConfig: nocloud.networkConfigArg } : {}),
+      ...(config?.secureBoot ? { secureBoot: true as const } : {}),
     };
     // Refused here rather than cut at boot. (The bootstrap just issued dies unused; the running boot keeps its token.)
-    const bytes = Buffer.byteLength(kernelCommandLine({ advertiseUrl: this.options.advertiseUrl, mac: node.macs[0]!, nodeId: node.id, plan, image: imageInfo }));
+    const cmdline = kernelCommandLine({ advertiseUrl: this.options.advertiseUrl, mac: node.macs[0]!, nodeId: node.id, plan, image: imageInfo });
+    const grubProblem = plan.secureBoot && grubCommandLineProblem(cmdline);
+    if (grubProblem) throw new Error(`the kernel command line of ${node.name}'s Secure Boot of ${image} cannot go through GRUB: ${grubProblem}; change the image's cmdline`);
+    const bytes = Buffer.byteLength(cmdline);
     if (bytes > KERNEL_CMDLINE_MAX) {
       throw new Error(`the kernel command line of ${node.name}'s boot of ${image} would take ${bytes} bytes, over the ${KERNEL_CMDLINE_MAX} the kernel keeps: shorten the image's cmdline, the profiles' kernelArgs or network settings, or the advertise URL`);
     }

@@ -19,6 +19,8 @@ export interface NetworkBootPlan {
   networkConfig?: string;
   /** A boot of the deploy environment (boot.deploy): its stages are observed as boot=deploy, then deployed. */
   deploy?: true;
+  /** Through shim and signed GRUB rather than iPXE (the node's secureBoot setting when the boot was armed). */
+  secureBoot?: true;
 }
 export type BootPlan = NetworkBootPlan | { kind: 'disk' };
 
@@ -65,4 +67,58 @@ export function networkBootScript(o: { advertiseUrl: string; mac: string; nodeId
 /** Leaves iPXE so the firmware tries its next boot device (the local disk). */
 export function localBootScript(reason: string): string {
   return ['#!ipxe', `echo Shoal: ${reason}; booting from local disk`, 'exit', ''].join('\n');
+}
+
+/**
+ * Where Debian's signed grubnetx64.efi looks first: its built-in prefix is `/grub` on the TFTP server
+ * it came from, and its memdisk config sources `$prefix/x86_64-efi/grub.cfg`, else `$prefix/grub.cfg`.
+ * That one file is the same for every node; it hands over to the node's own by the MAC GRUB booted
+ * from. (That GRUB has no http module, and under Secure Boot loads no other: everything is TFTP.)
+ */
+export const GRUB_PREFIX_CONFIG = 'grub/grub.cfg';
+export const GRUB_ENTRY_CONFIG = ['set timeout=0', 'configfile /grub/node/${net_default_mac}.cfg', ''].join('\n');
+
+/** The TFTP names of a node's per-node GRUB config and its boot files. */
+export function grubNodeConfigPath(mac: string): string {
+  return `grub/node/${mac}.cfg`;
+}
+export function grubBootFilePath(mac: string, file: 'vmlinuz' | 'initrd.img'): string {
+  return `boot/${mac}/${file}`;
+}
+
+/**
+ * Why GRUB cannot pass this command line as it is, or undefined. GRUB rebuilds the kernel command
+ * line from its arguments and puts a backslash before every quote and backslash (lib/cmdline.c),
+ * which the kernel does not undo.
+ */
+export function grubCommandLineProblem(cmdline: string): string | undefined {
+  const bad = /['"\\]/.exec(cmdline);
+  return bad ? `GRUB would rewrite its ${JSON.stringify(bad[0])} (it escapes quotes and backslashes)` : undefined;
+}
+
+/**
+ * The per-node GRUB config of a Secure Boot network boot: the same kernel, initrd and command line
+ * as the iPXE script. Each kernel argument is its own single-quoted GRUB word, so `;` and `$` in one
+ * (the NoCloud seed's `ds=nocloud-net;s=…`) are not GRUB syntax; GRUB joins them with one space each,
+ * which is the command line again. The caller checked it with grubCommandLineProblem.
+ */
+export function networkBootGrubConfig(o: { advertiseUrl: string; mac: string; nodeId: string; plan: NetworkBootPlan; image: ImageInfo }): string {
+  const args = kernelCommandLine(o)
+    .split(' ')
+    .filter(Boolean)
+    .map((word) => `'${word}'`);
+  return [
+    'set timeout=0',
+    `echo 'Shoal: booting ${o.image.ref}'`,
+    `linux /${grubBootFilePath(o.mac, 'vmlinuz')} ${args.join(' ')}`,
+    `initrd /${grubBootFilePath(o.mac, 'initrd.img')}`,
+    'boot',
+    '',
+  ].join('\n');
+}
+
+/** Leaves GRUB, so the firmware tries its next boot device. */
+export function localBootGrubConfig(reason: string): string {
+  // The reason may hold a name a client sent: only characters that are plain text to GRUB.
+  return ['set timeout=0', `echo 'Shoal: ${reason.replace(/[^\w .:@-]/g, '')}; booting from local disk'`, 'exit', ''].join('\n');
 }

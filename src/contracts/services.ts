@@ -22,6 +22,11 @@ export interface ImageInfo {
   disk?: ImageDisk;
   /** Kernel arguments the image needs (the boot module appends its own). */
   cmdline: string;
+  /**
+   * Whether the kernel carries an Authenticode signature (images/pe-signature.ts), as its manifest
+   * records it; undefined for a manifest from before that was recorded. Secure Boot needs true.
+   */
+  kernelSigned?: boolean;
 }
 
 export interface ImageFile {
@@ -63,8 +68,8 @@ export interface BootTokens {
 
 /** A node's effective configuration (src/state/profiles.ts), as a boot module needs it; the appliance itself provides it. */
 export interface NodeConfigs {
-  /** The image and kernel arguments the node's profiles and overrides set. */
-  boot(nodeId: NodeId): { image?: string; kernelArgs: string[] } | undefined;
+  /** The image, kernel arguments and boot path (secureBoot: shim and signed GRUB) the node's profiles and overrides set. */
+  boot(nodeId: NodeId): { image?: string; kernelArgs: string[]; secureBoot?: boolean } | undefined;
   /** What cloud-init's NoCloud datasource reads for the node now; undefined for a node not in the inventory. */
   seed(nodeId: NodeId): NoCloudSeed | undefined;
   /** Which disk an install writes and how disk=erased wipes it (quick when unset). */

@@ -61,6 +61,11 @@ export const SettingsSchema = z.strictObject({
   rootDevice: RootDeviceHintSchema.optional(),
   /** What disk=erased does: `quick` wipes partition tables and signatures, `full` overwrites the whole disk. */
   diskErase: z.enum(['quick', 'full']).optional(),
+  /**
+   * Network-boot UEFI machines that enforce Secure Boot through Microsoft-signed shim and Debian's
+   * signed GRUB instead of iPXE (modules/pxe/README.md); the image's kernel must be signed.
+   */
+  secureBoot: z.boolean().optional(),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
@@ -119,7 +124,7 @@ export function profilesFor(profiles: Iterable<Profile>, node: Pick<NodeRecord, 
 
 /**
  * Merges settings in order, the later layer over the earlier: single values (image, hostname,
- * userData, rootDevice as a whole, diskErase, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
+ * userData, rootDevice as a whole, diskErase, secureBoot, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
  * item by item; kernel arguments and SSH keys accumulate, each once, in the order first given.
  * userData is one document, not merged key by key: a later layer's replaces an earlier one's.
  */
@@ -127,7 +132,7 @@ export function mergeSettings(layers: { source: Source; settings: Settings }[]):
   const merged: Settings = {};
   const sources: Record<string, Source> = {};
   for (const { source, settings } of layers) {
-    for (const key of ['image', 'hostname', 'userData', 'rootDevice', 'diskErase'] as const) {
+    for (const key of ['image', 'hostname', 'userData', 'rootDevice', 'diskErase', 'secureBoot'] as const) {
       if (settings[key] !== undefined) {
         (merged as Record<string, unknown>)[key] = settings[key];
         sources[key] = source;

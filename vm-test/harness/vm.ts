@@ -49,6 +49,11 @@ export interface VmOptions {
    * Without it a reset boots a bootable disk before the network.
    */
   networkFirst?: boolean;
+  /**
+   * UEFI only: OVMF's Secure Boot build with Microsoft's keys enrolled, enforcing, as a server from
+   * the shelf: it runs only programs signed by a key in its db (Microsoft's UEFI CA signs shim).
+   */
+  secureBoot?: boolean;
 }
 
 export interface VmDisk {
@@ -60,6 +65,9 @@ export interface VmDisk {
 export const firmwareFiles = {
   ovmfCode: '/usr/share/OVMF/OVMF_CODE_4M.fd',
   ovmfVars: '/usr/share/OVMF/OVMF_VARS_4M.fd',
+  /** Secure Boot: the firmware with SMM, so the OS cannot write its variables behind it, and variables with Microsoft's PK, KEK and db, Secure Boot on. */
+  ovmfSecureBootCode: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
+  ovmfMicrosoftVars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
   ipxeRomDir: '/usr/lib/ipxe/qemu',
 } as const;
 
@@ -85,6 +93,7 @@ export class Vm {
   private readonly nicRom: 'ipxe' | 'none';
   private readonly networkFirst: boolean;
   private readonly noReboot: boolean;
+  readonly secureBoot: boolean;
   /** When the lab first saw each QEMU PID of this VM, for the watchdog. */
   private readonly firstSeen = new Map<number, number>();
 
@@ -103,6 +112,8 @@ export class Vm {
     this.networkFirst = options.networkFirst ?? false;
     this.memoryMb = options.memoryMb ?? 384;
     this.noReboot = options.noReboot ?? false;
+    this.secureBoot = options.secureBoot ?? false;
+    if (this.secureBoot && this.firmware !== 'uefi') throw new Error(`VM ${this.name}: Secure Boot needs firmware: 'uefi'`);
     this.maxRunMs = options.maxRunMs ?? 180_000;
     this.dir = join(lab.dir, 'vm', this.name);
     mkdirSync(this.dir, { recursive: true });
@@ -125,7 +136,7 @@ export class Vm {
     if (this.firmware === 'uefi') {
       // OVMF writes boot entries into its variable store; each VM gets its own copy.
       this.varsFile = join(this.dir, 'OVMF_VARS_4M.fd');
-      copyFileSync(firmwareFiles.ovmfVars, this.varsFile);
+      copyFileSync(this.secureBoot ? firmwareFiles.ovmfMicrosoftVars : firmwareFiles.ovmfVars, this.varsFile);
     }
   }
 
@@ -140,7 +151,7 @@ export class Vm {
       '-nodefaults',
       '-display', 'none',
       // graphics=off makes SeaBIOS and iPXE print to the serial port, so the console log shows firmware progress.
-      '-machine', this.firmware === 'uefi' ? 'q35,graphics=off' : 'pc,graphics=off',
+      '-machine', this.firmware === 'uefi' ? `q35,graphics=off${this.secureBoot ? ',smm=on' : ''}` : 'pc,graphics=off',
       '-accel', 'tcg',
       '-m', String(this.memoryMb),
       '-netdev', `tap,id=net0,ifname=${this.tap},script=no,downscript=no`,
@@ -152,8 +163,10 @@ export class Vm {
       '-pidfile', this.pidFile,
     ];
     if (this.firmware === 'uefi') {
+      // Only SMM code may write the variable store, so the guest cannot turn Secure Boot off behind the firmware (the secboot build aborts without SMM).
+      if (this.secureBoot) args.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
       args.push(
-        '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${firmwareFiles.ovmfCode}`,
+        '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${this.secureBoot ? firmwareFiles.ovmfSecureBootCode : firmwareFiles.ovmfCode}`,
         '-drive', `if=pflash,format=raw,unit=1,file=${this.varsFile}`,
       );
     }

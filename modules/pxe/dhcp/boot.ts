@@ -53,7 +53,8 @@ function fill(template: string, server: string, mac: string): string {
   return template.replaceAll('{server}', server).replaceAll('{mac}', mac);
 }
 
-export function decideBoot(kind: ClientKind, mac: string, config: DhcpServerConfig): BootDecision {
+/** `uefiX64File` replaces boot.uefiX64File for this one client (a Secure Boot node gets shim). */
+export function decideBoot(kind: ClientKind, mac: string, config: DhcpServerConfig, uefiX64File?: string): BootDecision {
   const server = config.interface.address;
   const boot = config.boot;
   if (kind.isIpxe) return { kind: 'ipxe-script', url: fill(boot.ipxeScriptUrl, server, mac) };
@@ -72,7 +73,7 @@ export function decideBoot(kind: ClientKind, mac: string, config: DhcpServerConf
       return { kind: 'tftp', file: boot.biosFile };
     case ClientArch.EFI_X64:
     case ClientArch.EFI_BC:
-      return { kind: 'tftp', file: boot.uefiX64File };
+      return { kind: 'tftp', file: uefiX64File ?? boot.uefiX64File };
     case ClientArch.EFI_ARM64:
       return boot.uefiArm64File ? { kind: 'tftp', file: boot.uefiArm64File } : { kind: 'unsupported', arch: kind.arch };
     default:

@@ -2,7 +2,7 @@
 // its type and the client's state, asks the allocator which address the client may have, and
 // answers; ACKs wait until their leases are stored.
 import { MessageType, macOf, type DhcpPacket } from './codec.js';
-import { classifyClient, decideBoot, type ClientKind } from './boot.js';
+import { classifyClient, type ClientKind } from './boot.js';
 import { inSubnet, type AddressAllocator, type Subnet } from './allocation.js';
 import type { DhcpHandler, Reservation } from './handler.js';
 import type { Lease } from './leases.js';
@@ -59,7 +59,7 @@ export class FullHandler implements DhcpHandler {
     }
     this.addresses.holdOffer(mac, address);
     const reply = this.reply(request, MessageType.OFFER, subnet, address.ip, address.hostname);
-    this.responder.applyBoot(reply, decideBoot(kind, mac, this.config), kind, true);
+    this.responder.applyBoot(reply, this.responder.decide(kind, mac), kind, true);
     this.counters.offers += 1;
     this.responder.send(reply, request);
     this.responder.emit({ type: 'offer', mac, ip: address.ip, arch: kind.arch, isIpxe: kind.isIpxe });
@@ -143,7 +143,7 @@ export class FullHandler implements DhcpHandler {
     const mac = macOf(request);
     const lease = this.addresses.leaseOf(mac, address);
     const reply = this.reply(request, MessageType.ACK, subnet, address.ip, address.hostname);
-    this.responder.applyBoot(reply, decideBoot(kind, mac, this.config), kind, true);
+    this.responder.applyBoot(reply, this.responder.decide(kind, mac), kind, true);
     this.pendingAcks.push({ lease, reply, request, kind });
     if (this.pendingAcks.length === 1) setImmediate(() => this.flush());
   }
@@ -214,7 +214,7 @@ export class FullHandler implements DhcpHandler {
     delete reply.options.leaseSeconds;
     delete reply.options.renewalSeconds;
     delete reply.options.rebindingSeconds;
-    this.responder.applyBoot(reply, decideBoot(kind, mac, this.config), kind, true);
+    this.responder.applyBoot(reply, this.responder.decide(kind, mac), kind, true);
     this.counters.informs += 1;
     this.responder.send(reply, request);
     this.responder.emit({ type: 'ack', mac, arch: kind.arch, isIpxe: kind.isIpxe });

@@ -53,6 +53,8 @@ export interface UnknownClientInfo {
 export interface DhcpHooks {
   onEvent?: (event: DhcpEvent) => void;
   onUnknownClient?: (mac: string, info: UnknownClientInfo) => void;
+  /** The x86-64 UEFI PXE program for this client when it is not boot.uefiX64File (shim, for a Secure Boot node). */
+  uefiX64FileFor?: (mac: string) => string | undefined;
 }
 
 export interface DhcpCounters {

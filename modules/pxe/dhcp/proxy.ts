@@ -1,7 +1,7 @@
 // The ProxyDHCP handler (PXE spec 2.1): another server gives addresses; this one answers boot
 // clients only, with boot information and no address, on port 67 (DISCOVER) and 4011 (REQUEST).
 import { MessageType, macOf, type DhcpPacket } from './codec.js';
-import { classifyClient, decideBoot } from './boot.js';
+import { classifyClient } from './boot.js';
 import type { AddressBook, DhcpHandler } from './handler.js';
 import type { Responder } from './responder.js';
 import type { InboundDatagram } from './transport.js';
@@ -16,7 +16,7 @@ export class ProxyHandler implements DhcpHandler {
     const { config, counters } = this.responder;
     const mac = macOf(request);
     const kind = classifyClient(request.options);
-    const decision = decideBoot(kind, mac, config);
+    const decision = this.responder.decide(kind, mac);
     const type = request.options.messageType;
     const forUs = request.options.serverId === undefined || request.options.serverId === config.interface.address;
     const answers =

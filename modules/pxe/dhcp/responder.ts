@@ -2,7 +2,7 @@
 // information in it, where it is sent (RFC 2131 4.1), and the events and unknown clients
 // reported to the server's user, each counted.
 import { BOOTREPLY, BROADCAST_FLAG, MessageType, serializeDhcpPacket, type DhcpOptions, type DhcpPacket } from './codec.js';
-import { IPXE_NO_PXEDHCP_OPTIONS, PXE_VENDOR_OPTIONS, type BootDecision, type ClientKind } from './boot.js';
+import { IPXE_NO_PXEDHCP_OPTIONS, PXE_VENDOR_OPTIONS, decideBoot, type BootDecision, type ClientKind } from './boot.js';
 import type { DhcpServerConfig } from './config.js';
 import type { DhcpCounters, DhcpEvent, DhcpHooks, UnknownClientInfo } from './handler.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, type DhcpTransport } from './transport.js';
@@ -17,6 +17,11 @@ export class Responder {
     private readonly transport: DhcpTransport,
     private readonly hooks: DhcpHooks,
   ) {}
+
+  /** What this client boots, the server user's per-client program included. */
+  decide(kind: ClientKind, mac: string): BootDecision {
+    return decideBoot(kind, mac, this.config, this.hooks.uefiX64FileFor?.(mac));
+  }
 
   blankReply(request: DhcpPacket, type: MessageType): DhcpPacket {
     const options: DhcpOptions = { messageType: type, serverId: this.config.interface.address };

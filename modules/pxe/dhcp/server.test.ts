@@ -14,7 +14,7 @@ import {
 } from './codec.js';
 import { DhcpConfigError, type DhcpServerConfigInput } from './config.js';
 import { MemoryLeaseStore, SqliteLeaseStore, type LeaseStore } from './leases.js';
-import type { AddressBook, DhcpEvent, Reservation, UnknownClientInfo } from './handler.js';
+import type { AddressBook, DhcpEvent, DhcpHooks, Reservation, UnknownClientInfo } from './handler.js';
 import { DhcpServer } from './server.js';
 import type { Arrival, DhcpTransport, InboundDatagram } from './transport.js';
 
@@ -115,7 +115,7 @@ interface Harness {
   clock: { now: number };
 }
 
-async function harness(config: DhcpServerConfigInput = BASE_CONFIG, leases: LeaseStore = new MemoryLeaseStore()): Promise<Harness> {
+async function harness(config: DhcpServerConfigInput = BASE_CONFIG, leases: LeaseStore = new MemoryLeaseStore(), hooks: Pick<DhcpHooks, 'uefiX64FileFor'> = {}): Promise<Harness> {
   const transport = new FakeTransport();
   const book = new MapAddressBook();
   const events: DhcpEvent[] = [];
@@ -128,6 +128,7 @@ async function harness(config: DhcpServerConfigInput = BASE_CONFIG, leases: Leas
     now: () => clock.now,
     onEvent: (e) => events.push(e),
     onUnknownClient: (mac, info) => unknown.push({ mac, info }),
+    ...hooks,
   });
   await server.start();
   return { server, transport, book, leases, events, unknown, clock };
@@ -519,6 +520,21 @@ describe('DhcpServer boot decisions', () => {
     h = await harness({ ...BASE_CONFIG, boot: { uefiX64File: 'ipxe.efi' } });
     h.book.reservations.set('52:54:00:aa:bb:01', { ip: '10.0.0.21' });
     expect((await offerFor({ clientArch: [9], vendorClassId: 'PXEClient:Arch:00009:UNDI:003016' })).file).toBe('ipxe.efi');
+  });
+
+  it('a client the server\'s user names a UEFI program for (a Secure Boot node) gets it; other clients and other firmware do not', async () => {
+    const secureBootMac = '52:54:00:aa:bb:01';
+    h = await harness(BASE_CONFIG, new MemoryLeaseStore(), { uefiX64FileFor: (mac) => (mac === secureBootMac ? 'shimx64.efi' : undefined) });
+    h.book.reservations.set(secureBootMac, { ip: '10.0.0.21' });
+    h.book.reservations.set('52:54:00:aa:bb:02', { ip: '10.0.0.22' });
+    const offer = async (mac: string, options: DhcpOptions) => (await h.transport.exchange(request(mac, MessageType.DISCOVER, options)))[0]!.packet;
+    const shim = await offer(secureBootMac, OVMF);
+    expect(shim.file).toBe('shimx64.efi');
+    expect(shim.options).toMatchObject({ bootfileName: 'shimx64.efi', tftpServerName: SERVER, vendorClassId: 'PXEClient' });
+    expect((await offer(secureBootMac, { clientArch: [9], vendorClassId: 'PXEClient:Arch:00009:UNDI:003016' })).file).toBe('shimx64.efi');
+    expect((await offer('52:54:00:aa:bb:02', OVMF)).file).toBe('snponly.efi');
+    // Only x86-64 UEFI PXE has shim: the same node's BIOS ROM still gets iPXE.
+    expect((await offer(secureBootMac, BIOS_PXE)).file).toBe('undionly.kpxe');
   });
 
   it('BIOS PXE (arch 0): undionly.kpxe', async () => {

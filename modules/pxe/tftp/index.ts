@@ -4,6 +4,7 @@ export { TftpServer, TftpBindError, type TftpServerHooks, type TftpLogEntry, typ
 export { TftpServerConfigSchema, TftpConfigError, parseTftpServerConfig, type TftpServerConfig, type TftpServerConfigInput } from './config.js';
 export {
   bufferSource,
+  confinedSegments,
   directoryResolver,
   openRegularFile,
   type TftpPeer,
