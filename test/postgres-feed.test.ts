@@ -3,11 +3,9 @@
 // (a listening connection killed loses no event and repeats none; a notification that names no
 // revision is refused at the edge), then between two appliances: a write through one is in the
 // other's API, event stream and engine.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -17,6 +15,7 @@ import type { NodePhase } from '../src/engine/executor.js';
 import { SimRack } from '../modules/sim/sim.js';
 import { skipUnless } from './support/environment.js';
 import { postgresRequirement, sql, startPostgres, type TestPostgres } from './support/postgres.js';
+import { useCleanups, waitFor } from './support/cleanups.js';
 
 const skip = skipUnless('the PostgreSQL feed', postgresRequirement());
 
@@ -28,36 +27,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Everything a test opened, closed after it whatever happened, each within a deadline. */
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  const problems: string[] = [];
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    await bounded(cleanup(), 15_000, 'a cleanup').catch((err: Error) => problems.push(err.message));
-  }
-  if (problems.length > 0) throw new Error(problems.join('; '));
-});
-
-function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms)));
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-}
-
-/** Polls `check` until it holds; fails with `what` after `ms`. */
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'shoal-feed-'));
-  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { cleanups, tempDir } = useCleanups('shoal-feed-');
 
 
 const listenerPids = async (url: string): Promise<number[]> =>

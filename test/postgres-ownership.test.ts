@@ -5,12 +5,11 @@
 // when A's connection comes back, its commits under the old epoch are refused (FencedError) and it
 // acts on none of the nodes; `shoal appliances` and GET /api/v1/appliances show the leases. Then A as
 // a process of its own, killed with SIGKILL: B takes its nodes over within the lease time.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -23,6 +22,7 @@ import { postgresRequirement, sql, startPostgres, type TestPostgres } from './su
 import { simSpecs } from './support/appliance.js';
 import { runShoal } from './support/cli.js';
 import { killAndWait, killChildAppliances, startChildAppliance } from './support/child-appliance.js';
+import { bounded, useCleanups, waitFor as waitUntil } from './support/cleanups.js';
 
 const skip = skipUnless('ownership on PostgreSQL', postgresRequirement());
 const TTL_MS = 2_000;
@@ -35,34 +35,8 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  const problems: string[] = [];
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    await bounded(cleanup(), 15_000, 'a cleanup').catch((err: Error) => problems.push(err.message));
-  }
-  if (problems.length > 0) throw new Error(problems.join('; '));
-});
-
-function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms)));
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'shoal-own-'));
-  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { cleanups, tempDir } = useCleanups('shoal-own-');
+const waitFor = (check: () => boolean | Promise<boolean>, what: string, ms = 20_000) => waitUntil(check, what, ms);
 
 /**
  * A TCP proxy on loopback to the server's unix socket that the test can hold still: while held,
