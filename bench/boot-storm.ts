@@ -42,7 +42,7 @@ function print(run: StormRun): void {
   const mib = run.bytes / (1 << 20);
   console.log(
     `round ${run.round} ${run.stack.padEnd(13)} total ${seconds(run.totalMs)} s  ${(mib / (run.totalMs / 1000)).toFixed(0)} MiB/s  ` +
-      `failures ${run.failures}/${run.clients.length}  server CPU ${run.serverCpuSeconds.toFixed(1)} s  clients CPU ${run.clientCpuSeconds.toFixed(1)} s  machine ${(100 * run.machineBusy).toFixed(0)}% busy`,
+      `failures ${run.failures}/${run.clients.length}  UDP retransmits ${run.clients.reduce((a, c) => a + c.retransmits, 0)}  server CPU ${run.serverCpuSeconds.toFixed(1)} s  clients CPU ${run.clientCpuSeconds.toFixed(1)} s  machine ${(100 * run.machineBusy).toFixed(0)}% busy`,
   );
   for (const stage of STAGES) {
     const t = stageTimes(run, stage);

@@ -37,6 +37,8 @@ export interface ClientResult {
   stages: Partial<Record<Stage, number>>;
   /** Bytes received and found equal to the generated files (loader, kernel, initrd, root). */
   verifiedBytes: number;
+  /** UDP packets sent again after a timeout (DHCP and TFTP): loss or a slow server. */
+  retransmits: number;
   failure?: { stage: Stage; message: string };
 }
 
@@ -70,10 +72,11 @@ class DhcpPort {
   }
 
   /** Broadcasts `packet` until a reply of `wantType` with its xid comes, retrying as a PXE ROM does. */
-  async exchange(packet: DhcpPacket, wantType: number): Promise<DhcpPacket> {
+  async exchange(packet: DhcpPacket, wantType: number, onRetransmit: () => void): Promise<DhcpPacket> {
     const bytes = serializeDhcpPacket(packet);
     try {
-      for (const waitMs of DHCP_TRIES_MS) {
+      for (const [attempt, waitMs] of DHCP_TRIES_MS.entries()) {
+        if (attempt > 0) onRetransmit();
         const reply = await new Promise<DhcpPacket | undefined>((resolve, reject) => {
           const timer = setTimeout(() => resolve(undefined), waitMs);
           this.waiting.set(packet.xid, (p) => {
@@ -113,12 +116,12 @@ function request(mac: string, xid: number, type: number, options: DhcpOptions): 
 }
 
 /** DORA; returns the boot file and the TFTP server the ACK names. */
-async function dhcp(port: DhcpPort, mac: string, ip: string, xid: number): Promise<{ file: string; tftpServer: string }> {
-  const offer = await port.exchange(request(mac, xid, MessageType.DISCOVER, {}), MessageType.OFFER);
+async function dhcp(port: DhcpPort, mac: string, ip: string, xid: number, onRetransmit: () => void): Promise<{ file: string; tftpServer: string }> {
+  const offer = await port.exchange(request(mac, xid, MessageType.DISCOVER, {}), MessageType.OFFER, onRetransmit);
   if (offer.yiaddr !== ip) throw new StageError(`offered ${offer.yiaddr}, not its reservation ${ip}`);
   const serverId = offer.options.serverId;
   if (!serverId) throw new StageError('OFFER without a server identifier');
-  const ack = await port.exchange(request(mac, xid, MessageType.REQUEST, { requestedIp: offer.yiaddr, serverId }), MessageType.ACK);
+  const ack = await port.exchange(request(mac, xid, MessageType.REQUEST, { requestedIp: offer.yiaddr, serverId }), MessageType.ACK, onRetransmit);
   if (ack.yiaddr !== ip) throw new StageError(`ACK for ${ack.yiaddr}, not ${ip}`);
   const file = ack.file || ack.options.bootfileName;
   if (!file) throw new StageError('ACK names no boot file');
@@ -127,7 +130,7 @@ async function dhcp(port: DhcpPort, mac: string, ip: string, xid: number): Promi
 }
 
 /** A TFTP read of `file` (octet, blksize 1468, lock-step), from the client's own address. */
-async function tftp(localIp: string, server: string, file: string, expected: Buffer): Promise<number> {
+async function tftp(localIp: string, server: string, file: string, expected: Buffer, onRetransmit: () => void): Promise<number> {
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
@@ -153,6 +156,7 @@ async function tftp(localIp: string, server: string, file: string, expected: Buf
         clearTimeout(timer);
         timer = setTimeout(() => {
           if (++tries >= TFTP_TRIES) return reject(new StageError(`TFTP ${file}: no answer after ${TFTP_TRIES} tries at block ${nextBlock}`));
+          onRetransmit();
           socket.send(last, peerPort, server);
           arm();
         }, TFTP_TIMEOUT_MS);
@@ -264,7 +268,8 @@ async function bootOne(port: DhcpPort, spec: ClientSpec, index: number, files: E
   const { mac, ip } = spec.clients[index]!;
   const startAt = t0 + (spec.clients.length > 1 ? (index * spec.spreadMs) / (spec.clients.length - 1) : 0);
   await new Promise((r) => setTimeout(r, Math.max(0, startAt - performance.now())));
-  const result: ClientResult = { mac, startMs: performance.now() - t0, endMs: 0, stages: {}, verifiedBytes: 0 };
+  const result: ClientResult = { mac, startMs: performance.now() - t0, endMs: 0, stages: {}, verifiedBytes: 0, retransmits: 0 };
+  const retransmitted = () => void result.retransmits++;
   let stage: Stage = 'dhcp';
   const timed = async <T>(name: Stage, work: () => Promise<T>): Promise<T> => {
     stage = name;
@@ -274,8 +279,8 @@ async function bootOne(port: DhcpPort, spec: ClientSpec, index: number, files: E
     return value;
   };
   try {
-    const lease = await timed('dhcp', () => dhcp(port, mac, ip, 0x4000_0000 + index));
-    result.verifiedBytes += await timed('tftp', () => tftp(ip, lease.tftpServer, lease.file, files.loader));
+    const lease = await timed('dhcp', () => dhcp(port, mac, ip, 0x4000_0000 + index, retransmitted));
+    result.verifiedBytes += await timed('tftp', () => tftp(ip, lease.tftpServer, lease.file, files.loader, retransmitted));
     const script = await timed('script', () => fetchVerified(spec.scriptUrl.replace('{mac}', mac), ip, undefined));
     const urls = bootUrls((script as Buffer).toString('utf8'));
     await timed('kernel+initrd', async () => {
