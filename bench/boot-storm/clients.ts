@@ -137,7 +137,10 @@ async function tftp(localIp: string, server: string, file: string, expected: Buf
     socket.bind(0, localIp, () => resolve());
   });
   try {
-    return await new Promise<number>((resolve, reject) => {
+    return await new Promise<number>((resolveTransfer, rejectTransfer) => {
+      // Once settled, late packets and timers touch nothing: the socket closes right after.
+      let settled = false;
+      const reject = (e: Error) => ((settled = true), clearTimeout(timer), rejectTransfer(e));
       const rrq = Buffer.from(`\x00\x01${file}\x00octet\x00blksize\x00${TFTP_BLKSIZE}\x00tsize\x000\x00`, 'latin1');
       let last: Buffer = rrq;
       let peerPort = 69;
@@ -155,6 +158,7 @@ async function tftp(localIp: string, server: string, file: string, expected: Buf
       const arm = () => {
         clearTimeout(timer);
         timer = setTimeout(() => {
+          if (settled) return;
           if (++tries >= TFTP_TRIES) return reject(new StageError(`TFTP ${file}: no answer after ${TFTP_TRIES} tries at block ${nextBlock}`));
           onRetransmit();
           socket.send(last, peerPort, server);
@@ -167,12 +171,13 @@ async function tftp(localIp: string, server: string, file: string, expected: Buf
         b.writeUInt16BE(block & 0xffff, 2);
         send(b);
       };
+      socket.on('error', (err) => reject(new StageError(`TFTP ${file}: ${err.message}`)));
       socket.on('message', (msg, from) => {
-        if (from.address !== server) return;
+        if (settled || from.address !== server) return;
         const op = msg.readUInt16BE(0);
         if (received === 0 && nextBlock === 1) peerPort = from.port;
         else if (from.port !== peerPort) return;
-        if (op === 5) return clearTimeout(timer), reject(new StageError(`TFTP ${file}: error ${msg.readUInt16BE(2)} ${msg.subarray(4, -1).toString('latin1')}`));
+        if (op === 5) return reject(new StageError(`TFTP ${file}: error ${msg.readUInt16BE(2)} ${msg.subarray(4, -1).toString('latin1')}`));
         if (op === 6) {
           const fields = msg.subarray(2).toString('latin1').split('\0');
           const at = fields.findIndex((f) => f.toLowerCase() === 'blksize');
@@ -187,17 +192,16 @@ async function tftp(localIp: string, server: string, file: string, expected: Buf
         }
         const payload = msg.subarray(4);
         if (!payload.equals(expected.subarray(received, received + payload.length))) {
-          clearTimeout(timer);
           return reject(new StageError(`TFTP ${file}: block ${nextBlock} differs from the file`));
         }
         received += payload.length;
         nextBlock++;
         if (payload.length < blksize) {
-          clearTimeout(timer);
-          // The last ACK, once; a lost one only makes the server retransmit into a closed port.
-          socket.send(Buffer.from([0, 4, (block >> 8) & 0xff, block & 0xff]), peerPort, server);
           if (received !== expected.length) return reject(new StageError(`TFTP ${file}: ${received} bytes, not ${expected.length}`));
-          return setTimeout(() => resolve(received), 5);
+          // The last ACK, once (a lost one only makes the server retransmit into a closed port); closed once it is sent.
+          settled = true;
+          clearTimeout(timer);
+          return socket.send(Buffer.from([0, 4, (block >> 8) & 0xff, block & 0xff]), peerPort, server, () => resolveTransfer(received));
         }
         ack(block);
       });

@@ -172,6 +172,14 @@ export async function runBootStorm(options: StormOptions): Promise<StormReport> 
   chmodSync(work, 0o755);
   const serverNs = Netns.create('bstorm-s');
   const clientNs = Netns.create('bstorm-c');
+  const cleanup = () => {
+    clientNs.destroy();
+    serverNs.destroy();
+    rmSync(work, { recursive: true, force: true });
+  };
+  // Ctrl-C mid-storm still ends the servers and clients and removes the generated files.
+  const interrupted = () => (cleanup(), process.exit(130));
+  process.once('SIGINT', interrupted);
   try {
     serverNs.link(clientNs, { ifname: SERVER_IF, cidr: `${SERVER_IP}/16` }, { ifname: CLIENT_IF, cidr: '10.98.0.2/16' });
     // The clients' DHCP broadcasts need a route for 255.255.255.255; their TCP and TFTP run from their reserved addresses.
@@ -339,9 +347,8 @@ http {
     const size = (path: string) => readFileSync(path).length;
     return { files: { loader: size(files.loader), kernel: KERNEL_BYTES, initrd: INITRD_BYTES, root: options.rootMb << 20 }, runs };
   } finally {
-    clientNs.destroy();
-    serverNs.destroy();
-    rmSync(work, { recursive: true, force: true });
+    process.off('SIGINT', interrupted);
+    cleanup();
   }
 }
 
