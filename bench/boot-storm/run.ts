@@ -199,8 +199,8 @@ export async function runBootStorm(options: StormOptions): Promise<StormReport> 
     for (const dir of [www, join(www, 'images'), join(www, 'images', IMAGE.name), imageDir]) chmodSync(dir, 0o755);
     const files = {
       loader: join(tftpRoot, 'undionly.kpxe'),
-      kernel: join(imageDir, image.manifest.kernel.file),
-      initrd: join(imageDir, image.manifest.initrd.file),
+      kernel: join(imageDir, image.manifest.kernel!.file),
+      initrd: join(imageDir, image.manifest.initrd!.file),
       root: join(imageDir, image.manifest.rootfs!.file),
     };
 

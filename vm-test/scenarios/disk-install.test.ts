@@ -136,7 +136,7 @@ describe.skipIf(skip)('install to disk: deploy environment â†’ verified write â†
     const corrupt = await appliance.api.request<{ disk: { sha256: string } }>('GET', '/images/corrupt@1');
     flipLastByte(join(appliance.dataDir, 'modules', 'images', 'blobs', 'sha256', corrupt.disk.sha256));
 
-    const bios = (async () => {
+    const first = (async () => {
       const started = performance.now();
       await appliance.setDesired('i1', { power: 'on', boot: 'disk', image: debian.ref });
       // The power cut: a reset once a few hundred MiB are on the disk.
@@ -165,7 +165,7 @@ describe.skipIf(skip)('install to disk: deploy environment â†’ verified write â†
       expect(retried.slice(1, -1).every((value) => value === 'writing')).toBe(true);
     })();
 
-    const uefi = (async () => {
+    const second = (async () => {
       let started = performance.now();
       await appliance.setDesired('u1', { power: 'on', boot: 'disk', image: 'corrupt@1' });
       const refused = await appliance.waitFor('u1', 'the corrupted image held', (n) => n.phase === 'failed' || n.phase === 'converged', 30 * MINUTE);
@@ -182,7 +182,7 @@ describe.skipIf(skip)('install to disk: deploy environment â†’ verified write â†
       expect(done.observed.boot?.value).toBe('disk');
       timings.push(['u1: desired debian@12 â†’ the installed OS says hello', Math.round(performance.now() - started)]);
     })();
-    await Promise.all([bios, uefi]);
+    await Promise.all([first, second]);
 
     const boots = await observed('i1', 'boot');
     expect(boots.indexOf('deployed')).toBeGreaterThan(boots.indexOf('deploy'));
