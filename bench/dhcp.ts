@@ -9,8 +9,8 @@
 // pool, so the pool never runs dry. Needs root, perfdhcp (kea-admin) and kea-dhcp4.
 // dnsmasq is not compared: it answers perfdhcp's relayed DISCOVERs (it logs the OFFER) but
 // the OFFER never reaches the wire of the veth, so perfdhcp counts every exchange lost.
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -120,23 +120,6 @@ const kea: ServerUnderTest = {
   },
 };
 
-/** User + system CPU seconds of every process in the namespace, from /proc. */
-function namespaceCpuSeconds(ns: Netns): number {
-  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  let ticks = 0;
-  for (const pid of namespacePids(ns)) {
-    try {
-      // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks / ticksPerSecond;
-}
-
 function perfdhcp(client: Netns, rate: number): Omit<Measurement, 'cpuMicrosPerDora'> {
   // perfdhcp exits non-zero whenever it lost packets; its report is what matters.
   const run = spawnSync('ip', ['netns', 'exec', client.name, 'perfdhcp', '-4', '-l', CLIENT_IF, '-r', String(rate), '-R', String(CLIENTS), '-p', String(seconds)], {
@@ -150,46 +133,21 @@ function perfdhcp(client: Netns, rate: number): Omit<Measurement, 'cpuMicrosPerD
   return { rate, doraPerSecond: Number(exchanges[1]), dropRatio: Math.max(...drops) };
 }
 
-function namespacePids(ns: Netns): number[] {
-  return execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-}
-
-/**
- * Ends every process in the server namespace, not only the one spawned: `npx tsx` leaves its
- * node children running when npx exits, and a leftover server would hold port 67 into the
- * next run (and answer for the next server).
- */
-async function stopServer(ns: Netns): Promise<void> {
-  const signalAll = (signal: NodeJS.Signals) => {
-    for (const pid of namespacePids(ns)) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  signalAll('SIGTERM');
-  const deadline = Date.now() + 3000;
-  while (namespacePids(ns).length > 0 && Date.now() < deadline) await sleep(50);
-  signalAll('SIGKILL');
-  while (namespacePids(ns).length > 0) await sleep(50);
-}
-
 async function runOnce(server: ServerUnderTest, rate: number, serverNs: Netns, clientNs: Netns, dir: string): Promise<Measurement> {
   const runDir = mkdtempSync(join(dir, `${server.name}-`));
   await server.start(serverNs, runDir);
   try {
-    const cpuBefore = namespaceCpuSeconds(serverNs);
+    const cpuBefore = serverNs.cpuSeconds();
     const exchanges = perfdhcp(clientNs, rate);
-    const cpu = namespaceCpuSeconds(serverNs) - cpuBefore;
+    const cpu = serverNs.cpuSeconds() - cpuBefore;
     const m = { ...exchanges, cpuMicrosPerDora: exchanges.doraPerSecond > 0 ? (cpu * 1e6) / (exchanges.doraPerSecond * seconds) : Infinity };
     console.log(
       `  ${server.name.padEnd(8)} offered ${String(rate).padStart(6)}/s  completed ${m.doraPerSecond.toFixed(0).padStart(6)} DORA/s  drops ${(m.dropRatio * 100).toFixed(2).padStart(6)}%  server CPU ${m.cpuMicrosPerDora.toFixed(0).padStart(5)} µs/DORA`,
     );
     return m;
   } finally {
-    await stopServer(serverNs);
+    // Every process in the namespace: a leftover server would hold port 67 into the next run.
+    await serverNs.stopAll(3000);
     rmSync(runDir, { recursive: true, force: true });
   }
 }

@@ -2,7 +2,7 @@
 // veth (the server side, and the clients' side holding every client's reserved address), then for
 // each round the appliance and then dnsmasq + nginx, each started afresh in the server namespace,
 // each met by the same storm of clients (bench/boot-storm/clients.ts), each client's bytes checked.
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,52 +79,10 @@ function clientIp(i: number): string {
   return `10.98.${10 + Math.floor(i / 200)}.${10 + (i % 200)}`;
 }
 
-function namespacePids(ns: Netns): number[] {
-  return execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-}
-
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-function namespaceCpuSeconds(ns: Netns): number {
-  let ticks = 0;
-  for (const pid of namespacePids(ns)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks / CLOCK_TICKS;
-}
-
 function machineCpu(): { busy: number; total: number } {
   const n = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
   return { busy: total - n[3]! - n[4]!, total };
-}
-
-/** Ends every process in the namespace (SIGTERM, then SIGKILL after 5 s) and waits until none is left. */
-async function stopAll(ns: Netns): Promise<void> {
-  const signal = (s: NodeJS.Signals) => {
-    for (const pid of namespacePids(ns)) {
-      try {
-        process.kill(pid, s);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  signal('SIGTERM');
-  const deadline = Date.now() + 5000;
-  while (namespacePids(ns).length > 0 && Date.now() < deadline) await sleep(50);
-  signal('SIGKILL');
-  const hard = Date.now() + 5000;
-  while (namespacePids(ns).length > 0) {
-    if (Date.now() > hard) throw new Error(`processes ${namespacePids(ns).join(', ')} in ${ns.name} outlived SIGKILL`);
-    await sleep(50);
-  }
 }
 
 /** Keeps the last 4 kB of a child's stderr, for the error when it dies. */
@@ -315,14 +273,14 @@ http {
         try {
           for (const file of stack.warm()) readFileSync(file);
           writeFileSync(join(work, 'clients.json'), JSON.stringify({ ...spec, scriptUrl: stack.scriptUrl }));
-          const cpu0 = namespaceCpuSeconds(serverNs);
+          const cpu0 = serverNs.cpuSeconds();
           const m0 = machineCpu();
           const clients = clientNs.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/boot-storm/clients.ts'), join(work, 'clients.json')], { cwd: ROOT });
           const stderr = tail(clients);
           let out = '';
           clients.stdout!.on('data', (d: Buffer) => (out += d.toString()));
           const code = await new Promise<number | null>((resolve) => clients.once('close', resolve));
-          const cpu1 = namespaceCpuSeconds(serverNs);
+          const cpu1 = serverNs.cpuSeconds();
           const m1 = machineCpu();
           if (code !== 0) throw new Error(`the clients exited with ${code}: ${stderr()}`);
           const { results, cpuSeconds } = JSON.parse(out) as { results: ClientResult[]; cpuSeconds: number };
@@ -340,7 +298,7 @@ http {
           runs.push(run);
           options.onRun?.(run);
         } finally {
-          await stopAll(serverNs);
+          await serverNs.stopAll(5000);
         }
       }
     }
