@@ -108,8 +108,9 @@ export class Appliance {
       boot: (id) => {
         const node = state.node(id);
         if (!node) return undefined;
-        const { image, kernelArgs = [], secureBoot } = profiles.effective(node).settings;
-        return { ...(image ? { image } : {}), kernelArgs, ...(secureBoot ? { secureBoot } : {}) };
+        const { settings, sources } = profiles.effective(node);
+        const { image, kernelArgs = [], secureBoot, kexec } = settings;
+        return { ...(image ? { image } : {}), kernelArgs, ...(secureBoot ? { secureBoot } : {}), kexec: { allowed: kexec !== false, ...(sources.kexec ? { setBy: sources.kexec } : {}) } };
       },
       seed: (id) => {
         const node = state.node(id);

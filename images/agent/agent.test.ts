@@ -670,6 +670,12 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       await waitFor('the third job to fail', () => beats().some((b) => b.diskJob === 'j3' && b.disk === 'failed'));
       expect(beats().find((b) => b.diskJob === 'j3')!.diskError).toBe('disk.bootArgs is 988 characters, at most 987 fit the 1024-byte environment block');
       expect(readFileSync(device).equals(disk)).toBe(true);
+
+      // So are arguments with a quote (a `]` inside the alphabet's brackets once ended them early, letting quotes through).
+      currentAction = action('write-disk', writeFields({ job: 'j4', envOffset, bootArgs: 'init="/bin/sh"' }));
+      await waitFor('the fourth job to fail', () => beats().some((b) => b.diskJob === 'j4' && b.disk === 'failed'));
+      expect(beats().find((b) => b.diskJob === 'j4')!.diskError).toBe('disk.bootArgs has characters outside its alphabet');
+      expect(readFileSync(device).equals(disk)).toBe(true);
     });
 
     it('quick erase zeroes both ends of the disk and the start of every partition', async () => {
@@ -687,6 +693,128 @@ describe.skipIf(skip)('shoal-agent.sh against a fake appliance', () => {
       appliance = await diskAppliance(action('erase-disk', { job: 'e2', device: 'vdb', deviceBytes: size, mode: 'full' }), {});
       expect(await startDiskAgent()).toMatchObject({ disk: 'erased', diskJob: 'e2', diskBytes: size });
       expect(readFileSync(device).equals(zeros(size))).toBe(true);
+    });
+  });
+
+  describe('kexec', () => {
+    const kernel = Buffer.from('a kernel image, as far as this test goes\n');
+    const initrd = Buffer.from('an initrd\n');
+    const cmdline = 'initrd=initrd.img console=ttyS0 shoal.url=http://10.0.0.1:8080 shoal.node=n01 shoal.token=next-boot.tok shoal.image=compute@2 ds=nocloud-net;s=http://10.0.0.1:8080/nocloud/abc/';
+    const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+    const kexecLines = (fields: Partial<Record<'job' | 'kernel' | 'kernelSha256' | 'initrd' | 'initrdSha256' | 'cmdline', string>> = {}) =>
+      Object.entries({ job: 'k1', kernel: '/images/compute/2/vmlinuz', kernelSha256: sha256(kernel), initrd: '/images/compute/2/initrd.img', initrdSha256: sha256(initrd), cmdline, ...fields })
+        .map(([key, value]) => `kexec.${key}=${value}`)
+        .join('\n');
+
+    /** A kexec command that records each call's arguments, one per line, and fails `-s` (kexec_file_load) when told to. */
+    function fakeKexec(refuseFileLoad = false): string {
+      const path = join(dir, 'kexec');
+      writeFileSync(
+        path,
+        `#!/bin/sh\n{ echo CALL; for a in "$@"; do echo "$a"; done; } >> ${join(dir, 'kexec.log')}\n${refuseFileLoad ? '[ "$1" = -s ] && { echo "kexec_file_load failed: Operation not permitted" >&2; exit 1; }\n' : ''}exit 0\n`,
+      );
+      chmodSync(path, 0o755);
+      fakeTree({ 'sys/kernel/kexec_loaded': '0\n', 'proc/sys/kernel/kexec_load_disabled': '0\n' });
+      return path;
+    }
+    const kexecCalls = () =>
+      existsSync(join(dir, 'kexec.log'))
+        ? readFileSync(join(dir, 'kexec.log'), 'utf8')
+            .split('CALL\n')
+            .filter(Boolean)
+            .map((call) => call.trimEnd().split('\n'))
+        : [];
+    const kexecEnv = (kexecCmd: string) => ({ SHOAL_KEXEC_CMD: kexecCmd, SHOAL_SYS_DIR: join(dir, 'sys'), SHOAL_PROC_DIR: join(dir, 'proc') });
+    const heartbeats = () => appliance!.requests.filter((r) => r.path === '/agent/v1/heartbeat').map((r) => r.body);
+    const hello = () => appliance!.requests.find((r) => r.path === '/agent/v1/hello')?.body;
+
+    function kexecAppliance(actionLines: string): Promise<FakeAppliance> {
+      const files: Record<string, Buffer> = { '/images/compute/2/vmlinuz': kernel, '/images/compute/2/initrd.img': initrd };
+      return FakeAppliance.start((request) => {
+        const file = files[request.path];
+        if (file) return { status: 200, send: (res) => res.writeHead(200, { 'content-length': file.length }).end(file) };
+        return ok(request.path === '/agent/v1/hello' ? 'interval=1\naction=none\ntoken=boot-tok\n' : `interval=1\n${actionLines}\n`);
+      });
+    }
+
+    it('says in its hello whether this boot can kexec, and why not', async () => {
+      const cases: Array<[string, () => Record<string, string>]> = [
+        ['ready', () => kexecEnv(fakeKexec())],
+        ['no-tool', () => kexecEnv(join(dir, 'no-such-kexec'))],
+        ['unsupported', () => ({ ...kexecEnv(fakeKexec()), SHOAL_SYS_DIR: join(dir, 'no-sys') })],
+        [
+          'disabled',
+          () => {
+            const env = kexecEnv(fakeKexec());
+            fakeTree({ 'proc/sys/kernel/kexec_load_disabled': '1\n' });
+            return env;
+          },
+        ],
+      ];
+      for (const [want, env] of cases) {
+        appliance = await kexecAppliance('action=none');
+        startAgent(cmdlineFor(appliance.url), env());
+        await waitFor(`a hello (${want})`, () => hello() !== undefined);
+        expect([want, hello()!.kexec]).toEqual([want, want]);
+        agent!.kill();
+        await appliance.close();
+      }
+      appliance = undefined;
+    });
+
+    it('fetches and checks the kernel and initrd, loads them with the command line as one argument, says executing, then goes', async () => {
+      appliance = await kexecAppliance(`action=kexec\n${kexecLines()}`);
+      // kexec_file_load refused (as for an unsigned kernel under lockdown): kexec_load is tried next.
+      startAgent(cmdlineFor(appliance.url), kexecEnv(fakeKexec(true)));
+      await waitFor('the agent to go (its power command asked for kexec)', () => existsSync(join(dir, 'power.log')));
+      expect(readFileSync(join(dir, 'power.log'), 'utf8')).toBe('kexec\n');
+      const work = join(dir, 'work', 'kexec');
+      const calls = kexecCalls();
+      expect(calls).toEqual([
+        ['-s', '-l', join(work, 'vmlinuz'), `--initrd=${join(work, 'initrd')}`, `--command-line=${cmdline}`],
+        ['-l', join(work, 'vmlinuz'), `--initrd=${join(work, 'initrd')}`, `--command-line=${cmdline}`],
+      ]);
+      const states = heartbeats().map((b) => b.kexec);
+      // `executing` is reported, and heard, before the agent goes; the kernel and initrd were each fetched once.
+      expect(states).toContain('executing');
+      expect(states.indexOf('executing')).toBeGreaterThan(-1);
+      expect(appliance.count('/images/compute/2/vmlinuz')).toBe(1);
+      expect(appliance.count('/images/compute/2/initrd.img')).toBe(1);
+      // The fake power command returns: the agent says the kexec did not happen, and does not start the same job again.
+      await waitFor('the failure report', () => heartbeats().some((b) => b.kexec === 'failed'));
+      expect(heartbeats().find((b) => b.kexec === 'failed')).toMatchObject({ kexecJob: 'k1', kexecError: 'executing the loaded kernel did not happen (exit status 1)' });
+      expect(kexecCalls()).toHaveLength(2);
+      // The files are gone from the tmpfs once the kernel holds its copy.
+      expect(existsSync(join(work, 'vmlinuz'))).toBe(false);
+    });
+
+    it('refuses a kernel whose sha256 is not the one asked for, before loading anything, with the reason', async () => {
+      appliance = await kexecAppliance(`action=kexec\n${kexecLines({ kernelSha256: 'ab'.repeat(32) })}`);
+      startAgent(cmdlineFor(appliance.url), kexecEnv(fakeKexec()));
+      await waitFor('the failure report', () => heartbeats().some((b) => b.kexec === 'failed'));
+      expect(heartbeats().find((b) => b.kexec === 'failed')!.kexecError).toBe(`checksum mismatch for /images/compute/2/vmlinuz: got ${sha256(kernel)}, expected ${'ab'.repeat(32)}`);
+      expect(kexecCalls()).toEqual([]);
+      expect(existsSync(join(dir, 'power.log'))).toBe(false);
+    });
+
+    it('refuses a command line with a quote, and a path outside the image store, before fetching', async () => {
+      for (const [fields, reason] of [
+        [{ job: 'k1', cmdline: `${cmdline} init="/bin/sh"` }, 'kexec.cmdline has characters outside its alphabet'],
+        [{ job: 'k2', kernel: '/etc/shadow' }, 'kexec paths must start with /images/'],
+        [{ job: 'k3', initrd: '/images/../etc/shadow' }, 'kexec path /images/../etc/shadow has characters outside its alphabet, or ..'],
+      ] as const) {
+        // Each case a new boot: its /run starts empty.
+        rmSync(join(dir, 'work'), { recursive: true, force: true });
+        appliance = await kexecAppliance(`action=kexec\n${kexecLines(fields)}`);
+        startAgent(cmdlineFor(appliance.url), kexecEnv(fakeKexec()));
+        await waitFor(`the failure report (${reason})`, () => heartbeats().some((b) => b.kexecJob === fields.job && b.kexec === 'failed'));
+        expect(heartbeats().find((b) => b.kexec === 'failed')!.kexecError).toBe(reason);
+        expect(appliance.requests.some((r) => r.path.startsWith('/images/'))).toBe(false);
+        agent!.kill();
+        await appliance.close();
+      }
+      appliance = undefined;
+      expect(kexecCalls()).toEqual([]);
     });
   });
 });

@@ -2,7 +2,8 @@
 # shoal-agent: runs in a node's initramfs, says hello to the Shoal appliance, then sends
 # heartbeats and obeys the action in each reply. The wire protocol is in PROTOCOL.md next
 # to this file. Needs only busybox (ash, wget, awk, sed, timeout; dd, sha256sum, blockdev and
-# gunzip for disk writes), and zstd for a zstd image (the deploy@1 image carries it).
+# gunzip for disk writes), zstd for a zstd image (the deploy@1 image carries it), and kexec
+# (kexec-tools) for a kexec action.
 #
 # The token on the kernel command line is a one-time bootstrap, readable by anyone on the node;
 # the hello trades it for this boot's token, which is kept in a root-only file and in a shell
@@ -32,6 +33,7 @@ ETC_DIR=${SHOAL_ETC_DIR:-/etc}       # where the hostname goes, in an image with
 ROOT_HOME=${SHOAL_ROOT_HOME:-/root}  # whose .ssh/authorized_keys the configuration's keys go to there
 HOSTNAME_CMD=${SHOAL_HOSTNAME_CMD:-hostname}
 CLOUD_INIT_CMD=${SHOAL_CLOUD_INIT_CMD:-cloud-init} # present: it applies the configuration, not the agent
+KEXEC_CMD=${SHOAL_KEXEC_CMD:-kexec}
 REQUEST_TIMEOUT=15   # seconds; busybox wget has no timeout of its own
 MAX_BACKOFF=60       # seconds between retries once the appliance keeps failing
 DEFAULT_INTERVAL=10  # seconds between heartbeats until a reply says otherwise
@@ -159,9 +161,17 @@ hardware_json() {
     "$cpu_model" "$sockets" "$cores" "${threads:-0}" "$((memory_kib * 1024))" "$(disks_json)" "$(nics_json)"
 }
 
+# Whether this boot can load and execute another kernel (the kexec action): ready, or why not.
+kexec_support() {
+  command -v "$KEXEC_CMD" >/dev/null 2>&1 || { echo no-tool; return; }
+  [ -e "$SYS_DIR/kernel/kexec_loaded" ] || { echo unsupported; return; }
+  [ "$(cat "$PROC_DIR/sys/kernel/kexec_load_disabled" 2>/dev/null)" = 1 ] && { echo disabled; return; }
+  echo ready
+}
+
 hello_body() {
-  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s%s%s}' \
-    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)" "$(system_json)" "$(config_json)"
+  printf '{"node":"%s","bootId":"%s","image":%s,"bakedImage":%s,"kernel":"%s","uptime":%s,"interfaces":%s,"hardware":%s,"kexec":"%s"%s%s}' \
+    "$node" "$boot_id" "$image_json" "$baked_image_json" "$kernel" "$(uptime_seconds)" "$(interfaces_json)" "$(hardware_json)" "$(kexec_support)" "$(system_json)" "$(config_json)"
 }
 
 # The node's configuration (its profiles; PROTOCOL.md): the NoCloud seed cloud-init reads,
@@ -215,7 +225,7 @@ system_json() {
 }
 
 status_body() { # STATE
-  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"%s%s}' "$node" "$boot_id" "$(uptime_seconds)" "$1" "$(system_json)" "$(disk_json)"
+  printf '{"node":"%s","bootId":"%s","uptime":%s,"state":"%s"%s%s%s}' "$node" "$boot_id" "$(uptime_seconds)" "$1" "$(system_json)" "$(disk_json)" "$(kexec_json)"
 }
 
 # post PATH BODY: sends BODY with the credential (the boot token, or the bootstrap before the
@@ -382,7 +392,7 @@ read_disk_fields() { # write-disk|erase-disk
     field_error="disk.envOffset $env_offset: the 1024-byte block must lie inside the image and not straddle its first MiB"; return 1
   fi
   # GRUB's env file escapes backslashes and newlines; words from this alphabet need no escaping.
-  only_chars "$boot_args" ' A-Za-z0-9._:/[]@+=~,;-' || { field_error="disk.bootArgs has characters outside its alphabet"; return 1; }
+  only_chars "$boot_args" '] A-Za-z0-9._:/[@+=~,;-' || { field_error="disk.bootArgs has characters outside its alphabet"; return 1; }
   # 24 + 1 header, 11 + 1 around the words: the rest of the 1024 bytes is room for them.
   [ "${#boot_args}" -le 987 ] || { field_error="disk.bootArgs is ${#boot_args} characters, at most 987 fit the 1024-byte environment block"; return 1; }
 }
@@ -471,12 +481,118 @@ start_disk_job() { # write-disk|erase-disk
   disk_set pid $!
 }
 
-# Sleeps the interval, but reports at once when a disk job ends.
+# --- kexec (PROTOCOL.md, "kexec") ---
+# The next boot started by this one: the kernel and initrd are fetched and checked in the
+# background (heartbeats go on), loaded, and once the appliance has heard `executing`, executed:
+# through systemd when it is PID 1, so every unit stops in order first.
+KEXEC_DIR=$WORK_DIR/kexec
+kexec_file() { cat "$KEXEC_DIR/$1" 2>/dev/null; }
+kexec_set() { printf '%s\n' "$2" > "$KEXEC_DIR/$1.new" && mv -f "$KEXEC_DIR/$1.new" "$KEXEC_DIR/$1"; }
+
+# `,"kexec":"loading","kexecJob":"k1"[,"kexecError":..]` once a kexec was asked for.
+kexec_json() {
+  job=$(kexec_file job)
+  [ -n "$job" ] || return 0
+  kexec_state=$(kexec_file state)
+  case $kexec_state in loaded) kexec_state=loading ;; esac # executing is said only just before it happens
+  printf ',"kexec":"%s","kexecJob":"%s"' "$kexec_state" "$job"
+  [ "$kexec_state" = failed ] && printf ',"kexecError":"%s"' "$(kexec_file error)"
+  return 0
+}
+
+kexec_fail() { # REASON
+  log "kexec $(kexec_file job) failed: $1"
+  kexec_set error "$(printf '%s' "$1" | tr -cd "$ERROR_CHARS" | head -c 200)"
+  kexec_set state failed
+  rm -f "$KEXEC_DIR/vmlinuz" "$KEXEC_DIR/initrd"
+  : > "$KEXEC_DIR/ended"
+}
+
+# fetch_checked PATH SHA256 FILE: the store's file, checked; returns 1 with the reason in field_error.
+fetch_checked() {
+  timeout 600 wget -q -O "$3" "$url$1" 2>"$KEXEC_DIR/wget.err" || { field_error="fetching $1 failed: $(tail -n 1 "$KEXEC_DIR/wget.err")"; return 1; }
+  got=$(sha256sum "$3" | cut -d ' ' -f 1)
+  [ "$got" = "$2" ] || { field_error="checksum mismatch for $1: got $got, expected $2"; return 1; }
+}
+
+# Runs in the background: fetch, check, load.
+kexec_load() {
+  fetch_checked "$kexec_kernel" "$kexec_kernel_sha" "$KEXEC_DIR/vmlinuz" && fetch_checked "$kexec_initrd" "$kexec_initrd_sha" "$KEXEC_DIR/initrd" || { kexec_fail "$field_error"; return; }
+  # kexec_file_load first (-s: what a kernel under Secure Boot lockdown accepts, for a signed kernel), then kexec_load.
+  if ! "$KEXEC_CMD" -s -l "$KEXEC_DIR/vmlinuz" --initrd="$KEXEC_DIR/initrd" --command-line="$kexec_cmdline" 2>"$KEXEC_DIR/load.err" &&
+    ! "$KEXEC_CMD" -l "$KEXEC_DIR/vmlinuz" --initrd="$KEXEC_DIR/initrd" --command-line="$kexec_cmdline" 2>>"$KEXEC_DIR/load.err"; then
+    kexec_fail "the kernel refused to load it: $(tail -n 1 "$KEXEC_DIR/load.err")"
+    return
+  fi
+  # The kernel keeps its own copy: the files need not hold on to the tmpfs's memory.
+  rm -f "$KEXEC_DIR/vmlinuz" "$KEXEC_DIR/initrd"
+  log "loaded $(kexec_file image) for kexec"
+  kexec_set state loaded
+  : > "$KEXEC_DIR/ended"
+}
+
+kexec_running_pid() {
+  [ "$(kexec_file state)" = loading ] || return 0
+  pid=$(kexec_file pid)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+start_kexec() {
+  job=$(reply_value 'kexec\.job')
+  [ "$job" = "$(kexec_file job)" ] && return 0 # repeated until the appliance sees the new boot
+  if ! only_chars "$job" 'A-Za-z0-9._,-' || [ "${#job}" -gt 64 ]; then log "kexec with a bad kexec.job '$job' ignored"; return 0; fi
+  if [ -n "$(kexec_running_pid)" ]; then log "kexec $job ignored: kexec $(kexec_file job) is still loading"; return 0; fi
+  mkdir -p "$KEXEC_DIR"
+  rm -f "$KEXEC_DIR/error" "$KEXEC_DIR/ended"
+  kexec_set job "$job"
+  kexec_set state loading
+  kexec_kernel=$(reply_value 'kexec\.kernel'); kexec_kernel_sha=$(reply_value 'kexec\.kernelSha256')
+  kexec_initrd=$(reply_value 'kexec\.initrd'); kexec_initrd_sha=$(reply_value 'kexec\.initrdSha256')
+  kexec_cmdline=$(reply_value 'kexec\.cmdline')
+  for path in "$kexec_kernel" "$kexec_initrd"; do
+    case $path in
+      /images/*) if ! only_chars "$path" 'A-Za-z0-9._/@+-' || case $path in *..*) true ;; *) false ;; esac; then kexec_fail "kexec path $path has characters outside its alphabet, or .."; return 0; fi ;;
+      *) kexec_fail "kexec paths must start with /images/"; return 0 ;;
+    esac
+  done
+  for sha in "$kexec_kernel_sha" "$kexec_initrd_sha"; do
+    [ "${#sha}" = 64 ] && only_chars "$sha" '0-9a-f' || { kexec_fail "a kexec sha256 is not 64 hex digits"; return 0; }
+  done
+  # The words go to kexec as one argument; none may hold a quote or a backslash, and x86 keeps 2047 bytes.
+  only_chars "$kexec_cmdline" '] A-Za-z0-9._:/[@+=~,;-' || { kexec_fail "kexec.cmdline has characters outside its alphabet"; return 0; }
+  [ "${#kexec_cmdline}" -le 2047 ] || { kexec_fail "kexec.cmdline is ${#kexec_cmdline} bytes, more than the 2047 x86 keeps"; return 0; }
+  kexec_set image "$(printf '%s' "$kexec_cmdline" | sed -n 's/.*shoal\.image=\([^ ]*\).*/\1/p')"
+  log "kexec $job: fetching $kexec_kernel and $kexec_initrd"
+  kexec_load &
+  kexec_set pid $!
+}
+
+# Once loaded: say `executing`, and only once the appliance has heard it, go.
+kexec_go() {
+  [ "$(kexec_file state)" = loaded ] || return 0
+  kexec_set state executing
+  post /agent/v1/heartbeat "$(status_body "$state")"
+  if [ "$status" != 200 ]; then kexec_set state loaded; log "the appliance did not hear that the kexec starts (HTTP $status); trying again"; return 0; fi
+  log "kexec into $(kexec_file image)"
+  sync
+  if [ -n "$POWER_CMD" ]; then
+    $POWER_CMD kexec
+  elif [ -d "$SYSTEMD_DIR" ]; then
+    # systemd stops every unit in order, this agent among them, then executes the loaded kernel.
+    systemctl kexec && { log "systemd is taking the node into the new kernel"; return 0; }
+  else
+    "$KEXEC_CMD" -e
+  fi
+  kexec_fail "executing the loaded kernel did not happen (exit status $?)"
+}
+
+# Sleeps the interval, but reports at once when a disk job ends or a kexec is loaded or failed.
 wait_interval() {
   waited=0
   while [ "$waited" -lt "$interval" ]; do
     [ -e "$DISK_DIR/ended" ] && { rm -f "$DISK_DIR/ended"; return; }
-    if [ -z "$(disk_running_pid)" ] && [ ! -e "$DISK_DIR/ended" ]; then sleep $((interval - waited)); return; fi
+    [ -e "$KEXEC_DIR/ended" ] && { rm -f "$KEXEC_DIR/ended"; return; }
+    if [ -z "$(disk_running_pid)" ] && [ ! -e "$DISK_DIR/ended" ] && [ -z "$(kexec_running_pid)" ] && [ ! -e "$KEXEC_DIR/ended" ]; then sleep $((interval - waited)); return; fi
     sleep 1
     waited=$((waited + 1))
   done
@@ -533,6 +649,7 @@ apply_reply() {
       fi
       ;;
     write-disk | erase-disk) start_disk_job "$action" ;;
+    kexec) start_kexec ;;
     *) log "unknown action '$action' ignored" ;;
   esac
 }
@@ -574,6 +691,7 @@ while :; do
     post /agent/v1/drained "$(status_body drained)"
     if [ "$status" = 200 ]; then state=drained; log "drained"; else log "drained report failed (HTTP $status)"; fi
   fi
+  kexec_go
   [ "$confirm_now" = yes ] && continue
   wait_interval
 done

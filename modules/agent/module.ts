@@ -1,6 +1,6 @@
 // The appliance side of node agents (images/agent/PROTOCOL.md): hello, heartbeats and drained
 // reports on node-facing routes, the run and image observations they carry, silence past a
-// deadline observed as run=lost, and the run facet's drain and reboot steps delivered as the
+// deadline observed as run=lost, and the run facet's drain, kexec and reboot steps delivered as the
 // action of the next reply. It provides the bootstrap tokens the pxe module puts on kernel command
 // lines, and trades each, once, for the boot token the agent keeps to itself.
 import { createHash } from 'node:crypto';
@@ -11,11 +11,14 @@ import { formatZodIssues } from '../../src/domain/zod-issues.js';
 import { HARDWARE_FACET, type Hardware } from '../../src/contracts/hardware.js';
 import { DEPLOY_BOOT_STAGES, NETWORK_BOOT_STAGES } from '../../src/facets/standard.js';
 import { diskFacet, writtenImage } from '../../src/facets/disk.js';
+import { KEXEC_FACET, kexecFacet } from '../../src/facets/kexec.js';
+import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import type { FacetDriver, ModuleHost, ShoalModule, StepRequest } from '../../src/engine/module.js';
 import { AgentMetrics } from './metrics.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
 import { diskJobQueued, diskObservation, eraseJob, jobLines, reportedHardware, writeJob, type DiskJob } from './disk-jobs.js';
+import { KexecFailures, kexecJob, kexecLines, kexecObservation, type KexecJob } from './kexec.js';
 import {
   DrainedReportSchema,
   HelloSchema,
@@ -47,7 +50,7 @@ const LIVE_RUN = new Set(['ready', 'draining', 'drained']);
  * Boot values of a boot armed and not yet over: only then can its bootstrap be spent. A disk boot
  * counts: a disk write hands its bootstrap to the installed OS (disk-jobs.ts).
  */
-const ARMED_BOOT = new Set<string>([...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'disk']);
+const ARMED_BOOT = new Set<string>([...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'kexec', 'disk']);
 /** `sha256:` + 16 hex digits of the report as parsed: short enough for an event line, enough to tell two machines apart. */
 function hardwareDigest(hardware: Hardware): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(hardware)).digest('hex').slice(0, 16)}`;
@@ -69,6 +72,8 @@ interface PendingAction {
   action: Exclude<AgentAction, 'none'>;
   /** The boot it was delivered to, once delivered. */
   deliveredTo?: string;
+  /** For a kexec: what to load, and whether the agent said it is executing it. */
+  kexec?: KexecJob & { executing?: boolean };
 }
 
 /** What the operator API shows of one node's agent. */
@@ -89,24 +94,34 @@ export class AgentModule implements ShoalModule {
         responses: { 200: openApiParts.ok('the agents'), 401: openApiParts.problem },
       },
     },
+    '/agents/{id}/kexec/clear': {
+      post: {
+        summary: "Clear a node's mark of failed kexecs, so the planner may choose kexec for it again (at its next hello)",
+        parameters: [openApiParts.path('id', 'the node id')],
+        responses: { 200: openApiParts.ok('whether there was a mark'), 401: openApiParts.problem, 403: openApiParts.problem, 404: openApiParts.problem },
+      },
+    },
   };
-  readonly facets = [diskFacet];
+  readonly facets = [diskFacet, kexecFacet];
   readonly drivers: FacetDriver[];
   private host: ModuleHost | undefined;
   private tokens: BootTokenStore | undefined;
+  private kexecFailures: KexecFailures | undefined;
   private metrics: AgentMetrics | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | undefined;
   private readonly liveness = new Map<NodeId, Liveness>();
   private readonly actions = new Map<NodeId, PendingAction>();
   private readonly diskJobs = new Map<NodeId, DiskJob>();
+  /** Kexecs the agent said it executes, until the node's next hello tells whether the kexec'd kernel came up. */
+  private readonly kexecsUnderWay = new Map<NodeId, KexecJob>();
   /** The bootstrap each node booted from disk keeps for its next boot from there, by the boot it was given to. */
   private readonly nextBootstraps = new Map<NodeId, { bootId: string; token?: string }>();
 
   constructor(private readonly options: AgentModuleOptions) {
     // run.boot is an await step: the hello confirms it, nothing is sent.
     this.drivers = [
-      { facet: 'run', claims: (node) => this.claims(node), steps: { 'run.drain': (r) => this.ask('drain', r), 'run.reboot': (r) => this.ask('reboot', r) } },
+      { facet: 'run', claims: (node) => this.claims(node), steps: { 'run.drain': (r) => this.ask('drain', r), 'run.kexec': (r) => this.startKexec(r), 'run.reboot': (r) => this.ask('reboot', r) } },
       { facet: 'disk', claims: (node) => this.claims(node), steps: { 'disk.write': (r) => this.startDiskJob('write', r), 'disk.erase': (r) => this.startDiskJob('erase', r) } },
     ];
   }
@@ -116,6 +131,7 @@ export class AgentModule implements ShoalModule {
     this.metrics = new AgentMetrics(host.metrics);
     const tokens = new BootTokenStore(host.dataDir, host.log);
     this.tokens = tokens;
+    const kexecFailures = (this.kexecFailures = new KexecFailures(host.dataDir));
     host.services.provide('bootTokens', { issue: (nodeId, imageRef) => tokens.issue(nodeId, imageRef) });
 
     // Agents that were heartbeating before a restart get a full deadline to be heard again.
@@ -131,6 +147,8 @@ export class AgentModule implements ShoalModule {
       this.actions.delete(id);
       this.diskJobs.delete(id);
       this.nextBootstraps.delete(id);
+      this.kexecsUnderWay.delete(id);
+      kexecFailures.clear(id);
     });
     // A tenth of the deadline: lost is noticed at most 10 % late, and a sweep of 10,000 nodes is cheap.
     const sweepMs = Math.min(1_000, Math.max(50, Math.floor(this.options.lostAfterMs / 10)));
@@ -147,6 +165,13 @@ export class AgentModule implements ShoalModule {
 
     host.api.get('/agents', (_req, res) => {
       res.json({ agents: [...this.liveness.keys()].map((id) => this.status(id)) });
+    });
+    host.api.post('/agents/:id/kexec/clear', (req, res) => {
+      const node = host.node(req.params.id);
+      if (!node) throw new HttpProblem(404, 'Not found', `no node with id "${req.params.id}"`);
+      const cleared = kexecFailures.clear(node.id);
+      host.log.info({ node: node.id, cleared }, 'kexec failures cleared by an operator');
+      res.json({ node: node.id, cleared });
     });
   }
 
@@ -174,6 +199,63 @@ export class AgentModule implements ShoalModule {
     this.actions.set(node.id, pending);
     // A step that ended stops asking: given up (superseded, timed out), or confirmed, when the agent has done it.
     signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
+  }
+
+  /**
+   * Asks the running agent to load the armed boot and kexec into it. A node whose profile forbids
+   * kexec now (it was allowed at its hello) is observed so: the planner then reboots it instead.
+   */
+  private async startKexec({ node, signal }: StepRequest): Promise<void> {
+    const host = this.host!;
+    const config = host.services.get('nodeConfig')?.boot(node.id)?.kexec;
+    if (config && !config.allowed) {
+      const seen = kexecObservation(undefined, config, undefined);
+      host.observe(node.id, KEXEC_FACET, seen.value, seen.detail);
+      return;
+    }
+    const boot = host.services.get('armedBoots')?.forKexec(node.id) ?? { problem: 'no boot module provides armed boots (add "pxe" to the modules)' };
+    if ('problem' in boot) throw new Error(`cannot kexec: ${boot.problem}`);
+    const pending: PendingAction = { action: 'kexec', kexec: kexecJob(boot) };
+    this.actions.set(node.id, pending);
+    host.log.info({ node: node.id, job: pending.kexec!.id, image: boot.image }, 'kexec asked of the running agent');
+    signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
+  }
+
+  /**
+   * What a heartbeat says of the kexec asked of it. Executing: the boot facet sees the armed boot
+   * started by the OS and the run facet sees the node booting. Failed before it went (a checksum,
+   * a load the kernel refused): kexec is unavailable to this boot, so the plan reboots instead.
+   */
+  private kexecReport(id: NodeId, report: StatusReport): void {
+    const pending = this.actions.get(id);
+    const job = pending?.kexec;
+    if (!job || report.kexecJob !== job.id) return;
+    const host = this.host!;
+    if (report.kexec === 'executing' && !job.executing) {
+      job.executing = true;
+      this.kexecsUnderWay.set(id, job);
+      host.services.get('armedBoots')?.kexecStarted(id);
+      host.log.info({ node: id, job: job.id, image: job.boot.image }, 'agent is kexecing into the armed boot');
+    } else if (report.kexec === 'failed') {
+      const reason = `the agent could not kexec ${job.boot.image}: ${report.kexecError ?? 'no reason given'}`;
+      this.actions.delete(id);
+      this.kexecFailures!.failed(id, reason);
+      host.log.warn({ node: id, job: job.id, reason }, 'kexec failed before it went');
+      host.observe(id, KEXEC_FACET, 'unavailable', `${reason}; this boot reboots through the firmware instead`);
+    }
+  }
+
+  /**
+   * At a boot's first hello: whether a kexec under way came up. The kexec'd boot itself says hello
+   * while boot is observed `kexec`; any other boot after it (the power cycle that followed a kexec
+   * whose kernel never spoke) counts as a failed kexec.
+   */
+  private concludeKexec(id: NodeId): void {
+    const job = this.kexecsUnderWay.get(id);
+    if (!job) return;
+    this.kexecsUnderWay.delete(id);
+    if (this.host!.observed(id).boot?.value === 'kexec') this.kexecFailures!.clear(id);
+    else this.kexecFailures!.failed(id, `the kexec'd kernel of ${job.boot.image} never said hello; the node was booted through the firmware`);
   }
 
   /**
@@ -247,6 +329,7 @@ export class AgentModule implements ShoalModule {
         // The node has rebooted, so whatever was asked of the boot before it is moot.
         this.actions.delete(id);
         this.diskJobInterrupted(id, 'booted again');
+        this.concludeKexec(id);
         // A boot from disk (not the deploy environment that ran while boot=disk was set for its next boot).
         if (host.observed(id).boot?.value === 'disk') this.nextBootstraps.set(id, { bootId: body.bootId });
         else this.nextBootstraps.delete(id);
@@ -270,6 +353,8 @@ export class AgentModule implements ShoalModule {
     else if (host.observed(id)[SYSTEM_FACET] && host.observed(id)[SYSTEM_FACET]!.value !== 'none') host.observe(id, SYSTEM_FACET, 'none');
     // The module serving configurations owns the config facet; it hears what the node says it got.
     if (body.config) host.services.get('configReports')?.booted(id, body.config);
+    const kexec = kexecObservation(body.kexec, host.services.get('nodeConfig')?.boot(id)?.kexec, this.kexecFailures!.of(id));
+    host.observe(id, KEXEC_FACET, kexec.value, kexec.detail);
     this.respond(res, id, body.bootId, 'running', bootToken);
   }
 
@@ -286,6 +371,7 @@ export class AgentModule implements ShoalModule {
     // What systemd says of the node as a whole: a degraded node is visible, and news only when it changes.
     if (body.system) this.host!.observe(match.nodeId, SYSTEM_FACET, body.system);
     this.diskReport(match.nodeId, body);
+    this.kexecReport(match.nodeId, body);
     const next = this.nextDiskBootstrap(match.nodeId, body.bootId, match.record.imageRef);
     this.respond(res, match.nodeId, body.bootId, body.state, undefined, next === undefined ? [] : [`next=${next}`]);
   }
@@ -388,12 +474,15 @@ export class AgentModule implements ShoalModule {
     if (action === 'reboot') {
       if (pending!.deliveredTo === undefined) this.observeRun(id, 'booting');
       pending!.deliveredTo = bootId;
+    } else if (pending?.kexec?.executing) {
+      // Going: reports from the old kernel in its last moments change nothing.
+      this.observeRun(id, 'booting');
     } else {
       this.observeRun(id, action === 'drain' && state === 'running' ? 'draining' : RUN_OF_STATE[state]);
     }
     // Every node sends this every interval: answered without express's send (ETag hashing, header
     // rewriting), work a fixed two-line reply does not need.
-    const lines = [...helloLines, ...(diskJob ? jobLines(diskJob, `${res.req.protocol}://${res.req.get('host')}`, id) : [])];
+    const lines = [...helloLines, ...(diskJob ? jobLines(diskJob, `${res.req.protocol}://${res.req.get('host')}`, id) : []), ...(action === 'kexec' ? kexecLines(pending!.kexec!) : [])];
     const reply = formatReply(this.options.intervalSeconds, action, bootToken, lines);
     this.metrics!.answered(res.req.path, action);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(reply) }).end(reply);

@@ -20,6 +20,10 @@ const uptime = z.number().nonnegative();
  */
 const systemState = z.string().min(1).max(32).regex(/^[a-z]+$/);
 
+/** What a hello says of kexec: `ready`, or why not (no kexec command, loading disabled, a kernel without kexec). */
+export const KexecSupportSchema = z.enum(['ready', 'no-tool', 'disabled', 'unsupported']);
+export type KexecSupport = z.infer<typeof KexecSupportSchema>;
+
 export const HelloSchema = z.object({
   node: nodeId,
   bootId,
@@ -41,6 +45,8 @@ export const HelloSchema = z.object({
   system: systemState.optional(),
   /** The digest of the configuration this boot was given (its NoCloud meta-data's instance-id), when it had one. */
   config: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  /** Whether this boot can kexec into the next one (absent from agents built before it: then it cannot). */
+  kexec: KexecSupportSchema.optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -51,6 +57,10 @@ export type AgentState = z.infer<typeof AgentStateSchema>;
 export const DiskJobStateSchema = z.enum(['writing', 'written', 'erasing', 'erased', 'failed']);
 export type DiskJobState = z.infer<typeof DiskJobStateSchema>;
 export const DISK_JOB_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** What a kexec job is doing, as heartbeats carry it: `executing` is said once the new kernel is loaded, just before the agent goes. */
+export const KexecJobStateSchema = z.enum(['loading', 'executing', 'failed']);
+export const KEXEC_JOB_ID = DISK_JOB_ID;
 
 /** The body of a heartbeat, and of a drained report (whose state is always `drained`). */
 export const StatusReportSchema = z.object({
@@ -64,12 +74,15 @@ export const StatusReportSchema = z.object({
   diskBytes: z.number().int().nonnegative().max(2 ** 60).optional(),
   diskSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   diskError: z.string().max(200).regex(/^[A-Za-z0-9 ._:/()@+,#-]*$/).optional(),
+  kexec: KexecJobStateSchema.optional(),
+  kexecJob: z.string().regex(KEXEC_JOB_ID).optional(),
+  kexecError: z.string().max(200).regex(/^[A-Za-z0-9 ._:/()@+,#-]*$/).optional(),
 });
 export type StatusReport = z.infer<typeof StatusReportSchema>;
 export const DrainedReportSchema = StatusReportSchema.extend({ state: z.literal('drained') });
 
 /** The actions the appliance asks for (PROTOCOL.md also has `poweroff`; power belongs to the BMC modules). */
-export type AgentAction = 'none' | 'drain' | 'reboot' | 'write-disk' | 'erase-disk';
+export type AgentAction = 'none' | 'drain' | 'reboot' | 'kexec' | 'write-disk' | 'erase-disk';
 
 /**
  * The `token` of a request body: the credential travels in the body, not a header, because busybox

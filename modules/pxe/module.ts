@@ -35,6 +35,7 @@ import { PxeMetrics } from './metrics.js';
 import { BucketOptionsSchema, RateLimiter } from './rate-limit.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
+import type { KexecBoot } from '../../src/contracts/services.js';
 
 const NORMALIZED_MAC = /^(?:[0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
@@ -190,6 +191,7 @@ export class PxeModule implements ShoalModule {
     this.stopFollowingNodes = host.onNodeChange((id) => this.observeConfig(id));
     // The node's own word, at its agent's hello, after the kernel fetch this module saw.
     host.services.provide('configReports', { booted: (id, digest) => this.bootedWith(id, digest) });
+    host.services.provide('armedBoots', { forKexec: (id) => this.kexecBoot(id), kexecStarted: (id) => this.kexecStarted(id) });
     for (const id of this.booted.keys()) this.observeConfig(id);
     this.db = new Database(join(host.dataDir, 'leases.db'));
     this.db.pragma('journal_mode = WAL');
@@ -411,6 +413,34 @@ export class PxeModule implements ShoalModule {
     this.progress(node, 'kernel');
     this.rootfsAttempts.delete(node.id);
     if (plan?.kind === 'network' && plan.digest) this.bootedWith(node.id, plan.digest);
+  }
+
+  /**
+   * The armed boot of an image as the node's running OS loads it for kexec: the script's kernel,
+   * initrd and command line, the kernel and initrd from the image store's own paths, so fetching them
+   * is not mistaken for the firmware's boot reaching its kernel.
+   */
+  private kexecBoot(id: NodeId): KexecBoot | { problem: string } {
+    const host = this.host!;
+    const node = host.node(id);
+    if (!node) return { problem: `node ${id} is not enrolled` };
+    const plan = this.plans.get(id);
+    if (plan?.kind !== 'network' || plan.deploy) return { problem: `${node.name} has no armed network boot of an image` };
+    const boot = host.observed(id).boot?.value;
+    if (boot !== 'armed') return { problem: `the armed boot of ${node.name} is ${boot ?? 'not observed'}, not armed: the firmware has it` };
+    const image = host.services.get('images')?.get(plan.image);
+    if (!image?.kernel || !image.initrd) return { problem: `image ${plan.image} has no kernel and initrd in the store` };
+    const cmdline = kernelCommandLine({ advertiseUrl: this.options.advertiseUrl, mac: node.macs[0]!, nodeId: id, plan, image });
+    return { image: plan.image, kernel: image.kernel, initrd: image.initrd, cmdline };
+  }
+
+  /** The running OS is kexec'ing into the armed boot: its own stage, with the configuration it was armed with. */
+  private kexecStarted(id: NodeId): void {
+    const plan = this.plans.get(id);
+    if (plan?.kind !== 'network' || plan.deploy || this.host!.observed(id).boot?.value !== 'armed') return;
+    this.host!.observe(id, 'boot', 'kexec', plan.image);
+    this.rootfsAttempts.delete(id);
+    if (plan.digest) this.bootedWith(id, plan.digest);
   }
 
   async stop(): Promise<void> {

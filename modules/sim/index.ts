@@ -10,6 +10,8 @@ const SimOptionsSchema = z
         powerMs: z.number().min(0),
         armMs: z.number().min(0),
         bootStageMs: z.number().min(0),
+        postMs: z.number().min(0),
+        kexecMs: z.number().min(0),
         drainMs: z.number().min(0),
         lostAfterMs: z.number().min(0),
         bmcTimeoutMs: z.number().min(0),
@@ -18,6 +20,7 @@ const SimOptionsSchema = z
       .strict()
       .optional(),
     initialPower: z.enum(['on', 'off']).optional(),
+    kexec: z.boolean().optional(),
     persist: z.boolean().optional(),
   })
   .strict();
@@ -27,6 +30,7 @@ export function createModule(options: Record<string, unknown>): SimRack {
   return new SimRack({
     ...(parsed.latencies ? { latencies: parsed.latencies } : {}),
     ...(parsed.initialPower ? { initialPower: parsed.initialPower } : {}),
+    ...(parsed.kexec !== undefined ? { kexec: parsed.kexec } : {}),
     // Configured racks outlive appliance restarts, as hardware does.
     persist: parsed.persist ?? true,
   });

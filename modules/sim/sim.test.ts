@@ -75,3 +75,43 @@ describe('sim BMC faults', () => {
     expect(t.sim.truth(id).bmcTimeouts).toBe(2);
   });
 });
+
+describe('sim kexec', () => {
+  let t: TestAppliance | undefined;
+  afterAll(() => t?.close());
+
+  it('kexecs a running node into its new image without a power step, falls back to a power cycle when the kexec\'d kernel panics, and stops kexecing after two', async () => {
+    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { timeouts: { 'run.boot': 500 } } });
+    const { state, engine } = t.appliance;
+    const [node] = await state.addNodes([{ spec: simSpecs(1, 'kx')[0]! }], 'test');
+    const id = node!.id;
+    const converged = (image: string) => until(t!.appliance, () => engine.executor.status(id).phase === 'converged' && state.observed(id).image?.value === image, 10_000, `converged on ${image}`);
+    const powerOffs = async () => {
+      await state.flush();
+      return (await state.events({ nodeId: id, limit: 10_000 })).filter((e) => e.facet === 'power' && e.kind === 'observed' && e.new === 'off').length;
+    };
+    await state.setDesired(id, { power: 'on', image: 'compute@1' }, 'test');
+    await converged('compute@1');
+    expect(state.observed(id).kexec?.value).toBe('available');
+    const offs = await powerOffs();
+
+    await state.setDesired(id, { image: 'compute@2' }, 'test');
+    await converged('compute@2');
+    expect(state.observed(id).boot).toMatchObject({ value: 'kexec', detail: 'compute@2' });
+    expect(await powerOffs()).toBe(offs);
+
+    // Two kexecs into a kernel that panics: each falls back to the power cycle and converges; then the node reboots instead.
+    t.sim.inject(id, { kind: 'kexec-hangs', times: 2 });
+    for (const [i, image] of ['compute@1', 'compute@2'].entries()) {
+      await state.setDesired(id, { image }, 'test');
+      await converged(image);
+      expect(state.observed(id).boot?.value).toBe('kernel');
+      expect(await powerOffs()).toBe(offs + i + 1);
+    }
+    expect(state.observed(id).kexec).toMatchObject({ value: 'unavailable', detail: 'kexec failed 2 times (simulated)' });
+    await state.setDesired(id, { image: 'compute@1' }, 'test');
+    expect(engine.executor.planFor(id).steps.map((s) => s.step)).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
+    await converged('compute@1');
+    expect(await powerOffs()).toBe(offs + 2);
+  });
+});

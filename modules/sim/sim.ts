@@ -1,5 +1,6 @@
 // A simulated rack: BMCs whose power takes time, firmware that network-boots through DHCP, loader
-// and kernel stages, agents that say hello with the image they booted, and faults to inject. It
+// and kernel stages after its power-on self-test, agents that say hello with the image they booted
+// and can kexec into the next one (skipping the firmware), and faults to inject. It
 // owns power, boot and run of every node whose BMC is `sim://…`, through the same facets and steps
 // the real modules implement, so the engine cannot tell the difference.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { diskFacet, writtenDetail } from '../../src/facets/disk.js';
+import { KEXEC_FACET, kexecFacet } from '../../src/facets/kexec.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import { stepsOf, type FacetDriver, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
@@ -22,6 +24,10 @@ export interface SimLatencies {
   armMs: number;
   /** Each boot stage: DHCP, loader, kernel, agent hello. */
   bootStageMs: number;
+  /** The firmware's power-on self-test, before its DHCP: paid by every boot through the firmware, none by a kexec. */
+  postMs: number;
+  /** A kexec: the agent fetching, checking and loading the new kernel and initrd, then executing it (its boot's hello follows a stage later). */
+  kexecMs: number;
   drainMs: number;
   /** Silence after which a dead node's agent is reported lost. */
   lostAfterMs: number;
@@ -29,8 +35,9 @@ export interface SimLatencies {
   bmcTimeoutMs: number;
 }
 
-export const ZERO_LATENCY: SimLatencies = { probeMs: 0, powerMs: 0, armMs: 0, bootStageMs: 0, drainMs: 0, lostAfterMs: 0, bmcTimeoutMs: 0 };
-export const REALISTIC_LATENCY: SimLatencies = { probeMs: 150, powerMs: 2_000, armMs: 100, bootStageMs: 1_500, drainMs: 1_000, lostAfterMs: 10_000, bmcTimeoutMs: 5_000 };
+export const ZERO_LATENCY: SimLatencies = { probeMs: 0, powerMs: 0, armMs: 0, bootStageMs: 0, postMs: 0, kexecMs: 0, drainMs: 0, lostAfterMs: 0, bmcTimeoutMs: 0 };
+// POST is 0 here so the stage timing tests and benchmarks rely on stays what it was; a real server's is 1 to 5 minutes.
+export const REALISTIC_LATENCY: SimLatencies = { probeMs: 150, powerMs: 2_000, armMs: 100, bootStageMs: 1_500, postMs: 0, kexecMs: 1_000, drainMs: 1_000, lostAfterMs: 10_000, bmcTimeoutMs: 5_000 };
 
 const times = z.number().int().min(-1_000).max(1_000);
 /** A fault to inject, as tests and the API give it; `times` counts the commands or boots it affects (negative takes back). */
@@ -39,6 +46,8 @@ export const SimFaultSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('power-on-fails'), times }).strict(),
   /** The next `times` boots stop before the agent says hello. */
   z.object({ kind: z.literal('boot-hangs'), times }).strict(),
+  /** The next `times` kexecs go into a kernel that never says hello (it panics). */
+  z.object({ kind: z.literal('kexec-hangs'), times }).strict(),
   /** The next `times` BMC commands get no answer: each fails after bmcTimeoutMs. */
   z.object({ kind: z.literal('bmc-timeout'), times }).strict(),
   /** The next `times` BMC commands get a reply that does not answer them (another sequence, a bad completion code). */
@@ -50,8 +59,10 @@ export const SimFaultSchema = z.discriminatedUnion('kind', [
 ]);
 export type SimFault = z.infer<typeof SimFaultSchema>;
 
-/** A network boot of an image, of the deploy environment, or a boot from the local disk. */
-type SimBoot = { kind: 'network' | 'deploy'; image: string } | { kind: 'disk' };
+/** A network boot of an image, of the deploy environment, a kexec into an armed network boot, or a boot from the local disk. */
+type SimBoot = { kind: 'network' | 'deploy' | 'kexec'; image: string } | { kind: 'disk' };
+/** Failed kexecs after which a simulated agent says it cannot kexec, as the agent module marks a real node. */
+const SIM_KEXEC_FAILURES_MARKED = 2;
 /** What a simulated node's deploy boot runs, as the pxe module's deployImage default. */
 const SIM_DEPLOY_IMAGE = 'deploy@1';
 
@@ -67,6 +78,9 @@ interface SimMachine {
   running: string | null;
   powerOnFailures: number;
   bootHangs: number;
+  kexecHangs: number;
+  /** Kexecs that never said hello; at SIM_KEXEC_FAILURES_MARKED the agent reports kexec unavailable. */
+  kexecFailures: number;
   bmcTimeouts: number;
   bmcWrongReplies: number;
   /** Cancels the boot or agent timers under way. */
@@ -79,6 +93,8 @@ export interface SimOptions {
   latencies?: Partial<SimLatencies>;
   /** Power of every simulated node when the rack starts. */
   initialPower?: 'on' | 'off';
+  /** Whether the simulated agents can kexec (true when unset). */
+  kexec?: boolean;
   /**
    * Keep the simulated hardware's state in the module's data directory, so that it outlives an
    * appliance crash as real hardware does. Off for benchmarks: it writes on every power change.
@@ -88,12 +104,12 @@ export interface SimOptions {
 
 export class SimRack implements ShoalModule {
   readonly name = 'sim';
-  readonly facets = [diskFacet];
+  readonly facets = [diskFacet, kexecFacet];
   readonly drivers: FacetDriver[];
   readonly openapi = {
     '/sim/nodes/{id}/faults': {
       post: {
-        summary: 'Inject a fault into a simulated node (tests, the soak): {kind: power-on-fails|boot-hangs|bmc-timeout|bmc-wrong-reply, times} or {kind: dies|power-off}',
+        summary: 'Inject a fault into a simulated node (tests, the soak): {kind: power-on-fails|boot-hangs|kexec-hangs|bmc-timeout|bmc-wrong-reply, times} or {kind: dies|power-off}',
         parameters: [openApiParts.path('id', 'the node id')],
         responses: { 200: openApiParts.ok('the fault injected'), 400: openApiParts.problem, 401: openApiParts.problem, 404: openApiParts.problem },
       },
@@ -130,7 +146,7 @@ export class SimRack implements ShoalModule {
       // first start: every machine as configured
     }
     for (const [id, m] of Object.entries(stored)) {
-      const machine: SimMachine = { ...m, running: m.running ?? null, powerOnFailures: 0, bootHangs: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
+      const machine: SimMachine = { ...m, running: m.running ?? null, powerOnFailures: 0, bootHangs: 0, kexecHangs: 0, kexecFailures: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
       this.machines.set(id, machine);
       if (machine.power === 'on' && machine.booting) this.boot(id, machine, machine.booting);
       // A node that finished booting while the appliance was down (or before its last observations
@@ -162,6 +178,9 @@ export class SimRack implements ShoalModule {
         break;
       case 'boot-hangs':
         m.bootHangs += fault.times;
+        break;
+      case 'kexec-hangs':
+        m.kexecHangs += fault.times;
         break;
       case 'bmc-timeout':
         m.bmcTimeouts += fault.times;
@@ -195,7 +214,7 @@ export class SimRack implements ShoalModule {
   private machine(id: NodeId): SimMachine {
     let m = this.machines.get(id);
     if (!m) {
-      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, running: null, powerOnFailures: 0, bootHangs: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
+      m = { power: this.options.initialPower ?? 'off', nextBoot: null, booting: null, running: null, powerOnFailures: 0, bootHangs: 0, kexecHangs: 0, kexecFailures: 0, bmcTimeouts: 0, bmcWrongReplies: 0, generation: 0 };
       this.machines.set(id, m);
     }
     return m;
@@ -283,6 +302,19 @@ export class SimRack implements ShoalModule {
         if (m.generation === generation) this.observe(id, 'run', 'drained');
       });
     },
+    'run.kexec': async ({ node, signal }) => {
+      const m = this.machine(node.id);
+      const id = node.id;
+      const armed = m.nextBoot;
+      if (armed?.kind !== 'network') throw new Error('cannot kexec: no armed network boot of an image');
+      if (!this.kexecAllowed(id).allowed) return void this.observeKexec(id, m);
+      await this.wait(this.latency.kexecMs, signal);
+      m.generation++;
+      m.nextBoot = { kind: 'kexec', image: armed.image };
+      this.observe(id, 'boot', 'kexec', armed.image);
+      this.observe(id, 'run', 'booting');
+      this.boot(id, m);
+    },
     'run.reboot': async ({ node, signal }) => {
       const m = this.machine(node.id);
       const id = node.id;
@@ -324,14 +356,21 @@ export class SimRack implements ShoalModule {
   private boot(id: NodeId, m: SimMachine, resume?: SimMachine['booting']): void {
     const generation = ++m.generation;
     const plan = resume ?? m.nextBoot;
-    if (plan?.kind === 'network' || plan?.kind === 'deploy') m.nextBoot = null;
+    if (plan?.kind === 'network' || plan?.kind === 'deploy' || plan?.kind === 'kexec') m.nextBoot = null;
     m.booting = plan;
     m.running = null;
     this.save();
-    const hangs = m.bootHangs > 0;
-    if (hangs) m.bootHangs--;
+    const kexec = plan?.kind === 'kexec';
+    // A hung boot hangs whichever way it started; a kexec'd kernel that panics is one more way, and
+    // either counts against the node's kexecs.
+    const hangs = m.bootHangs > 0 || (kexec && m.kexecHangs > 0);
+    if (hangs && kexec && m.kexecHangs > 0) m.kexecHangs--;
+    else if (hangs) m.bootHangs--;
+    if (hangs && kexec) m.kexecFailures++;
     const stages: [string, string, string?][] =
-      plan?.kind === 'network'
+      plan?.kind === 'kexec'
+        ? [['image', plan.image], ['run', 'ready']]
+        : plan?.kind === 'network'
         ? [['boot', 'dhcp'], ['boot', 'loader'], ['boot', 'kernel'], ['image', plan.image], ['run', 'ready']]
         : plan?.kind === 'disk'
           ? [['image', m.disk ?? 'local-disk'], ['run', 'ready']]
@@ -348,11 +387,28 @@ export class SimRack implements ShoalModule {
         this.save();
       }
       if (!stage) return;
-      if (hangs && stage[0] === 'boot' && stage[1] === 'kernel') return;
+      if (hangs && ((stage[0] === 'boot' && stage[1] === 'kernel') || (kexec && i === 0))) return;
+      // The agent's hello says whether this boot can kexec into the next one.
+      if (stage[0] === 'run' && stage[1] === 'ready') this.observeKexec(id, m);
       this.observe(id, stage[0], stage[1], stage[2]);
       if (i < stages.length - 1) this.after(this.latency.bootStageMs, () => next(i + 1));
     };
-    this.after(this.latency.bootStageMs, () => next(0));
+    // Firmware runs its self-test first; a kexec'd kernel starts at once.
+    this.after(this.latency.bootStageMs + (kexec ? 0 : this.latency.postMs), () => next(0));
+  }
+
+  /** Whether the node's profiles let it kexec, as the agent module reads them. */
+  private kexecAllowed(id: NodeId): { allowed: boolean; setBy?: string } {
+    return this.host?.services.get('nodeConfig')?.boot(id)?.kexec ?? { allowed: true };
+  }
+
+  /** What a simulated agent's hello says of kexec. */
+  private observeKexec(id: NodeId, m: SimMachine): void {
+    const config = this.kexecAllowed(id);
+    if (!config.allowed) return this.observe(id, KEXEC_FACET, 'unavailable', `forbidden by ${config.setBy ?? 'the node'} (kexec: false)`);
+    if (this.options.kexec === false) return this.observe(id, KEXEC_FACET, 'unavailable', 'the simulated agents of this rack cannot kexec');
+    if (m.kexecFailures >= SIM_KEXEC_FAILURES_MARKED) return this.observe(id, KEXEC_FACET, 'unavailable', `kexec failed ${m.kexecFailures} times (simulated)`);
+    this.observe(id, KEXEC_FACET, 'available');
   }
 
   /** Written whole and renamed into place, so a crash leaves the old file or the new one. */

@@ -68,12 +68,32 @@ export interface BootTokens {
 
 /** A node's effective configuration (src/state/profiles.ts), as a boot module needs it; the appliance itself provides it. */
 export interface NodeConfigs {
-  /** The image, kernel arguments and boot path (secureBoot: shim and signed GRUB) the node's profiles and overrides set. */
-  boot(nodeId: NodeId): { image?: string; kernelArgs: string[]; secureBoot?: boolean } | undefined;
+  /**
+   * The image, kernel arguments and boot path (secureBoot: shim and signed GRUB) the node's profiles
+   * and overrides set, and whether a reprovision may kexec (false: forbidden, with who said so).
+   */
+  boot(nodeId: NodeId): { image?: string; kernelArgs: string[]; secureBoot?: boolean; kexec: { allowed: boolean; setBy?: string } } | undefined;
   /** What cloud-init's NoCloud datasource reads for the node now; undefined for a node not in the inventory. */
   seed(nodeId: NodeId): NoCloudSeed | undefined;
   /** Which disk an install writes and how disk=erased wipes it (quick when unset). */
   disk(nodeId: NodeId): { rootDevice?: RootDeviceHint; erase: 'quick' | 'full' } | undefined;
+}
+
+/** An armed network boot as a running OS loads it for kexec: what the iPXE script would boot, from the image store. */
+export interface KexecBoot {
+  image: string;
+  kernel: ImageFile;
+  initrd: ImageFile;
+  /** The boot's kernel command line, its one-time bootstrap included: the same words the iPXE script gives. */
+  cmdline: string;
+}
+
+/** The node's armed network boots, for a running agent to kexec into (the boot module provides it; the agent module asks). */
+export interface ArmedBoots {
+  /** The node's armed boot of an image, or why it has none a kexec can start. */
+  forKexec(nodeId: NodeId): KexecBoot | { problem: string };
+  /** The node's running OS is kexec'ing into its armed boot, past firmware and PXE: the boot facet observes it. */
+  kexecStarted(nodeId: NodeId): void;
 }
 
 /** A skopeo reference an import takes besides a plain path: its transport, then what it names. */
@@ -108,6 +128,7 @@ export interface Services {
   configReports: ConfigReports;
   containerImages: ContainerImageImporter;
   bootTokens: BootTokens;
+  armedBoots: ArmedBoots;
   nodeConfig: NodeConfigs;
   /** Which nodes this appliance acts on (the appliance itself provides it): a boot module answers only those. */
   ownership: NodeOwnership;

@@ -66,6 +66,12 @@ export const SettingsSchema = z.strictObject({
    * signed GRUB instead of iPXE (modules/pxe/README.md); the image's kernel must be signed.
    */
   secureBoot: z.boolean().optional(),
+  /**
+   * Whether a reprovision may kexec into the new image from the running OS, skipping firmware and
+   * PXE (src/facets/kexec.ts); on when unset. false for work that needs a real reset, such as a
+   * firmware update that takes effect at the next power-on self-test.
+   */
+  kexec: z.boolean().optional(),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
@@ -124,7 +130,7 @@ export function profilesFor(profiles: Iterable<Profile>, node: Pick<NodeRecord, 
 
 /**
  * Merges settings in order, the later layer over the earlier: single values (image, hostname,
- * userData, rootDevice as a whole, diskErase, secureBoot, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
+ * userData, rootDevice as a whole, diskErase, secureBoot, kexec, each network field) are replaced; files (by path) and other NICs (by MAC) are replaced
  * item by item; kernel arguments and SSH keys accumulate, each once, in the order first given.
  * userData is one document, not merged key by key: a later layer's replaces an earlier one's.
  */
@@ -132,7 +138,7 @@ export function mergeSettings(layers: { source: Source; settings: Settings }[]):
   const merged: Settings = {};
   const sources: Record<string, Source> = {};
   for (const { source, settings } of layers) {
-    for (const key of ['image', 'hostname', 'userData', 'rootDevice', 'diskErase', 'secureBoot'] as const) {
+    for (const key of ['image', 'hostname', 'userData', 'rootDevice', 'diskErase', 'secureBoot', 'kexec'] as const) {
       if (settings[key] !== undefined) {
         (merged as Record<string, unknown>)[key] = settings[key];
         sources[key] = source;

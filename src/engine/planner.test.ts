@@ -6,6 +6,7 @@ import type { FacetDefinition } from './facet.js';
 import { standardFacets, bootFacet, imageFacet } from '../facets/standard.js';
 import { DesiredVocabulary } from './desired.js';
 import { diskFacet, writtenDetail } from '../facets/disk.js';
+import { kexecFacet } from '../facets/kexec.js';
 import type { DesiredState } from '../domain/state.js';
 
 const graph = new FacetGraph(standardFacets);
@@ -194,5 +195,40 @@ describe('planner with the disk facet (install to disk)', () => {
     expect(diskFacet.abstract!(written, { image: 'debian@12', boot: 'disk' })).toBe('other');
     expect(diskFacet.abstract!(written, { image: 'debian@11', boot: 'disk' })).toBe('written');
     expect(diskFacet.abstract!(undefined, {})).toBe('unknown');
+  });
+});
+
+describe('planner with the kexec facet (reprovision without firmware)', () => {
+  const facets = [...standardFacets, diskFacet, kexecFacet];
+  const kexecGraph = new FacetGraph(facets);
+  const kexecVocabulary = new DesiredVocabulary(facets);
+  const kexecPlanner = new Planner(kexecGraph);
+  // power, boot, run, image, disk, kexec
+  const plan = (vector: string[], desired: DesiredState) => kexecPlanner.plan(vector, kexecVocabulary.target(desired)).steps.map((s) => s.step);
+
+  it('passes the lint', () => {
+    expect(lintGraph(kexecGraph, facets).problems).toEqual([]);
+  });
+
+  it('prefers run.kexec to run.reboot while the running OS can kexec, and reboots when it cannot', () => {
+    expect(plan(['on', 'kernel', 'ready', 'stale', 'unknown', 'available'], { image: 'compute@3' })).toEqual(['boot.arm', 'run.drain', 'run.kexec', 'run.boot']);
+    expect(plan(['on', 'kernel', 'ready', 'stale', 'unknown', 'unavailable'], { image: 'compute@3' })).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
+    // a kexec'd boot counts as the boot of what was served: the next change kexecs again
+    expect(plan(['on', 'kexec', 'ready', 'stale', 'unknown', 'available'], { image: 'compute@4' })).toEqual(['boot.arm', 'run.drain', 'run.kexec', 'run.boot']);
+    expect(plan(['on', 'kexec', 'ready', 'current', 'unknown', 'available'], { image: 'compute@3', boot: 'network' })).toEqual([]);
+  });
+
+  it('ends a kexec on the desired image, running, without touching power', () => {
+    const p = kexecPlanner.plan(['on', 'kernel', 'ready', 'stale', 'unknown', 'available'], kexecVocabulary.target({ image: 'compute@3' }));
+    expect(p.steps.at(-1)!.expect).toMatchObject({ power: 'on', boot: 'kexec', run: 'ready', image: 'current' });
+    expect(p.steps.every((s) => s.expect.power === 'on')).toBe(true);
+  });
+
+  it("falls back to the power cycle and a network boot when the kexec'd kernel never said hello (run.boot failed to hung)", () => {
+    expect(plan(['on', 'kexec', 'hung', 'stale', 'unknown', 'available'], { image: 'compute@3' })).toEqual(['power.off', 'boot.arm', 'power.on', 'run.boot']);
+  });
+
+  it('never kexecs into the deploy environment or a disk: those boots go through the firmware', () => {
+    expect(plan(['on', 'disk', 'ready', 'stale', 'other', 'available'], { image: 'debian@12', boot: 'disk' })).toEqual(['boot.deploy', 'run.drain', 'run.reboot', 'run.boot', 'disk.write', 'boot.disk', 'run.drain', 'run.reboot', 'run.boot']);
   });
 });

@@ -49,18 +49,22 @@ export const powerFacet = defineFacet({
   },
 });
 
-const idleStates = ['unknown', 'idle', 'kernel', 'disk', 'deployed'] as const;
+// `kexec`: the running OS loaded the armed boot and kexec'd into it (run.kexec); a boot done, like `kernel`.
+const idleStates = ['unknown', 'idle', 'kernel', 'kexec', 'disk', 'deployed'] as const;
+const bootDone = new Set<string>(['kernel', 'kexec', 'deployed']);
 export const bootFacet = defineFacet({
   name: 'boot',
-  values: ['unknown', 'idle', 'armed', 'dhcp', 'loader', 'kernel', 'disk', 'deploy', 'deployed'],
+  values: ['unknown', 'idle', 'armed', 'dhcp', 'loader', 'kernel', 'kexec', 'disk', 'deploy', 'deployed'],
   initial: 'unknown',
   failureValues: ['unknown'],
-  observedOnly: ['dhcp', 'loader'],
+  // kexec is also reached by run.kexec, but only where a module declares the kexec facet.
+  observedOnly: ['dhcp', 'loader', 'kexec'],
   guards: {
-    bootReached: inBoot(...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'disk'),
+    bootReached: inBoot(...NETWORK_BOOT_STAGES, ...DEPLOY_BOOT_STAGES, 'kexec', 'disk'),
     networkBooted: inBoot(...NETWORK_BOOT_STAGES),
     diskBooted: inBoot('disk'),
     deployBooted: inBoot(...DEPLOY_BOOT_STAGES),
+    kexecBooted: inBoot('kexec'),
   },
   steps: {
     'boot.arm': { kind: 'action', confirms: ['armed'], timeoutMs: 30 * SECOND, failsTo: 'unknown', serialize: 'bmc', explain: 'prepare a network boot of the desired image (DHCP reservation, iPXE script, next boot device PXE)' },
@@ -76,14 +80,15 @@ export const bootFacet = defineFacet({
             'boot.arm': { target: 'armed', guard: 'notBooting' },
             'boot.deploy': { target: 'deploy', guard: 'notBooting' },
             ...(value === 'disk' ? {} : { 'boot.disk': { target: 'disk', guard: 'notBooting' } }),
-            ...(value === 'kernel' || value === 'deployed' ? { 'run.reboot': { target: 'idle', guard: 'runIsDrained' } } : {}),
+            ...(bootDone.has(value) ? { 'run.reboot': { target: 'idle', guard: 'runIsDrained' } } : {}),
           },
           // A boot that was under way or done is over once the node is off: the one-time arming is spent.
-          ...(value === 'kernel' || value === 'deployed' ? { always: { guard: 'powerOff', target: 'idle' } } : {}),
+          ...(bootDone.has(value) ? { always: { guard: 'powerOff', target: 'idle' } } : {}),
         },
       ]),
     ),
-    armed: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'boot.disk': { target: 'disk', guard: 'notBooting' } } },
+    // The armed boot is started by firmware (run.boot after a reboot or power-on) or by the running OS (run.kexec).
+    armed: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'run.kexec': { target: 'kexec', guard: 'kexecTaken' }, 'boot.disk': { target: 'disk', guard: 'notBooting' } } },
     dhcp: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'run.reboot': { target: 'idle', guard: 'runIsDrained' } }, always: { guard: 'powerOff', target: 'idle' } },
     loader: { on: { 'run.boot': { target: 'kernel', guard: 'runIsBooting' }, 'run.reboot': { target: 'idle', guard: 'runIsDrained' } }, always: { guard: 'powerOff', target: 'idle' } },
     // Armed like `armed`, its stages (dhcp, loader) in the detail: a deploy boot is one value until its kernel is served.
@@ -97,7 +102,8 @@ export const bootFacet = defineFacet({
   },
   desired: {
     accepts: ['network', 'disk'],
-    target: (value) => ({ boot: value === 'disk' ? ['disk'] : [...NETWORK_BOOT_STAGES] }),
+    // A kexec'd boot is a boot of what the appliance served, as a network boot is.
+    target: (value) => ({ boot: value === 'disk' ? ['disk'] : [...NETWORK_BOOT_STAGES, 'kexec'] }),
   },
 });
 
@@ -114,10 +120,16 @@ export const runFacet = defineFacet({
     runIsDrained: stateIn({ run: 'drained' }),
     notBooting: not(inRun('booting')),
     workloadNotUp: not(inRun('ready', 'draining')),
+    // The kexec facet (src/facets/kexec.ts) is declared by the modules whose agents report it; without it this is never true.
+    // A disk written with the desired image is booted from, not kexec'd past (boot=disk would otherwise end on a kexec'd network image).
+    kexecTaken: and([stateIn({ run: 'drained' }), stateIn({ boot: 'armed' }), stateIn({ kexec: 'available' }), not(stateIn({ disk: 'written' }))]),
   },
   steps: {
     'run.boot': { kind: 'await', confirms: ['ready'], timeoutMs: 300 * SECOND, failsTo: 'hung', explain: 'wait for the node to boot and its agent to say hello' },
     'run.drain': { kind: 'action', confirms: ['drained'], progress: ['draining'], timeoutMs: 600 * SECOND, failsTo: 'hung', explain: 'ask the agent to stop the workload and report drained' },
+    // Before run.reboot, so it wins the tie: both take the node from drained to its armed boot.
+    // Confirmed once the agent says it executes the loaded kernel; run.boot then waits for that kernel's hello.
+    'run.kexec': { kind: 'action', confirms: ['booting'], timeoutMs: 180 * SECOND, failsTo: 'hung', explain: "ask the agent to fetch and check the armed boot's kernel and initrd, load them and kexec into them (no firmware, no PXE)" },
     'run.reboot': { kind: 'action', confirms: ['booting'], timeoutMs: 120 * SECOND, failsTo: 'hung', explain: 'ask the agent to reboot the node' },
   },
   states: {
@@ -127,7 +139,7 @@ export const runFacet = defineFacet({
     booting: { on: { 'run.boot': { target: 'ready', guard: 'bootReached' } }, always: { guard: 'powerOff', target: 'off' } },
     ready: { on: { 'run.drain': 'drained' }, always: { guard: 'powerOff', target: 'off' } },
     draining: { on: { 'run.drain': 'drained' }, always: { guard: 'powerOff', target: 'off' } },
-    drained: { on: { 'run.reboot': 'booting' }, always: { guard: 'powerOff', target: 'off' } },
+    drained: { on: { 'run.kexec': { target: 'booting', guard: 'kexecTaken' }, 'run.reboot': 'booting' }, always: { guard: 'powerOff', target: 'off' } },
     lost: { always: { guard: 'powerOff', target: 'off' } },
     hung: { always: { guard: 'powerOff', target: 'off' } },
   },
@@ -148,6 +160,7 @@ export const imageFacet = defineFacet({
   observedOnly: ['stale'],
   guards: {
     networkBootDone: and(['runIsBooting', 'networkBooted']),
+    kexecBootDone: and(['runIsBooting', 'kexecBooted']),
     diskBootDone: and(['runIsBooting', 'diskBooted']),
     deployBootDone: and(['runIsBooting', 'deployBooted']),
     // The disk facet (src/facets/disk.ts) is declared by the module that writes disks; without it this is never true.
@@ -162,6 +175,8 @@ export const imageFacet = defineFacet({
         on: {
           'run.boot': [
             { guard: 'networkBootDone', target: 'current' },
+            // A kexec started the armed boot, which is of the desired image.
+            { guard: 'kexecBootDone', target: 'current' },
             // A disk written with the desired image boots it; any other disk boots something Shoal cannot vouch for.
             { guard: 'diskBootOfImage', target: 'current' },
             { guard: 'diskBootDone', target: 'unknown' },

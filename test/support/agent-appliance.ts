@@ -91,6 +91,17 @@ export class StandInModule implements ShoalModule {
       list: () => images,
     });
     host.services.provide('configReports', { booted: (nodeId, digest) => void this.configReports.push({ nodeId, digest }) });
+    // As the pxe module hands an armed boot to a running agent: its bootstrap on the command line.
+    host.services.provide('armedBoots', {
+      forKexec: (id) => {
+        const boot = host.observed(id).boot;
+        const image = images.find((i) => i.ref === boot?.detail);
+        const bootstrap = this.armedTokens.get(id);
+        if (boot?.value !== 'armed' || !image?.kernel || !image.initrd || !bootstrap) return { problem: `node ${id} is not armed` };
+        return { image: image.ref, kernel: image.kernel, initrd: image.initrd, cmdline: `console=ttyS0 shoal.node=${id} shoal.token=${bootstrap} shoal.image=${image.ref}` };
+      },
+      kexecStarted: (id) => host.observe(id, 'boot', 'kexec', host.observed(id).boot?.detail),
+    });
   }
 
   /** What the agent module passed on of the configuration digests hellos reported, as the pxe module would hear it. */
@@ -138,13 +149,15 @@ export interface AgentTestAppliance {
   /** The raw log text, to check no token ever reaches it. */
   logText(): string;
   enroll(name: string): Promise<NodeRecord>;
+  /** Calls the operator API with the first admin's token. */
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** POSTs as the agent does: `token` (when given) joins an object body; a string body is sent as it is. */
   post(path: string, token: string | undefined, body: unknown, headers?: Record<string, string>): Promise<AgentReply>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startAgentAppliance(opts: { dataDir?: string; agentOptions?: Record<string, unknown> } = {}): Promise<AgentTestAppliance> {
+export async function startAgentAppliance(opts: { dataDir?: string; agentOptions?: Record<string, unknown>; timeouts?: Record<string, number> } = {}): Promise<AgentTestAppliance> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shoal-agent-module-'));
   let logText = '';
   const sink = new Writable({
@@ -157,7 +170,7 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
     dataDir,
     // Plain HTTP, agent routes on the API's listener: the tests post to appliance.url.
     api: { listen: '127.0.0.1', port: 0, tls: 'off' },
-    engine: { retryBudget: 2, backoffBaseMs: 50, backoffMaxMs: 500, limits: {}, timeouts: {} },
+    engine: { retryBudget: 2, backoffBaseMs: 50, backoffMaxMs: 500, limits: {}, timeouts: opts.timeouts ?? {} },
   });
   const standIn = new StandInModule();
   const agent = createModule(opts.agentOptions ?? { intervalSeconds: 1, lostAfterMs: 1_500 });
@@ -182,6 +195,15 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
         'test',
       );
       return node!;
+    },
+    async api(method, path, body) {
+      const res = await fetch(`${appliance.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${appliance.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
     },
     async post(path, token, body, headers = {}) {
       const res = await fetch(`${appliance.url}${path}`, {
