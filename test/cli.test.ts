@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runShoal } from './support/cli.js';
 import { startTestAppliance, type TestAppliance } from './support/appliance.js';
 import { createModule as createPxeModule } from '../modules/pxe/index.js';
+import { createModule as createAgentModule } from '../modules/agent/index.js';
 
 let t: TestAppliance;
 let dir: string;
@@ -18,7 +19,8 @@ beforeAll(async () => {
   t = await startTestAppliance({
     sim: { latencies: { probeMs: 50, powerMs: 1500, armMs: 50, bootStageMs: 800, drainMs: 20, lostAfterMs: 100 } },
     // Without DHCP or TFTP options it opens no socket: here for its discovered machines.
-    modules: [createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' })],
+    // The agent module for its operator routes (kexec-clear); it claims no simulated node.
+    modules: [createPxeModule({ advertiseUrl: 'http://127.0.0.1:1' }), createAgentModule({ intervalSeconds: 10, lostAfterMs: 45_000 })],
   });
   dir = mkdtempSync(join(tmpdir(), 'shoal-cli-'));
 });
@@ -53,6 +55,18 @@ describe('shoal CLI', { timeout: 60_000 }, () => {
     const plan = await shoal('plan', 'cli01');
     expect(plan.stdout).toContain('cli01: converged');
     expect(plan.stdout).toContain('nothing to do');
+  });
+
+  it('reprovisions through kexec, --wait showing the step, and clears a node\'s kexec mark', async () => {
+    const set = await shoal('node', 'set', 'cli01', 'image=compute@2', '--wait', '--timeout', '30');
+    expect(set.code).toBe(0);
+    expect(set.stdout).toMatch(/cli01\s+run\.kexec/);
+    expect(set.stdout).not.toContain('run.reboot');
+    const graph = await t.api('GET', '/api/v1/graph');
+    expect(graph.body.steps.find((s: { name: string }) => s.name === 'run.kexec').explain).toMatch(/kexec into them \(no firmware, no PXE\)/);
+    const clear = await shoal('node', 'kexec-clear', 'cli01');
+    expect(clear).toMatchObject({ code: 0, stdout: 'cli01 had no failed kexecs\n' });
+    expect((await shoal('node', 'kexec-clear', 'no-such-node')).code).not.toBe(0);
   });
 
   it('installs to disk: plan explains the deploy, --wait follows it, and the disk is written with the image', async () => {

@@ -28,6 +28,7 @@ nodes
   node list [--selector k=v,...] [--phase PHASE]
   node show NODE [--json]          identity, desired and observed facet by facet, reported hardware
   node hardware NODE [--json]      what its agent reported: system, CPU, memory, disks
+  node kexec-clear NODE            clear the mark of two failed kexecs: reprovisions may kexec again
   node set NODE... facet=value... [--selector k=v] [--wait] [--timeout SECONDS]
                                   facets: power=on|off boot=network|disk run=ready image=NAME@VER
                                   config=current (with the pxe module) (value - clears)

@@ -50,6 +50,12 @@ export async function nodeCommand(client: ApiClient, sub: string | undefined, ar
       else console.log([`${view.node}: reported ${new Date(view.at).toISOString()} (${view.digest})`, ...describeHardware(view.hardware).map((l) => `  ${l}`)].join('\n'));
       return 0;
     }
+    case 'kexec-clear': {
+      const node = await client.request<NodeView>('GET', `/nodes/${enc(need(args[0], 'node kexec-clear needs a node'))}`);
+      const { cleared } = await client.request<{ cleared: boolean }>('POST', `/agents/${enc(node.id)}/kexec/clear`);
+      console.log(cleared ? `${node.name}: kexec failures cleared; its next hello says whether it can kexec` : `${node.name} had no failed kexecs`);
+      return 0;
+    }
     case 'rm':
       await client.request('DELETE', `/nodes/${enc(need(args[0], 'node rm needs a node'))}`);
       console.log(`removed ${args[0]}`);
