@@ -208,7 +208,8 @@ describe('rollouts', () => {
   });
 
   it('stops as failed when a node is held as failed, and goes on after a retry and a resume', { timeout: 120_000 }, async () => {
-    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { retryBudget: 1, backoffBaseMs: 20, timeouts: { 'run.boot': 1_500 } } });
+    // Boots through the firmware (no kexec): the reason names run.boot.
+    t = await startTestAppliance({ sim: { latencies: LATENCIES, kexec: false }, engine: { retryBudget: 1, backoffBaseMs: 20, timeouts: { 'run.boot': 1_500 } } });
     const { state, engine } = t.appliance;
     // The bad node first: the other nodes go through the second slot until it has failed twice.
     const group = await enroll(t, 24, 'f', { role: 'compute' });

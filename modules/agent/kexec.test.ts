@@ -1,5 +1,5 @@
 // Reprovisions through kexec in a real Appliance, over the agent protocol: a node whose agent says
-// it can kexec is taken to its new image by boot.arm → run.drain → run.kexec → run.boot, with no power step;
+// it can kexec is taken to its new image by boot.arm → run.drain → run.kexec, with no power step;
 // the kexec'd kernel's hello with the new bootstrap confirms it. A kexec whose kernel never says
 // hello falls back to the power cycle, and a node that failed twice is marked so the planner
 // reboots it until an operator clears the mark. A load the agent could not do, and a profile that
@@ -72,7 +72,7 @@ describe('reprovision through kexec', () => {
     expect(observed(node.id).kexec?.value).toBe('available');
 
     await t.appliance.state.setDesired(node.id, { image: 'compute@2' }, 'test');
-    expect(steps(node.id)).toEqual(['boot.arm', 'run.drain', 'run.kexec', 'run.boot']);
+    expect(steps(node.id)).toEqual(['boot.arm', 'run.drain', 'run.kexec']);
     const reply = await drainToKexec(node.id, token, FIRST_BOOT, 'compute@2');
     const job = replyValue(reply, 'kexec.job')!;
     expect(job).toMatch(/^kexec-[a-z0-9-]+$/);
@@ -101,7 +101,7 @@ describe('reprovision through kexec', () => {
   });
 
   it('falls back to a power cycle when the kexec\'d kernel never says hello, and after two such failures reboots through the firmware until the mark is cleared', async () => {
-    t = await startAgentAppliance({ timeouts: { 'run.boot': 1_000 } });
+    t = await startAgentAppliance({ timeouts: { 'run.kexec': 1_000, 'run.boot': 1_000 } });
     const node = await t.enroll('n1');
     await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');
     let token = await upOn(node.id, FIRST_BOOT, 'compute@1');
@@ -132,7 +132,7 @@ describe('reprovision through kexec', () => {
   });
 
   it('keeps the mark of failed kexecs across an appliance restart', async () => {
-    t = await startAgentAppliance({ timeouts: { 'run.boot': 1_000 } });
+    t = await startAgentAppliance({ timeouts: { 'run.kexec': 1_000, 'run.boot': 1_000 } });
     const dataDir = t.dataDir;
     const node = await t.enroll('n1');
     await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');
@@ -179,7 +179,21 @@ describe('reprovision through kexec', () => {
     expect(steps(node.id)).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
   });
 
-  it('takes the plain reboot when the profile forbids kexec after the hello: the kexec step sees it and steps aside', async () => {
+  it('applies a profile that forbids or allows kexec to the running boot at once', async () => {
+    t = await startAgentAppliance();
+    const node = await t.enroll('n1');
+    await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');
+    await upOn(node.id, FIRST_BOOT, 'compute@1');
+    expect((await t.api('PUT', '/api/v1/profiles/firmware-update', { nodes: ['n1'], settings: { kexec: false } })).status).toBe(201);
+    await until(t.appliance, () => observed(node.id).kexec?.value === 'unavailable', 5_000, 'kexec forbidden');
+    expect(observed(node.id).kexec?.detail).toBe('forbidden by profile:firmware-update (kexec: false)');
+    expect((await t.api('DELETE', '/api/v1/profiles/firmware-update')).status).toBeLessThan(300);
+    await until(t.appliance, () => observed(node.id).kexec?.value === 'available', 5_000, 'kexec allowed again');
+    await t.appliance.state.setDesired(node.id, { image: 'compute@2' }, 'test');
+    expect(steps(node.id).at(-1)).toBe('run.kexec');
+  });
+
+  it('takes the plain reboot when the profile forbids kexec after the hello', async () => {
     t = await startAgentAppliance();
     const node = await t.enroll('n1');
     await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');

@@ -19,6 +19,7 @@ import { AgentMetrics } from './metrics.js';
 import { BootTokenStore, type TokenMatch } from './tokens.js';
 import { diskJobQueued, diskObservation, eraseJob, jobLines, reportedHardware, writeJob, type DiskJob } from './disk-jobs.js';
 import { KexecFailures, kexecJob, kexecLines, kexecObservation, type KexecJob } from './kexec.js';
+import type { KexecSupport } from './protocol.js';
 import {
   DrainedReportSchema,
   HelloSchema,
@@ -113,6 +114,10 @@ export class AgentModule implements ShoalModule {
   private readonly liveness = new Map<NodeId, Liveness>();
   private readonly actions = new Map<NodeId, PendingAction>();
   private readonly diskJobs = new Map<NodeId, DiskJob>();
+  /** What each node's running boot said of kexec at its hello, so a profile change can be applied to it at once. */
+  private readonly kexecSupport = new Map<NodeId, KexecSupport | undefined>();
+  /** Nodes whose running boot could not load a kexec: unavailable to that boot. */
+  private readonly kexecLoadFailed = new Set<NodeId>();
   /** Kexecs the agent said it executes, until the node's next hello tells whether the kexec'd kernel came up. */
   private readonly kexecsUnderWay = new Map<NodeId, KexecJob>();
   /** The bootstrap each node booted from disk keeps for its next boot from there, by the boot it was given to. */
@@ -141,13 +146,16 @@ export class AgentModule implements ShoalModule {
       if (node && this.claims(node) && LIVE_RUN.has(host.observed(nodeId).run?.value ?? '')) this.liveness.set(nodeId, { lastSeenAt: now, lost: false, reports: 0 });
     }
     this.stopListening = host.onNodeChange((id) => {
-      if (host.node(id)) return;
+      // A profile that forbids or allows kexec now changes what the planner may choose for the running boot.
+      if (host.node(id)) return void (this.kexecSupport.has(id) && this.observeKexec(id));
       tokens.forget(id);
       this.liveness.delete(id);
       this.actions.delete(id);
       this.diskJobs.delete(id);
       this.nextBootstraps.delete(id);
       this.kexecsUnderWay.delete(id);
+      this.kexecSupport.delete(id);
+      this.kexecLoadFailed.delete(id);
       kexecFailures.clear(id);
     });
     // A tenth of the deadline: lost is noticed at most 10 % late, and a sweep of 10,000 nodes is cheap.
@@ -201,6 +209,15 @@ export class AgentModule implements ShoalModule {
     signal.addEventListener('abort', () => this.actions.get(node.id) === pending && this.actions.delete(node.id), { once: true });
   }
 
+  /** The kexec facet from what the running boot said, the node's configuration now and its failed kexecs. */
+  private observeKexec(id: NodeId): void {
+    const host = this.host!;
+    const seen = kexecObservation(this.kexecSupport.get(id), host.services.get('nodeConfig')?.boot(id)?.kexec, this.kexecFailures!.of(id));
+    // A boot whose kexec failed to load stays unavailable until the next boot; a config change does not undo that.
+    if (this.kexecLoadFailed.has(id)) return;
+    host.observe(id, KEXEC_FACET, seen.value, seen.detail);
+  }
+
   /**
    * Asks the running agent to load the armed boot and kexec into it. A node whose profile forbids
    * kexec now (it was allowed at its hello) is observed so: the planner then reboots it instead.
@@ -240,6 +257,7 @@ export class AgentModule implements ShoalModule {
       const reason = `the agent could not kexec ${job.boot.image}: ${report.kexecError ?? 'no reason given'}`;
       this.actions.delete(id);
       this.kexecFailures!.failed(id, reason);
+      this.kexecLoadFailed.add(id);
       host.log.warn({ node: id, job: job.id, reason }, 'kexec failed before it went');
       host.observe(id, KEXEC_FACET, 'unavailable', `${reason}; this boot reboots through the firmware instead`);
     }
@@ -330,6 +348,7 @@ export class AgentModule implements ShoalModule {
         this.actions.delete(id);
         this.diskJobInterrupted(id, 'booted again');
         this.concludeKexec(id);
+        this.kexecLoadFailed.delete(id);
         // A boot from disk (not the deploy environment that ran while boot=disk was set for its next boot).
         if (host.observed(id).boot?.value === 'disk') this.nextBootstraps.set(id, { bootId: body.bootId });
         else this.nextBootstraps.delete(id);
@@ -353,8 +372,8 @@ export class AgentModule implements ShoalModule {
     else if (host.observed(id)[SYSTEM_FACET] && host.observed(id)[SYSTEM_FACET]!.value !== 'none') host.observe(id, SYSTEM_FACET, 'none');
     // The module serving configurations owns the config facet; it hears what the node says it got.
     if (body.config) host.services.get('configReports')?.booted(id, body.config);
-    const kexec = kexecObservation(body.kexec, host.services.get('nodeConfig')?.boot(id)?.kexec, this.kexecFailures!.of(id));
-    host.observe(id, KEXEC_FACET, kexec.value, kexec.detail);
+    this.kexecSupport.set(id, body.kexec);
+    this.observeKexec(id);
     this.respond(res, id, body.bootId, 'running', bootToken);
   }
 

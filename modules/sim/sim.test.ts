@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { simSpecs, startTestAppliance, until, type TestAppliance } from '../../test/support/appliance.js';
 
-const LATENCIES = { probeMs: 10, powerMs: 50, armMs: 10, bootStageMs: 50, drainMs: 10, lostAfterMs: 500, bmcTimeoutMs: 200 };
+const LATENCIES = { probeMs: 10, powerMs: 50, armMs: 10, bootStageMs: 50, kexecMs: 10, drainMs: 10, lostAfterMs: 500, bmcTimeoutMs: 200 };
 
 describe('sim module across an appliance restart', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shoal-sim-'));
@@ -81,7 +81,7 @@ describe('sim kexec', () => {
   afterAll(() => t?.close());
 
   it('kexecs a running node into its new image without a power step, falls back to a power cycle when the kexec\'d kernel panics, and stops kexecing after two', async () => {
-    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { timeouts: { 'run.boot': 500 } } });
+    t = await startTestAppliance({ sim: { latencies: LATENCIES }, engine: { timeouts: { 'run.kexec': 500, 'run.boot': 500 } } });
     const { state, engine } = t.appliance;
     const [node] = await state.addNodes([{ spec: simSpecs(1, 'kx')[0]! }], 'test');
     const id = node!.id;

@@ -258,7 +258,10 @@ export class Executor extends EventEmitter<ExecutorEvents> {
         this.fail(id, rt.inflight, 'failed', seen.detail ?? `${running.facet} was observed ${running.failsTo}`);
         return;
       }
-      if (first?.step === rt.inflight.step) {
+      // A step whose progress shows (a kexec'd kernel booting) is kept while the plan from here only
+      // waits: the await step would be confirmed by what the step under way brings about.
+      const progressing = running.progress?.includes(seen?.value ?? '') === true && seen!.at >= rt.inflight.startedAt;
+      if (first?.step === rt.inflight.step || (progressing && first?.kind === 'await')) {
         this.setPhase(id, rt, plan);
         return;
       }

@@ -128,8 +128,8 @@ export const runFacet = defineFacet({
     'run.boot': { kind: 'await', confirms: ['ready'], timeoutMs: 300 * SECOND, failsTo: 'hung', explain: 'wait for the node to boot and its agent to say hello' },
     'run.drain': { kind: 'action', confirms: ['drained'], progress: ['draining'], timeoutMs: 600 * SECOND, failsTo: 'hung', explain: 'ask the agent to stop the workload and report drained' },
     // Before run.reboot, so it wins the tie: both take the node from drained to its armed boot.
-    // Confirmed once the agent says it executes the loaded kernel; run.boot then waits for that kernel's hello.
-    'run.kexec': { kind: 'action', confirms: ['booting'], timeoutMs: 180 * SECOND, failsTo: 'hung', explain: "ask the agent to fetch and check the armed boot's kernel and initrd, load them and kexec into them (no firmware, no PXE)" },
+    // One deadline from the ask to the new kernel's hello (booting shows it under way), so a kexec'd kernel that never speaks fails here, not after a firmware boot's allowance.
+    'run.kexec': { kind: 'action', confirms: ['ready'], progress: ['booting'], timeoutMs: 300 * SECOND, failsTo: 'hung', explain: "ask the agent to fetch and check the armed boot's kernel and initrd, load them and kexec into them (no firmware, no PXE); the new kernel's hello confirms it" },
     'run.reboot': { kind: 'action', confirms: ['booting'], timeoutMs: 120 * SECOND, failsTo: 'hung', explain: 'ask the agent to reboot the node' },
   },
   states: {
@@ -139,7 +139,7 @@ export const runFacet = defineFacet({
     booting: { on: { 'run.boot': { target: 'ready', guard: 'bootReached' } }, always: { guard: 'powerOff', target: 'off' } },
     ready: { on: { 'run.drain': 'drained' }, always: { guard: 'powerOff', target: 'off' } },
     draining: { on: { 'run.drain': 'drained' }, always: { guard: 'powerOff', target: 'off' } },
-    drained: { on: { 'run.kexec': { target: 'booting', guard: 'kexecTaken' }, 'run.reboot': 'booting' }, always: { guard: 'powerOff', target: 'off' } },
+    drained: { on: { 'run.kexec': { target: 'ready', guard: 'kexecTaken' }, 'run.reboot': 'booting' }, always: { guard: 'powerOff', target: 'off' } },
     lost: { always: { guard: 'powerOff', target: 'off' } },
     hung: { always: { guard: 'powerOff', target: 'off' } },
   },
@@ -173,9 +173,11 @@ export const imageFacet = defineFacet({
       value,
       {
         on: {
+          // The armed boot a kexec starts is of the desired image.
+          'run.kexec': { guard: 'kexecTaken', target: 'current' },
           'run.boot': [
             { guard: 'networkBootDone', target: 'current' },
-            // A kexec started the armed boot, which is of the desired image.
+            // A kexec'd boot still booting (the appliance restarted while it did) is of the armed image too.
             { guard: 'kexecBootDone', target: 'current' },
             // A disk written with the desired image boots it; any other disk boots something Shoal cannot vouch for.
             { guard: 'diskBootOfImage', target: 'current' },
