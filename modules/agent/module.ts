@@ -211,10 +211,10 @@ export class AgentModule implements ShoalModule {
 
   /** The kexec facet from what the running boot said, the node's configuration now and its failed kexecs. */
   private observeKexec(id: NodeId): void {
-    const host = this.host!;
-    const seen = kexecObservation(this.kexecSupport.get(id), host.services.get('nodeConfig')?.boot(id)?.kexec, this.kexecFailures!.of(id));
     // A boot whose kexec failed to load stays unavailable until the next boot; a config change does not undo that.
     if (this.kexecLoadFailed.has(id)) return;
+    const host = this.host!;
+    const seen = kexecObservation(this.kexecSupport.get(id), host.services.get('nodeConfig')?.boot(id)?.kexec, this.kexecFailures!.of(id));
     host.observe(id, KEXEC_FACET, seen.value, seen.detail);
   }
 
