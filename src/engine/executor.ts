@@ -137,7 +137,13 @@ export class Executor extends EventEmitter<ExecutorEvents> {
   /** The node's standing and the plan it follows, for the API, the CLI and metrics. */
   status(id: NodeId): NodeStatus {
     const rt = this.runtimes.get(id);
-    const plan = this.planFor(id);
+    let plan = this.planFor(id);
+    // A step kept under way while the plan only waits (evaluate) stands for that wait, so the plan shown starts with it.
+    const first = plan.steps[0];
+    if (rt?.inflight && first?.kind === 'await' && first.step !== rt.inflight.step) {
+      const info = this.graph.step(rt.inflight.step);
+      plan = { ...plan, steps: [{ step: info.name, facet: info.facet, kind: info.kind, expect: first.expect, explain: info.explain }, ...plan.steps.slice(1)] };
+    }
     const status: NodeStatus = { phase: this.phaseOf(id, plan, rt), failures: rt?.failures ?? 0, plan };
     const hold = this.state.hold(id);
     if (hold) status.reason = hold;

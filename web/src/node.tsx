@@ -19,6 +19,12 @@ const BOOT_STAGES: { facet: 'boot' | 'run'; value: string }[] = [
   { facet: 'boot', value: 'kernel' },
   { facet: 'run', value: 'ready' },
 ];
+/** A boot the running OS started by kexec: no firmware stage between the arming and the hello. */
+const KEXEC_STAGES: { facet: 'boot' | 'run'; value: string }[] = [
+  { facet: 'boot', value: 'armed' },
+  { facet: 'boot', value: 'kexec' },
+  { facet: 'run', value: 'ready' },
+];
 const TIMELINE_SHOWN = 300;
 const PLAN_REFRESH_MS = 300;
 
@@ -396,7 +402,7 @@ function StateBox({ cx, lines, title }: { cx: number; lines: string[]; title: st
   );
 }
 
-/** The stages of the latest network boot (since the last `boot=armed`), with when each was seen. */
+/** The stages of the latest network or kexec'd boot (since the last `boot=armed`), with when each was seen. */
 function BootStages({ events }: { events: EventView[] }) {
   const observed = events.filter((e) => e.kind === 'observed' && (e.facet === 'boot' || e.facet === 'run'));
   let start = -1;
@@ -409,9 +415,10 @@ function BootStages({ events }: { events: EventView[] }) {
   if (start < 0) return <p class="muted">No network boot seen yet.</p>;
   const boot = observed.slice(start);
   const armedAt = boot[0]!.at;
+  const stages = boot.some((e) => e.facet === 'boot' && e.new === 'kexec') ? KEXEC_STAGES : BOOT_STAGES;
   return (
     <ol class="boot-stages" data-testid="boot-stages">
-      {BOOT_STAGES.map(({ facet, value }) => {
+      {stages.map(({ facet, value }) => {
         const seen = boot.find((e) => e.facet === facet && e.new === value);
         return (
           <li key={value} class={seen ? 'seen' : ''} data-stage={value}>
