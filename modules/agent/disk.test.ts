@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../test/support/appliance.js';
 import type { NodeId } from '../../src/domain/node.js';
 import type { Hardware } from '../../src/contracts/hardware.js';
-import { DIGESTS, STAND_IN_DISK, replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
+import { DIGESTS, STAND_IN_DISK, beat, replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
 
 const DEPLOY_BOOT = '33333333-3333-4333-8333-333333333333';
 const DISK_BOOT = '44444444-4444-4444-8444-444444444444';
@@ -33,7 +33,6 @@ const hello = (node: NodeId, bootId: string, bakedImage: string, hw?: Hardware) 
   interfaces: [{ name: 'eth0', mac: '52:54:00:12:34:56', ipv4: ['10.0.0.23/24'] }],
   ...(hw ? { hardware: hw } : {}),
 });
-const beat = (node: NodeId, bootId: string, more: Record<string, unknown> = {}) => ({ node, bootId, uptime: 9.5, state: 'running', ...more });
 
 describe('install to disk through the agent', () => {
   let t: AgentTestAppliance | undefined;
@@ -50,16 +49,6 @@ describe('install to disk through the agent', () => {
     expect(res.status).toBe(200);
     return replyValue(res.text, 'token')!;
   };
-  /** Heartbeats until a reply carries `action`; returns that reply. */
-  const beatUntil = async (id: NodeId, token: string, action: string, more: Record<string, unknown> = {}, bootId = DEPLOY_BOOT) => {
-    let reply = '';
-    for (let i = 0; i < 200 && !reply.includes(`action=${action}\n`); i++) {
-      reply = (await t!.post('/agent/v1/heartbeat', token, beat(id, bootId, more))).text;
-      if (!reply.includes(`action=${action}\n`)) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    expect(reply).toContain(`action=${action}\n`);
-    return reply;
-  };
 
   it('deploys, writes the hinted disk, boots from it, and the installed OS says hello with the write\'s bootstrap', async () => {
     t = await startAgentAppliance();
@@ -68,7 +57,7 @@ describe('install to disk through the agent', () => {
     const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'SYS'), disk('vdb', 16 * GIB, 'DATA')].slice(0, 1));
     expect(state.observed(node.id).image?.value).toBe('deploy@1');
 
-    const reply = await beatUntil(node.id, token, 'write-disk');
+    const reply = await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk');
     const job = replyValue(reply, 'disk.job')!;
     expect(job).toMatch(/^[A-Za-z0-9_-]{12}$/);
     expect(replyValue(reply, 'disk.device')).toBe('vda');
@@ -88,11 +77,11 @@ describe('install to disk through the agent', () => {
     expect(state.observed(node.id).disk).toMatchObject({ value: 'written', detail: `debian@12 sha256:${STAND_IN_DISK.rawSha256} on vda` });
 
     // Then the disk boot: next boot disk, drain, reboot; the installed OS presents the bootstrap from its boot arguments.
-    const drain = await beatUntil(node.id, token, 'drain');
+    const drain = await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'drain');
     expect(drain).not.toContain('disk.job');
     expect(state.observed(node.id).boot?.value).toBe('disk');
     await t.post('/agent/v1/drained', token, beat(node.id, DEPLOY_BOOT, { state: 'drained' }));
-    await beatUntil(node.id, token, 'reboot', { state: 'drained' });
+    await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'reboot', { state: 'drained' });
     const diskBootstrap = /shoal\.token=(\S+)/.exec(bootArgs)![1]!;
     const installed = await t.post('/agent/v1/hello', diskBootstrap, hello(node.id, DISK_BOOT, 'debian@12'));
     expect(installed.status).toBe(200);
@@ -123,14 +112,14 @@ describe('install to disk through the agent', () => {
     const node = await t.enroll('n1');
     const state = t.appliance.state;
     const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'SYS')], 'site@1');
-    const reply = await beatUntil(node.id, token, 'write-disk');
+    const reply = await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk');
     expect(replyValue(reply, 'disk.path')).toBe('/images/site/1/disk.raw.zst');
     const job = replyValue(reply, 'disk.job')!;
     await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'written', diskJob: job, diskBytes: STAND_IN_DISK.rawSize, diskSha256: STAND_IN_DISK.rawSha256 }));
     expect(state.observed(node.id).disk).toMatchObject({ value: 'written', detail: `site@1 sha256:${STAND_IN_DISK.rawSha256} on vda` });
-    await beatUntil(node.id, token, 'drain');
+    await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'drain');
     await t.post('/agent/v1/drained', token, beat(node.id, DEPLOY_BOOT, { state: 'drained' }));
-    await beatUntil(node.id, token, 'reboot', { state: 'drained' });
+    await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'reboot', { state: 'drained' });
     // The disk was imported from a file made of debian@12's tree: its agent says debian@12.
     const diskBootstrap = /shoal\.token=(\S+)/.exec(replyValue(reply, 'disk.bootArgs')!)![1]!;
     expect((await t.post('/agent/v1/hello', diskBootstrap, hello(node.id, DISK_BOOT, 'debian@12'))).status).toBe(200);
@@ -159,13 +148,13 @@ describe('install to disk through the agent', () => {
     const node = await t.enroll('n1');
     const state = t.appliance.state;
     const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'A')]);
-    const job = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    const job = replyValue(await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk'), 'disk.job')!;
     await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'written', diskJob: job, diskSha256: '0'.repeat(64) }));
     expect(state.observed(node.id).disk?.value).toBe('failed');
     expect(state.observed(node.id).disk?.detail).toMatch(/^checksum mismatch: the agent read back sha256 0{64} from vda, debian@12's disk is f{64}$/);
 
     // The engine tries again (a new job); a report of the old job changes nothing.
-    const retry = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    const retry = replyValue(await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk'), 'disk.job')!;
     expect(retry).not.toBe(job);
     await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'written', diskJob: job, diskSha256: STAND_IN_DISK.rawSha256 }));
     expect(state.observed(node.id).disk?.value).not.toBe('written');
@@ -187,7 +176,7 @@ describe('install to disk through the agent', () => {
     const state = t.appliance.state;
     const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'A')]);
     const first = t.standIn.armedTokens.get(node.id);
-    const job = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    const job = replyValue(await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk'), 'disk.job')!;
     await t.post('/agent/v1/heartbeat', token, beat(node.id, DEPLOY_BOOT, { disk: 'writing', diskJob: job, diskBytes: 8 * 1024 * 1024 }));
     // No more heartbeats: the node reset and its new boot's hello, with the spent bootstrap, is refused.
     expect((await t.post('/agent/v1/hello', first!, hello(node.id, DISK_BOOT, 'deploy@1'))).status).toBe(401);
@@ -199,7 +188,7 @@ describe('install to disk through the agent', () => {
     const RETRY_BOOT = '66666666-6666-4666-8666-666666666666';
     const again = await t.post('/agent/v1/hello', t.standIn.armedTokens.get(node.id)!, hello(node.id, RETRY_BOOT, 'deploy@1', hardware([disk('vda', 8 * GIB, 'A')])));
     expect(again.status).toBe(200);
-    const retry = replyValue(await beatUntil(node.id, replyValue(again.text, 'token')!, 'write-disk', {}, RETRY_BOOT), 'disk.job');
+    const retry = replyValue(await t!.beatUntil(node.id, replyValue(again.text, 'token')!, RETRY_BOOT, 'write-disk'), 'disk.job');
     expect(retry).not.toBe(job);
   });
 
@@ -210,7 +199,7 @@ describe('install to disk through the agent', () => {
     const token = await deployUp(node.id, [disk('vda', 8 * GIB, 'A')]);
     const seen: string[] = [];
     for (let attempt = 0; attempt < 2; attempt++) {
-      const job = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+      const job = replyValue(await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk'), 'disk.job')!;
       expect(seen).not.toContain(job);
       seen.push(job);
       expect(state.observed(node.id).disk).toMatchObject({ value: 'writing', detail: '0 of 64 MiB on vda (0 %)' });
@@ -218,7 +207,7 @@ describe('install to disk through the agent', () => {
       expect(state.observed(node.id).disk).toMatchObject({ value: 'failed', detail: 'write of vda failed: unpacking the zstd image failed: checksum' });
     }
     // The second failure, the same as the first, failed its step too: a third attempt is under way.
-    const third = replyValue(await beatUntil(node.id, token, 'write-disk'), 'disk.job')!;
+    const third = replyValue(await t!.beatUntil(node.id, token, DEPLOY_BOOT, 'write-disk'), 'disk.job')!;
     expect(seen).not.toContain(third);
   });
 

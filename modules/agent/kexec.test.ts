@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../test/support/appliance.js';
 import type { NodeId } from '../../src/domain/node.js';
-import { replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
+import { beat, replyValue, startAgentAppliance, type AgentTestAppliance } from '../../test/support/agent-appliance.js';
 
 const FIRST_BOOT = '11111111-1111-4111-8111-111111111111';
 const bootId = (n: number) => `${String(n).repeat(8)}-1111-4111-8111-111111111111`;
@@ -21,7 +21,6 @@ const hello = (node: NodeId, boot: string, image: string, kexec?: string) => ({
   interfaces: [{ name: 'eth0', mac: '52:54:00:12:34:56', ipv4: ['10.0.0.23/24'] }],
   ...(kexec ? { kexec } : {}),
 });
-const beat = (node: NodeId, boot: string, more: Record<string, unknown> = {}) => ({ node, bootId: boot, uptime: 9.5, state: 'running', ...more });
 
 describe('reprovision through kexec', () => {
   let t: AgentTestAppliance | undefined;
@@ -32,16 +31,6 @@ describe('reprovision through kexec', () => {
 
   const observed = (id: NodeId) => t!.appliance.state.observed(id);
   const steps = (id: NodeId) => t!.appliance.engine.executor.planFor(id).steps.map((s) => s.step);
-  /** Heartbeats until a reply carries `action`; returns that reply. */
-  const beatUntil = async (id: NodeId, token: string, boot: string, action: string, more: Record<string, unknown> = {}) => {
-    let reply = '';
-    for (let i = 0; i < 300 && !reply.includes(`action=${action}\n`); i++) {
-      reply = (await t!.post('/agent/v1/heartbeat', token, beat(id, boot, more))).text;
-      if (!reply.includes(`action=${action}\n`)) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    expect(reply).toContain(`action=${action}\n`);
-    return reply;
-  };
   /** Powers the node on into compute@1 through the (stand-in) network boot; returns its boot token. */
   const upOn = async (id: NodeId, boot: string, image: string, kexec = 'ready') => {
     await until(t!.appliance, () => observed(id).boot?.value === 'kernel' && observed(id).power?.value === 'on', 10_000, 'the network boot served');
@@ -55,9 +44,25 @@ describe('reprovision through kexec', () => {
   /** Desires `image` and takes the running agent through the drain to the kexec action; returns that reply. */
   const drainToKexec = async (id: NodeId, token: string, boot: string, image: string) => {
     await t!.appliance.state.setDesired(id, { image }, 'test');
-    await beatUntil(id, token, boot, 'drain');
+    await t!.beatUntil(id, token, boot, 'drain');
     await t!.post('/agent/v1/drained', token, beat(id, boot, { state: 'drained' }));
-    return beatUntil(id, token, boot, 'kexec', { state: 'drained' });
+    return t!.beatUntil(id, token, boot, 'kexec', { state: 'drained' });
+  };
+  /**
+   * Brings the node up on compute@1, then takes it through two kexecs (to compute@2, then back)
+   * whose kernels never say hello: each run.kexec fails at its deadline, and the engine cuts the
+   * power and boots the node from the network.
+   */
+  const kexecSilentTwice = async (id: NodeId) => {
+    let token = await upOn(id, FIRST_BOOT, 'compute@1');
+    let boot = FIRST_BOOT;
+    for (const [attempt, image] of ['compute@2', 'compute@1'].entries()) {
+      const reply = await drainToKexec(id, token, boot, image);
+      await t!.post('/agent/v1/heartbeat', token, beat(id, boot, { state: 'drained', kexec: 'executing', kexecJob: replyValue(reply, 'kexec.job') }));
+      await until(t!.appliance, () => observed(id).boot?.value === 'kernel', 10_000, `the fallback network boot (attempt ${attempt + 1})`);
+      boot = bootId(attempt + 3);
+      token = await upOn(id, boot, image);
+    }
   };
   const powerSteps = async (id: NodeId) => {
     await t!.appliance.state.flush();
@@ -104,17 +109,7 @@ describe('reprovision through kexec', () => {
     t = await startAgentAppliance({ timeouts: { 'run.kexec': 1_000, 'run.boot': 1_000 } });
     const node = await t.enroll('n1');
     await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');
-    let token = await upOn(node.id, FIRST_BOOT, 'compute@1');
-    let boot = FIRST_BOOT;
-    const images = ['compute@2', 'compute@1'];
-    for (const [attempt, image] of images.entries()) {
-      const reply = await drainToKexec(node.id, token, boot, image);
-      await t.post('/agent/v1/heartbeat', token, beat(node.id, boot, { state: 'drained', kexec: 'executing', kexecJob: replyValue(reply, 'kexec.job') }));
-      // Silence: run.boot fails to hung, the engine cuts the power and boots the node from the network.
-      await until(t.appliance, () => observed(node.id).boot?.value === 'kernel', 10_000, `the fallback network boot (attempt ${attempt + 1})`);
-      boot = bootId(attempt + 3);
-      token = await upOn(node.id, boot, image);
-    }
+    await kexecSilentTwice(node.id);
     expect(await powerSteps(node.id)).toEqual(['off', 'on', 'off', 'on', 'off', 'on']);
     const kexec = observed(node.id).kexec!;
     expect(kexec.value).toBe('unavailable');
@@ -125,7 +120,7 @@ describe('reprovision through kexec', () => {
     expect(steps(node.id)).toEqual(['boot.arm', 'run.drain', 'run.reboot', 'run.boot']);
     await t.appliance.state.setDesired(node.id, { image: 'compute@1' }, 'test');
 
-    // The mark outlives a restart of the appliance, and an operator clears it.
+    // An operator clears the mark (the next test keeps it across a restart).
     const cleared = await t.api('POST', `/api/v1/agents/${node.id}/kexec/clear`);
     expect(cleared).toEqual({ status: 200, body: { node: node.id, cleared: true } });
     expect((await t.api('POST', `/api/v1/agents/${node.id}/kexec/clear`)).body.cleared).toBe(false);
@@ -136,15 +131,7 @@ describe('reprovision through kexec', () => {
     const dataDir = t.dataDir;
     const node = await t.enroll('n1');
     await t.appliance.state.setDesired(node.id, { power: 'on', image: 'compute@1' }, 'test');
-    let token = await upOn(node.id, FIRST_BOOT, 'compute@1');
-    let boot = FIRST_BOOT;
-    for (const [attempt, image] of ['compute@2', 'compute@1'].entries()) {
-      const reply = await drainToKexec(node.id, token, boot, image);
-      await t.post('/agent/v1/heartbeat', token, beat(node.id, boot, { state: 'drained', kexec: 'executing', kexecJob: replyValue(reply, 'kexec.job') }));
-      await until(t.appliance, () => observed(node.id).boot?.value === 'kernel', 10_000, 'the fallback network boot');
-      boot = bootId(attempt + 3);
-      token = await upOn(node.id, boot, image);
-    }
+    await kexecSilentTwice(node.id);
     await t.stop();
     t = await startAgentAppliance({ dataDir });
     // The next boot's hello (a network boot after a power cut) still finds the node marked.
@@ -164,7 +151,7 @@ describe('reprovision through kexec', () => {
     await t.post('/agent/v1/heartbeat', token, beat(node.id, FIRST_BOOT, { state: 'drained', kexec: 'failed', kexecJob: replyValue(reply, 'kexec.job'), kexecError: error }));
     expect(observed(node.id).kexec).toMatchObject({ value: 'unavailable', detail: `the agent could not kexec compute@2: ${error}; this boot reboots through the firmware instead` });
     // The same boot, still drained, is asked to reboot: the firmware path, with no power cycle.
-    await beatUntil(node.id, token, FIRST_BOOT, 'reboot', { state: 'drained' });
+    await t!.beatUntil(node.id, token, FIRST_BOOT, 'reboot', { state: 'drained' });
     expect(await powerSteps(node.id)).toEqual(['off', 'on']);
   });
 
@@ -201,9 +188,9 @@ describe('reprovision through kexec', () => {
     expect(observed(node.id).kexec?.value).toBe('available');
     expect((await t.api('PUT', '/api/v1/profiles/firmware-update', { nodes: ['n1'], settings: { kexec: false } })).status).toBe(201);
     await t.appliance.state.setDesired(node.id, { image: 'compute@2' }, 'test');
-    await beatUntil(node.id, token, FIRST_BOOT, 'drain');
+    await t!.beatUntil(node.id, token, FIRST_BOOT, 'drain');
     await t.post('/agent/v1/drained', token, beat(node.id, FIRST_BOOT, { state: 'drained' }));
-    await beatUntil(node.id, token, FIRST_BOOT, 'reboot', { state: 'drained' });
+    await t!.beatUntil(node.id, token, FIRST_BOOT, 'reboot', { state: 'drained' });
     expect(observed(node.id).kexec).toMatchObject({ value: 'unavailable', detail: 'forbidden by profile:firmware-update (kexec: false)' });
   });
 

@@ -7,11 +7,9 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { KexecBoot } from '../../src/contracts/services.js';
+import { KEXEC_FAILURES_MARKED, kexecForbiddenDetail } from '../../src/facets/kexec.js';
 import type { NodeId } from '../../src/domain/node.js';
 import type { KexecSupport } from './protocol.js';
-
-/** Failed kexecs after which the planner stops choosing kexec for the node. */
-export const KEXEC_FAILURES_MARKED = 2;
 
 /** A kexec the agent is asked for: one job id, started once by the agent, carried by every reply until it reports. */
 export interface KexecJob {
@@ -45,7 +43,7 @@ export function kexecObservation(
   config: { allowed: boolean; setBy?: string } | undefined,
   failures: { count: number; last: string } | undefined,
 ): { value: 'available' | 'unavailable'; detail?: string } {
-  if (config && !config.allowed) return { value: 'unavailable', detail: `forbidden by ${config.setBy ?? 'the node'} (kexec: false)` };
+  if (config && !config.allowed) return { value: 'unavailable', detail: kexecForbiddenDetail(config.setBy) };
   if (failures && failures.count >= KEXEC_FAILURES_MARKED) {
     return { value: 'unavailable', detail: `kexec failed ${failures.count} times (last: ${failures.last}); reprovisions reboot through the firmware until the mark is cleared (shoal node kexec-clear NODE)` };
   }

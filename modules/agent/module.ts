@@ -219,17 +219,11 @@ export class AgentModule implements ShoalModule {
   }
 
   /**
-   * Asks the running agent to load the armed boot and kexec into it. A node whose profile forbids
-   * kexec now (it was allowed at its hello) is observed so: the planner then reboots it instead.
+   * Asks the running agent to load the armed boot and kexec into it. (A profile that forbids kexec
+   * has already made the facet unavailable, through the node-change listener, so it is not asked.)
    */
   private async startKexec({ node, signal }: StepRequest): Promise<void> {
     const host = this.host!;
-    const config = host.services.get('nodeConfig')?.boot(node.id)?.kexec;
-    if (config && !config.allowed) {
-      const seen = kexecObservation(undefined, config, undefined);
-      host.observe(node.id, KEXEC_FACET, seen.value, seen.detail);
-      return;
-    }
     const boot = host.services.get('armedBoots')?.forKexec(node.id) ?? { problem: 'no boot module provides armed boots (add "pxe" to the modules)' };
     if ('problem' in boot) throw new Error(`cannot kexec: ${boot.problem}`);
     const pending: PendingAction = { action: 'kexec', kexec: kexecJob(boot) };

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { diskFacet, writtenDetail } from '../../src/facets/disk.js';
-import { KEXEC_FACET, kexecFacet } from '../../src/facets/kexec.js';
+import { KEXEC_FACET, KEXEC_FAILURES_MARKED, kexecFacet, kexecForbiddenDetail } from '../../src/facets/kexec.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
 import { stepsOf, type FacetDriver, type ModuleHost, type ShoalModule, type StepHandler } from '../../src/engine/module.js';
@@ -61,8 +61,6 @@ export type SimFault = z.infer<typeof SimFaultSchema>;
 
 /** A network boot of an image, of the deploy environment, a kexec into an armed network boot, or a boot from the local disk. */
 type SimBoot = { kind: 'network' | 'deploy' | 'kexec'; image: string } | { kind: 'disk' };
-/** Failed kexecs after which a simulated agent says it cannot kexec, as the agent module marks a real node. */
-const SIM_KEXEC_FAILURES_MARKED = 2;
 /** What a simulated node's deploy boot runs, as the pxe module's deployImage default. */
 const SIM_DEPLOY_IMAGE = 'deploy@1';
 
@@ -79,7 +77,7 @@ interface SimMachine {
   powerOnFailures: number;
   bootHangs: number;
   kexecHangs: number;
-  /** Kexecs that never said hello; at SIM_KEXEC_FAILURES_MARKED the agent reports kexec unavailable. */
+  /** Kexecs that never said hello; at KEXEC_FAILURES_MARKED the agent reports kexec unavailable. */
   kexecFailures: number;
   bmcTimeouts: number;
   bmcWrongReplies: number;
@@ -405,9 +403,9 @@ export class SimRack implements ShoalModule {
   /** What a simulated agent's hello says of kexec. */
   private observeKexec(id: NodeId, m: SimMachine): void {
     const config = this.kexecAllowed(id);
-    if (!config.allowed) return this.observe(id, KEXEC_FACET, 'unavailable', `forbidden by ${config.setBy ?? 'the node'} (kexec: false)`);
+    if (!config.allowed) return this.observe(id, KEXEC_FACET, 'unavailable', kexecForbiddenDetail(config.setBy));
     if (this.options.kexec === false) return this.observe(id, KEXEC_FACET, 'unavailable', 'the simulated agents of this rack cannot kexec');
-    if (m.kexecFailures >= SIM_KEXEC_FAILURES_MARKED) return this.observe(id, KEXEC_FACET, 'unavailable', `kexec failed ${m.kexecFailures} times (simulated)`);
+    if (m.kexecFailures >= KEXEC_FAILURES_MARKED) return this.observe(id, KEXEC_FACET, 'unavailable', `kexec failed ${m.kexecFailures} times (simulated)`);
     this.observe(id, KEXEC_FACET, 'available');
   }
 

@@ -13,7 +13,7 @@ import type { StepName, Target, FacetDefinition } from './facet.js';
 import type { FacetGraph } from './graph.js';
 import type { EngineMetrics } from './metrics.js';
 import type { FacetDriver } from './module.js';
-import type { Plan, Planner } from './planner.js';
+import type { Plan, Planner, PlanStep } from './planner.js';
 import { Slots } from './slots.js';
 
 export interface ExecutorOptions {
@@ -140,7 +140,7 @@ export class Executor extends EventEmitter<ExecutorEvents> {
     let plan = this.planFor(id);
     // A step kept under way while the plan only waits (evaluate) stands for that wait, so the plan shown starts with it.
     const first = plan.steps[0];
-    if (rt?.inflight && first?.kind === 'await' && first.step !== rt.inflight.step) {
+    if (rt?.inflight && first && first.step !== rt.inflight.step && this.keptWhilePlanWaits(id, rt.inflight, first)) {
       const info = this.graph.step(rt.inflight.step);
       plan = { ...plan, steps: [{ step: info.name, facet: info.facet, kind: info.kind, expect: first.expect, explain: info.explain }, ...plan.steps.slice(1)] };
     }
@@ -157,6 +157,17 @@ export class Executor extends EventEmitter<ExecutorEvents> {
       status.step = { name: plan.steps[0].step, startedAt: 0, deadline: rt.notBefore, attempt: rt.failures + 1, waiting: 'backoff' };
     }
     return status;
+  }
+
+  /**
+   * A step whose progress shows (a kexec'd kernel booting) is kept while the plan from here only
+   * waits: the await step would be confirmed by what the step under way brings about.
+   */
+  private keptWhilePlanWaits(id: NodeId, inflight: InFlight, first: PlanStep): boolean {
+    if (first.kind !== 'await') return false;
+    const running = this.graph.step(inflight.step);
+    const seen = this.state.observed(id)[running.facet];
+    return seen !== undefined && running.progress?.includes(seen.value) === true && seen.at >= inflight.startedAt;
   }
 
   phaseCounts(): Record<NodePhase, number> {
@@ -264,10 +275,7 @@ export class Executor extends EventEmitter<ExecutorEvents> {
         this.fail(id, rt.inflight, 'failed', seen.detail ?? `${running.facet} was observed ${running.failsTo}`);
         return;
       }
-      // A step whose progress shows (a kexec'd kernel booting) is kept while the plan from here only
-      // waits: the await step would be confirmed by what the step under way brings about.
-      const progressing = running.progress?.includes(seen?.value ?? '') === true && seen!.at >= rt.inflight.startedAt;
-      if (first?.step === rt.inflight.step || (progressing && first?.kind === 'await')) {
+      if (first?.step === rt.inflight.step || (first && this.keptWhilePlanWaits(id, rt.inflight, first))) {
         this.setPhase(id, rt, plan);
         return;
       }

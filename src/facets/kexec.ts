@@ -9,6 +9,14 @@ import { defineFacet } from '../engine/facet.js';
 
 export const KEXEC_FACET = 'kexec';
 
+/** Failed kexecs after which a module reports the facet unavailable, so the planner stops choosing kexec for the node. */
+export const KEXEC_FAILURES_MARKED = 2;
+
+/** The facet's detail when a node's settings forbid kexec: who forbade it, in the setting's own words. */
+export function kexecForbiddenDetail(setBy: string | undefined): string {
+  return `forbidden by ${setBy ?? 'the node'} (kexec: false)`;
+}
+
 export const kexecFacet = defineFacet({
   name: KEXEC_FACET,
   values: ['unavailable', 'available'],

@@ -139,6 +139,9 @@ export function replyValue(text: string, key: string): string | undefined {
     .at(-1);
 }
 
+/** A heartbeat's body as the agent sends it, with `more` over the usual fields. */
+export const beat = (node: NodeId, bootId: string, more: Record<string, unknown> = {}) => ({ node, bootId, uptime: 9.5, state: 'running', ...more });
+
 export interface AgentTestAppliance {
   appliance: Appliance;
   agent: AgentModule;
@@ -153,6 +156,8 @@ export interface AgentTestAppliance {
   api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** POSTs as the agent does: `token` (when given) joins an object body; a string body is sent as it is. */
   post(path: string, token: string | undefined, body: unknown, headers?: Record<string, string>): Promise<AgentReply>;
+  /** Heartbeats as boot `bootId` until a reply carries `action` (as the agent waits for one); returns that reply. */
+  beatUntil(id: NodeId, token: string, bootId: string, action: string, more?: Record<string, unknown>): Promise<string>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
@@ -176,7 +181,7 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
   const agent = createModule(opts.agentOptions ?? { intervalSeconds: 1, lostAfterMs: 1_500 });
   const appliance = await Appliance.start(config, { modules: [standIn, agent], log: createLogger('info', sink) });
   let macs = 0;
-  return {
+  const testAppliance: AgentTestAppliance = {
     appliance,
     agent,
     standIn,
@@ -213,10 +218,21 @@ export async function startAgentAppliance(opts: { dataDir?: string; agentOptions
       });
       return { status: res.status, text: await res.text(), contentType: res.headers.get('content-type') };
     },
+    async beatUntil(id, token, bootId, action, more = {}) {
+      const wanted = `action=${action}\n`;
+      let reply = '';
+      for (let i = 0; i < 300; i++) {
+        reply = (await testAppliance.post('/agent/v1/heartbeat', token, beat(id, bootId, more))).text;
+        if (reply.includes(wanted)) return reply;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(`no heartbeat reply of ${id} carried action=${action} after 300 tries; the last said:\n${reply}`);
+    },
     stop: async () => void (await appliance.stop()),
     async close() {
       await appliance.stop();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+  return testAppliance;
 }
