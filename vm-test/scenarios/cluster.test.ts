@@ -56,7 +56,10 @@ describe.skipIf(skip)('the appliance and a virtual rack', () => {
   beforeAll(async () => {
     [imageA, imageB] = (await timed('build images compute@1 and compute@2', () => ensureImages(['compute@1', 'compute@2'], DEFAULT_CACHE_DIR))) as [BuiltImage, BuiltImage];
     lab = Lab.create();
-    appliance = await timed('appliance start in the lab', () => LabAppliance.start(lab, { images: [imageA, imageB] }));
+    // A boot here takes 10 to 30 s. Scenario 6 powers n3 on just before the kill, so its firmware
+    // asks for DHCP while no appliance answers and then sits at "no bootable device": run.boot's
+    // deadline is what brings it back, and two minutes (not the default five) is still four boots long.
+    appliance = await timed('appliance start in the lab', () => LabAppliance.start(lab, { images: [imageA, imageB], engine: { timeouts: { 'run.boot': 2 * MINUTE } } }));
     const bios = lab.addVm({ name: 'n1', firmware: 'bios', maxRunMs: RUN_FOR, disks: [{ sizeMb: 2048, serial: 'n1-disk0' }] });
     // OVMF's own PXE (no iPXE ROM on the NIC): the firmware → snponly.efi → iPXE chain.
     const uefi = lab.addVm({ name: 'n2', firmware: 'uefi', nicRom: 'none', maxRunMs: RUN_FOR, disks: [{ sizeMb: 1024, serial: 'n2-disk0' }, { sizeMb: 512, serial: 'n2-disk1' }] });
