@@ -82,6 +82,10 @@ export class Appliance {
       if (err instanceof FencedError) ownership?.fenced(err);
       log.error({ err }, 'committing observations failed');
     });
+    state.on('store', (err) => {
+      if (err) log.error({ err }, 'the state store cannot be reached: serving reads from memory, refusing operator writes (503), keeping what is observed until it answers');
+      else log.warn('the state store answers again: what was kept is committed, and operator writes are accepted');
+    });
     // Owns nothing until started, just before the engine: the start's long synchronous work (the
     // facet graph's lint) cannot then eat into the first lease's time.
     ownership = store.leases ? new LeaseOwnership(state, store.leases, identity, log.child({ component: 'leases', appliance: identity.name })) : new SoleOwnership(state, identity);

@@ -41,6 +41,14 @@ export function createApiApp({ state, engine, users, profiles, ownership, log, m
   const api = express.Router();
 
   api.use(authenticate(users), authorize());
+  // While the store cannot be reached, nothing an operator writes could be made durable: refused
+  // before it changes memory. Reads go on from memory.
+  api.use((req, res, next) => {
+    const unavailable = req.method === 'GET' || req.method === 'HEAD' ? undefined : state.storeUnavailable;
+    if (!unavailable) return next();
+    res.setHeader('Retry-After', '5');
+    next(new HttpProblem(503, 'State store unavailable', `${unavailable.message}. This ${req.method} was refused and changed nothing; reads are served from memory meanwhile`));
+  });
   api.use(express.json({ limit: '1mb' }));
   api.use(express.text({ type: ['application/yaml', 'text/yaml', 'text/plain'], limit: '16mb' }));
 

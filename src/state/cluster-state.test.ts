@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterState, ConflictError } from './cluster-state.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { NodeSpec } from '../domain/node.js';
-import type { FeedBatch, ShoalEvent, StateStore } from './store.js';
+import { StoreUnavailableError, type FeedBatch, type ShoalEvent, type StateStore } from './store.js';
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -63,6 +63,56 @@ describe('cluster state on SQLite', () => {
     expect(state.list().map((n) => n.name)).toEqual(['a']);
     await state.removeNode(state.resolve('a').id, 'op');
     expect(state.size).toBe(0);
+    await store.close();
+  });
+});
+
+/** A SQLite store the test can take out of reach: while `down`, every commit fails as an unreachable server's would (a mock in a unit test; test/postgres-restart.test.ts restarts a real server). */
+function outageStore(): { store: StateStore; inner: SqliteStore; setDown: (down: boolean) => void } {
+  const inner = newStore();
+  let down = false;
+  const store: StateStore = {
+    load: () => inner.load(),
+    commit: async (changes) => {
+      if (down) throw new StoreUnavailableError('the test database cannot be reached: connect ECONNREFUSED');
+      return inner.commit(changes);
+    },
+    events: (query) => inner.events(query),
+    close: () => inner.close(),
+  };
+  return { store, inner, setDown: (value) => (down = value) };
+}
+
+describe('cluster state while its store cannot be reached', () => {
+  it('keeps what modules observe, refuses to wait on a flush, and commits what it kept in order once the store answers', async () => {
+    const { store, inner, setDown } = outageStore();
+    const state = await ClusterState.open(store);
+    const [a] = await state.addNodes([{ spec: spec('a', '52:54:00:00:00:01') }], 'op');
+    state.observe(a!.id, 'power', 'on', 'ipmi');
+    await state.flush();
+    const news: Array<string | undefined> = [];
+    state.on('store', (err) => news.push(err?.message));
+    const lost = new Promise((resolve) => state.once('store', resolve));
+
+    setDown(true);
+    state.observe(a!.id, 'power', 'off', 'ipmi');
+    state.observe(a!.id, 'run', 'off', 'implied');
+    await lost;
+    expect(state.storeUnavailable?.message).toMatch(/cannot be reached/);
+    await expect(state.flush()).rejects.toBeInstanceOf(StoreUnavailableError);
+    // Memory goes on, and so does what modules see.
+    state.observe(a!.id, 'power', 'on', 'ipmi');
+    expect(state.observed(a!.id).power?.value).toBe('on');
+
+    const back = new Promise((resolve) => state.once('store', resolve));
+    setDown(false);
+    await back;
+    expect(state.storeUnavailable).toBeUndefined();
+    expect(news).toEqual(['the test database cannot be reached: connect ECONNREFUSED', undefined]);
+    const observed = (await inner.events({})).filter((e) => e.kind === 'observed').map((e) => `${e.facet}=${e.new}`);
+    expect(observed).toEqual(['power=on', 'power=off', 'run=off', 'power=on']);
+    expect(state.revision).toBe((await inner.events({})).at(-1)!.rev);
+    await state.close();
     await store.close();
   });
 });

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { FacetName, NodeId, NodeRecord, NodeSpec } from '../domain/node.js';
 import { applyDesiredPatch, type DesiredPatch, type DesiredState, type Observation, type ObservedState } from '../domain/state.js';
-import type { Change, Fact, Feed, FeedBatch, FollowOptions, LeaseClaim, RecordKind, ShoalEvent, StateStore } from './store.js';
+import { StoreUnavailableError, type Change, type Fact, type Feed, type FeedBatch, type FollowOptions, type LeaseClaim, type RecordKind, type ShoalEvent, type StateStore } from './store.js';
 import { HARDWARE_FACET, parseHardware } from '../contracts/hardware.js';
 import type { Selector } from '../domain/selector.js';
 
@@ -18,6 +18,9 @@ export class ConflictError extends Error {}
  * at most this long, and a burst of thousands of observations costs one commit, not thousands.
  */
 const GROUP_COMMIT_MS = 10;
+/** While the store cannot be reached, the changes memory holds are tried again this often (doubling up to the max). */
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5_000;
 export class NotFoundError extends Error {}
 
 export interface ClusterStateEvents {
@@ -31,6 +34,8 @@ export interface ClusterStateEvents {
   record: [RecordChange];
   /** A batch of observations failed to commit. */
   error: [unknown];
+  /** The store could not be reached (the error), or could again (undefined); meanwhile memory keeps what it could not commit. */
+  store: [StoreUnavailableError | undefined];
 }
 
 export interface ClusterStateOptions {
@@ -103,6 +108,14 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private flushing: Promise<ShoalEvent[]> | undefined;
   /** Settles when the last batch taken has been committed (or has failed). */
   private committed: Promise<void> = Promise.resolve();
+  /** Why the last commit could not reach the store, until one does again. */
+  private unreachable: StoreUnavailableError | undefined;
+  /** Changes memory holds whose commit could not reach the store, in the order they were made: committed first once it answers. */
+  private unsent: Change[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_MIN_MS;
+  /** Set while the retry takes its batch: the one flush let through while the store is unreachable. */
+  private probing = false;
   revision = 0;
 
   private constructor(
@@ -125,13 +138,15 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     if (options.follow) {
       if (!store.follow) throw new Error('this store has no feed to follow: only one appliance writes to it');
       state.own = { rev, revs: new Map(), unpassed: new Map() };
-      state.feed = await store.follow(rev, (batch) => state.receive(batch), options.follow);
+      state.feed = await store.follow(rev, (batch) => state.receive(batch), { ...options.follow, connection: (lost) => state.feedConnection(lost) });
     }
     return state;
   }
 
-  /** Stops following the feed (when it does); the store stays open. */
+  /** Stops following the feed (when it does) and trying an unreachable store again; the store stays open. */
   async close(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     await this.feed?.close();
     this.feed = undefined;
   }
@@ -460,10 +475,13 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
 
   /** Commits everything pending (within the group-commit window) in one transaction; resolves when it is durable. */
   flush(): Promise<ShoalEvent[]> {
+    // While the store cannot be reached, only the retry commits: what waits for a flush learns why now.
+    if (!this.flushing && this.unreachable && !this.probing) return Promise.reject(this.unreachable);
     if (!this.flushing) {
       this.flushing = new Promise((resolve, reject) => {
         setTimeout(() => {
-          const batch = this.pending;
+          const batch = [...this.unsent, ...this.pending];
+          this.unsent = [];
           this.pending = [];
           this.flushing = undefined;
           if (batch.length === 0) return resolve([]);
@@ -477,7 +495,9 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
               return events;
             },
             (err: unknown) => {
-              if (this.own) for (const c of batch) this.passed(factKey(c));
+              // Unreachable: memory has these changes, so they stay, to commit first once the store answers.
+              if (err instanceof StoreUnavailableError) this.storeUnreachable(err, batch);
+              else if (this.own) for (const c of batch) this.passed(factKey(c));
               throw err;
             },
           );
@@ -486,6 +506,11 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
             () => undefined,
           );
           commit.then((events) => {
+            if (this.unreachable) {
+              this.unreachable = undefined;
+              this.retryMs = RETRY_MIN_MS;
+              this.emit('store', undefined);
+            }
             this.revision = Math.max(this.revision, events.at(-1)?.rev ?? 0);
             // Following a feed, the feed emits every event, own ones too, in revision order.
             if (!this.feed) this.emit('events', events);
@@ -498,7 +523,60 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   }
 
   private scheduleFlush(): void {
-    void this.flush().catch((err: unknown) => this.emit('error', err));
+    if (this.unreachable) return; // the retry takes it
+    void this.flush().catch((err: unknown) => err instanceof StoreUnavailableError || this.emit('error', err));
+  }
+
+  /** Why the store cannot be written now (its last commit could not reach it); undefined while it can. */
+  get storeUnavailable(): StoreUnavailableError | undefined {
+    return this.unreachable;
+  }
+
+  /**
+   * A batch that could not reach the store: kept (batches settle in the order they were taken, so
+   * `unsent` keeps the order of the changes) and tried again with a backoff. The first loss is news
+   * ('store' with the error); the first commit through again is too ('store' with undefined).
+   */
+  private storeUnreachable(err: StoreUnavailableError, batch: Change[]): void {
+    this.unsent.push(...batch);
+    this.markUnreachable(err);
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryUnsent();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  private markUnreachable(err: StoreUnavailableError): void {
+    if (!this.unreachable) this.emit('store', err);
+    this.unreachable = err;
+  }
+
+  /** Commits what could not be committed, and what came since; its success makes the store writable again. */
+  private retryUnsent(): void {
+    // Every batch taken before the loss has settled into `unsent` first.
+    void this.committed.then(() => {
+      this.probing = true;
+      const retry = this.flush();
+      this.probing = false;
+      return retry.catch((e: unknown) => e instanceof StoreUnavailableError || this.emit('error', e));
+    });
+  }
+
+  /**
+   * What the feed knows first: its connection to the database went (a server shutting down cuts
+   * it at once, before any commit fails), or it listens again, when what waits is committed now.
+   */
+  private feedConnection(lost: StoreUnavailableError | undefined): void {
+    if (lost) return this.markUnreachable(lost);
+    if (!this.unreachable) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.unsent.length > 0 || this.pending.length > 0) return this.retryUnsent();
+    this.unreachable = undefined;
+    this.retryMs = RETRY_MIN_MS;
+    this.emit('store', undefined);
   }
 
   private desiredOf(id: NodeId): DesiredState {

@@ -36,7 +36,7 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
 import { SecretKey, SecretKeyError } from './secret-key.js';
-import { FencedError, REDACTED, type Change, type CommitOptions, type LeaseClaim, type LeaseRow, type LeaseStore, type EventQuery, type EventRow as StoredEventRow, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
+import { FencedError, REDACTED, StoreUnavailableError, type Change, type CommitOptions, type LeaseClaim, type LeaseRow, type LeaseStore, type EventQuery, type EventRow as StoredEventRow, type Fact, type Feed, type FeedBatch, type FollowOptions, type ShoalEvent, type StateStore } from './store.js';
 
 /** Advisory lock keys (one bigint namespace per database): 'shoal' in ASCII, then what the lock guards. */
 const REVISION_LOCK = 0x73686f616c01n;
@@ -183,6 +183,20 @@ export class PostgresStore implements StateStore {
 
   async commit(changes: Change[], options: CommitOptions = {}): Promise<ShoalEvent[]> {
     if (changes.length === 0) return [];
+    return this.reaching(() => this.commitBatch(changes, options));
+  }
+
+  /** Runs a call on the database; a call that could not reach it fails with a StoreUnavailableError naming it. */
+  private async reaching<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isConnectionError(err)) throw err;
+      throw new StoreUnavailableError(`the PostgreSQL database ${describeDatabase(this.url)} cannot be reached: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private commitBatch(changes: Change[], options: CommitOptions): Promise<ShoalEvent[]> {
     return transaction(this.pool, 'BEGIN ISOLATION LEVEL READ COMMITTED', async (client) => {
       // The revision order (see the header): the lock first, then max(rev) in a statement of its own.
       await client.query('SELECT pg_advisory_xact_lock($1)', [REVISION_LOCK]);
@@ -220,9 +234,11 @@ export class PostgresStore implements StateStore {
 
   async events(query: EventQuery): Promise<ShoalEvent[]> {
     const limit = Math.min(query.limit ?? 1000, 10_000);
-    const { rows } = query.nodeId
-      ? await this.pool.query<EventRow>('SELECT * FROM events WHERE node_id = $1 AND rev > $2 ORDER BY rev LIMIT $3', [query.nodeId, query.afterRev ?? 0, limit])
-      : await this.pool.query<EventRow>('SELECT * FROM events WHERE rev > $1 ORDER BY rev LIMIT $2', [query.afterRev ?? 0, limit]);
+    const { rows } = await this.reaching(() =>
+      query.nodeId
+        ? this.pool.query<EventRow>('SELECT * FROM events WHERE node_id = $1 AND rev > $2 ORDER BY rev LIMIT $3', [query.nodeId, query.afterRev ?? 0, limit])
+        : this.pool.query<EventRow>('SELECT * FROM events WHERE rev > $1 ORDER BY rev LIMIT $2', [query.afterRev ?? 0, limit]),
+    );
     return rows.map(eventOf);
   }
 
@@ -230,6 +246,7 @@ export class PostgresStore implements StateStore {
     const feed = new PostgresFeed(
       () => listeningClient(this.url, this.connectTimeoutMs),
       (after) => this.batchAfter(after),
+      describeDatabase(this.url),
       afterRev,
       onBatch,
       options,
@@ -412,6 +429,8 @@ class PostgresFeed implements Feed {
   constructor(
     private readonly connect: () => Promise<pg.Client>,
     private readonly read: (afterRev: number) => Promise<FeedBatch>,
+    /** The database, for messages (no password). */
+    private readonly where: string,
     private delivered: number,
     private readonly onBatch: (batch: FeedBatch) => Promise<void>,
     private readonly options: FollowOptions,
@@ -466,6 +485,7 @@ class PostgresFeed implements Feed {
       { err, afterRev: this.delivered, retryInMs: this.backoffMs },
       'the PostgreSQL feed lost its listening connection; reconnecting, then reading what was committed meanwhile',
     );
+    this.options.connection?.(new StoreUnavailableError(`the PostgreSQL database ${this.where} cannot be reached: ${err?.message ?? 'the connection ended'}`, { cause: err }));
     this.schedule(() => void this.reconnect());
   }
 
@@ -487,6 +507,7 @@ class PostgresFeed implements Feed {
     this.adopt(client);
     this.backoffMs = this.minMs;
     this.options.log.info({ afterRev: this.delivered }, 'the PostgreSQL feed listens again; reading the log from the last revision it handed over');
+    this.options.connection?.(undefined);
     void this.catchUp().catch(() => undefined);
   }
 
@@ -528,12 +549,30 @@ class PostgresFeed implements Feed {
 }
 
 /** Runs `work` in one transaction on one pooled connection; rolls back on any error. */
+/** SQLSTATE classes of a lost or refused connection: 08 (connection exception), 57P (operator intervention: a shutdown). */
+const CONNECTION_SQLSTATE = /^(08|57P)/;
+/** Socket errors of a server that is down or unreachable (ENOENT: its unix socket is gone). */
+const CONNECTION_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** Whether a pg error says the server could not be reached or dropped the connection, rather than refusing the statement. */
+function isConnectionError(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (CONNECTION_SQLSTATE.test(code) || CONNECTION_ERRNO.has(code))) return true;
+  // node-postgres's own words for a connection that ended or never came within connectionTimeoutMillis.
+  return typeof message === 'string' && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(message);
+}
+
 async function transaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A server shutting down cuts a checked-out connection between statements too: that error is
+  // emitted on the client, which the pool listens to only while it is idle. The next statement fails.
+  const cut = () => undefined;
+  client.on('error', cut);
   try {
     await client.query(begin);
     const result = await work(client);
     await client.query('COMMIT');
+    client.off('error', cut);
     client.release();
     return result;
   } catch (err) {
@@ -542,6 +581,7 @@ async function transaction<T>(pool: pg.Pool, begin: string, work: (client: pg.Po
       () => true,
       () => false,
     );
+    client.off('error', cut);
     client.release(!rolledBack);
     throw err;
   }

@@ -101,6 +101,8 @@ export interface FollowOptions {
   log: FeedLog;
   /** The wait before reconnecting, doubling from `minMs` up to `maxMs` while the server stays away (default 250 ms to 10 s). */
   reconnect?: { minMs: number; maxMs: number };
+  /** The feed lost its connection to the database (why), or listens again (undefined): the first news of a server going or coming back. */
+  connection?: (lost: StoreUnavailableError | undefined) => void;
 }
 
 export interface Feed {
@@ -145,6 +147,18 @@ export class FencedError extends Error {
       `fenced: ${claim.holder} wrote with epoch ${claim.epoch} of the lease on ${claim.name}'s nodes, but ${current ? `${current.holder} holds it at epoch ${current.epoch}` : 'that lease no longer exists'}; the whole commit was refused`,
     );
     this.name = 'FencedError';
+  }
+}
+
+/**
+ * The store cannot reach its database now (a server restarting, a connection cut): the call wrote
+ * nothing, and the same call may succeed later. The state layer keeps what it could not commit and
+ * refuses operators' writes until a commit goes through again.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
   }
 }
 

@@ -36,6 +36,10 @@ export interface TestPostgres {
   createDatabase(): Promise<string>;
   /** Stops the server (bounded) and removes the directory. */
   stop(): Promise<void>;
+  /** Shuts the server down as an operator's restart does (`-m fast`: sessions cut, committed work kept); its files stay. */
+  shutdown(): Promise<void>;
+  /** Starts the server again on the same files and socket, after shutdown(). */
+  start(): Promise<void>;
 }
 
 /** Runs a PostgreSQL binary, as the unprivileged user when the tests run as root. */
@@ -51,6 +55,10 @@ export async function startPostgres(): Promise<TestPostgres> {
   const data = join(dir, 'data');
   const url = (database: string): string => `postgresql://${SUPERUSER}@/${database}?host=${encodeURIComponent(dir)}`;
   let databases = 0;
+  // Durability is not what these tests measure: fsync off keeps them fast on a shared machine.
+  const options = `-c listen_addresses='' -c unix_socket_directories='${dir}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+  // -w: pg_ctl waits until the server accepts connections (bounded by -t), no fixed sleep.
+  const start = async (): Promise<void> => void (await runPostgresBinary(dir, 'pg_ctl', ['start', '-D', data, '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', '30'], 40_000));
   const stop = async (): Promise<void> => {
     if (existsSync(join(data, 'postmaster.pid'))) {
       await runPostgresBinary(dir, 'pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '10'], 15_000).catch(() => undefined);
@@ -66,10 +74,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     }
     await chmod(dir, 0o755);
     await runPostgresBinary(dir, 'initdb', ['-D', data, '-U', SUPERUSER, '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
-    // Durability is not what these tests measure: fsync off keeps them fast on a shared machine.
-    const options = `-c listen_addresses='' -c unix_socket_directories='${dir}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-    // -w: pg_ctl waits until the server accepts connections (bounded by -t), no fixed sleep.
-    await runPostgresBinary(dir, 'pg_ctl', ['start', '-D', data, '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', '30'], 40_000);
+    await start();
   } catch (err) {
     const log = await readFile(join(dir, 'server.log'), 'utf8').catch(() => '');
     await stop();
@@ -78,6 +83,10 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     dir,
     stop,
+    start,
+    async shutdown() {
+      await runPostgresBinary(dir, 'pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', '20'], 30_000);
+    },
     async createDatabase(): Promise<string> {
       const name = `test_${++databases}`;
       const admin = new pg.Client({ connectionString: url('postgres') });
