@@ -41,10 +41,12 @@ const waitFor = (check: () => boolean | Promise<boolean>, what: string, ms = 20_
 /**
  * A TCP proxy on loopback to the server's unix socket that the test can hold still: while held,
  * bytes wait in both directions (nothing is lost or closed), as for a frozen process or a
- * partition that heals.
+ * partition that heals. Or cut: every connection through it is closed and new ones are refused
+ * until it heals, as for a partition that resets connections.
  */
 class HoldingProxy {
   private held = false;
+  private cutOff = false;
   private readonly queued: [Socket, Buffer][] = [];
   private readonly sockets = new Set<Socket>();
   private constructor(private readonly server: Server) {}
@@ -53,6 +55,7 @@ class HoldingProxy {
     const server = createServer();
     const proxy = new HoldingProxy(server);
     server.on('connection', (client) => {
+      if (proxy.cutOff) return client.destroy();
       const upstream = createConnection(socketPath);
       for (const [from, to] of [
         [client, upstream],
@@ -84,6 +87,15 @@ class HoldingProxy {
     for (const [to, data] of this.queued.splice(0)) to.write(data);
   }
 
+  cut(): void {
+    this.cutOff = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  heal(): void {
+    this.cutOff = false;
+  }
+
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -94,7 +106,7 @@ class HoldingProxy {
 type Fired = Map<NodeId, string[]>;
 
 /** An appliance in this process, on the sim with its steps counted, its log kept. */
-  async function start(keyFile: string, name: string, storeUrl: string, powerMs: number, extra: { standbyFor?: string; networks: string[] }): Promise<{ appliance: Appliance; fired: Fired; log: string[] }> {
+  async function start(keyFile: string, name: string, storeUrl: string, powerMs: number, extra: { standbyFor?: string; networks: string[] }): Promise<{ appliance: Appliance; sim: SimRack; fired: Fired; log: string[] }> {
     const log: string[] = [];
     const config = loadConfig(undefined, {
       dataDir: tempDir(),
@@ -127,7 +139,7 @@ type Fired = Map<NodeId, string[]>;
       const unexpected = problems.filter((p) => !p.includes('fenced'));
       if (unexpected.length > 0) throw new Error(`appliance ${name} did not stop cleanly: ${unexpected.join('; ')}`);
     });
-    return { appliance, fired, log };
+    return { appliance, sim, fired, log };
   }
 
 describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by for A', () => {
@@ -231,6 +243,50 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by 
       ['b *', '10.2.0.0/24', 'a', 'b', '1', '2'],
     ]);
     expect(rows.slice(1).every((r) => /^\d+\.\d s$/.test(r[5]!))).toBe(true);
+  });
+
+  it('fences A when a partition closes its connections: A refuses writes and stops acting at its lease end, B takes over, and what A kept meanwhile is refused once it heals', async () => {
+    const url = await server!.createDatabase();
+    const database = /^postgresql:\/\/[^/]*\/([^?]+)/.exec(url)![1]!;
+    const keyFile = join(tempDir(), 'secret.key');
+    const proxy = await HoldingProxy.start(join(server!.dir, '.s.PGSQL.5432'));
+    cleanups.push(() => proxy.close());
+    const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
+    const a = await start(keyFile, 'a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, 50, { networks: ['10.1.0.0/24'] });
+    // Runs first: a failed test must not leave A's stop waiting on a cut proxy.
+    cleanups.push(async () => proxy.heal());
+    const nodes = await a.appliance.state.addNodes(simSpecs(3, 'p').map((spec) => ({ spec })), 'test');
+    const ids = nodes.map((n) => n.id);
+    for (const id of ids) await a.appliance.state.setDesired(id, { power: 'on' }, 'test');
+    const converged = (appliance: Appliance, power: string) => ids.every((id) => appliance.state.observed(id).power?.value === power && appliance.engine.executor.status(id).phase === 'converged');
+    await waitFor(() => converged(a.appliance, 'on') && ids.every((id) => a.appliance.ownership.owns(id)), "A's nodes on, by A");
+
+    proxy.cut();
+    await waitFor(() => a.appliance.state.storeUnavailable !== undefined, 'A to see its store gone', 10_000);
+    const write = await fetch(`${a.appliance.url}/api/v1/nodes/${nodes[0]!.name}/desired`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${b.appliance.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ power: 'off' }),
+    });
+    expect(write.status).toBe(503);
+    expect(((await write.json()) as { title: string }).title).toBe('State store unavailable');
+    // Seen by A while cut off: a node's power pulled, which A, its lease still running, may put back on.
+    a.sim.inject(ids[0]!, { kind: 'power-off' });
+    await waitFor(() => ids.every((id) => !a.appliance.ownership.owns(id)), 'A to stop acting once its lease ran out unrenewed', TTL_MS * 3);
+    await waitFor(() => ids.every((id) => b.appliance.ownership.owns(id)), "B to take over A's nodes", TTL_MS * 5);
+    const firedByA = new Map([...a.fired].map(([id, steps]) => [id, steps.length]));
+    for (const id of ids) await b.appliance.state.setDesired(id, { power: 'off' }, 'test');
+    await waitFor(() => converged(b.appliance, 'off'), "A's nodes off, by B");
+
+    // Healed: A's kept observations go out under epoch 1 of a lease B holds at 2, and are refused whole.
+    proxy.heal();
+    await waitFor(() => a.log.some((line) => line.includes('FENCED: a lost the lease on a')), "A's log saying it is fenced", 20_000);
+    await waitFor(() => a.appliance.state.storeUnavailable === undefined, 'A writing to its store again', 20_000);
+    const pulled = (await b.appliance.state.events({ nodeId: ids[0]!, limit: 10_000 })).filter((e) => e.kind === 'observed' && e.facet === 'power').map((e) => e.new);
+    // The log has A's power-on and B's power-off of it, never the pull A saw while cut off.
+    expect(pulled).toEqual(['off', 'on', 'off']);
+    expect(new Map([...a.fired].map(([id, steps]) => [id, steps.length]))).toEqual(firedByA);
+    await waitFor(() => ids.every((id) => a.appliance.state.desired(id).power === 'off'), "B's wish in A's memory through the feed");
   });
 
   it("takes over the nodes of an appliance killed with SIGKILL within the lease time, and converges them", async () => {

@@ -116,6 +116,8 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   private retryMs = RETRY_MIN_MS;
   /** Set while the retry takes its batch: the one flush let through while the store is unreachable. */
   private probing = false;
+  /** The leases held when the store went, and those of batches that could not reach it: what kept changes are fenced by. */
+  private keptFence: readonly LeaseClaim[] = [];
   revision = 0;
 
   private constructor(
@@ -486,18 +488,23 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
           this.flushing = undefined;
           if (batch.length === 0) return resolve([]);
           // The leases held when the batch is taken: what its changes were made under.
-          const fence = this.options.fence?.() ?? [];
+          // Kept changes were made under the leases held when the store went: they carry those too.
+          const fence = unionOfClaims(this.keptFence, this.options.fence?.() ?? []);
+          const carriesKept = this.keptFence.length > 0;
           // Batches commit one after another, in the order they were taken, whatever the store's latency.
           // Their revisions are noted before `committed` settles, which is what the feed waits for.
           const commit = this.committed.then(() => this.store.commit(batch, { fence })).then(
             (events) => {
               if (this.own) events.forEach((e, i) => this.own!.revs.set(e.rev, factKey(batch[i]!)));
+              this.storeReached(carriesKept);
               return events;
             },
             (err: unknown) => {
               // Unreachable: memory has these changes, so they stay, to commit first once the store answers.
-              if (err instanceof StoreUnavailableError) this.storeUnreachable(err, batch);
-              else if (this.own) for (const c of batch) this.passed(factKey(c));
+              if (err instanceof StoreUnavailableError) return this.storeUnreachable(err, batch, fence);
+              // Reached, and refused (fenced, say): the batch is dropped, kept changes with it.
+              this.storeReached(carriesKept);
+              if (this.own) for (const c of batch) this.passed(factKey(c));
               throw err;
             },
           );
@@ -506,11 +513,6 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
             () => undefined,
           );
           commit.then((events) => {
-            if (this.unreachable) {
-              this.unreachable = undefined;
-              this.retryMs = RETRY_MIN_MS;
-              this.emit('store', undefined);
-            }
             this.revision = Math.max(this.revision, events.at(-1)?.rev ?? 0);
             // Following a feed, the feed emits every event, own ones too, in revision order.
             if (!this.feed) this.emit('events', events);
@@ -537,9 +539,15 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
    * `unsent` keeps the order of the changes) and tried again with a backoff. The first loss is news
    * ('store' with the error); the first commit through again is too ('store' with undefined).
    */
-  private storeUnreachable(err: StoreUnavailableError, batch: Change[]): void {
+  private storeUnreachable(err: StoreUnavailableError, batch: Change[], fence: readonly LeaseClaim[]): never {
     this.unsent.push(...batch);
     this.markUnreachable(err);
+    this.keptFence = unionOfClaims(this.keptFence, fence);
+    this.scheduleRetry();
+    throw err;
+  }
+
+  private scheduleRetry(): void {
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -549,8 +557,20 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
   }
 
   private markUnreachable(err: StoreUnavailableError): void {
-    if (!this.unreachable) this.emit('store', err);
+    if (this.unreachable) return;
+    // What is observed from now on is made under the leases held now, whatever the ownership learns meanwhile.
+    this.keptFence = unionOfClaims(this.keptFence, this.options.fence?.() ?? []);
     this.unreachable = err;
+    this.emit('store', err);
+  }
+
+  /** A commit reached the store (committed or refused): it can be written again, and kept changes carried by it are settled. */
+  private storeReached(carriedKept: boolean): void {
+    if (carriedKept) this.keptFence = [];
+    if (!this.unreachable) return;
+    this.unreachable = undefined;
+    this.retryMs = RETRY_MIN_MS;
+    this.emit('store', undefined);
   }
 
   /** Commits what could not be committed, and what came since; its success makes the store writable again. */
@@ -574,9 +594,7 @@ export class ClusterState extends EventEmitter<ClusterStateEvents> {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (this.unsent.length > 0 || this.pending.length > 0) return this.retryUnsent();
-    this.unreachable = undefined;
-    this.retryMs = RETRY_MIN_MS;
-    this.emit('store', undefined);
+    this.storeReached(true);
   }
 
   private desiredOf(id: NodeId): DesiredState {
@@ -612,4 +630,12 @@ function noneTouched(): Touched {
 function specJson(node: NodeRecord): string {
   const { id: _id, ...spec } = node;
   return JSON.stringify(spec);
+}
+
+/** Both lists of claims, each claim once. */
+function unionOfClaims(a: readonly LeaseClaim[], b: readonly LeaseClaim[]): readonly LeaseClaim[] {
+  if (a.length === 0) return b;
+  const key = (c: LeaseClaim) => `${c.name}\u0000${c.holder}\u0000${c.epoch}`;
+  const seen = new Set(a.map(key));
+  return [...a, ...b.filter((c) => !seen.has(key(c)))];
 }
