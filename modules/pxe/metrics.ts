@@ -31,7 +31,7 @@ export type BootFileRoute = 'script' | 'kernel' | 'initrd' | 'rootfs';
  * network: an iPXE script (or a Secure Boot node's GRUB config) that boots an image; local: one that
  * exits to the next boot device; served: a kernel or initrd sent over TFTP to GRUB.
  */
-export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'served' | 'not-found' | 'rate-limited';
+export type BootFileOutcome = 'network' | 'local' | 'redirected' | 'served' | 'not-found' | 'rate-limited' | 'elsewhere';
 
 export class PxeMetrics {
   private readonly tftpTransfers: Counter<'outcome'>;

@@ -53,6 +53,8 @@ const GRUB_NODE_CONFIG = /^grub\/node\/([^/]+)\.cfg$/;
 const GRUB_BOOT_FILE = /^boot\/([^/]+)\/(vmlinuz|initrd\.img)$/;
 /** Image files GRUB fetched over TFTP kept in memory, the most recent first: GRUB may ask for one twice. */
 const GRUB_FILE_CACHE_ENTRIES = 4;
+/** Boot values of a boot armed and not yet at its kernel: taken over, such a node is armed again by its new owner. */
+const REARMED_ON_TAKEOVER = new Set(['armed', 'dhcp', 'loader', 'deploy']);
 
 /** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
 function macFromUrl(raw: string): string | undefined {
@@ -157,6 +159,7 @@ export class PxeModule implements ShoalModule {
   private leases: LeaseStore | undefined;
   private db: Database.Database | undefined;
   private stopFollowingNodes: (() => void) | undefined;
+  private stopFollowingOwnership: (() => void) | undefined;
   private discovered: DiscoveredStore | undefined;
   private metrics: PxeMetrics | undefined;
   private readonly scriptsPerMac: RateLimiter;
@@ -189,6 +192,8 @@ export class PxeModule implements ShoalModule {
     }
     // A profile or node change may make a running configuration stale (or current again).
     this.stopFollowingNodes = host.onNodeChange((id) => this.observeConfig(id));
+    // Nodes taken over from another appliance were armed there: this one has no plan to serve them.
+    this.stopFollowingOwnership = host.services.get('ownership')?.onChange(() => this.rearmTakenOver());
     // The node's own word, at its agent's hello, after the kernel fetch this module saw.
     host.services.provide('configReports', { booted: (id, digest) => this.bootedWith(id, digest) });
     host.services.provide('armedBoots', { forKexec: (id) => this.kexecBoot(id), kexecStarted: (id) => this.kexecStarted(id) });
@@ -228,6 +233,8 @@ export class PxeModule implements ShoalModule {
       }
       this.scriptsPerMac.take(mac, now);
       this.scriptsPerSource.take(source, now);
+      const elsewhere = this.servedElsewhere(mac);
+      if (elsewhere) return void res.status(503).set('retry-after', '5').type('text/plain').send(`${elsewhere}\n`);
       res.type('text/plain').send(this.script(mac));
     });
     host.http.get('/nocloud/:seed/:file', (req, res) => this.serveNoCloud(req.params.seed, req.params.file, req.socket.remoteAddress, res));
@@ -238,6 +245,8 @@ export class PxeModule implements ShoalModule {
       const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
       const route = BOOT_FILE_ROUTES.get(req.params.file);
       const file = route && image?.[route];
+      const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac);
+      if (elsewhere) return void res.status(503).set('retry-after', '5').type('text/plain').send(`${elsewhere}\n`);
       // A file name that is neither is not counted: its label would be whatever a client sent.
       if (!node || !file) {
         if (route) metrics.bootFile(route, 'not-found');
@@ -336,8 +345,11 @@ export class PxeModule implements ShoalModule {
         if (name === SHIM_NEXT_STAGE) return { kind: 'file', path: grub };
         if (name === GRUB_PREFIX_CONFIG) return { kind: 'source', source: bufferSource(Buffer.from(GRUB_ENTRY_CONFIG)) };
         const config = GRUB_NODE_CONFIG.exec(name);
-        if (config) return { kind: 'source', source: bufferSource(Buffer.from(this.grubConfig(config[1]!))) };
         const bootFile = GRUB_BOOT_FILE.exec(name);
+        const mac = macFromUrl((config ?? bootFile)?.[1] ?? '');
+        const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac);
+        if (elsewhere) return { kind: 'denied', reason: elsewhere };
+        if (config) return { kind: 'source', source: bufferSource(Buffer.from(this.grubConfig(config[1]!))) };
         if (bootFile) return this.grubBootFile(bootFile[1]!, bootFile[2] === 'vmlinuz' ? 'kernel' : 'initrd');
         return ipxe.resolve(request);
       },
@@ -409,6 +421,7 @@ export class PxeModule implements ShoalModule {
 
   /** The node's kernel was fetched (over HTTP or TFTP): the boot is at its kernel, with its configuration. */
   private kernelFetched(node: NodeRecord): void {
+    if (!this.ownedHere(node.id)) return;
     const plan = this.plans.get(node.id);
     this.progress(node, 'kernel');
     this.rootfsAttempts.delete(node.id);
@@ -445,6 +458,7 @@ export class PxeModule implements ShoalModule {
 
   async stop(): Promise<void> {
     this.stopFollowingNodes?.();
+    this.stopFollowingOwnership?.();
     await this.dhcp?.stop();
     await this.tftp?.close();
     this.db?.close();
@@ -566,8 +580,36 @@ export class PxeModule implements ShoalModule {
     return localBootScript(reason);
   }
 
+  /** Whether this appliance acts on the node (the ownership service's word; one appliance alone owns every node). */
+  private ownedHere(id: NodeId): boolean {
+    return this.host!.services.get('ownership')?.owns(id) ?? true;
+  }
+
+  /** Why an enrolled node's boot request is not this appliance's to answer (another owns it), or undefined. */
+  private servedElsewhere(mac: string): string | undefined {
+    const node = this.host!.byMac(mac);
+    if (!node || this.ownedHere(node.id)) return undefined;
+    this.metrics?.bootFile('script', 'elsewhere');
+    return `${node.name} is served by another appliance (this is ${this.host!.services.get('ownership')?.appliance ?? 'not its owner'}); its owner's DHCP names the right one`;
+  }
+
+  /**
+   * Nodes this appliance has just taken over whose boot another armed (or had under way): without
+   * the plan, this one's script would send them to their disk. Seen idle, the planner arms them here.
+   */
+  private rearmTakenOver(): void {
+    const host = this.host!;
+    for (const node of host.nodes()) {
+      const boot = host.observed(node.id).boot?.value;
+      if (this.plans.has(node.id) || !this.ownedHere(node.id) || !REARMED_ON_TAKEOVER.has(boot ?? '')) continue;
+      host.observe(node.id, 'boot', 'idle', `armed (${boot}) by another appliance that no longer owns it; armed again here`);
+    }
+  }
+
   /** Boot progress only moves forward from an armed network boot; a disk boot is never turned into "dhcp". */
   private progress(node: NodeRecord, stage: (typeof NETWORK_BOOT_STAGES)[number]): void {
+    // Another appliance's node: what it asks of this one is not its boot's progress.
+    if (!this.ownedHere(node.id)) return;
     const plan = this.plans.get(node.id);
     if (plan?.kind === 'network' && plan.deploy) return this.deployProgress(node, stage, plan.image);
     const order: readonly string[] = NETWORK_BOOT_STAGES;
