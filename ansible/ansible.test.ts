@@ -9,11 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { requirements, skipUnless, type Requirement } from '../test/support/environment.js';
 import { writeFakeImage } from '../test/support/fake-image.js';
+import { loadConfig, type ShoalConfig } from '../src/config.js';
 
 const run = promisify(execFile);
 const ansibleDir = dirname(fileURLToPath(import.meta.url));
@@ -73,6 +75,38 @@ describe.skipIf(skipUnless('ansible playbook syntax', requirements({ commands: [
   it('passes ansible-playbook --syntax-check', async () => {
     const out = await sh('ansible-playbook', ['-i', join(ansibleDir, 'inventory.example.yml'), '--syntax-check', join(ansibleDir, 'site.yml')], MINUTE, ansibleEnv);
     expect(out).toContain('playbook: ');
+  }, MINUTE);
+});
+
+describe.skipIf(skipUnless('the role\'s config template', requirements({ commands: ['ansible-playbook'] })))('the role\'s config template', () => {
+  const render = async (vars: Record<string, unknown>): Promise<ShoalConfig> => {
+    const out = join(mkdtempSync(join(tmpdir(), 'shoal-role-config-')), 'config.yaml');
+    try {
+      await sh('ansible-playbook', ['-i', 'localhost,', join(testScripts, 'render-config.yml'), '-e', JSON.stringify({ out, ...vars })], MINUTE, ansibleEnv);
+      return loadConfig(out);
+    } finally {
+      rmSync(dirname(out), { recursive: true, force: true });
+    }
+  };
+
+  it('keeps the embedded SQLite store by default, the host named as its appliance', async () => {
+    const config = await render({});
+    expect(config.state).toEqual({ backend: 'sqlite' });
+    expect(config.appliance).toMatchObject({ name: 'localhost', networks: ['10.0.0.0/24'], leaseTtlMs: 15_000 });
+    expect(config.appliance.standbyFor).toBeUndefined();
+  }, MINUTE);
+
+  it('renders a standby on PostgreSQL: the store URL, its name, its networks and whom it stands by for', async () => {
+    const config = await render({
+      shoal_state_backend: 'postgres',
+      shoal_state_url: 'postgresql://shoal@db.example/shoal',
+      shoal_appliance_name: 'head-b',
+      shoal_appliance_standby_for: 'head-a',
+      shoal_provisioning_subnet: '10.1.0.0/16',
+      shoal_appliance_lease_ttl_ms: 9000,
+    });
+    expect(config.state).toEqual({ backend: 'postgres', url: 'postgresql://shoal@db.example/shoal' });
+    expect(config.appliance).toEqual({ name: 'head-b', networks: ['10.1.0.0/16'], standbyFor: 'head-a', leaseTtlMs: 9000 });
   }, MINUTE);
 });
 
