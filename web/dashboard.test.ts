@@ -206,7 +206,7 @@ describe.skipIf(skip)('dashboard', () => {
     await p.setViewportSize({ width: 1360, height: 820 });
   }, 120_000);
 
-  it('shows API errors as they are: a bad inventory row, and no image store module', async () => {
+  it('shows API errors as they are: a bad inventory row, and no image store module; and the one appliance with no lease', async () => {
     t = await startTestAppliance({ sim: { latencies: WATCHABLE } });
     const p = await openDashboard(t);
     await p.locator('[data-testid=counts]').waitFor();
@@ -229,6 +229,15 @@ describe.skipIf(skip)('dashboard', () => {
     await p.click('a[href="#/discovered"]');
     expect(await p.locator('[data-testid=discovered-message]').textContent()).toContain('Discovery needs the pxe module');
     expect(await p.getByRole('alert').count()).toBe(0);
+
+    // One appliance on its own SQLite store: no lease, every node its own (as GET /appliances says).
+    await t.appliance.state.addNodes(simSpecs(2).map((spec) => ({ spec })), 'test');
+    await p.click('a[href="#/appliances"]');
+    const self = (await t.api('GET', '/api/v1/appliances')).body.self as string;
+    const row = p.locator(`[data-testid=appliances] tr[data-appliance="${self}"]`);
+    await row.locator('[data-nodes]', { hasText: '2' }).waitFor();
+    expect(await row.locator('[data-lease=none]').textContent()).toContain('no lease');
+    expect(await row.textContent()).toContain('(this one)');
   });
 
   it.skipIf(noTar)('uploads an image with progress, lists its size, digest and nodes, and removes it only when no node wants it', async () => {

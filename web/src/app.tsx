@@ -10,6 +10,7 @@ import { NodePage } from './node.js';
 import { ImagesPage } from './images.js';
 import { ImportPage } from './import.js';
 import { DiscoveredPage } from './discovered.js';
+import { AppliancesPage } from './appliances.js';
 import { NewProfilePage, ProfilePage, ProfilesPage } from './profiles.js';
 import { ConfirmAction, type ActionSpec, applianceFreezeAction } from './actions.js';
 
@@ -124,6 +125,9 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
           <a href="#/import" class={view === 'import' ? 'active' : ''}>
             Import
           </a>
+          <a href="#/appliances" class={view === 'appliances' ? 'active' : ''}>
+            Appliances
+          </a>
         </nav>
         <div class="counts" data-testid="counts">
           <span class="total">
@@ -170,6 +174,7 @@ function Dashboard({ onLogout }: { onLogout: () => void }) {
       {view === 'profile' && (route[1] ? <ProfilePage key={route[1]} cluster={cluster} name={route[1]} onAction={setAction} /> : <NewProfilePage key="new" cluster={cluster} onAction={setAction} />)}
       {view === 'discovered' && <DiscoveredPage cluster={cluster} onAction={setAction} />}
       {view === 'import' && <ImportPage onAction={setAction} />}
+      {view === 'appliances' && <AppliancesPage />}
       {action && <ConfirmAction spec={action} onClose={() => setAction(null)} />}
     </div>
   );
