@@ -8,27 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import type { ImageInfo } from '../src/contracts/services.js';
-import type { ShoalModule } from '../src/engine/module.js';
 import type { NodeRecord } from '../src/domain/node.js';
 import { createModule as createPxe } from '../modules/pxe/index.js';
 import { skipUnless } from './support/environment.js';
 import { postgresRequirement, startPostgres, type TestPostgres } from './support/postgres.js';
 import { useCleanups, waitFor } from './support/cleanups.js';
+import { COMPUTE_IMAGE, pxeServiceStandIns } from './support/pxe-stand-ins.js';
 
 const skip = skipUnless('boot requests following ownership on PostgreSQL', postgresRequirement());
 const TTL_MS = 2_000;
 const MAC = '52:54:00:ab:cd:41';
-const IMAGE: ImageInfo = {
-  ref: 'compute@1',
-  name: 'compute',
-  version: '1',
-  arch: 'x86_64',
-  digest: 'sha256:abc',
-  kernel: { sha256: 'k', size: 1, path: '/images/compute/1/vmlinuz' },
-  initrd: { sha256: 'i', size: 1, path: '/images/compute/1/initrd.img' },
-  cmdline: 'console=ttyS0',
-};
 
 let server: TestPostgres | undefined;
 beforeAll(async () => {
@@ -39,18 +28,6 @@ afterAll(async () => {
 });
 const { cleanups, tempDir } = useCleanups('shoal-boot-own-');
 
-/** Stand-ins for the images and agent modules, the services pxe looks up. */
-function standIns(): ShoalModule {
-  let tokens = 0;
-  return {
-    name: 'stand-in',
-    start(host) {
-      host.services.provide('images', { get: (ref) => (ref === IMAGE.ref ? IMAGE : undefined), byDigest: () => undefined, list: () => [IMAGE] });
-      host.services.provide('bootTokens', { issue: () => `token-${++tokens}` });
-    },
-  };
-}
-
 /** An appliance with the pxe module (HTTP boot routes only) whose steps the test takes itself. */
 async function start(url: string, keyFile: string, name: string, advertiseUrl: string, extra: { standbyFor?: string; networks: string[] }): Promise<Appliance> {
   const config = loadConfig(undefined, {
@@ -60,7 +37,7 @@ async function start(url: string, keyFile: string, name: string, advertiseUrl: s
     secrets: { keyFile },
     appliance: { name, leaseTtlMs: TTL_MS, ...extra },
   });
-  const appliance = await Appliance.start(config, { modules: [standIns(), createPxe({ advertiseUrl })], log: createLogger('silent') });
+  const appliance = await Appliance.start(config, { modules: [pxeServiceStandIns(new Map([[COMPUTE_IMAGE.ref, COMPUTE_IMAGE]])), createPxe({ advertiseUrl })], log: createLogger('silent') });
   appliance.engine.executor.stop();
   // A second stop (after the test's own) finds everything closed and says so in what it returns.
   cleanups.push(() => appliance.stop());
@@ -68,7 +45,7 @@ async function start(url: string, keyFile: string, name: string, advertiseUrl: s
 }
 
 function arm(appliance: Appliance, node: NodeRecord): Promise<void> {
-  return appliance.engine.driverFor(node, 'boot')!.steps['boot.arm']!({ step: 'boot.arm', node, desired: { image: IMAGE.ref }, bmcPassword: undefined, signal: new AbortController().signal });
+  return appliance.engine.driverFor(node, 'boot')!.steps['boot.arm']!({ step: 'boot.arm', node, desired: { image: COMPUTE_IMAGE.ref }, bmcPassword: undefined, signal: new AbortController().signal });
 }
 
 describe.skipIf(skip)('boot requests on two appliances, B standing by for A', () => {

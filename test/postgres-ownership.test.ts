@@ -142,22 +142,32 @@ type Fired = Map<NodeId, string[]>;
     return { appliance, sim, fired, log };
   }
 
+/**
+ * A and B on a new database, B standing by for A: A reaches PostgreSQL through a proxy the test
+ * holds or cuts, B directly. B starts first: both run in this process, and an appliance's start
+ * holds the event loop long enough (the facet graph's lint) to let a 2 s lease of the other run out
+ * unrenewed.
+ */
+async function pairThroughProxy(powerMsOfA: number) {
+  const url = await server!.createDatabase();
+  const database = /^postgresql:\/\/[^/]*\/([^?]+)/.exec(url)![1]!;
+  const keyFile = join(tempDir(), 'secret.key');
+  const proxy = await HoldingProxy.start(join(server!.dir, '.s.PGSQL.5432'));
+  cleanups.push(() => proxy.close());
+  const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
+  const a = await start(keyFile, 'a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, powerMsOfA, { networks: ['10.1.0.0/24'] });
+  // Runs first: a failed test must not leave A's stop waiting on a held or cut proxy.
+  cleanups.push(async () => {
+    proxy.release();
+    proxy.heal();
+  });
+  return { url, proxy, a, b };
+}
+
 describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by for A', () => {
   it('lets only the owner act, lets B take over A\'s nodes once A stops renewing, and fences A when it comes back', async () => {
-    const url = await server!.createDatabase();
-    const database = /^postgresql:\/\/[^/]*\/([^?]+)/.exec(url)![1]!;
-    const keyFile = join(tempDir(), 'secret.key');
-    const proxy = await HoldingProxy.start(join(server!.dir, '.s.PGSQL.5432'));
-    cleanups.push(() => proxy.close());
-
-    // A reaches PostgreSQL through the proxy, B directly. A's BMCs are slow, so that A's steps are
-    // still under way when it goes still. B starts first: both run in this process, and an
-    // appliance's start holds the event loop long enough (the facet graph's lint) to let a 2 s
-    // lease of the other run out unrenewed.
-    const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
-    const a = await start(keyFile, 'a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, 1_500, { networks: ['10.1.0.0/24'] });
-    // Runs first: a test that fails while A is held still must not leave A's stop waiting on the proxy.
-    cleanups.push(async () => proxy.release());
+    // A's BMCs are slow, so that A's steps are still under way when it goes still.
+    const { url, proxy, a, b } = await pairThroughProxy(1_500);
     // The first appliance's first-start token is the cluster's admin.
     const token = b.appliance.token;
 
@@ -246,15 +256,7 @@ describe.skipIf(skip)('two appliances on one PostgreSQL database, B standing by 
   });
 
   it('fences A when a partition closes its connections: A refuses writes and stops acting at its lease end, B takes over, and what A kept meanwhile is refused once it heals', async () => {
-    const url = await server!.createDatabase();
-    const database = /^postgresql:\/\/[^/]*\/([^?]+)/.exec(url)![1]!;
-    const keyFile = join(tempDir(), 'secret.key');
-    const proxy = await HoldingProxy.start(join(server!.dir, '.s.PGSQL.5432'));
-    cleanups.push(() => proxy.close());
-    const b = await start(keyFile, 'b', url, 50, { standbyFor: 'a', networks: ['10.2.0.0/24'] });
-    const a = await start(keyFile, 'a', `postgresql://shoal@127.0.0.1:${proxy.port}/${database}`, 50, { networks: ['10.1.0.0/24'] });
-    // Runs first: a failed test must not leave A's stop waiting on a cut proxy.
-    cleanups.push(async () => proxy.heal());
+    const { proxy, a, b } = await pairThroughProxy(50);
     const nodes = await a.appliance.state.addNodes(simSpecs(3, 'p').map((spec) => ({ spec })), 'test');
     const ids = nodes.map((n) => n.id);
     for (const id of ids) await a.appliance.state.setDesired(id, { power: 'on' }, 'test');

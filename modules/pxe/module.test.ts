@@ -11,24 +11,15 @@ import { Appliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { ImageInfo } from '../../src/contracts/services.js';
-import type { ShoalModule } from '../../src/engine/module.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { startTestAppliance } from '../../test/support/appliance.js';
+import { COMPUTE_IMAGE, pxeServiceStandIns } from '../../test/support/pxe-stand-ins.js';
 import { MessageType, chaddrFromMac, serializeDhcpPacket } from './dhcp/codec.js';
 import type { DhcpTransport, InboundDatagram } from './dhcp/index.js';
 import { createModule, PxeModule, PxeOptionsSchema } from './index.js';
 import { networkBootScript } from './script.js';
 
-const IMAGE: ImageInfo = {
-  ref: 'compute@1',
-  name: 'compute',
-  version: '1',
-  arch: 'x86_64',
-  digest: 'sha256:abc',
-  kernel: { sha256: 'k', size: 1, path: '/images/compute/1/vmlinuz' },
-  initrd: { sha256: 'i', size: 1, path: '/images/compute/1/initrd.img' },
-  cmdline: 'console=ttyS0 quiet',
-};
+const IMAGE = COMPUTE_IMAGE;
 
 /** An image with a root filesystem, offered only by the test that needs it. */
 const ROOT_IMAGE: ImageInfo = {
@@ -53,19 +44,7 @@ const DISK_ONLY: ImageInfo = {
 const images = new Map<string, ImageInfo>([[IMAGE.ref, IMAGE], [DISK_ONLY.ref, DISK_ONLY]]);
 
 const issued: { nodeId: string; image: string }[] = [];
-// Stand-ins for the images and agent modules: the services pxe looks up.
-const services: ShoalModule = {
-  name: 'stand-in',
-  start(host) {
-    host.services.provide('images', { get: (ref) => images.get(ref), byDigest: () => undefined, list: () => [...images.values()] });
-    host.services.provide('bootTokens', {
-      issue: (nodeId, image) => {
-        issued.push({ nodeId, image });
-        return `token-${issued.length}`;
-      },
-    });
-  },
-};
+const services = pxeServiceStandIns(images, issued);
 
 describe('pxe module', () => {
   let appliance: Appliance;

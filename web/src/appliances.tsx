@@ -1,49 +1,28 @@
 // The appliances of the cluster (GET /api/v1/appliances): their networks, whom each stands by for,
 // who holds the lease on its nodes at which epoch and for how long, and how many nodes are its
 // own. Leases change without an event on the stream, so the list is re-read while the view is open.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { api } from './api.js';
 import { describeError } from './actions.js';
 import { formatTime } from './format.js';
+import { usePolledRead } from './hooks.js';
 import type { ApplianceList, ApplianceView } from '../../src/api/views.js';
 
 const POLL_MS = 2_000;
 
-type Listing = { kind: 'loading' } | { kind: 'listed'; list: ApplianceList; at: number } | { kind: 'error'; message: string };
-
 export function AppliancesPage() {
-  const [listing, setListing] = useState<Listing>({ kind: 'loading' });
-  const reading = useRef(false);
-  const reload = async () => {
-    if (reading.current) return;
-    reading.current = true;
-    try {
-      setListing({ kind: 'listed', list: await api<ApplianceList>('GET', '/appliances'), at: Date.now() });
-    } catch (err) {
-      setListing({ kind: 'error', message: describeError(err) });
-    } finally {
-      reading.current = false;
-    }
-  };
-  useEffect(() => {
-    void reload();
-    const timer = setInterval(() => void reload(), POLL_MS);
-    return () => clearInterval(timer);
-  }, []);
-
+  const { value: list, error, at } = usePolledRead<ApplianceList>('/appliances', POLL_MS);
   return (
     <section class="appliances-view">
       <h1>Appliances</h1>
-      {listing.kind === 'loading' && <p class="muted">Reading…</p>}
-      {listing.kind === 'error' && (
+      {!list && !error && <p class="muted">Reading…</p>}
+      {error && (
         <p class="error" role="alert">
-          {listing.message}
+          {describeError(error)}
         </p>
       )}
-      {listing.kind === 'listed' && (
+      {list && (
         <>
           <p class="muted">
-            Each node is acted on by the holder of its appliance's lease. Read {formatTime(listing.at)} from <b>{listing.list.self}</b>, again every {POLL_MS / 1000} s.
+            Each node is acted on by the holder of its appliance's lease. Read {formatTime(at)} from <b>{list.self}</b>, again every {POLL_MS / 1000} s.
           </p>
           <table class="appliances" data-testid="appliances">
             <thead>
@@ -58,8 +37,8 @@ export function AppliancesPage() {
               </tr>
             </thead>
             <tbody>
-              {listing.list.appliances.map((a) => (
-                <ApplianceRow key={a.name} appliance={a} self={a.name === listing.list.self} />
+              {list.appliances.map((a) => (
+                <ApplianceRow key={a.name} appliance={a} self={a.name === list.self} />
               ))}
             </tbody>
           </table>

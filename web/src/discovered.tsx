@@ -1,8 +1,9 @@
 // Machines that network-booted but are not in the inventory, as the pxe module records them; each
 // can be enrolled as a node or dismissed. Nothing in the event stream says a machine was seen, so
 // the list is re-read every few seconds while the view is open.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, api } from './api.js';
+import { useState } from 'preact/hooks';
+import { ApiError } from './api.js';
+import { usePolledRead } from './hooks.js';
 import { describeError, dismissAction, enrollAction, type ActionSpec } from './actions.js';
 import type { Cluster } from './cluster.js';
 import { ago, formatTime } from './format.js';
@@ -17,26 +18,17 @@ const ARM64_ARCHS = new Set([11, 19]);
 type Listing = { kind: 'loading' } | { kind: 'listed'; machines: DiscoveredView[]; at: number } | { kind: 'no-pxe' } | { kind: 'error'; message: string };
 
 export function DiscoveredPage({ cluster, onAction }: { cluster: Cluster; onAction: (a: ActionSpec) => void }) {
-  const [listing, setListing] = useState<Listing>({ kind: 'loading' });
+  const read = usePolledRead<{ discovered: DiscoveredView[] }>('/discovered', POLL_MS);
   const [enrolling, setEnrolling] = useState<string | null>(null);
-  const reading = useRef(false);
-  const reload = async () => {
-    if (reading.current) return;
-    reading.current = true;
-    try {
-      const body = await api<{ discovered: DiscoveredView[] }>('GET', '/discovered');
-      setListing({ kind: 'listed', machines: body.discovered, at: Date.now() });
-    } catch (err) {
-      setListing(err instanceof ApiError && err.status === 404 ? { kind: 'no-pxe' } : { kind: 'error', message: describeError(err) });
-    } finally {
-      reading.current = false;
-    }
-  };
-  useEffect(() => {
-    void reload();
-    const timer = setInterval(() => void reload(), POLL_MS);
-    return () => clearInterval(timer);
-  }, []);
+  const reload = read.reload;
+  const listing: Listing =
+    read.error instanceof ApiError && read.error.status === 404
+      ? { kind: 'no-pxe' }
+      : read.error
+        ? { kind: 'error', message: describeError(read.error) }
+        : read.value
+          ? { kind: 'listed', machines: read.value.discovered, at: read.at }
+          : { kind: 'loading' };
 
   return (
     <section class="discovered-view">

@@ -38,23 +38,35 @@ export interface Read<T> {
   value: T | null;
   /** The last read's failure; the value of an earlier read is kept beside it. */
   error: unknown;
+  /** When `value` was read (Date.now()); 0 before the first answer. */
+  at: number;
   reload: () => void;
 }
 
 /** GET `path` once, and again on `reload`; an answer is dropped when a later request has already answered. */
 export function useRead<T>(path: string): Read<T> {
-  const [state, setState] = useState<{ value: T | null; error: unknown }>({ value: null, error: null });
+  const [state, setState] = useState<{ value: T | null; error: unknown; at: number }>({ value: null, error: null, at: 0 });
   const seq = useRef({ sent: 0, shown: 0 });
   const reload = useCallback(() => {
     const n = ++seq.current.sent;
     const keep = () => n > seq.current.shown && ((seq.current.shown = n), true);
     api<T>('GET', path).then(
-      (value) => keep() && setState({ value, error: null }),
-      (error: unknown) => keep() && setState((s) => ({ value: s.value, error })),
+      (value) => keep() && setState({ value, error: null, at: Date.now() }),
+      (error: unknown) => keep() && setState((s) => ({ ...s, error })),
     );
   }, [path]);
   useEffect(reload, [reload]);
   return { ...state, reload };
+}
+
+/** useRead, and again every `everyMs` while the view is open: for what changes without an event on the stream. */
+export function usePolledRead<T>(path: string, everyMs: number): Read<T> {
+  const read = useRead<T>(path);
+  useEffect(() => {
+    const timer = setInterval(read.reload, everyMs);
+    return () => clearInterval(timer);
+  }, [read.reload, everyMs]);
+  return read;
 }
 
 /**
