@@ -31,7 +31,7 @@ import {
   type NetworkBootPlan,
 } from './script.js';
 import { DiscoveredStore } from './discovered.js';
-import { PxeMetrics } from './metrics.js';
+import { PxeMetrics, type BootFileRoute } from './metrics.js';
 import { BucketOptionsSchema, RateLimiter } from './rate-limit.js';
 import { HttpProblem } from '../../src/api/problem.js';
 import { openApiParts } from '../../src/api/openapi.js';
@@ -55,6 +55,11 @@ const GRUB_BOOT_FILE = /^boot\/([^/]+)\/(vmlinuz|initrd\.img)$/;
 const GRUB_FILE_CACHE_ENTRIES = 4;
 /** Boot values of a boot armed and not yet at its kernel: taken over, such a node is armed again by its new owner. */
 const REARMED_ON_TAKEOVER = new Set(['armed', 'dhcp', 'loader', 'deploy']);
+
+/** The answer to a boot request for a node another appliance serves: 503 with the reason, and when to ask again. */
+function refuseElsewhere(res: Response, reason: string): void {
+  res.status(503).set('retry-after', '5').type('text/plain').send(`${reason}\n`);
+}
 
 /** A MAC from a URL as the inventory keys it (either case, ':' or '-'), or undefined when it is not one. */
 function macFromUrl(raw: string): string | undefined {
@@ -233,8 +238,8 @@ export class PxeModule implements ShoalModule {
       }
       this.scriptsPerMac.take(mac, now);
       this.scriptsPerSource.take(source, now);
-      const elsewhere = this.servedElsewhere(mac);
-      if (elsewhere) return void res.status(503).set('retry-after', '5').type('text/plain').send(`${elsewhere}\n`);
+      const elsewhere = this.servedElsewhere(mac, 'script');
+      if (elsewhere) return refuseElsewhere(res, elsewhere);
       res.type('text/plain').send(this.script(mac));
     });
     host.http.get('/nocloud/:seed/:file', (req, res) => this.serveNoCloud(req.params.seed, req.params.file, req.socket.remoteAddress, res));
@@ -245,8 +250,8 @@ export class PxeModule implements ShoalModule {
       const image = plan?.kind === 'network' ? host.services.get('images')?.get(plan.image) : undefined;
       const route = BOOT_FILE_ROUTES.get(req.params.file);
       const file = route && image?.[route];
-      const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac);
-      if (elsewhere) return void res.status(503).set('retry-after', '5').type('text/plain').send(`${elsewhere}\n`);
+      const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac, route);
+      if (elsewhere) return refuseElsewhere(res, elsewhere);
       // A file name that is neither is not counted: its label would be whatever a client sent.
       if (!node || !file) {
         if (route) metrics.bootFile(route, 'not-found');
@@ -347,7 +352,7 @@ export class PxeModule implements ShoalModule {
         const config = GRUB_NODE_CONFIG.exec(name);
         const bootFile = GRUB_BOOT_FILE.exec(name);
         const mac = macFromUrl((config ?? bootFile)?.[1] ?? '');
-        const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac);
+        const elsewhere = mac === undefined ? undefined : this.servedElsewhere(mac, config ? 'script' : bootFile![2] === 'vmlinuz' ? 'kernel' : 'initrd');
         if (elsewhere) return { kind: 'denied', reason: elsewhere };
         if (config) return { kind: 'source', source: bufferSource(Buffer.from(this.grubConfig(config[1]!))) };
         if (bootFile) return this.grubBootFile(bootFile[1]!, bootFile[2] === 'vmlinuz' ? 'kernel' : 'initrd');
@@ -421,7 +426,6 @@ export class PxeModule implements ShoalModule {
 
   /** The node's kernel was fetched (over HTTP or TFTP): the boot is at its kernel, with its configuration. */
   private kernelFetched(node: NodeRecord): void {
-    if (!this.ownedHere(node.id)) return;
     const plan = this.plans.get(node.id);
     this.progress(node, 'kernel');
     this.rootfsAttempts.delete(node.id);
@@ -585,11 +589,14 @@ export class PxeModule implements ShoalModule {
     return this.host!.services.get('ownership')?.owns(id) ?? true;
   }
 
-  /** Why an enrolled node's boot request is not this appliance's to answer (another owns it), or undefined. */
-  private servedElsewhere(mac: string): string | undefined {
+  /**
+   * Why an enrolled node's boot request is not this appliance's to answer (another owns it), or
+   * undefined. Counted under its route (a file name that is none is not: its label would be whatever a client sent).
+   */
+  private servedElsewhere(mac: string, route: BootFileRoute | undefined): string | undefined {
     const node = this.host!.byMac(mac);
     if (!node || this.ownedHere(node.id)) return undefined;
-    this.metrics?.bootFile('script', 'elsewhere');
+    if (route) this.metrics?.bootFile(route, 'elsewhere');
     return `${node.name} is served by another appliance (this is ${this.host!.services.get('ownership')?.appliance ?? 'not its owner'}); its owner's DHCP names the right one`;
   }
 
