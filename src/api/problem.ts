@@ -37,11 +37,11 @@ export function problemHandler(log: { error(obj: object, msg: string): void }) {
     }
     if (err instanceof NotFoundError) return sendProblem(res, 404, 'Not found', err.message);
     if (err instanceof ConflictError) return sendProblem(res, 409, 'Conflict', err.message);
-    // This appliance lost a lease while the write was on its way: nothing was written; the write may be sent again.
     if (err instanceof StoreUnavailableError) {
       res.setHeader('Retry-After', '5');
       return sendProblem(res, 503, 'State store unavailable', `${err.message}. The write was under way when the store went: it is kept in memory and committed when the store answers, so read before writing again`);
     }
+    // This appliance lost a lease while the write was on its way: nothing was written; the write may be sent again.
     if (err instanceof FencedError) return sendProblem(res, 503, 'Fenced', err.message, { lease: err.claim.name, epoch: err.claim.epoch, ...(err.current ? { holder: err.current.holder, currentEpoch: err.current.epoch } : {}) });
     const body = err as { type?: string; status?: number; message?: string };
     if (body?.type === 'entity.parse.failed') return sendProblem(res, 400, 'Invalid JSON', `the request body is not valid JSON: ${body.message}`);

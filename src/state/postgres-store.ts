@@ -192,7 +192,7 @@ export class PostgresStore implements StateStore {
       return await call();
     } catch (err) {
       if (!isConnectionError(err)) throw err;
-      throw new StoreUnavailableError(`the PostgreSQL database ${describeDatabase(this.url)} cannot be reached: ${(err as Error).message}`, { cause: err });
+      throw unreachable(describeDatabase(this.url), err as Error);
     }
   }
 
@@ -485,7 +485,7 @@ class PostgresFeed implements Feed {
       { err, afterRev: this.delivered, retryInMs: this.backoffMs },
       'the PostgreSQL feed lost its listening connection; reconnecting, then reading what was committed meanwhile',
     );
-    this.options.connection?.(new StoreUnavailableError(`the PostgreSQL database ${this.where} cannot be reached: ${err?.message ?? 'the connection ended'}`, { cause: err }));
+    this.options.connection?.(unreachable(this.where, err));
     this.schedule(() => void this.reconnect());
   }
 
@@ -553,6 +553,11 @@ class PostgresFeed implements Feed {
 const CONNECTION_SQLSTATE = /^(08|57P)/;
 /** Socket errors of a server that is down or unreachable (ENOENT: its unix socket is gone). */
 const CONNECTION_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** The error of a call (or a feed connection) that could not reach the database `where`. */
+function unreachable(where: string, err: Error | undefined): StoreUnavailableError {
+  return new StoreUnavailableError(`the PostgreSQL database ${where} cannot be reached: ${err?.message ?? 'the connection ended'}`, { cause: err });
+}
 
 /** Whether a pg error says the server could not be reached or dropped the connection, rather than refusing the statement. */
 function isConnectionError(err: unknown): boolean {
